@@ -1,0 +1,219 @@
+//! The congestion-control interface of Weir, and its algorithms.
+//!
+//! Contract (sans-IO): a [`CongestionControl`] never reads a clock, opens a socket or spawns a
+//! thread. The transport feeds it every signal it has, one flat [`Feedback`] record per event,
+//! plus [`Sent`] notifications and its own timer ([`CongestionControl::next_timeout`] /
+//! [`CongestionControl::on_timeout`]); the controller answers with [`Limits`]: a window in bytes
+//! and/or a pacing rate, and optionally a hint to move the flow to another path. Output is
+//! always positive and finite whatever the input (a property test checks this).
+//!
+//! One instance serves one connection; a [`CcFactory`] builds it from a [`CcConfig`] and the
+//! facts in [`PathInfo`]. Built-ins are dispatched through the [`Builtin`] enum so the per-ACK
+//! path has no virtual call; user policies will come through `Box<dyn CongestionControl>`.
+#![no_std]
+#![warn(missing_docs)]
+
+extern crate alloc;
+
+use core::fmt;
+
+use weir_base::{Duration, Instant, Rate};
+
+pub mod dcqcn;
+pub mod fixed;
+
+pub use dcqcn::{Dcqcn, DcqcnParams};
+pub use fixed::Fixed;
+
+/// A packet the transport just put on the wire.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Sent {
+    /// Bytes on the wire for this packet (payload + headers).
+    pub bytes: u32,
+    /// Path (entropy index) it was sent on.
+    pub path: u16,
+    /// Whether it is a retransmission.
+    pub retransmit: bool,
+    /// Bytes in flight after sending it.
+    pub in_flight: u64,
+}
+
+/// Why a packet was reported lost or refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LossKind {
+    /// Detected from SACK holes / reordering threshold (fast retransmit).
+    Detected,
+    /// A switch trimmed it in the fabric.
+    Trimmed,
+    /// The last-hop switch trimmed it (receiver incast).
+    TrimmedLastHop,
+    /// The receiver had no room (not a network congestion signal).
+    ReceiverNoResources,
+}
+
+/// One INT record (per hop) as the CC sees it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HopTelemetry {
+    /// Egress queue length in bytes.
+    pub qlen: u64,
+    /// Egress link rate.
+    pub rate: Rate,
+    /// Bytes transmitted by the egress port so far (wrapping counter).
+    pub tx_bytes: u64,
+    /// Switch timestamp.
+    pub ts: Instant,
+}
+
+/// Everything the transport learnt from one feedback event (an ACK, NACK, CNP, loss detection
+/// or retransmission timeout). Fields that do not apply are zero / `None` / empty.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Feedback<'a> {
+    /// Bytes newly acknowledged (cumulatively or selectively) by this event.
+    pub acked_bytes: u64,
+    /// Packets newly acknowledged.
+    pub acked_packets: u32,
+    /// Of the newly reported bytes, how many arrived with ECN CE.
+    pub ecn_bytes: u64,
+    /// A congestion notification packet (CNP) arrived.
+    pub cnp: bool,
+    /// Round-trip time sample, if this event carried one.
+    pub rtt: Option<Duration>,
+    /// Part of `rtt` spent in the receiving host (ACK delay), when the receiver reported it.
+    pub host_delay: Option<Duration>,
+    /// INT records echoed by the receiver, one per hop.
+    pub hops: &'a [HopTelemetry],
+    /// A loss or NACK, and its kind.
+    pub loss: Option<LossKind>,
+    /// Bytes of the lost / NACKed packets.
+    pub lost_bytes: u64,
+    /// A retransmission timeout fired.
+    pub rto: bool,
+    /// Path (entropy index) the feedback concerns.
+    pub path: u16,
+    /// Bytes still in flight after this event.
+    pub in_flight: u64,
+}
+
+/// Ask to move the flow off a path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PathHint {
+    /// The path that looks congested.
+    pub avoid: u16,
+}
+
+/// What the controller allows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Limits {
+    /// Maximum bytes in flight (`None`: not window-limited).
+    pub window: Option<u64>,
+    /// Pacing rate (`None`: not rate-limited).
+    pub rate: Option<Rate>,
+    /// Optional path steering hint.
+    pub path_hint: Option<PathHint>,
+}
+
+/// Facts about the connection a controller is built for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PathInfo {
+    /// Largest payload per packet.
+    pub mtu: u32,
+    /// Line rate of the local NIC.
+    pub line_rate: Rate,
+    /// Base (unloaded) round-trip time, if known.
+    pub base_rtt: Option<Duration>,
+    /// Number of paths the connection sprays over.
+    pub paths: u16,
+}
+
+/// A congestion controller for one connection. See the crate documentation for the contract.
+pub trait CongestionControl: fmt::Debug + Send {
+    /// A packet was sent.
+    fn on_sent(&mut self, now: Instant, sent: &Sent);
+    /// Feedback arrived (ACK/SACK/NACK/ECN/CNP/RTT/INT/loss/RTO).
+    fn on_feedback(&mut self, now: Instant, fb: &Feedback<'_>);
+    /// The controller's own timer (see [`CongestionControl::next_timeout`]) expired.
+    fn on_timeout(&mut self, now: Instant);
+    /// When the controller wants [`CongestionControl::on_timeout`] called, if ever.
+    fn next_timeout(&self) -> Option<Instant>;
+    /// Current window and/or rate.
+    fn limits(&self) -> Limits;
+    /// Short algorithm name for logs and reports.
+    fn name(&self) -> &'static str;
+}
+
+/// Which built-in controller to run, with its parameters.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum CcConfig {
+    /// DCQCN-style ECN/CNP rate control.
+    Dcqcn(DcqcnParams),
+    /// A constant window (and optional constant rate); for tests and lossless baselines.
+    Fixed {
+        /// Window in bytes.
+        window: u64,
+        /// Optional pacing rate.
+        rate: Option<Rate>,
+    },
+}
+
+impl Default for CcConfig {
+    fn default() -> Self {
+        CcConfig::Fixed {
+            window: 4 << 20,
+            rate: None,
+        }
+    }
+}
+
+/// Builds one controller per connection.
+pub trait CcFactory: Send + Sync {
+    /// A fresh controller for a connection described by `path`.
+    fn build(&self, now: Instant, path: &PathInfo) -> Builtin;
+}
+
+impl CcFactory for CcConfig {
+    fn build(&self, now: Instant, path: &PathInfo) -> Builtin {
+        match *self {
+            CcConfig::Dcqcn(p) => Builtin::Dcqcn(Dcqcn::new(now, path, p)),
+            CcConfig::Fixed { window, rate } => Builtin::Fixed(Fixed::new(window, rate)),
+        }
+    }
+}
+
+/// Enum dispatch over the built-in controllers (no virtual call on the per-ACK path).
+#[derive(Debug)]
+pub enum Builtin {
+    /// DCQCN.
+    Dcqcn(Dcqcn),
+    /// Fixed window.
+    Fixed(Fixed),
+}
+
+macro_rules! dispatch {
+    ($self:ident, $c:ident => $e:expr) => {
+        match $self {
+            Builtin::Dcqcn($c) => $e,
+            Builtin::Fixed($c) => $e,
+        }
+    };
+}
+
+impl CongestionControl for Builtin {
+    fn on_sent(&mut self, now: Instant, sent: &Sent) {
+        dispatch!(self, c => c.on_sent(now, sent))
+    }
+    fn on_feedback(&mut self, now: Instant, fb: &Feedback<'_>) {
+        dispatch!(self, c => c.on_feedback(now, fb))
+    }
+    fn on_timeout(&mut self, now: Instant) {
+        dispatch!(self, c => c.on_timeout(now))
+    }
+    fn next_timeout(&self) -> Option<Instant> {
+        dispatch!(self, c => c.next_timeout())
+    }
+    fn limits(&self) -> Limits {
+        dispatch!(self, c => c.limits())
+    }
+    fn name(&self) -> &'static str {
+        dispatch!(self, c => c.name())
+    }
+}

@@ -1,0 +1,2 @@
+#![deny(clippy::unwrap_used, clippy::panic)]
+//! Weir datapaths. TODO(datapath helper)

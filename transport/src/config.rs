@@ -1,0 +1,151 @@
+//! Engine configuration.
+
+use weir_base::{Duration, Rate};
+use weir_congestion::CcConfig;
+use weir_wire::Mode;
+
+/// Configuration of an [`crate::Endpoint`]; both ends of a connection must use the same
+/// [`Mode`]. Check a hand-made config with [`Config::validate`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct Config {
+    /// Weir (multipath, selective) or the RoCEv2-like go-back-N baseline.
+    pub mode: Mode,
+    /// Largest payload per packet (path MTU minus IP/UDP and Weir headers).
+    pub max_payload: u32,
+    /// Number of entropy values (paths) to spray over. Go-back-N always uses one.
+    pub paths: u16,
+    /// Consecutive packets sent on one path before moving to the next, so the datapath can
+    /// batch them (GSO). 1 = per-packet spraying.
+    pub spray_burst: u16,
+    /// Line rate of the local NIC, for the congestion controller.
+    pub line_rate: Rate,
+    /// Congestion control.
+    pub cc: CcConfig,
+    /// Retransmission timeout before any RTT sample.
+    pub initial_rto: Duration,
+    /// Lower bound of the retransmission timeout.
+    pub min_rto: Duration,
+    /// Upper bound of the retransmission timeout (after backoff).
+    pub max_rto: Duration,
+    /// Send a tail-loss probe about two RTTs after the last packet, instead of waiting an RTO.
+    pub tail_loss_probe: bool,
+    /// Declare the peer dead when nothing was heard from it for this long while work is pending.
+    pub peer_timeout: Duration,
+    /// Idle connections send a keepalive probe this often (so a dead peer is noticed while
+    /// receives are posted).
+    pub keepalive: Duration,
+    /// Give up a handshake after this long.
+    pub handshake_timeout: Duration,
+    /// Receive window in packets beyond the cumulative PSN (size of the reorder bitmap).
+    pub rwnd_packets: u32,
+    /// Send an ACK after this many data packets ...
+    pub ack_every: u32,
+    /// ... or this long after the first unacknowledged one, whichever comes first.
+    pub ack_delay: Duration,
+    /// Bytes of early-arriving send payload the receiver buffers before a matching receive is
+    /// posted (per connection); beyond that packets are refused with a NACK and resent later.
+    pub unexpected_bytes: u64,
+    /// How long a sender waits before resending after an out-of-resources NACK.
+    pub rnr_delay: Duration,
+    /// Most requests outstanding per connection.
+    pub max_outstanding: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            mode: Mode::Weir,
+            max_payload: 8192,
+            paths: 8,
+            spray_burst: 8,
+            line_rate: Rate::from_gbps(100),
+            cc: CcConfig::default(),
+            initial_rto: Duration::from_millis(5),
+            min_rto: Duration::from_millis(1),
+            max_rto: Duration::from_millis(200),
+            tail_loss_probe: true,
+            peer_timeout: Duration::from_secs(5),
+            keepalive: Duration::from_millis(500),
+            handshake_timeout: Duration::from_secs(5),
+            rwnd_packets: 4096,
+            ack_every: 8,
+            ack_delay: Duration::from_micros(50),
+            unexpected_bytes: 8 << 20,
+            rnr_delay: Duration::from_micros(200),
+            max_outstanding: 4096,
+        }
+    }
+}
+
+/// A configuration value out of range.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The offending field.
+    pub field: &'static str,
+    /// What is wrong.
+    pub reason: &'static str,
+}
+
+impl core::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "invalid transport config: {}: {}",
+            self.field, self.reason
+        )
+    }
+}
+
+impl Config {
+    /// The RoCEv2-like baseline: one path, go-back-N.
+    pub fn go_back_n() -> Self {
+        Config {
+            mode: Mode::GoBackN,
+            paths: 1,
+            ..Config::default()
+        }
+    }
+
+    /// Check every field; the engine only accepts validated configs.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let err = |field, reason| Err(ConfigError { field, reason });
+        if self.max_payload < 64 || self.max_payload > 65_000 {
+            return err("max_payload", "must be within 64..=65000 bytes");
+        }
+        if self.paths == 0 || self.paths > 1024 {
+            return err("paths", "must be within 1..=1024");
+        }
+        if self.spray_burst == 0 {
+            return err("spray_burst", "must be at least 1");
+        }
+        if self.min_rto == Duration::ZERO || self.min_rto > self.max_rto {
+            return err("min_rto", "must be non-zero and at most max_rto");
+        }
+        if self.initial_rto < self.min_rto || self.initial_rto > self.max_rto {
+            return err("initial_rto", "must lie within min_rto..=max_rto");
+        }
+        if self.peer_timeout <= self.min_rto {
+            return err("peer_timeout", "must exceed min_rto");
+        }
+        if self.keepalive == Duration::ZERO || self.keepalive >= self.peer_timeout {
+            return err(
+                "keepalive",
+                "must be non-zero and shorter than peer_timeout",
+            );
+        }
+        if self.handshake_timeout == Duration::ZERO {
+            return err("handshake_timeout", "must be non-zero");
+        }
+        if !(64..=1 << 20).contains(&self.rwnd_packets) || !self.rwnd_packets.is_power_of_two() {
+            return err("rwnd_packets", "must be a power of two within 64..=1048576");
+        }
+        if self.ack_every == 0 {
+            return err("ack_every", "must be at least 1");
+        }
+        if self.max_outstanding == 0 {
+            return err("max_outstanding", "must be at least 1");
+        }
+        Ok(())
+    }
+}

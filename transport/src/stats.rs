@@ -1,0 +1,65 @@
+//! Counters. Every dropped packet is counted under the reason it was dropped.
+
+/// Per-endpoint counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct EndpointStats {
+    /// Datagrams handed to `handle`.
+    pub rx_packets: u64,
+    /// Datagrams produced by `poll_transmit`.
+    pub tx_packets: u64,
+    /// Dropped: did not parse (truncated, bad version, bad field …).
+    pub drop_malformed: u64,
+    /// Dropped: unknown connection id.
+    pub drop_unknown_conn: u64,
+    /// Dropped: wrong connection token (forged or stale).
+    pub drop_bad_token: u64,
+    /// Dropped: from an address other than the connection's peer.
+    pub drop_wrong_peer: u64,
+    /// Dropped: SYN while not listening, or handshake packets that do not fit the state.
+    pub drop_handshake: u64,
+    /// Connections that failed.
+    pub conn_failed: u64,
+}
+
+/// Per-connection counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ConnStats {
+    /// Data packets sent, first transmissions.
+    pub data_packets: u64,
+    /// Data packets retransmitted.
+    pub retransmits: u64,
+    /// Retransmissions triggered by the retransmission timeout.
+    pub rto_events: u64,
+    /// Tail-loss probes sent.
+    pub tlp_probes: u64,
+    /// Payload bytes sent (first transmissions).
+    pub data_bytes: u64,
+    /// ACK packets sent.
+    pub acks_sent: u64,
+    /// NACK packets sent.
+    pub nacks_sent: u64,
+    /// ACK/NACK packets received.
+    pub acks_received: u64,
+    /// Data packets received that were new.
+    pub rx_data_packets: u64,
+    /// Data packets received that were duplicates (suppressed).
+    pub rx_duplicates: u64,
+    /// Data packets discarded by the go-back-N receiver because they were out of order.
+    pub rx_out_of_order_dropped: u64,
+    /// Data packets beyond the receive window.
+    pub rx_out_of_window: u64,
+    /// Data packets refused for lack of buffer (unexpected messages over the limit).
+    pub rx_no_resources: u64,
+    /// Data packets that arrived trimmed.
+    pub rx_trimmed: u64,
+    /// Data packets whose header contradicted the message they belong to.
+    pub rx_inconsistent: u64,
+    /// Packets declared lost by the sender.
+    pub lost_packets: u64,
+    /// Payload bytes received with ECN CE.
+    pub rx_ecn_bytes: u64,
+    /// Latest smoothed RTT in picoseconds.
+    pub srtt_ps: u64,
+}
