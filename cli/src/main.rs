@@ -1,1 +1,88 @@
-fn main() {}
+//! `weir`: the one command-line front end of the Weir stack.
+//!
+//! Today it has `weir bench transport` (the transport benchmark against kernel TCP); `sim`, `cc`
+//! and `fw` follow. This crate is an I/O crate in the sense of rule 1 of STYLE.md: it reads the
+//! OS clock, spawns threads and processes and opens sockets, so the workspace's sans-IO lints
+//! are switched off here.
+#![allow(clippy::disallowed_methods)]
+
+mod bench;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Weir: collective communication over a reliable multipath transport for lossy Ethernet.
+#[derive(Debug, Parser)]
+#[command(
+    name = "weir",
+    version,
+    propagate_version = true,
+    after_help = "Start with `weir bench transport` (about a minute; `--quick` for a smoke run, \
+                  `--json` for one JSON object per row)."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Benchmarks against baselines measured in the same run (nccl-tests style tables).
+    Bench(bench::BenchArgs),
+    /// Internal: one side of a two-process benchmark (spawned by `weir bench`). Reads its
+    /// parameters as one JSON line on stdin and answers with JSON lines on stdout.
+    #[command(name = "bench-peer", hide = true)]
+    BenchPeer,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Bench(args) => bench::run(args),
+        Command::BenchPeer => bench::peer::main(),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("weir: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn bench_transport_parses_lists() {
+        let cli = Cli::try_parse_from([
+            "weir",
+            "bench",
+            "transport",
+            "--sizes",
+            "64K,8M",
+            "--loss",
+            "0,1%",
+            "--modes",
+            "weir,tcp",
+            "--json",
+        ])
+        .expect("parses");
+        let Command::Bench(args) = cli.command else {
+            panic!("not bench")
+        };
+        let bench::BenchCommand::Transport(t) = args.command;
+        assert_eq!(t.sizes, Some(vec![64 << 10, 8 << 20]));
+        assert_eq!(t.loss, Some(vec![0.0, 0.01]));
+        assert!(t.json);
+    }
+}

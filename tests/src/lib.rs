@@ -1,1 +1,339 @@
-//! Shared helpers for Weir's cross-crate integration tests (see the files in `tests/tests/`).
+//! Shared helpers for Weir's cross-crate integration tests (the test files are in `tests/tests/`).
+//!
+//! [`Net`] is a deterministic in-memory network with virtual time: endpoints exchange
+//! datagrams over links with latency, a serialisation rate and seeded impairments (loss,
+//! reordering, duplication, corruption, ECN marks). It can carry real payload bytes or only
+//! headers with length-only payloads (the simulator's mode). Nothing here sleeps or reads a clock.
+#![allow(clippy::unwrap_used)]
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::ptr::NonNull;
+
+use weir_base::{Duration, Instant, Rate, Rng};
+use weir_transport::{Config, Ecn, Endpoint, Event, Payload, RegionId, RxMeta};
+use weir_wire::MAX_HEADER_LEN;
+
+/// Impairments and shape of every link in a [`Net`].
+#[derive(Clone, Copy, Debug)]
+pub struct Link {
+    /// One-way propagation delay.
+    pub latency: Duration,
+    /// Serialisation rate of each sender's link.
+    pub rate: Rate,
+    /// Drop probability per datagram.
+    pub loss: f64,
+    /// Probability a datagram is delayed by an extra `reorder_delay` (so later ones overtake).
+    pub reorder: f64,
+    /// Extra delay of reordered datagrams.
+    pub reorder_delay: Duration,
+    /// Probability a datagram is delivered twice.
+    pub duplicate: f64,
+    /// Probability one random byte is flipped.
+    pub corrupt: f64,
+    /// Probability a datagram arrives with ECN CE.
+    pub ecn: f64,
+    /// Carry only headers; payloads are lengths (the simulator's mode).
+    pub virtual_payload: bool,
+    /// Drop every datagram sent with one of these entropy values (dead paths).
+    pub dead_entropy: Option<(u16, u16)>,
+}
+
+impl Default for Link {
+    fn default() -> Self {
+        Link {
+            latency: Duration::from_micros(5),
+            rate: Rate::from_gbps(100),
+            loss: 0.0,
+            reorder: 0.0,
+            reorder_delay: Duration::from_micros(20),
+            duplicate: 0.0,
+            corrupt: 0.0,
+            ecn: 0.0,
+            virtual_payload: false,
+            dead_entropy: None,
+        }
+    }
+}
+
+struct InFlight {
+    dst: usize,
+    meta: RxMeta,
+    bytes: Vec<u8>,
+}
+
+/// Counters of what the network did.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NetStats {
+    /// Datagrams sent by endpoints.
+    pub sent: u64,
+    /// Payload bytes carried on the wire (0 in virtual mode).
+    pub payload_bytes_on_wire: u64,
+    /// Payload bytes described (real or virtual).
+    pub payload_bytes_described: u64,
+    /// Dropped by the link.
+    pub dropped: u64,
+    /// Delivered datagrams.
+    pub delivered: u64,
+    /// Datagrams whose integrity check failed (dropped before the engine).
+    pub corrupt_dropped: u64,
+}
+
+/// A deterministic in-memory network of endpoints.
+#[allow(missing_debug_implementations)]
+pub struct Net {
+    /// Current virtual time.
+    pub now: Instant,
+    /// The endpoints.
+    pub eps: Vec<Endpoint>,
+    /// Their addresses.
+    pub addrs: Vec<SocketAddr>,
+    /// Events each endpoint produced, in order.
+    pub events: Vec<Vec<Event>>,
+    /// Link shape.
+    pub link: Link,
+    /// Counters.
+    pub stats: NetStats,
+    rng: Rng,
+    queue: BinaryHeap<Reverse<(Instant, u64, usize)>>,
+    packets: std::collections::HashMap<u64, InFlight>,
+    seq: u64,
+    busy_until: Vec<Instant>,
+    memory: Vec<Box<[u8]>>,
+}
+
+impl Net {
+    /// `n` endpoints with the same config, all listening.
+    pub fn new(n: usize, config: Config, link: Link, seed: u64) -> Net {
+        let mut rng = Rng::new(seed);
+        let addrs: Vec<SocketAddr> = (0..n)
+            .map(|i| SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, i as u8 + 1)), 4791))
+            .collect();
+        let eps = addrs
+            .iter()
+            .map(|&a| {
+                let mut e = Endpoint::new(config, a, rng.next_u64()).unwrap();
+                e.listen(true);
+                e
+            })
+            .collect();
+        Net {
+            now: Instant::ZERO,
+            eps,
+            addrs,
+            events: vec![Vec::new(); n],
+            link,
+            stats: NetStats::default(),
+            rng,
+            queue: BinaryHeap::new(),
+            packets: Default::default(),
+            seq: 0,
+            busy_until: vec![Instant::ZERO; n],
+            memory: Vec::new(),
+        }
+    }
+
+    /// Allocate `len` bytes (filled with `fill`) and register them on endpoint `ep` (or a
+    /// virtual region in virtual mode). Returns the region and a pointer for reading back.
+    pub fn region(
+        &mut self,
+        ep: usize,
+        len: usize,
+        fill: impl Fn(usize) -> u8,
+        remote_write: bool,
+    ) -> (RegionId, *mut u8) {
+        if self.link.virtual_payload {
+            return (
+                self.eps[ep].register_virtual(len as u64, remote_write),
+                std::ptr::null_mut(),
+            );
+        }
+        let mut mem: Box<[u8]> = (0..len.max(1)).map(&fill).collect();
+        let ptr = mem.as_mut_ptr();
+        // SAFETY: the box lives in `self.memory` as long as the endpoints do and is never
+        // moved (boxes keep their heap address).
+        let id =
+            unsafe { self.eps[ep].register(NonNull::new(ptr).unwrap(), len as u64, remote_write) };
+        self.memory.push(mem);
+        (id, ptr)
+    }
+
+    /// Connect endpoint `a` to `b` and run until both sides know. Returns (conn at a, conn at b).
+    pub fn connect(
+        &mut self,
+        a: usize,
+        b: usize,
+        limit: Duration,
+    ) -> Option<(weir_transport::ConnId, weir_transport::ConnId)> {
+        let ca = self.eps[a].connect(self.now, self.addrs[b], 77);
+        let deadline = self.now + limit;
+        let mut cb = None;
+        let mut connected = false;
+        while self.now < deadline {
+            if !self.step(deadline) {
+                break;
+            }
+            for e in &self.events[a] {
+                if matches!(e, Event::Connected { conn } if *conn == ca) {
+                    connected = true;
+                }
+            }
+            for e in &self.events[b] {
+                if let Event::Accepted { conn, .. } = e {
+                    cb = Some(*conn);
+                }
+            }
+            if connected && cb.is_some() {
+                return Some((ca, cb?));
+            }
+        }
+        None
+    }
+
+    /// One round: every endpoint transmits what it can, events are collected, then time jumps
+    /// to the next arrival or timer (never past `limit`). Returns false when there is nothing
+    /// left to do before `limit`.
+    pub fn step(&mut self, limit: Instant) -> bool {
+        self.flush();
+        let next_pkt = self.queue.peek().map(|Reverse((t, _, _))| *t);
+        let next_timer = self.eps.iter().filter_map(|e| e.poll_timeout()).min();
+        let next = match (next_pkt, next_timer) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => match a.or(b) {
+                Some(t) => t,
+                None => return false,
+            },
+        };
+        if next > limit {
+            self.now = limit;
+            return false;
+        }
+        if next > self.now {
+            self.now = next;
+        }
+        while let Some(Reverse((t, id, _))) = self.queue.peek().copied() {
+            if t > self.now {
+                break;
+            }
+            self.queue.pop();
+            if let Some(p) = self.packets.remove(&id) {
+                match weir_wire::icrc::verify(&p.bytes) {
+                    Ok(body) => {
+                        self.stats.delivered += 1;
+                        self.eps[p.dst].handle(self.now, p.meta, body);
+                    }
+                    Err(_) => self.stats.corrupt_dropped += 1,
+                }
+            }
+        }
+        for e in &mut self.eps {
+            if e.poll_timeout().is_some_and(|t| t <= self.now) {
+                e.handle_timeout(self.now);
+            }
+        }
+        self.flush();
+        true
+    }
+
+    /// Run until `done` returns true or `limit` of virtual time passes. Returns whether `done`.
+    pub fn run_until(&mut self, limit: Duration, mut done: impl FnMut(&Net) -> bool) -> bool {
+        let deadline = self.now + limit;
+        loop {
+            if done(self) {
+                return true;
+            }
+            if !self.step(deadline) {
+                return done(self);
+            }
+        }
+    }
+
+    fn flush(&mut self) {
+        let mut hdr = [0u8; MAX_HEADER_LEN];
+        for src in 0..self.eps.len() {
+            while let Some(t) = self.eps[src].poll_transmit(self.now, &mut hdr) {
+                self.stats.sent += 1;
+                let plen = t.payload.len();
+                self.stats.payload_bytes_described += plen as u64;
+                let mut bytes = hdr[..t.header_len].to_vec();
+                if !self.link.virtual_payload {
+                    match t.payload {
+                        Payload::Region { .. } => {
+                            let p = self.eps[src].payload(&t.payload).expect("payload resolves");
+                            bytes.extend_from_slice(p);
+                            self.stats.payload_bytes_on_wire += plen as u64;
+                        }
+                        Payload::Virtual(_) => panic!("virtual payload in a real-payload net"),
+                        Payload::None => {}
+                    }
+                } else {
+                    assert!(
+                        !matches!(t.payload, Payload::Region { .. }),
+                        "real payload in virtual mode"
+                    );
+                }
+                // Integrity trailer, as the datapath adds it (the engine never sees it).
+                weir_wire::icrc::mark(&mut bytes).unwrap();
+                let crc = weir_wire::icrc::compute(&[&bytes]);
+                bytes.extend_from_slice(&crc);
+                let wire = (t.header_len + plen) as u64;
+                let start = self.busy_until[src].max(self.now);
+                let depart = start + self.link.rate.serialization_time(wire);
+                self.busy_until[src] = depart;
+                let Some(dst) = self.addrs.iter().position(|a| *a == t.meta.to) else {
+                    continue;
+                };
+                if let Some((lo, hi)) = self.link.dead_entropy
+                    && (lo..=hi).contains(&t.meta.entropy)
+                {
+                    self.stats.dropped += 1;
+                    continue;
+                }
+                if self.rng.chance(self.link.loss) {
+                    self.stats.dropped += 1;
+                    continue;
+                }
+                let copies = if self.rng.chance(self.link.duplicate) {
+                    2
+                } else {
+                    1
+                };
+                for _ in 0..copies {
+                    let mut b = bytes.clone();
+                    if self.rng.chance(self.link.corrupt) && !b.is_empty() {
+                        let i = self.rng.below(b.len() as u64) as usize;
+                        b[i] ^= 1 << self.rng.below(8);
+                    }
+                    let mut at = depart + self.link.latency;
+                    if self.rng.chance(self.link.reorder) {
+                        at += self.link.reorder_delay;
+                    }
+                    let ecn = if self.rng.chance(self.link.ecn) {
+                        Ecn::Ce
+                    } else {
+                        t.meta.ecn
+                    };
+                    let meta = RxMeta {
+                        from: self.addrs[src],
+                        ecn,
+                        virtual_payload: self.link.virtual_payload,
+                    };
+                    self.seq += 1;
+                    self.packets.insert(
+                        self.seq,
+                        InFlight {
+                            dst,
+                            meta,
+                            bytes: b,
+                        },
+                    );
+                    self.queue.push(Reverse((at, self.seq, dst)));
+                }
+            }
+            while let Some(e) = self.eps[src].poll_event() {
+                self.events[src].push(e);
+            }
+        }
+    }
+}

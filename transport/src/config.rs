@@ -149,3 +149,5 @@ impl Config {
         Ok(())
     }
 }
+
+impl core::error::Error for ConfigError {}

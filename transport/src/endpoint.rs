@@ -1,23 +1,52 @@
-//! The endpoint: connection table, demultiplexing and the public sans-IO interface.
-//! TODO(me): implementation in progress.
+//! The endpoint: connection table, demultiplexing, the handshake's listening side, and the
+//! public sans-IO interface (see the crate documentation for the calling order).
 
+use alloc::collections::{BTreeMap, VecDeque};
+use alloc::vec::Vec;
 use core::net::SocketAddr;
 use core::ptr::NonNull;
 
-use weir_base::Instant;
+use weir_base::{Instant, Rng};
+use weir_wire::{CloseExt, Common, Ecn, Ext, Flags, Header, IntList, Opcode, PayloadMode};
 
 use crate::config::{Config, ConfigError};
+use crate::conn::paths::PathStats;
+use crate::conn::recv::PostedRecv;
+use crate::conn::{CLOSE_NORMAL, CLOSE_REFUSED, Conn, Ctx, State};
 use crate::mem::{Memory, RegionId};
 use crate::stats::{ConnStats, EndpointStats};
-use crate::{ConnId, Event, Payload, PostError, RxMeta, Transmit, WorkRequest, WrId};
+use crate::{
+    ConnId, Event, Payload, PostError, RxMeta, Transmit, TxMeta, WorkRequest, WrError, WrId,
+};
+
+/// Connection ids are `generation << INDEX_BITS | (slot + 1)`; 0 never names a connection.
+const INDEX_BITS: u32 = 20;
+const INDEX_MASK: u32 = (1 << INDEX_BITS) - 1;
+/// Most half-open (SYN received, not yet confirmed) connections kept at once.
+const MAX_HALF_OPEN: usize = 1024;
 
 /// A transport endpoint: one local address, many connections. See the crate documentation for
 /// the calling order.
 #[derive(Debug)]
 pub struct Endpoint {
     config: Config,
+    local: SocketAddr,
+    rng: Rng,
     mem: Memory,
     stats: EndpointStats,
+    conns: Vec<Option<Conn>>,
+    free: Vec<u32>,
+    generation: u32,
+    /// (peer address, peer's connection id) → our connection id, for duplicate SYNs.
+    by_peer: BTreeMap<(SocketAddr, u32), u32>,
+    half_open: usize,
+    listening: bool,
+    events: VecDeque<Event>,
+    /// Connections that may have something to send, round-robin.
+    ready: VecDeque<u32>,
+    /// Packets not tied to a live connection (refusals, closes).
+    stateless: VecDeque<(SocketAddr, Header)>,
+    next_wr: u64,
 }
 
 impl Endpoint {
@@ -25,12 +54,23 @@ impl Endpoint {
     /// (connection tokens, initial PSNs, entropy): seed it from the OS for real use, from the
     /// scenario for simulation.
     pub fn new(config: Config, local: SocketAddr, seed: u64) -> Result<Self, ConfigError> {
-        let _ = (local, seed);
         config.validate()?;
         Ok(Endpoint {
             config,
+            local,
+            rng: Rng::new(seed),
             mem: Memory::default(),
             stats: EndpointStats::default(),
+            conns: Vec::new(),
+            free: Vec::new(),
+            generation: 1,
+            by_peer: BTreeMap::new(),
+            half_open: 0,
+            listening: false,
+            events: VecDeque::new(),
+            ready: VecDeque::new(),
+            stateless: VecDeque::new(),
+            next_wr: 0,
         })
     }
 
@@ -39,37 +79,61 @@ impl Endpoint {
         &self.config
     }
 
+    /// The local address given at creation.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
     /// Accept incoming connections (or stop accepting new ones).
     pub fn listen(&mut self, on: bool) {
-        let _ = on;
-        todo!()
+        self.listening = on;
     }
 
-    /// Start connecting to `remote`; [`Event::Connected`] follows. `user_data` is delivered to
-    /// the acceptor in [`Event::Accepted`].
+    /// Start connecting to `remote`; [`Event::Connected`] follows (or
+    /// [`Event::ConnectionLost`] with [`crate::ConnError::HandshakeTimeout`]). `user_data` is
+    /// delivered to the acceptor in [`Event::Accepted`]. Requests may be posted at once; they
+    /// are sent when the handshake completes.
     pub fn connect(&mut self, now: Instant, remote: SocketAddr, user_data: u64) -> ConnId {
-        let _ = (now, remote, user_data);
-        todo!()
+        let id = self.alloc_id();
+        let nonce = self.nonce();
+        let psn = self.rng.next_u32();
+        let entropy = self.rng.below(self.config.paths as u64) as u16;
+        let mut c = Conn::new(
+            now,
+            &self.config,
+            id,
+            remote,
+            nonce,
+            psn,
+            entropy,
+            State::SynSent,
+        );
+        c.user_data = user_data;
+        self.insert(c);
+        ConnId(id)
     }
 
-    /// Register `len` bytes at `ptr`. With `remote_write`, peers may write into it using
-    /// [`Endpoint::rkey`].
+    /// Register `len` bytes at `ptr`. With `remote_write`, peers may write into it using the
+    /// key from [`Endpoint::rkey`].
     ///
     /// # Safety
-    /// The memory must stay valid (allocated, not moved) until [`Endpoint::deregister`], and
-    /// the application must not touch bytes of an outstanding request until it completes.
+    /// The memory must stay valid (allocated, not moved, not freed) until
+    /// [`Endpoint::deregister`] returns, and the application must not access bytes of an
+    /// outstanding request until it completes, nor bytes of a remotely writable region while a
+    /// peer may write them.
     pub unsafe fn register(&mut self, ptr: NonNull<u8>, len: u64, remote_write: bool) -> RegionId {
-        let _ = (ptr, len, remote_write);
-        todo!()
+        let rkey = self.rkey_for_next(remote_write);
+        self.mem.insert(Some(ptr), len, rkey)
     }
 
     /// Register a virtual region of `len` bytes: no memory, payload lengths only (simulator).
     pub fn register_virtual(&mut self, len: u64, remote_write: bool) -> RegionId {
-        let _ = (len, remote_write);
-        todo!()
+        let rkey = self.rkey_for_next(remote_write);
+        self.mem.insert(None, len, rkey)
     }
 
-    /// Remove a region. Returns false if it was not registered.
+    /// Remove a region. Returns false if it was not registered. Requests still using it send
+    /// nothing more from it.
     pub fn deregister(&mut self, id: RegionId) -> bool {
         self.mem.remove(id)
     }
@@ -81,33 +145,292 @@ impl Endpoint {
 
     /// Post a work request on `conn`.
     pub fn post(&mut self, now: Instant, conn: ConnId, wr: WorkRequest) -> Result<WrId, PostError> {
-        let _ = (now, conn, wr);
-        todo!()
+        let max_outstanding = self.config.max_outstanding as usize;
+        let idx = self.index(conn.0).ok_or(PostError::UnknownConnection)?;
+        let c = self.conns[idx]
+            .as_mut()
+            .ok_or(PostError::UnknownConnection)?;
+        if c.state == State::Failed {
+            return Err(PostError::NotConnected);
+        }
+        let (region, offset, len) = match wr {
+            WorkRequest::Send {
+                region,
+                offset,
+                len,
+                ..
+            }
+            | WorkRequest::Recv {
+                region,
+                offset,
+                len,
+                ..
+            }
+            | WorkRequest::Write {
+                region,
+                offset,
+                len,
+                ..
+            } => (region, offset, len),
+        };
+        if self.mem.get(region).is_none() {
+            return Err(PostError::UnknownRegion);
+        }
+        if !self.mem.check(region, offset, len) {
+            return Err(PostError::OutOfBounds);
+        }
+        if c.send.outstanding() + c.recv.posted.len() >= max_outstanding {
+            return Err(PostError::QueueFull);
+        }
+        let id = WrId(self.next_wr);
+        match wr {
+            WorkRequest::Send { tag, .. } => {
+                let len = u32::try_from(len).map_err(|_| PostError::TooLong)?;
+                c.send.push(
+                    id,
+                    weir_wire::MsgKind::Send,
+                    region,
+                    offset,
+                    len,
+                    tag,
+                    None,
+                    None,
+                );
+            }
+            WorkRequest::Write { remote, notify, .. } => {
+                let len = u32::try_from(len).map_err(|_| PostError::TooLong)?;
+                c.send.push(
+                    id,
+                    weir_wire::MsgKind::Write,
+                    region,
+                    offset,
+                    len,
+                    0,
+                    Some(remote),
+                    notify,
+                );
+            }
+            WorkRequest::Recv { tag, .. } => {
+                c.recv.posted.push_back(PostedRecv {
+                    wr: id,
+                    region,
+                    offset,
+                    len,
+                    tag,
+                });
+                let mut ctx = Ctx {
+                    config: &self.config,
+                    mem: &self.mem,
+                    events: &mut self.events,
+                };
+                c.match_pending(&mut ctx);
+            }
+        }
+        let _ = now;
+        self.next_wr += 1;
+        self.mark_ready(idx);
+        Ok(id)
     }
 
-    /// Close `conn`: outstanding requests complete with an error, the peer is told.
+    /// Close `conn`: outstanding requests complete with [`WrError::Closed`], the peer is told,
+    /// [`Event::Closed`] follows and the id becomes invalid.
     pub fn close(&mut self, now: Instant, conn: ConnId) {
-        let _ = (now, conn);
-        todo!()
+        let _ = now;
+        let Some(idx) = self.index(conn.0) else {
+            return;
+        };
+        let Some(mut c) = self.conns[idx].take() else {
+            return;
+        };
+        c.flush_requests(WrError::Closed, &mut self.events);
+        if c.state != State::Failed {
+            if c.state == State::Established || c.state == State::SynReceived {
+                self.stateless
+                    .push_back((c.peer, close_header(&c, CLOSE_NORMAL)));
+            }
+            self.events.push_back(Event::Closed { conn });
+        }
+        self.forget(idx, c);
+    }
+
+    /// Close every connection (see [`Endpoint::close`]), e.g. before shutting down.
+    pub fn close_all(&mut self, now: Instant) {
+        let ids: Vec<u32> = self.conns.iter().flatten().map(|c| c.id).collect();
+        for id in ids {
+            self.close(now, ConnId(id));
+        }
     }
 
     /// A datagram arrived. Malformed, forged, stale or unexpected datagrams are dropped and
-    /// counted in [`Endpoint::stats`].
+    /// counted in [`Endpoint::stats`]; nothing here panics on any input.
     pub fn handle(&mut self, now: Instant, meta: RxMeta, datagram: &[u8]) {
-        let _ = (now, meta, datagram);
-        todo!()
+        self.stats.rx_packets += 1;
+        let mode = if meta.virtual_payload {
+            PayloadMode::Virtual
+        } else {
+            PayloadMode::Bytes
+        };
+        let Ok(pkt) = weir_wire::parse(datagram, mode) else {
+            self.stats.drop_malformed += 1;
+            return;
+        };
+        let c = &pkt.header.common;
+        if c.opcode == Opcode::Syn {
+            self.on_syn(now, meta.from, &pkt.header);
+            return;
+        }
+        let Some(idx) = self.index(c.dst_conn) else {
+            self.stats.drop_unknown_conn += 1;
+            return;
+        };
+        let Some(conn) = self.conns[idx].as_mut() else {
+            self.stats.drop_unknown_conn += 1;
+            return;
+        };
+        if meta.from.ip() != conn.peer.ip() {
+            self.stats.drop_wrong_peer += 1;
+            return;
+        }
+        if c.token != conn.local_nonce {
+            self.stats.drop_bad_token += 1;
+            return;
+        }
+        if conn.state == State::SynSent && !matches!(c.opcode, Opcode::SynAck | Opcode::Close) {
+            self.stats.drop_handshake += 1;
+            return;
+        }
+        let was = conn.state;
+        let mut ctx = Ctx {
+            config: &self.config,
+            mem: &self.mem,
+            events: &mut self.events,
+        };
+        conn.on_packet(now, meta.ecn, &pkt, meta.virtual_payload, &mut ctx);
+        if was == State::SynReceived && conn.state != State::SynReceived {
+            self.half_open = self.half_open.saturating_sub(1);
+        }
+        if was != State::Failed && conn.state == State::Failed {
+            self.stats.conn_failed += 1;
+        }
+        self.mark_ready(idx);
+    }
+
+    fn on_syn(&mut self, now: Instant, from: SocketAddr, h: &Header) {
+        let Ext::Handshake(hs) = h.ext else {
+            self.stats.drop_malformed += 1;
+            return;
+        };
+        if h.common.dst_conn != 0 || !self.listening {
+            self.stats.drop_handshake += 1;
+            return;
+        }
+        if hs.mode != self.config.mode {
+            // Refuse explicitly so the connector fails fast instead of timing out.
+            self.stats.drop_handshake += 1;
+            let header = Header {
+                common: Common {
+                    opcode: Opcode::Close,
+                    flags: Flags::empty(),
+                    src_conn: 0,
+                    dst_conn: h.common.src_conn,
+                    psn: 0,
+                    entropy: 0,
+                    payload_len: 0,
+                    token: hs.nonce,
+                },
+                ext: Ext::Close(CloseExt {
+                    reason: CLOSE_REFUSED,
+                }),
+                int: IntList::new(),
+            };
+            self.stateless.push_back((from, header));
+            return;
+        }
+        if let Some(&id) = self.by_peer.get(&(from, h.common.src_conn)) {
+            // A repeated SYN: answer again if it is the same attempt.
+            if let Some(idx) = self.index(id)
+                && let Some(c) = self.conns[idx].as_mut()
+                && c.peer_nonce == hs.nonce
+            {
+                if c.state == State::SynReceived {
+                    c.need_synack = true;
+                    self.mark_ready(idx);
+                }
+                return;
+            }
+            self.stats.drop_handshake += 1;
+            return;
+        }
+        if self.half_open >= MAX_HALF_OPEN {
+            self.stats.drop_handshake += 1;
+            return;
+        }
+        let id = self.alloc_id();
+        let nonce = self.nonce();
+        let psn = self.rng.next_u32();
+        let entropy = self.rng.below(self.config.paths as u64) as u16;
+        let mut c = Conn::new(
+            now,
+            &self.config,
+            id,
+            from,
+            nonce,
+            psn,
+            entropy,
+            State::SynReceived,
+        );
+        c.user_data = hs.user_data;
+        c.apply_handshake(&self.config, h.common.src_conn, &hs);
+        self.half_open += 1;
+        self.by_peer.insert((from, h.common.src_conn), id);
+        self.insert(c);
     }
 
     /// The next datagram to send: its header is written into `header` (at least
     /// [`weir_wire::MAX_HEADER_LEN`] bytes), its payload described by the returned
     /// [`Transmit`].
     pub fn poll_transmit(&mut self, now: Instant, header: &mut [u8]) -> Option<Transmit> {
-        let _ = (now, header);
-        todo!()
+        if let Some((to, h)) = self.stateless.pop_front() {
+            let header_len = h.emit(header).ok()?;
+            self.stats.tx_packets += 1;
+            return Some(Transmit {
+                meta: TxMeta {
+                    to,
+                    entropy: 0,
+                    ecn: Ecn::NotEct,
+                },
+                header_len,
+                payload: Payload::None,
+            });
+        }
+        while let Some(&idx) = self.ready.front() {
+            let Some(c) = self.conns.get_mut(idx as usize).and_then(|c| c.as_mut()) else {
+                self.ready.pop_front();
+                continue;
+            };
+            match c.poll_transmit(now, &self.config, &self.mem, header) {
+                Some(t) => {
+                    self.stats.tx_packets += 1;
+                    // Serve a connection for a whole spray burst so the datapath can batch,
+                    // then move it to the back.
+                    if c.paths_burst_done() {
+                        self.ready.pop_front();
+                        self.ready.push_back(idx);
+                    }
+                    return Some(t);
+                }
+                None => {
+                    c.in_ready = false;
+                    self.ready.pop_front();
+                }
+            }
+        }
+        None
     }
 
     /// The bytes of a [`Payload::Region`] descriptor returned by `poll_transmit` (valid until
-    /// the next call that takes `&mut self`). `None` for other payloads.
+    /// the next call that takes `&mut self`). `None` for other payloads, or when the region was
+    /// deregistered meanwhile (the datapath then drops the packet).
     pub fn payload(&self, payload: &Payload) -> Option<&[u8]> {
         match *payload {
             Payload::Region {
@@ -121,18 +444,42 @@ impl Endpoint {
 
     /// The earliest time at which [`Endpoint::handle_timeout`] must be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        todo!()
+        self.conns
+            .iter()
+            .flatten()
+            .filter_map(|c| c.deadline(&self.config))
+            .min()
     }
 
     /// Timers due at `now` fire.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let _ = now;
-        todo!()
+        for idx in 0..self.conns.len() {
+            let Some(c) = self.conns[idx].as_mut() else {
+                continue;
+            };
+            if c.deadline(&self.config).is_some_and(|t| t <= now) {
+                let was = c.state;
+                c.on_timeout(now, &self.config, &mut self.events);
+                if was != State::Failed && c.state == State::Failed {
+                    self.stats.conn_failed += 1;
+                    if was == State::SynReceived {
+                        // A half-open connection that never completed: forget it silently.
+                        self.half_open = self.half_open.saturating_sub(1);
+                        if let Some(c) = self.conns[idx].take() {
+                            self.discard_accept_events(c.id);
+                            self.forget(idx, c);
+                        }
+                        continue;
+                    }
+                }
+                self.mark_ready(idx);
+            }
+        }
     }
 
     /// The next event for the application.
     pub fn poll_event(&mut self) -> Option<Event> {
-        todo!()
+        self.events.pop_front()
     }
 
     /// Endpoint counters.
@@ -142,13 +489,113 @@ impl Endpoint {
 
     /// Counters of one connection.
     pub fn conn_stats(&self, conn: ConnId) -> Option<ConnStats> {
-        let _ = conn;
-        todo!()
+        self.conn(conn).map(|c| c.stats)
+    }
+
+    /// Per-path counters of one connection.
+    pub fn path_stats(&self, conn: ConnId) -> Option<Vec<PathStats>> {
+        self.conn(conn).map(|c| c.paths.stats().to_vec())
     }
 
     /// The peer of a connection.
     pub fn peer(&self, conn: ConnId) -> Option<SocketAddr> {
-        let _ = conn;
-        todo!()
+        self.conn(conn).map(|c| c.peer)
+    }
+
+    /// Number of connections in the table (any state).
+    pub fn connections(&self) -> usize {
+        self.conns.iter().flatten().count()
+    }
+
+    // ---------------------------------------------------------------------------------------
+
+    fn conn(&self, conn: ConnId) -> Option<&Conn> {
+        self.conns.get(self.index(conn.0)?)?.as_ref()
+    }
+
+    /// Slot of connection id `id`, if it names a live connection.
+    fn index(&self, id: u32) -> Option<usize> {
+        let slot = (id & INDEX_MASK).checked_sub(1)? as usize;
+        match self.conns.get(slot) {
+            Some(Some(c)) if c.id == id => Some(slot),
+            _ => None,
+        }
+    }
+
+    fn alloc_id(&mut self) -> u32 {
+        let slot = match self.free.pop() {
+            Some(s) => s,
+            None => {
+                self.conns.push(None);
+                (self.conns.len() - 1) as u32
+            }
+        };
+        self.generation = (self.generation + 1) & ((1 << (32 - INDEX_BITS)) - 1);
+        (self.generation << INDEX_BITS) | (slot + 1)
+    }
+
+    fn insert(&mut self, c: Conn) {
+        let slot = ((c.id & INDEX_MASK) - 1) as usize;
+        self.conns[slot] = Some(c);
+        self.mark_ready(slot);
+    }
+
+    fn forget(&mut self, idx: usize, c: Conn) {
+        self.by_peer.remove(&(c.peer, c.peer_id));
+        self.free.push(idx as u32);
+    }
+
+    fn discard_accept_events(&mut self, id: u32) {
+        self.events
+            .retain(|e| !matches!(e, Event::ConnectionLost { conn, .. } if conn.0 == id));
+    }
+
+    fn mark_ready(&mut self, idx: usize) {
+        if let Some(Some(c)) = self.conns.get_mut(idx)
+            && !c.in_ready
+        {
+            c.in_ready = true;
+            self.ready.push_back(idx as u32);
+        }
+    }
+
+    fn nonce(&mut self) -> u64 {
+        loop {
+            let n = self.rng.next_u64();
+            if n != 0 {
+                return n;
+            }
+        }
+    }
+
+    /// A remote key for the region about to be inserted: its slot in the low 16 bits (so
+    /// lookups are direct), random bits above (so keys are not guessable).
+    fn rkey_for_next(&mut self, remote_write: bool) -> u32 {
+        if !remote_write {
+            return 0;
+        }
+        let slot = self.mem.next_slot();
+        if slot > 0xffff {
+            return 0;
+        }
+        let high = (self.rng.next_u32() | 1) << 16;
+        high | slot
+    }
+}
+
+fn close_header(c: &Conn, reason: u32) -> Header {
+    Header {
+        common: Common {
+            opcode: Opcode::Close,
+            flags: Flags::empty(),
+            src_conn: c.id,
+            dst_conn: c.peer_id,
+            psn: 0,
+            entropy: 0,
+            payload_len: 0,
+            token: c.peer_nonce,
+        },
+        ext: Ext::Close(CloseExt { reason }),
+        int: IntList::new(),
     }
 }

@@ -22,11 +22,13 @@
 extern crate alloc;
 
 pub mod config;
+mod conn;
 mod endpoint;
 mod mem;
 pub mod stats;
 
-pub use config::Config;
+pub use config::{Config, ConfigError};
+pub use conn::paths::PathStats;
 pub use endpoint::Endpoint;
 pub use mem::RegionId;
 pub use stats::{ConnStats, EndpointStats};

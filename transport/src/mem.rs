@@ -54,6 +54,11 @@ impl Memory {
         }
     }
 
+    /// The slot the next `insert` will use.
+    pub(crate) fn next_slot(&self) -> u32 {
+        self.free.last().copied().unwrap_or(self.slots.len() as u32)
+    }
+
     pub(crate) fn remove(&mut self, id: RegionId) -> bool {
         match self.slots.get_mut(id.0 as usize) {
             Some(slot @ Some(_)) => {

@@ -1,0 +1,434 @@
+//! The two-process harness: the bench spawns two copies of its own executable (`weir bench-peer`),
+//! a receiver and a sender, and talks to each over its stdin/stdout, one JSON line at a time.
+//!
+//! ```text
+//! parent ──PeerParams──▶ receiver            binds port 0 (TCP or a weir host)
+//! parent ◀──Ready{addr}── receiver
+//! parent ──PeerParams{remote: addr}──▶ sender
+//! parent ◀──Report── sender                  after its last completion (or its deadline)
+//! parent ◀──Report── receiver                after the sender's end marker (or its deadline)
+//! ```
+//!
+//! No fixed ports, nothing shared but the two sockets the measurement uses. A peer that fails
+//! answers `Error{error}` instead; a peer that hangs is killed when its time is up (the parent
+//! kills only the children it spawned, by handle).
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::sys::{self, SchedApplied};
+use super::{BenchError, Mode, tcp, weir_side};
+
+/// Which side of the measurement a peer plays.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Role {
+    Receiver,
+    Sender,
+}
+
+/// What a pair of peers measures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Test {
+    /// 8-byte messages bounced back and forth; the sender times each round trip.
+    PingPong,
+    /// `bytes` in messages of `size`, `window` messages in flight.
+    Stream,
+}
+
+/// Everything a peer needs, sent to it as the first line on its stdin.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) struct PeerParams {
+    pub(crate) role: Role,
+    pub(crate) mode: Mode,
+    pub(crate) test: Test,
+    /// Message size in bytes (ping-pong: 8).
+    pub(crate) size: u64,
+    /// Stream: payload bytes to move (rounded up to whole messages, at least two).
+    pub(crate) bytes: u64,
+    /// Messages in flight (posted and not yet completed) at the sender; receives pre-posted.
+    pub(crate) window: u32,
+    /// Weir modes: probability that the receiver's datapath drops an incoming datagram.
+    pub(crate) loss: f64,
+    /// Seed of the loss injection.
+    pub(crate) seed: u64,
+    /// The sender posts no new message after this long (ping-pong: stops its round trips).
+    pub(crate) point_ms: u64,
+    /// After `point_ms`, how long the sender waits for outstanding messages before giving up.
+    pub(crate) drain_ms: u64,
+    /// Ping-pong: round trips to time (after a short warm-up), bounded by `point_ms`.
+    pub(crate) iters: u64,
+    /// Sender: the receiver's address (from its `Ready`).
+    pub(crate) remote: Option<SocketAddr>,
+    /// Pin the peer to this core.
+    pub(crate) cpu: Option<usize>,
+    /// Run the peer under SCHED_FIFO.
+    pub(crate) rt: bool,
+}
+
+impl PeerParams {
+    /// Number of data messages a stream moves: `bytes / size` rounded up, at least two (the
+    /// receiver's clock starts at the first byte of the first one).
+    pub(crate) fn messages(&self) -> u64 {
+        self.bytes.div_ceil(self.size.max(1)).max(2)
+    }
+
+    pub(crate) fn point(&self) -> Duration {
+        Duration::from_millis(self.point_ms)
+    }
+
+    pub(crate) fn drain(&self) -> Duration {
+        Duration::from_millis(self.drain_ms)
+    }
+
+    /// How long a receiver waits for its sender before reporting what it has.
+    pub(crate) fn receiver_patience(&self) -> Duration {
+        self.point() + self.drain() + Duration::from_secs(3)
+    }
+}
+
+/// What a peer says on its stdout.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "msg", rename_all = "snake_case")]
+pub(crate) enum PeerMsg {
+    /// The receiver listens at `addr`.
+    Ready {
+        addr: SocketAddr,
+        sched: SchedApplied,
+    },
+    /// The measurement finished.
+    Report(PeerReport),
+    /// The peer failed.
+    Error { error: String },
+}
+
+/// One peer's view of a measurement.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct PeerReport {
+    /// Data messages completed: received in full (receiver) or acknowledged (sender).
+    pub(crate) messages: u64,
+    /// Payload bytes in those messages.
+    pub(crate) bytes: u64,
+    /// Receiver: first byte → last completion. Sender: first post → last completion.
+    /// Ping-pong: the timed round trips, end to end.
+    pub(crate) elapsed_ns: u64,
+    /// Everything asked for was moved (false: stopped by the time limit).
+    pub(crate) complete: bool,
+    /// Sender: per-message post → completion; ping-pong: round-trip time.
+    pub(crate) lat_count: u64,
+    pub(crate) lat_p50_us: Option<f64>,
+    pub(crate) lat_p99_us: Option<f64>,
+    /// Sender: data packets retransmitted and first transmissions (weir: engine counters; TCP:
+    /// `tcpi_total_retrans` and `tcpi_data_segs_out`).
+    pub(crate) retransmits: Option<u64>,
+    pub(crate) data_packets: Option<u64>,
+    pub(crate) sched: SchedApplied,
+    pub(crate) note: Option<String>,
+}
+
+impl PeerReport {
+    /// Payload bytes per nanosecond, i.e. GB/s (10⁹ bytes per second).
+    pub(crate) fn gbps(&self) -> Option<f64> {
+        (self.elapsed_ns > 0 && self.bytes > 0).then(|| self.bytes as f64 / self.elapsed_ns as f64)
+    }
+
+    pub(crate) fn retx_ratio(&self) -> Option<f64> {
+        match (self.retransmits, self.data_packets) {
+            (Some(r), Some(d)) if d > 0 => Some(r as f64 / d as f64),
+            _ => None,
+        }
+    }
+}
+
+/// Entry point of `weir bench-peer`.
+pub(crate) fn main() -> Result<(), BenchError> {
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    let params: PeerParams = serde_json::from_str(&line)?;
+    let sched = sys::apply_sched(params.cpu, params.rt);
+    let ready_sched = sched.clone();
+    let mut ready = move |addr: SocketAddr| {
+        emit(&PeerMsg::Ready {
+            addr,
+            sched: ready_sched.clone(),
+        })
+    };
+    let result = match (params.mode, params.role, params.test) {
+        (Mode::Tcp, Role::Receiver, Test::Stream) => tcp::stream_receiver(&params, &mut ready),
+        (Mode::Tcp, Role::Sender, Test::Stream) => tcp::stream_sender(&params),
+        (Mode::Tcp, Role::Receiver, Test::PingPong) => tcp::pingpong_server(&params, &mut ready),
+        (Mode::Tcp, Role::Sender, Test::PingPong) => tcp::pingpong_client(&params),
+        (_, Role::Receiver, Test::Stream) => weir_side::weir_receiver(&params, &mut ready),
+        (_, Role::Sender, Test::Stream) => weir_side::weir_sender(&params),
+        (_, Role::Receiver, Test::PingPong) => weir_side::pingpong_server(&params, &mut ready),
+        (_, Role::Sender, Test::PingPong) => weir_side::pingpong_client(&params),
+    };
+    match result {
+        Ok(mut report) => {
+            report.sched = sched;
+            emit(&PeerMsg::Report(report))
+        }
+        // The parent reports the error; a second copy on stderr would only be noise.
+        Err(e) => emit(&PeerMsg::Error {
+            error: e.to_string(),
+        }),
+    }
+}
+
+/// Write one message as a JSON line on stdout and flush it.
+fn emit(msg: &PeerMsg) -> Result<(), BenchError> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer(&mut out, msg)?;
+    out.write_all(b"\n")?;
+    out.flush()?;
+    Ok(())
+}
+
+/// The outcome of one receiver/sender pair: each side's report or why it has none.
+#[derive(Debug)]
+pub(crate) struct PairOutcome {
+    pub(crate) receiver: Result<PeerReport, String>,
+    pub(crate) sender: Result<PeerReport, String>,
+    /// The receiver's scheduling facts (from its `Ready`), known even when it fails later.
+    pub(crate) receiver_sched: Option<SchedApplied>,
+}
+
+/// Run one measurement: spawn the receiver, then the sender, collect both reports.
+pub(crate) fn run_pair(receiver: &PeerParams, sender: &PeerParams) -> PairOutcome {
+    let fail = |e: String| PairOutcome {
+        receiver: Err(e.clone()),
+        sender: Err(e),
+        receiver_sched: None,
+    };
+    let mut rx = match PeerProc::spawn("receiver", receiver) {
+        Ok(p) => p,
+        Err(e) => return fail(e.to_string()),
+    };
+    let (addr, receiver_sched) = match rx.next_msg(READY_TIMEOUT) {
+        Ok(PeerMsg::Ready { addr, sched }) => (addr, sched),
+        Ok(PeerMsg::Error { error }) => return fail(format!("receiver: {error}")),
+        Ok(PeerMsg::Report(_)) => return fail("receiver reported before it was ready".into()),
+        Err(e) => return fail(e.to_string()),
+    };
+    let mut sender = sender.clone();
+    sender.remote = Some(addr);
+    let limit = sender.point() + sender.drain() + PEER_SLACK;
+    let sender_result = PeerProc::spawn("sender", &sender).and_then(|mut tx| {
+        let r = tx.report(limit);
+        tx.finish();
+        r
+    });
+    // The receiver stops at the sender's end marker, or on its own deadline if the sender died.
+    let receiver_result = rx.report(receiver.receiver_patience() + PEER_SLACK);
+    rx.finish();
+    PairOutcome {
+        receiver: receiver_result.map_err(|e| e.to_string()),
+        sender: sender_result.map_err(|e| e.to_string()),
+        receiver_sched: Some(receiver_sched),
+    }
+}
+
+/// How long a receiver may take to bind and pre-touch its buffers.
+const READY_TIMEOUT: Duration = Duration::from_secs(20);
+/// Extra time beyond a peer's own deadlines before the parent gives up on it.
+const PEER_SLACK: Duration = Duration::from_secs(15);
+
+/// A spawned `weir bench-peer` with a thread forwarding its stdout lines.
+#[derive(Debug)]
+struct PeerProc {
+    name: &'static str,
+    child: Child,
+    _stdin: Option<ChildStdin>,
+    lines: mpsc::Receiver<String>,
+}
+
+impl PeerProc {
+    fn spawn(name: &'static str, params: &PeerParams) -> Result<Self, BenchError> {
+        let exe = std::env::current_exe()?;
+        let mut child = Command::new(exe)
+            .arg("bench-peer")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()?;
+        let mut stdin = child.stdin.take();
+        let stdout = child.stdout.take();
+        let (tx, lines) = mpsc::channel();
+        if let Some(stdout) = stdout {
+            std::thread::spawn(move || {
+                for line in BufReader::new(stdout).lines() {
+                    let Ok(line) = line else { break };
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        let mut proc = PeerProc {
+            name,
+            child,
+            _stdin: None,
+            lines,
+        };
+        let Some(pipe) = stdin.as_mut() else {
+            return Err(BenchError::new(format!("{name}: no stdin pipe")));
+        };
+        let mut line = serde_json::to_string(params)?;
+        line.push('\n');
+        pipe.write_all(line.as_bytes())?;
+        pipe.flush()?;
+        // Keep stdin open: closing it is harmless, but an open pipe lets a later protocol
+        // version send more commands.
+        proc._stdin = stdin;
+        Ok(proc)
+    }
+
+    /// The next JSON message, or an error after `timeout` or when the peer exits.
+    fn next_msg(&mut self, timeout: Duration) -> Result<PeerMsg, BenchError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => match serde_json::from_str(&line) {
+                    Ok(msg) => return Ok(msg),
+                    // Not ours (a stray print); skip it but show it.
+                    Err(_) => eprintln!("weir bench: {} said: {line}", self.name),
+                },
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    return Err(BenchError::new(format!(
+                        "{} did not answer within {:.0} s",
+                        self.name,
+                        timeout.as_secs_f64()
+                    )));
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    let status = self.child.wait().map(|s| s.to_string());
+                    return Err(BenchError::new(format!(
+                        "{} exited without a report ({})",
+                        self.name,
+                        status.unwrap_or_else(|e| e.to_string())
+                    )));
+                }
+            }
+        }
+    }
+
+    fn report(&mut self, timeout: Duration) -> Result<PeerReport, BenchError> {
+        match self.next_msg(timeout)? {
+            PeerMsg::Report(r) => Ok(r),
+            PeerMsg::Error { error } => Err(BenchError::new(format!("{}: {error}", self.name))),
+            PeerMsg::Ready { .. } => {
+                Err(BenchError::new(format!("{}: unexpected ready", self.name)))
+            }
+        }
+    }
+
+    /// Give the peer a moment to exit after its report, then kill it.
+    fn finish(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        self.kill();
+    }
+
+    fn kill(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+impl Drop for PeerProc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params() -> PeerParams {
+        PeerParams {
+            role: Role::Sender,
+            mode: Mode::Gbn,
+            test: Test::Stream,
+            size: 1 << 20,
+            bytes: 16 << 20,
+            window: 4,
+            loss: 0.01,
+            seed: 7,
+            point_ms: 1000,
+            drain_ms: 3000,
+            iters: 0,
+            remote: Some("127.0.0.1:4242".parse().expect("addr")),
+            cpu: Some(1),
+            rt: true,
+        }
+    }
+
+    #[test]
+    fn params_round_trip_as_one_line() {
+        let p = params();
+        let line = serde_json::to_string(&p).expect("ser");
+        assert!(!line.contains('\n'));
+        assert!(line.contains(r#""mode":"gbn""#), "{line}");
+        let back: PeerParams = serde_json::from_str(&line).expect("de");
+        assert_eq!(back, p);
+    }
+
+    #[test]
+    fn messages_rounds_up_and_keeps_two() {
+        let mut p = params();
+        assert_eq!(p.messages(), 16);
+        p.bytes = (16 << 20) + 1;
+        assert_eq!(p.messages(), 17);
+        p.bytes = 1;
+        assert_eq!(p.messages(), 2);
+    }
+
+    #[test]
+    fn messages_are_tagged() {
+        let ready = PeerMsg::Ready {
+            addr: "127.0.0.1:1".parse().expect("addr"),
+            sched: SchedApplied::default(),
+        };
+        let s = serde_json::to_string(&ready).expect("ser");
+        assert!(s.starts_with(r#"{"msg":"ready""#), "{s}");
+        let report = PeerMsg::Report(PeerReport {
+            messages: 3,
+            bytes: 3000,
+            elapsed_ns: 1000,
+            ..PeerReport::default()
+        });
+        let s = serde_json::to_string(&report).expect("ser");
+        let back: PeerMsg = serde_json::from_str(&s).expect("de");
+        assert_eq!(back, report);
+        let PeerMsg::Report(r) = back else {
+            unreachable!()
+        };
+        assert_eq!(r.gbps(), Some(3.0));
+    }
+
+    #[test]
+    fn retx_ratio_needs_both_counters() {
+        let mut r = PeerReport::default();
+        assert_eq!(r.retx_ratio(), None);
+        r.retransmits = Some(5);
+        r.data_packets = Some(100);
+        assert_eq!(r.retx_ratio(), Some(0.05));
+        r.data_packets = Some(0);
+        assert_eq!(r.retx_ratio(), None);
+    }
+}

@@ -1,0 +1,872 @@
+//! The host-facing handle: an engine thread that owns the UDP sockets and drives a transport
+//! [`Endpoint`], and a [`Host`] handle the rest of the stack uses (connect, accept, register
+//! memory, post, poll or wait for completions).
+//!
+//! Threading: the endpoint sits behind a mutex shared by the engine thread and the
+//! application's threads. An application call locks it briefly (to post, connect, register)
+//! and wakes the engine thread through an eventfd if it sleeps. The engine thread runs a
+//! run-to-completion loop — receive a burst, fire timers, transmit a burst, publish events —
+//! busy-polls for a short while after doing work, then sleeps in `poll(2)` until a datagram, a
+//! wakeup or the next timer. Nothing blocks without a timeout; a dead peer surfaces as
+//! [`HostError::ConnectionLost`] naming the peer, after the transport's peer timeout.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::os::fd::RawFd;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+
+use weir_base::{Clock, Instant, Rng};
+use weir_transport::{
+    Completion, ConnError, ConnId, ConnStats, Endpoint, EndpointStats, Event, PathStats, Payload,
+    PostError, RegionId, RxMeta, WorkRequest, WrId,
+};
+use weir_wire::{Ecn, MAX_HEADER_LEN};
+
+use crate::buffer::Buffer;
+use crate::clock::{MonotonicClock, os_seed, to_std};
+use crate::fault::{FaultConfig, FaultInjector, FaultStats};
+use crate::udp::{TxDatagram, UdpConfig, UdpSockets, UdpStats};
+
+/// Configuration of a [`Host`].
+#[derive(Clone, Debug)]
+pub struct HostConfig {
+    /// Transport engine configuration.
+    pub transport: weir_transport::Config,
+    /// Sockets. `udp.sockets` is raised to the transport's path count when lower, so every
+    /// entropy value gets its own source port.
+    pub udp: UdpConfig,
+    /// Impairments applied to received datagrams (before the engine sees them).
+    pub fault_rx: FaultConfig,
+    /// Impairments applied to transmitted datagrams (before the socket).
+    pub fault_tx: FaultConfig,
+    /// Seed for the engine's random choices; `None` draws one from the OS (normal use).
+    pub seed: Option<u64>,
+    /// After doing work, the engine thread keeps polling this long before sleeping.
+    pub spin: std::time::Duration,
+    /// Datagrams per transmit burst.
+    pub tx_burst: usize,
+}
+
+impl Default for HostConfig {
+    fn default() -> Self {
+        HostConfig {
+            transport: weir_transport::Config::default(),
+            udp: UdpConfig::default(),
+            fault_rx: FaultConfig::none(),
+            fault_tx: FaultConfig::none(),
+            seed: None,
+            spin: std::time::Duration::from_micros(50),
+            tx_burst: 64,
+        }
+    }
+}
+
+/// Errors of the host handle.
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    /// A socket or system call failed.
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    /// The transport configuration is invalid.
+    #[error("{0}")]
+    Config(#[from] weir_transport::ConfigError),
+    /// A fault-injection configuration is invalid.
+    #[error("invalid fault configuration: {0}")]
+    Fault(String),
+    /// Nothing happened within the timeout.
+    #[error("timed out after {after:?} waiting for {what}")]
+    Timeout {
+        /// What was awaited.
+        what: &'static str,
+        /// The timeout.
+        after: std::time::Duration,
+    },
+    /// A connection failed.
+    #[error("connection {conn:?} to {peer} lost: {reason}")]
+    ConnectionLost {
+        /// The connection.
+        conn: ConnId,
+        /// The peer.
+        peer: SocketAddr,
+        /// Why.
+        reason: ConnError,
+    },
+    /// The request could not be posted.
+    #[error("cannot post: {0:?}")]
+    Post(PostError),
+    /// The engine thread has stopped.
+    #[error("the engine thread has stopped")]
+    Stopped,
+}
+
+/// Counters from every layer of one host.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct HostStats {
+    /// Transport endpoint counters.
+    pub endpoint: EndpointStats,
+    /// Socket counters.
+    pub udp: UdpStats,
+    /// Receive-side impairments.
+    pub fault_rx: FaultStats,
+    /// Transmit-side impairments.
+    pub fault_tx: FaultStats,
+    /// Datagrams whose payload could not be resolved (region deregistered in flight).
+    pub tx_payload_missing: u64,
+}
+
+/// A running transport host. Dropping it closes every connection and stops the engine thread.
+#[derive(Debug)]
+pub struct Host {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+    local: SocketAddr,
+}
+
+#[derive(Debug)]
+struct Shared {
+    engine: Mutex<Engine>,
+    state: Mutex<HostState>,
+    cv: Condvar,
+    sleeping: AtomicBool,
+    pending: AtomicBool,
+    shutdown: AtomicBool,
+    stopped: AtomicBool,
+    wake_fd: RawFd,
+    clock: MonotonicClock,
+}
+
+#[derive(Debug)]
+struct Engine {
+    ep: Endpoint,
+    buffers: HashMap<RegionId, Buffer>,
+    stats: HostStats,
+}
+
+#[derive(Debug, Default)]
+struct HostState {
+    completions: VecDeque<Completion>,
+    accepted: VecDeque<(ConnId, SocketAddr, u64)>,
+    connected: HashSet<ConnId>,
+    lost: HashMap<ConnId, (SocketAddr, ConnError)>,
+}
+
+impl Host {
+    /// Bind the sockets and start the engine thread.
+    pub fn start(mut cfg: HostConfig) -> Result<Host, HostError> {
+        cfg.transport.validate()?;
+        cfg.fault_rx
+            .validate()
+            .map_err(|e| HostError::Fault(e.to_string()))?;
+        cfg.fault_tx
+            .validate()
+            .map_err(|e| HostError::Fault(e.to_string()))?;
+        cfg.udp.sockets = cfg.udp.sockets.max(cfg.transport.paths as usize).max(1);
+        let sockets = UdpSockets::bind(&cfg.udp)?;
+        let local = sockets.local_addr();
+        let seed = cfg.seed.unwrap_or_else(os_seed);
+        let ep = Endpoint::new(cfg.transport, local, seed)?;
+        // SAFETY: plain syscall; the returned descriptor is owned by `Shared` and closed in
+        // its Drop.
+        let wake_fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        if wake_fd < 0 {
+            return Err(HostError::Io(std::io::Error::last_os_error()));
+        }
+        let shared = Arc::new(Shared {
+            engine: Mutex::new(Engine {
+                ep,
+                buffers: HashMap::new(),
+                stats: HostStats::default(),
+            }),
+            state: Mutex::new(HostState::default()),
+            cv: Condvar::new(),
+            sleeping: AtomicBool::new(false),
+            pending: AtomicBool::new(false),
+            shutdown: AtomicBool::new(false),
+            stopped: AtomicBool::new(false),
+            wake_fd,
+            clock: MonotonicClock::new(),
+        });
+        let runner = EngineThread::new(shared.clone(), sockets, &cfg, seed);
+        let thread = std::thread::Builder::new()
+            .name(format!("weir-engine-{}", local.port()))
+            .spawn(move || runner.run())?;
+        Ok(Host {
+            shared,
+            thread: Some(thread),
+            local,
+        })
+    }
+
+    /// The primary local address (what peers connect to).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Accept incoming connections.
+    pub fn listen(&self) {
+        self.with_engine(|e| e.ep.listen(true));
+    }
+
+    /// Connect to `remote` and wait until the handshake completes.
+    pub fn connect(
+        &self,
+        remote: SocketAddr,
+        user_data: u64,
+        timeout: std::time::Duration,
+    ) -> Result<ConnId, HostError> {
+        let conn = self.connect_nonblocking(remote, user_data);
+        self.wait_state(timeout, "the connection handshake", |s| {
+            if s.connected.contains(&conn) {
+                return Some(Ok(conn));
+            }
+            s.lost
+                .get(&conn)
+                .map(|&(peer, reason)| Err(HostError::ConnectionLost { conn, peer, reason }))
+        })
+    }
+
+    /// Start connecting; check with [`Host::is_connected`].
+    pub fn connect_nonblocking(&self, remote: SocketAddr, user_data: u64) -> ConnId {
+        let now = self.shared.clock.now();
+        self.with_engine(|e| e.ep.connect(now, remote, user_data))
+    }
+
+    /// Whether `conn` completed its handshake; an error when it failed.
+    pub fn is_connected(&self, conn: ConnId) -> Result<bool, HostError> {
+        let s = self.state();
+        if let Some(&(peer, reason)) = s.lost.get(&conn) {
+            return Err(HostError::ConnectionLost { conn, peer, reason });
+        }
+        Ok(s.connected.contains(&conn))
+    }
+
+    /// Wait for an incoming connection: (connection, peer, the peer's user data).
+    pub fn accept(
+        &self,
+        timeout: std::time::Duration,
+    ) -> Result<(ConnId, SocketAddr, u64), HostError> {
+        self.wait_state(timeout, "an incoming connection", |s| {
+            s.accepted.pop_front().map(Ok)
+        })
+    }
+
+    /// An incoming connection, if one is waiting.
+    pub fn try_accept(&self) -> Option<(ConnId, SocketAddr, u64)> {
+        self.state().accepted.pop_front()
+    }
+
+    /// Allocate `len` bytes of page-aligned, pre-touched memory and register it (writable by
+    /// peers when `remote_write`). The host keeps the memory alive while it is registered.
+    pub fn alloc(&self, len: usize, remote_write: bool) -> Result<(RegionId, Buffer), HostError> {
+        let buf = Buffer::new(len)?;
+        let ptr = buf.as_nonnull();
+        let id = self.with_engine(|e| {
+            // SAFETY: the buffer is kept alive in `e.buffers` until deregistration, and a
+            // Buffer's memory never moves.
+            let id = unsafe { e.ep.register(ptr, len as u64, remote_write) };
+            e.buffers.insert(id, buf.clone());
+            id
+        });
+        Ok((id, buf))
+    }
+
+    /// Register memory the caller owns.
+    ///
+    /// # Safety
+    /// As [`Endpoint::register`]: the memory must stay valid until [`Host::deregister`].
+    pub unsafe fn register_raw(&self, ptr: NonNull<u8>, len: u64, remote_write: bool) -> RegionId {
+        // SAFETY: forwarded contract.
+        self.with_engine(|e| unsafe { e.ep.register(ptr, len, remote_write) })
+    }
+
+    /// Deregister a region (and release memory from [`Host::alloc`] once no handle holds it).
+    pub fn deregister(&self, id: RegionId) -> bool {
+        self.with_engine(|e| {
+            e.buffers.remove(&id);
+            e.ep.deregister(id)
+        })
+    }
+
+    /// The key a peer needs to write into `id`.
+    pub fn rkey(&self, id: RegionId) -> u32 {
+        self.with_engine(|e| e.ep.rkey(id))
+    }
+
+    /// Post a work request.
+    pub fn post(&self, conn: ConnId, wr: WorkRequest) -> Result<WrId, HostError> {
+        let now = self.shared.clock.now();
+        let r = self.with_engine(|e| e.ep.post(now, conn, wr));
+        match r {
+            Ok(id) => Ok(id),
+            Err(PostError::NotConnected) => {
+                let s = self.state();
+                match s.lost.get(&conn) {
+                    Some(&(peer, reason)) => Err(HostError::ConnectionLost { conn, peer, reason }),
+                    None => Err(HostError::Post(PostError::NotConnected)),
+                }
+            }
+            Err(e) => Err(HostError::Post(e)),
+        }
+    }
+
+    /// A completion, if one is ready.
+    pub fn poll_completion(&self) -> Option<Completion> {
+        self.state().completions.pop_front()
+    }
+
+    /// Wait for the next completion.
+    pub fn wait_completion(&self, timeout: std::time::Duration) -> Result<Completion, HostError> {
+        self.wait_state(timeout, "a completion", |s| {
+            s.completions.pop_front().map(Ok)
+        })
+    }
+
+    /// If `conn` has failed: why.
+    pub fn conn_error(&self, conn: ConnId) -> Option<HostError> {
+        self.state()
+            .lost
+            .get(&conn)
+            .map(|&(peer, reason)| HostError::ConnectionLost { conn, peer, reason })
+    }
+
+    /// Close a connection (outstanding requests complete with an error).
+    pub fn close(&self, conn: ConnId) {
+        let now = self.shared.clock.now();
+        self.with_engine(|e| e.ep.close(now, conn));
+    }
+
+    /// Counters of one connection.
+    pub fn conn_stats(&self, conn: ConnId) -> Option<ConnStats> {
+        self.with_engine(|e| e.ep.conn_stats(conn))
+    }
+
+    /// Per-path counters of one connection.
+    pub fn path_stats(&self, conn: ConnId) -> Option<Vec<PathStats>> {
+        self.with_engine(|e| e.ep.path_stats(conn))
+    }
+
+    /// Counters of every layer.
+    pub fn stats(&self) -> HostStats {
+        self.with_engine(|e| {
+            let mut s = e.stats;
+            s.endpoint = *e.ep.stats();
+            s
+        })
+    }
+
+    fn with_engine<R>(&self, f: impl FnOnce(&mut Engine) -> R) -> R {
+        let r = {
+            let mut g = lock(&self.shared.engine);
+            f(&mut g)
+        };
+        self.shared.wake();
+        r
+    }
+
+    fn state(&self) -> MutexGuard<'_, HostState> {
+        lock(&self.shared.state)
+    }
+
+    fn wait_state<R>(
+        &self,
+        timeout: std::time::Duration,
+        what: &'static str,
+        mut ready: impl FnMut(&mut HostState) -> Option<Result<R, HostError>>,
+    ) -> Result<R, HostError> {
+        let deadline = std::time::Instant::now() + timeout;
+        let mut s = self.state();
+        loop {
+            if let Some(r) = ready(&mut s) {
+                return r;
+            }
+            if self.shared.stopped.load(Ordering::Acquire) {
+                return Err(HostError::Stopped);
+            }
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                return Err(HostError::Timeout {
+                    what,
+                    after: timeout,
+                });
+            }
+            // Wake at least every 100 ms to notice a stopped engine.
+            let wait = (deadline - now).min(std::time::Duration::from_millis(100));
+            s = match self.shared.cv.wait_timeout(s, wait) {
+                Ok((g, _)) => g,
+                Err(p) => p.into_inner().0,
+            };
+        }
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        self.shared.shutdown.store(true, Ordering::Release);
+        self.shared.wake_now();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Shared {
+    /// Wake the engine thread if it may be sleeping.
+    fn wake(&self) {
+        self.pending.store(true, Ordering::SeqCst);
+        if self.sleeping.load(Ordering::SeqCst) {
+            self.wake_now();
+        }
+    }
+
+    fn wake_now(&self) {
+        let one: u64 = 1;
+        // SAFETY: writes 8 bytes from a valid u64 to our own eventfd.
+        unsafe { libc::write(self.wake_fd, (&one as *const u64).cast(), 8) };
+    }
+
+    fn drain_wakeups(&self) {
+        let mut v: u64 = 0;
+        // SAFETY: reads 8 bytes into a valid u64 from our own non-blocking eventfd.
+        unsafe { libc::read(self.wake_fd, (&mut v as *mut u64).cast(), 8) };
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // SAFETY: we own the descriptor and close it once.
+        unsafe { libc::close(self.wake_fd) };
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock cannot leave the engine half-updated in a way that is
+    // unsafe to observe; keep serving rather than propagate the poison.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A datagram held back by the transmit fault injector or by a full socket buffer.
+#[derive(Clone, Debug)]
+struct Owned {
+    to: SocketAddr,
+    socket: usize,
+    ecn: Ecn,
+    bytes: Vec<u8>,
+}
+
+impl AsMut<[u8]> for Owned {
+    fn as_mut(&mut self) -> &mut [u8] {
+        &mut self.bytes
+    }
+}
+
+/// Received datagram copy for the receive fault injector.
+#[derive(Clone, Debug)]
+struct RxOwned {
+    from: SocketAddr,
+    ecn: Ecn,
+    bytes: Vec<u8>,
+}
+
+impl AsMut<[u8]> for RxOwned {
+    fn as_mut(&mut self) -> &mut [u8] {
+        &mut self.bytes
+    }
+}
+
+/// Loss-only impairment decided inline, without copying the datagram (the common benchmark
+/// case); anything richer goes through a [`FaultInjector`].
+#[derive(Debug)]
+enum Impair<P> {
+    None,
+    Drop {
+        p: f64,
+        rng: Rng,
+        seen: u64,
+        dropped: u64,
+    },
+    Full(Box<FaultInjector<P>>),
+}
+
+impl<P: Clone + AsMut<[u8]>> Impair<P> {
+    fn new(cfg: FaultConfig) -> Self {
+        let drop_only = cfg.burst.is_none()
+            && cfg.duplicate == 0.0
+            && cfg.reorder == 0.0
+            && cfg.delay == weir_base::Duration::ZERO
+            && cfg.jitter == weir_base::Duration::ZERO
+            && cfg.corrupt == 0.0
+            && cfg.ecn_mark == 0.0;
+        if cfg.is_noop() {
+            Impair::None
+        } else if drop_only {
+            Impair::Drop {
+                p: cfg.drop,
+                rng: Rng::new(cfg.seed ^ 0xD809),
+                seen: 0,
+                dropped: 0,
+            }
+        } else {
+            Impair::Full(Box::new(FaultInjector::new(cfg)))
+        }
+    }
+
+    fn stats(&self) -> FaultStats {
+        match self {
+            Impair::None => FaultStats::default(),
+            Impair::Drop { seen, dropped, .. } => FaultStats {
+                seen: *seen,
+                dropped: *dropped,
+                ..FaultStats::default()
+            },
+            Impair::Full(f) => f.stats(),
+        }
+    }
+
+    fn next_release(&self) -> Option<Instant> {
+        match self {
+            Impair::Full(f) => f.next_release(),
+            _ => None,
+        }
+    }
+}
+
+struct EngineThread {
+    shared: Arc<Shared>,
+    sockets: UdpSockets,
+    rx_fault: Impair<RxOwned>,
+    tx_fault: Impair<Owned>,
+    /// Datagrams the socket refused for now (EAGAIN), resent first.
+    backlog: VecDeque<Owned>,
+    spin: std::time::Duration,
+    tx_burst: usize,
+    headers: Vec<[u8; MAX_HEADER_LEN]>,
+}
+
+impl EngineThread {
+    fn new(shared: Arc<Shared>, sockets: UdpSockets, cfg: &HostConfig, seed: u64) -> Self {
+        let mut rx = cfg.fault_rx;
+        let mut tx = cfg.fault_tx;
+        if rx.seed == 0 {
+            rx.seed = seed ^ 0x5258;
+        }
+        if tx.seed == 0 {
+            tx.seed = seed ^ 0x5458;
+        }
+        let tx_burst = cfg.tx_burst.clamp(1, 1024);
+        EngineThread {
+            shared,
+            sockets,
+            rx_fault: Impair::new(rx),
+            tx_fault: Impair::new(tx),
+            backlog: VecDeque::new(),
+            spin: cfg.spin,
+            tx_burst,
+            headers: vec![[0u8; MAX_HEADER_LEN]; tx_burst],
+        }
+    }
+
+    fn run(mut self) {
+        let shared = self.shared.clone();
+        let mut last_work = std::time::Instant::now();
+        let mut events = Vec::new();
+        loop {
+            let shutting_down = shared.shutdown.load(Ordering::Acquire);
+            shared.pending.store(false, Ordering::SeqCst);
+            let now = shared.clock.now();
+            let (worked, next) = {
+                let mut g = lock(&shared.engine);
+                if shutting_down {
+                    close_all(&mut g.ep, now);
+                }
+                let worked = self.iterate(&mut g, now, &mut events);
+                let next = [
+                    g.ep.poll_timeout(),
+                    self.rx_fault.next_release(),
+                    self.tx_fault.next_release(),
+                ]
+                .into_iter()
+                .flatten()
+                .min();
+                (worked, next)
+            };
+            if !events.is_empty() {
+                publish(&shared, &mut events);
+            }
+            if shutting_down {
+                break;
+            }
+            let wall = std::time::Instant::now();
+            if worked {
+                last_work = wall;
+                continue;
+            }
+            if wall.duration_since(last_work) < self.spin {
+                std::hint::spin_loop();
+                continue;
+            }
+            // Sleep until a datagram, a wakeup, or the next timer.
+            shared.sleeping.store(true, Ordering::SeqCst);
+            if !shared.pending.load(Ordering::SeqCst) && !shared.shutdown.load(Ordering::Acquire) {
+                let timeout = next.map(|t| to_std(t.saturating_since(shared.clock.now())));
+                let timeout = Some(
+                    timeout
+                        .unwrap_or(std::time::Duration::from_millis(100))
+                        .min(std::time::Duration::from_millis(100)),
+                );
+                let _ = self.sockets.wait(timeout, Some(shared.wake_fd));
+                shared.drain_wakeups();
+            }
+            shared.sleeping.store(false, Ordering::SeqCst);
+        }
+        shared.stopped.store(true, Ordering::Release);
+        shared.cv.notify_all();
+    }
+
+    /// One run-to-completion iteration. Returns whether anything happened.
+    fn iterate(&mut self, g: &mut Engine, now: Instant, events: &mut Vec<Event>) -> bool {
+        let mut worked = false;
+        // Receive.
+        let Engine { ep, stats, .. } = g;
+        let rx_fault = &mut self.rx_fault;
+        let received = self
+            .sockets
+            .recv_batch(&mut |d| {
+                let meta = RxMeta {
+                    from: d.from,
+                    ecn: d.ecn,
+                    virtual_payload: false,
+                };
+                match rx_fault {
+                    Impair::None => ep.handle(now, meta, d.data),
+                    Impair::Drop {
+                        p,
+                        rng,
+                        seen,
+                        dropped,
+                    } => {
+                        *seen += 1;
+                        if rng.chance(*p) {
+                            *dropped += 1;
+                        } else {
+                            ep.handle(now, meta, d.data);
+                        }
+                    }
+                    Impair::Full(f) => f.push(
+                        now,
+                        RxOwned {
+                            from: d.from,
+                            ecn: d.ecn,
+                            bytes: d.data.to_vec(),
+                        },
+                    ),
+                }
+            })
+            .unwrap_or(0);
+        worked |= received > 0;
+        if let Impair::Full(f) = &mut self.rx_fault {
+            while let Some(p) = f.pop_ready(now) {
+                let ecn = if p.ecn_ce { Ecn::Ce } else { p.packet.ecn };
+                ep.handle(
+                    now,
+                    RxMeta {
+                        from: p.packet.from,
+                        ecn,
+                        virtual_payload: false,
+                    },
+                    &p.packet.bytes,
+                );
+                worked = true;
+            }
+        }
+        // Timers.
+        if ep.poll_timeout().is_some_and(|t| t <= now) {
+            ep.handle_timeout(now);
+            worked = true;
+        }
+        // Transmit.
+        worked |= self.transmit(ep, stats, now);
+        while let Some(e) = ep.poll_event() {
+            events.push(e);
+        }
+        stats.udp = self.sockets.stats();
+        stats.fault_rx = self.rx_fault.stats();
+        stats.fault_tx = self.tx_fault.stats();
+        worked
+    }
+
+    fn transmit(&mut self, ep: &mut Endpoint, stats: &mut HostStats, now: Instant) -> bool {
+        let mut worked = false;
+        // Earlier refusals first, in order.
+        while let Some(o) = self.backlog.front() {
+            let d = TxDatagram {
+                to: o.to,
+                socket: o.socket,
+                ecn: o.ecn,
+                header: &o.bytes,
+                payload: &[],
+            };
+            match self.sockets.send_batch(&[d]) {
+                Ok(1) => {
+                    self.backlog.pop_front();
+                    worked = true;
+                }
+                _ => return worked,
+            }
+        }
+        if let Impair::Full(f) = &mut self.tx_fault {
+            let mut ready = Vec::new();
+            while let Some(p) = f.pop_ready(now) {
+                let mut o = p.packet;
+                if p.ecn_ce {
+                    o.ecn = Ecn::Ce;
+                }
+                ready.push(o);
+            }
+            for o in ready {
+                self.send_owned(o);
+                worked = true;
+            }
+        }
+        loop {
+            // Gather a burst: headers in our arena, payloads as raw slices of registered
+            // memory (valid while we hold the engine lock: deregistration needs it too).
+            let mut metas = Vec::with_capacity(self.tx_burst);
+            let mut n = 0;
+            while n < self.tx_burst {
+                let Some(t) = ep.poll_transmit(now, &mut self.headers[n]) else {
+                    break;
+                };
+                let payload: (*const u8, usize) = match t.payload {
+                    Payload::None => (std::ptr::null(), 0),
+                    Payload::Region { .. } => match ep.payload(&t.payload) {
+                        Some(p) => (p.as_ptr(), p.len()),
+                        None => {
+                            stats.tx_payload_missing += 1;
+                            continue;
+                        }
+                    },
+                    // Virtual payloads never reach a real datapath; send the header only.
+                    Payload::Virtual(_) => (std::ptr::null(), 0),
+                };
+                metas.push((t, payload, n));
+                n += 1;
+            }
+            if metas.is_empty() {
+                return worked;
+            }
+            worked = true;
+            let sockets = self.sockets.socket_count().max(1);
+            let batch: Vec<TxDatagram<'_>> = metas
+                .iter()
+                .map(|(t, (ptr, len), slot)| TxDatagram {
+                    to: t.meta.to,
+                    socket: t.meta.entropy as usize % sockets,
+                    ecn: t.meta.ecn,
+                    header: &self.headers[*slot][..t.header_len],
+                    payload: if *len == 0 {
+                        &[]
+                    } else {
+                        // SAFETY: the slice came from `ep.payload` (bounds-checked against a
+                        // registered region) during this same engine-lock hold; registered
+                        // memory stays valid until deregistration, which needs the lock.
+                        unsafe { std::slice::from_raw_parts(*ptr, *len) }
+                    },
+                })
+                .collect();
+            let sent = match &mut self.tx_fault {
+                Impair::None => self.sockets.send_batch(&batch).unwrap_or(0),
+                Impair::Drop {
+                    p,
+                    rng,
+                    seen,
+                    dropped,
+                } => {
+                    let keep: Vec<TxDatagram<'_>> = batch
+                        .iter()
+                        .filter(|_| {
+                            *seen += 1;
+                            let d = rng.chance(*p);
+                            *dropped += d as u64;
+                            !d
+                        })
+                        .copied()
+                        .collect();
+                    let s = self.sockets.send_batch(&keep).unwrap_or(0);
+                    for d in &keep[s..] {
+                        self.backlog.push_back(own(d));
+                    }
+                    batch.len()
+                }
+                Impair::Full(f) => {
+                    for d in &batch {
+                        f.push(now, own(d));
+                    }
+                    batch.len()
+                }
+            };
+            for d in &batch[sent.min(batch.len())..] {
+                self.backlog.push_back(own(d));
+            }
+            if !self.backlog.is_empty() || metas.len() < self.tx_burst {
+                return worked;
+            }
+        }
+    }
+
+    fn send_owned(&mut self, o: Owned) {
+        let d = TxDatagram {
+            to: o.to,
+            socket: o.socket,
+            ecn: o.ecn,
+            header: &o.bytes,
+            payload: &[],
+        };
+        if !matches!(self.sockets.send_batch(&[d]), Ok(1)) {
+            self.backlog.push_back(o);
+        }
+    }
+}
+
+fn own(d: &TxDatagram<'_>) -> Owned {
+    let mut bytes = Vec::with_capacity(d.header.len() + d.payload.len());
+    bytes.extend_from_slice(d.header);
+    bytes.extend_from_slice(d.payload);
+    Owned {
+        to: d.to,
+        socket: d.socket,
+        ecn: d.ecn,
+        bytes,
+    }
+}
+
+fn close_all(ep: &mut Endpoint, now: Instant) {
+    ep.close_all(now);
+}
+
+fn publish(shared: &Shared, events: &mut Vec<Event>) {
+    let mut s = lock(&shared.state);
+    for e in events.drain(..) {
+        match e {
+            Event::Completion(c) => s.completions.push_back(c),
+            Event::Accepted {
+                conn,
+                peer,
+                user_data,
+            } => s.accepted.push_back((conn, peer, user_data)),
+            Event::Connected { conn } => {
+                s.connected.insert(conn);
+            }
+            Event::ConnectionLost { conn, peer, reason } => {
+                s.lost.insert(conn, (peer, reason));
+            }
+            Event::Closed { conn } => {
+                s.connected.remove(&conn);
+            }
+        }
+    }
+    drop(s);
+    shared.cv.notify_all();
+}

@@ -1,0 +1,1246 @@
+//! One connection (a packet delivery context): handshake state, timers, and the glue between
+//! the sender ([`send`]), the receiver ([`recv`]), RTT estimation, path scoring and the
+//! congestion controller.
+
+pub(crate) mod paths;
+pub(crate) mod recv;
+pub(crate) mod rtt;
+pub(crate) mod send;
+
+use alloc::collections::VecDeque;
+use alloc::vec;
+use core::net::SocketAddr;
+
+use weir_base::{Duration, Instant};
+use weir_congestion::{
+    Builtin, CcFactory, CongestionControl, Feedback, HopTelemetry, LossKind, PathInfo, Sent,
+};
+use weir_wire::{
+    AckExt, Common, DataExt, Ecn, Ext, Flags, HandshakeExt, Header, IntList, Mode, MsgKind,
+    NackExt, NackReason, Opcode, Parsed, ProbeExt,
+};
+
+use crate::config::Config;
+use crate::mem::Memory;
+use crate::stats::ConnStats;
+use crate::{
+    Completion, CompletionKind, ConnError, ConnId, Event, Payload, Transmit, TxMeta, WrError, WrId,
+};
+use paths::{Paths, Penalty};
+use recv::{Arrival, InMsg, InWrite, PostedRecv, RecvState};
+use rtt::RttEstimator;
+use send::{Delivery, SendState};
+
+/// Close reason code: normal close.
+pub(crate) const CLOSE_NORMAL: u32 = 0;
+/// Close reason code: connection refused (mode or parameter mismatch).
+pub(crate) const CLOSE_REFUSED: u32 = 1;
+
+/// Smallest reordering window RACK uses: below this, scheduling noise on a host looks like
+/// reordering.
+const MIN_REORDER_WINDOW: Duration = Duration::from_micros(10);
+/// Tail-loss probes sent before waiting for the retransmission timeout.
+const MAX_TLP: u8 = 2;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum State {
+    /// We sent a SYN and wait for the SYN-ACK.
+    SynSent,
+    /// We answered a SYN and wait for the first packet carrying our token.
+    SynReceived,
+    Established,
+    /// Failed or closed by the peer; waits for the application to close it.
+    Failed,
+}
+
+#[derive(Debug)]
+pub(crate) struct Conn {
+    pub(crate) id: u32,
+    pub(crate) peer: SocketAddr,
+    pub(crate) peer_id: u32,
+    pub(crate) local_nonce: u64,
+    pub(crate) peer_nonce: u64,
+    pub(crate) state: State,
+    pub(crate) user_data: u64,
+    initial_psn: u32,
+    max_payload: u32,
+    pub(crate) send: SendState,
+    pub(crate) recv: RecvState,
+    cc: Builtin,
+    rtt: RttEstimator,
+    pub(crate) paths: Paths,
+    pub(crate) stats: ConnStats,
+    // Timers.
+    created: Instant,
+    pub(crate) last_heard: Instant,
+    last_sent: Instant,
+    hs_next: Instant,
+    hs_tries: u32,
+    rto_at: Option<Instant>,
+    rto_backoff: u32,
+    retries: u32,
+    tlp_at: Option<Instant>,
+    tlps: u8,
+    tlp_pending: bool,
+    probe_pending: bool,
+    next_pace: Instant,
+    /// Data is ready but pacing or a receiver-not-ready hold keeps it back until then.
+    blocked_until: Option<Instant>,
+    // Control packets waiting to go out.
+    pub(crate) need_syn: bool,
+    pub(crate) need_synack: bool,
+    nacks: VecDeque<(u32, NackReason, u64)>,
+    /// Packets of the current burst on one path, so the endpoint can keep serving this
+    /// connection while it produces a batch.
+    pub(crate) in_ready: bool,
+}
+
+/// Everything a connection needs from its endpoint while handling an input.
+pub(crate) struct Ctx<'a> {
+    pub(crate) config: &'a Config,
+    pub(crate) mem: &'a Memory,
+    pub(crate) events: &'a mut VecDeque<Event>,
+}
+
+impl Conn {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        now: Instant,
+        config: &Config,
+        id: u32,
+        peer: SocketAddr,
+        local_nonce: u64,
+        initial_psn: u32,
+        entropy_start: u16,
+        state: State,
+    ) -> Self {
+        let paths = if config.mode == Mode::GoBackN {
+            1
+        } else {
+            config.paths
+        };
+        let path_info = PathInfo {
+            mtu: config.max_payload,
+            line_rate: config.line_rate,
+            base_rtt: None,
+            paths,
+        };
+        Conn {
+            id,
+            peer,
+            peer_id: 0,
+            local_nonce,
+            peer_nonce: 0,
+            state,
+            user_data: 0,
+            initial_psn,
+            max_payload: config.max_payload,
+            send: SendState::new(initial_psn, initial_psn),
+            recv: RecvState::new(0, config.rwnd_packets),
+            cc: config.cc.build(now, &path_info),
+            rtt: RttEstimator::new(),
+            paths: Paths::new(paths, config.spray_burst, entropy_start),
+            stats: ConnStats::default(),
+            created: now,
+            last_heard: now,
+            last_sent: now,
+            hs_next: now,
+            hs_tries: 0,
+            rto_at: None,
+            rto_backoff: 0,
+            retries: 0,
+            tlp_at: None,
+            tlps: 0,
+            tlp_pending: false,
+            probe_pending: false,
+            next_pace: now,
+            blocked_until: None,
+            need_syn: state == State::SynSent,
+            need_synack: state == State::SynReceived,
+            nacks: VecDeque::new(),
+            in_ready: false,
+        }
+    }
+
+    /// Whether the current spray burst is used up (the endpoint then serves another
+    /// connection).
+    pub(crate) fn paths_burst_done(&self) -> bool {
+        self.paths.burst_done()
+    }
+
+    pub(crate) fn handle(&self) -> ConnId {
+        ConnId(self.id)
+    }
+
+    /// Parameters from the peer's SYN (server side) or SYN-ACK (client side).
+    pub(crate) fn apply_handshake(&mut self, config: &Config, peer_id: u32, hs: &HandshakeExt) {
+        self.peer_id = peer_id;
+        self.peer_nonce = hs.nonce;
+        self.max_payload = config.max_payload.min(hs.max_payload.max(64));
+        self.recv = RecvState::new(hs.initial_psn, config.rwnd_packets);
+        self.send.rwnd_psn = self.initial_psn.wrapping_add(hs.rwnd_pkts.max(1));
+    }
+
+    pub(crate) fn handshake_ext(&self, config: &Config, echo_nonce: u64) -> HandshakeExt {
+        HandshakeExt {
+            nonce: self.local_nonce,
+            echo_nonce,
+            user_data: self.user_data,
+            initial_psn: self.initial_psn,
+            max_payload: config.max_payload,
+            paths: self.paths.len(),
+            mode: config.mode,
+            rwnd_pkts: config.rwnd_packets,
+        }
+    }
+
+    /// Whether anything is outstanding in either direction.
+    pub(crate) fn has_work(&self) -> bool {
+        self.send.outstanding() > 0 || !self.recv.posted.is_empty() || !self.recv.inbound.is_empty()
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Input.
+
+    /// A packet for this connection passed the token check.
+    pub(crate) fn on_packet(
+        &mut self,
+        now: Instant,
+        ecn: Ecn,
+        pkt: &Parsed<'_>,
+        virt: bool,
+        ctx: &mut Ctx<'_>,
+    ) {
+        self.last_heard = now;
+        let h = &pkt.header;
+        if self.state == State::SynReceived && h.common.opcode != Opcode::Syn {
+            self.state = State::Established;
+            self.need_synack = false;
+            ctx.events.push_back(Event::Accepted {
+                conn: self.handle(),
+                peer: self.peer,
+                user_data: self.user_data,
+            });
+        }
+        match (h.common.opcode, &h.ext) {
+            (Opcode::SynAck, Ext::Handshake(hs)) => self.on_synack(h, hs, ctx),
+            (Opcode::Data, Ext::Data(d)) if self.state == State::Established => {
+                self.on_data(now, &h.common, d, pkt.payload, virt, ecn, ctx)
+            }
+            (Opcode::Ack, Ext::Ack(a)) if self.state == State::Established => {
+                self.on_ack(now, &h.common, a, h.int.as_slice(), ctx)
+            }
+            (Opcode::Nack, Ext::Nack(n)) if self.state == State::Established => {
+                self.on_nack(now, n, ctx)
+            }
+            (Opcode::Probe, Ext::Probe(p)) => {
+                self.recv.last_tx_ts = p.tx_ts;
+                self.recv.last_arrival = now;
+                self.recv.last_entropy = h.common.entropy;
+                self.recv.ack_now = true;
+            }
+            (Opcode::Cnp, _) => {
+                let fb = Feedback {
+                    cnp: true,
+                    path: h.common.entropy,
+                    in_flight: self.send.in_flight,
+                    ..Feedback::default()
+                };
+                self.cc.on_feedback(now, &fb);
+            }
+            (Opcode::Close, Ext::Close(c)) => {
+                let reason = if c.reason == CLOSE_REFUSED {
+                    ConnError::Refused
+                } else {
+                    ConnError::PeerClosed
+                };
+                self.fail(reason, ctx.events, now);
+            }
+            _ => {}
+        }
+    }
+
+    fn on_synack(&mut self, h: &Header, hs: &HandshakeExt, ctx: &mut Ctx<'_>) {
+        match self.state {
+            State::SynSent if hs.echo_nonce == self.local_nonce => {
+                if hs.mode != ctx.config.mode {
+                    return;
+                }
+                self.apply_handshake(ctx.config, h.common.src_conn, hs);
+                self.state = State::Established;
+                self.need_syn = false;
+                // Third leg: tells the acceptor we hold its token.
+                self.recv.ack_now = true;
+                ctx.events.push_back(Event::Connected {
+                    conn: self.handle(),
+                });
+            }
+            // Our ACK of the SYN-ACK was lost: repeat it.
+            State::Established => self.recv.ack_now = true,
+            _ => {}
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_data(
+        &mut self,
+        now: Instant,
+        c: &Common,
+        d: &DataExt,
+        payload: &[u8],
+        virt: bool,
+        ecn: Ecn,
+        ctx: &mut Ctx<'_>,
+    ) {
+        let r = &mut self.recv;
+        r.last_tx_ts = d.tx_ts;
+        r.last_arrival = now;
+        r.last_psn = c.psn;
+        r.last_entropy = c.entropy;
+        if c.flags.contains(Flags::TRIMMED) {
+            self.stats.rx_trimmed += 1;
+            if r.classify(c.psn) == Arrival::New {
+                self.nacks.push_back((c.psn, NackReason::Trimmed, d.tx_ts));
+            }
+            return;
+        }
+        match r.classify(c.psn) {
+            Arrival::Duplicate => {
+                self.stats.rx_duplicates += 1;
+                r.ack_now = true;
+                return;
+            }
+            Arrival::OutOfWindow => {
+                self.stats.rx_out_of_window += 1;
+                r.ack_now = true;
+                return;
+            }
+            Arrival::New => {}
+        }
+        if ctx.config.mode == Mode::GoBackN && c.psn != r.cum {
+            //= reference/transport-cc.md#8.2
+            //# The RoCEv2 RC receiver drops every out-of-order packet and sends one NAK.
+            self.stats.rx_out_of_order_dropped += 1;
+            if !r.gbn_nacked {
+                r.gbn_nacked = true;
+                self.nacks
+                    .push_back((r.cum, NackReason::OutOfSequence, d.tx_ts));
+            }
+            return;
+        }
+        let plen = c.payload_len as u64;
+        let placed = match d.kind {
+            MsgKind::Send => self.place_send(c, d, payload, virt, ctx),
+            MsgKind::Write => self.place_write(c, d, payload, virt, ctx),
+        };
+        match placed {
+            Placement::Placed => {}
+            Placement::NoResources => {
+                self.stats.rx_no_resources += 1;
+                self.nacks
+                    .push_back((c.psn, NackReason::OutOfResources, d.tx_ts));
+                return;
+            }
+            Placement::Inconsistent => {
+                self.stats.rx_inconsistent += 1;
+                return;
+            }
+            Placement::AccessError => {
+                self.nacks
+                    .push_back((c.psn, NackReason::AccessError, d.tx_ts));
+            }
+        }
+        let r = &mut self.recv;
+        let cum_before = r.cum;
+        r.record(c.psn);
+        if r.cum != cum_before {
+            r.gbn_nacked = false;
+        }
+        self.stats.rx_data_packets += 1;
+        if ecn == Ecn::Ce {
+            r.ecn_bytes = r.ecn_bytes.wrapping_add(plen as u32);
+            self.stats.rx_ecn_bytes += plen;
+            r.ecn_echo = true;
+            r.ack_now = true;
+        }
+        r.unacked += 1;
+        if r.unacked_since.is_none() {
+            r.unacked_since = Some(now);
+        }
+        if r.unacked >= ctx.config.ack_every || c.flags.contains(Flags::ACK_REQ) || r.has_hole() {
+            r.ack_now = true;
+        }
+    }
+
+    fn place_send(
+        &mut self,
+        c: &Common,
+        d: &DataExt,
+        payload: &[u8],
+        virt: bool,
+        ctx: &mut Ctx<'_>,
+    ) -> Placement {
+        let r = &mut self.recv;
+        let Some(slot) = r.inbound_slot(d.msg_id) else {
+            return Placement::Inconsistent;
+        };
+        match slot {
+            Some(m) if m.tag != d.tag || m.len != d.msg_len || m.done => {
+                return Placement::Inconsistent;
+            }
+            Some(_) => {}
+            None => {
+                *slot = Some(InMsg {
+                    tag: d.tag,
+                    len: d.msg_len,
+                    received: 0,
+                    recv: None,
+                    early: None,
+                    reserved: 0,
+                    done: false,
+                });
+            }
+        }
+        // Messages are matched in order; this one may now be matchable.
+        self.match_pending(ctx);
+        let budget = ctx.config.unexpected_bytes;
+        let r = &mut self.recv;
+        let used = r.unexpected_used;
+        if send::psn_lt(d.msg_id, r.in_base) {
+            // Completed while matching: an empty message needs nothing more.
+            return Placement::Placed;
+        }
+        let Some(m) = r.inbound_get(d.msg_id) else {
+            return Placement::Inconsistent;
+        };
+        let plen = c.payload_len as u64;
+        let mut reserve = 0;
+        match m.recv {
+            Some(recv) => {
+                write_clipped(ctx.mem, &recv, d.msg_offset as u64, payload, virt);
+            }
+            None => {
+                if m.reserved == 0 && m.len > 0 {
+                    if used + m.len as u64 > budget {
+                        return Placement::NoResources;
+                    }
+                    m.reserved = m.len as u64;
+                    if !virt {
+                        m.early = Some(vec![0; m.len as usize]);
+                    }
+                    reserve = m.len as u64;
+                }
+                if let Some(buf) = m.early.as_mut() {
+                    let off = d.msg_offset as usize;
+                    if let Some(dst) = buf.get_mut(off..off + payload.len()) {
+                        dst.copy_from_slice(payload);
+                    }
+                }
+            }
+        }
+        r.unexpected_used += reserve;
+        let m = match r.inbound_get(d.msg_id) {
+            Some(m) => m,
+            None => return Placement::Inconsistent,
+        };
+        m.received += plen;
+        if m.received >= m.len as u64 && m.recv.is_some() {
+            self.complete_recv(d.msg_id, ctx);
+        }
+        Placement::Placed
+    }
+
+    fn place_write(
+        &mut self,
+        c: &Common,
+        d: &DataExt,
+        payload: &[u8],
+        virt: bool,
+        ctx: &mut Ctx<'_>,
+    ) -> Placement {
+        let Some((region, _)) = ctx.mem.by_rkey(d.rkey) else {
+            return Placement::AccessError;
+        };
+        let Some(dst) = d.tag.checked_add(d.msg_offset as u64) else {
+            return Placement::AccessError;
+        };
+        let plen = c.payload_len as u64;
+        let ok = if virt || payload.len() as u64 != plen {
+            ctx.mem.check(region, dst, plen)
+        } else {
+            ctx.mem.write(region, dst, payload)
+        };
+        if !ok {
+            return Placement::AccessError;
+        }
+        if d.notify {
+            let r = &mut self.recv;
+            let i = match r.writes.iter().position(|w| w.msg_id == d.msg_id) {
+                Some(i) => i,
+                None => {
+                    if r.writes.len() >= r.capacity as usize {
+                        return Placement::NoResources;
+                    }
+                    r.writes.push(InWrite {
+                        msg_id: d.msg_id,
+                        len: d.msg_len,
+                        received: 0,
+                        imm: d.imm,
+                    });
+                    r.writes.len() - 1
+                }
+            };
+            let w = &mut r.writes[i];
+            w.received += plen;
+            if w.received >= w.len as u64 {
+                let w = r.writes.swap_remove(i);
+                ctx.events.push_back(Event::Completion(Completion {
+                    conn: ConnId(self.id),
+                    wr: WrId(u64::MAX),
+                    kind: CompletionKind::WriteReceived { imm: w.imm },
+                    len: w.len as u64,
+                    tag: 0,
+                    status: Ok(()),
+                }));
+            }
+        }
+        Placement::Placed
+    }
+
+    /// Match known messages, in order, to posted receives.
+    pub(crate) fn match_pending(&mut self, ctx: &mut Ctx<'_>) {
+        loop {
+            let r = &mut self.recv;
+            let id = r.match_next;
+            let Some(tag) = r.inbound_get(id).map(|m| m.tag) else {
+                return;
+            };
+            let Some(recv) = r.take_recv(tag) else { return };
+            r.match_next = id.wrapping_add(1);
+            let Some(m) = r.inbound_get(id) else { return };
+            m.recv = Some(recv);
+            let early = m.early.take();
+            let reserved = core::mem::take(&mut m.reserved);
+            let complete = m.received >= m.len as u64;
+            if let Some(buf) = early {
+                write_clipped(ctx.mem, &recv, 0, &buf, false);
+            }
+            r.unexpected_used -= reserved;
+            if complete {
+                self.complete_recv(id, ctx);
+            }
+        }
+    }
+
+    fn complete_recv(&mut self, msg_id: u32, ctx: &mut Ctx<'_>) {
+        let r = &mut self.recv;
+        let Some(m) = r.inbound_get(msg_id) else {
+            return;
+        };
+        let Some(recv) = m.recv else { return };
+        if m.done {
+            return;
+        }
+        m.done = true;
+        let len = m.len as u64;
+        let status = if len > recv.len {
+            Err(WrError::Truncated {
+                message: len,
+                buffer: recv.len,
+            })
+        } else {
+            Ok(())
+        };
+        ctx.events.push_back(Event::Completion(Completion {
+            conn: ConnId(self.id),
+            wr: recv.wr,
+            kind: CompletionKind::Recv,
+            len,
+            tag: m.tag,
+            status,
+        }));
+        r.trim_inbound();
+    }
+
+    fn on_ack(
+        &mut self,
+        now: Instant,
+        c: &Common,
+        a: &AckExt,
+        hops: &[weir_wire::IntHop],
+        ctx: &mut Ctx<'_>,
+    ) {
+        self.stats.acks_received += 1;
+        let selective = ctx.config.mode == Mode::Weir;
+        let reorder_window = self.reorder_window();
+        let Conn {
+            send, paths, stats, ..
+        } = self;
+        let outcome = send.on_ack(a, reorder_window, selective, &mut |d| match d {
+            Delivery::Acked { path } => paths.delivered(path),
+            Delivery::Lost { path, .. } => {
+                stats.lost_packets += 1;
+                paths.penalize(path, Penalty::Loss);
+            }
+        });
+        // RTT from the echoed timestamp of the packet that triggered this ACK.
+        let (rtt, host_delay) = self.rtt_sample(now, a.echo_ts, a.rx_delay_ns);
+        // ECN: the count is cumulative; take the difference, ignoring absurd jumps.
+        let delta = a.ecn_bytes.wrapping_sub(self.send.last_ecn_bytes);
+        let ecn_bytes = if delta < 1 << 31 {
+            self.send.last_ecn_bytes = a.ecn_bytes;
+            delta as u64
+        } else {
+            0
+        };
+        if c.flags.contains(Flags::ECN_ECHO) {
+            self.paths.penalize(c.entropy, Penalty::Ecn);
+        }
+        let mut tel = [HopTelemetry::default(); weir_wire::MAX_INT_HOPS];
+        for (t, h) in tel.iter_mut().zip(hops) {
+            *t = HopTelemetry {
+                qlen: h.qlen as u64,
+                rate: weir_base::Rate::from_mbps(h.rate_mbps as u64),
+                tx_bytes: h.tx_bytes,
+                ts: Instant::from_nanos(h.ts_ns),
+            };
+        }
+        let fb = Feedback {
+            acked_bytes: outcome.acked_bytes,
+            acked_packets: outcome.acked_pkts,
+            ecn_bytes,
+            rtt,
+            host_delay,
+            hops: &tel[..hops.len().min(tel.len())],
+            loss: (outcome.lost_pkts > 0).then_some(LossKind::Detected),
+            lost_bytes: outcome.lost_bytes,
+            path: c.entropy,
+            in_flight: self.send.in_flight,
+            ..Feedback::default()
+        };
+        self.cc.on_feedback(now, &fb);
+        if outcome.progress || outcome.acked_pkts > 0 {
+            self.rto_backoff = 0;
+            self.retries = 0;
+            self.tlps = 0;
+            self.rto_at = None;
+            self.tlp_at = None;
+            self.arm_timers(now, ctx.config);
+        }
+        self.complete_sends(ctx.events);
+    }
+
+    fn on_nack(&mut self, now: Instant, n: &NackExt, ctx: &mut Ctx<'_>) {
+        self.stats.acks_received += 1;
+        match n.reason {
+            NackReason::OutOfSequence => {
+                let (bytes, pkts) = self.send.go_back(n.nack_psn);
+                self.stats.lost_packets += pkts as u64;
+                let fb = Feedback {
+                    loss: Some(LossKind::Detected),
+                    lost_bytes: bytes,
+                    in_flight: self.send.in_flight,
+                    ..Feedback::default()
+                };
+                self.cc.on_feedback(now, &fb);
+            }
+            NackReason::Trimmed | NackReason::TrimmedLastHop => {
+                if let Some((len, path)) = self.send.mark_lost(n.nack_psn) {
+                    self.stats.lost_packets += 1;
+                    self.paths.penalize(path, Penalty::Loss);
+                    let kind = if n.reason == NackReason::Trimmed {
+                        LossKind::Trimmed
+                    } else {
+                        LossKind::TrimmedLastHop
+                    };
+                    let (rtt, _) = self.rtt_sample(now, n.echo_ts, 0);
+                    let fb = Feedback {
+                        loss: Some(kind),
+                        lost_bytes: len as u64,
+                        rtt,
+                        path,
+                        in_flight: self.send.in_flight,
+                        ..Feedback::default()
+                    };
+                    self.cc.on_feedback(now, &fb);
+                }
+            }
+            NackReason::OutOfResources => {
+                if self.send.mark_lost(n.nack_psn).is_some() {
+                    let hold = now + ctx.config.rnr_delay;
+                    if hold > self.send.retx_hold_until {
+                        self.send.retx_hold_until = hold;
+                    }
+                    let fb = Feedback {
+                        loss: Some(LossKind::ReceiverNoResources),
+                        in_flight: self.send.in_flight,
+                        ..Feedback::default()
+                    };
+                    self.cc.on_feedback(now, &fb);
+                }
+            }
+            NackReason::AccessError => {
+                if let Some(p) = self.send.pkt(n.nack_psn).copied()
+                    && let Some(m) = self.send.msg_mut(p.out_seq)
+                {
+                    m.error = Some(WrError::RemoteAccess);
+                }
+            }
+            NackReason::PsnOutOfWindow | NackReason::Truncated => {}
+        }
+    }
+
+    fn rtt_sample(
+        &mut self,
+        now: Instant,
+        echo_ts: u64,
+        rx_delay_ns: u32,
+    ) -> (Option<Duration>, Option<Duration>) {
+        if echo_ts == 0 || echo_ts > now.as_ps() {
+            return (None, None);
+        }
+        let rtt = now.saturating_since(Instant::from_ps(echo_ts));
+        if rtt > Duration::from_secs(60) {
+            return (None, None);
+        }
+        self.rtt.sample(rtt);
+        self.stats.srtt_ps = self.rtt.srtt().map_or(0, |d| d.as_ps());
+        let host = Duration::from_nanos(rx_delay_ns as u64);
+        (Some(rtt), (rx_delay_ns > 0).then_some(host.min(rtt)))
+    }
+
+    fn complete_sends(&mut self, events: &mut VecDeque<Event>) {
+        while let Some(m) = self.send.pop_done() {
+            let kind = match m.kind {
+                MsgKind::Send => CompletionKind::Send,
+                MsgKind::Write => CompletionKind::Write,
+            };
+            events.push_back(Event::Completion(Completion {
+                conn: ConnId(self.id),
+                wr: m.wr,
+                kind,
+                len: m.len as u64,
+                tag: if m.kind == MsgKind::Send { m.tag } else { 0 },
+                status: m.error.map_or(Ok(()), Err),
+            }));
+        }
+    }
+
+    /// Fail the connection: every outstanding request completes with an error, then
+    /// `ConnectionLost` (or `Closed` when the peer closed an idle connection).
+    pub(crate) fn fail(&mut self, reason: ConnError, events: &mut VecDeque<Event>, _now: Instant) {
+        if self.state == State::Failed {
+            return;
+        }
+        let had_work = self.has_work();
+        self.state = State::Failed;
+        self.flush_requests(WrError::ConnectionLost(reason), events);
+        if reason == ConnError::PeerClosed && !had_work {
+            events.push_back(Event::Closed {
+                conn: self.handle(),
+            });
+        } else {
+            events.push_back(Event::ConnectionLost {
+                conn: self.handle(),
+                peer: self.peer,
+                reason,
+            });
+        }
+    }
+
+    /// Complete every outstanding request with `err`.
+    pub(crate) fn flush_requests(&mut self, err: WrError, events: &mut VecDeque<Event>) {
+        let conn = self.handle();
+        let fail = |wr, kind, len, tag| {
+            Event::Completion(Completion {
+                conn,
+                wr,
+                kind,
+                len,
+                tag,
+                status: Err(err),
+            })
+        };
+        for m in self.send.drain() {
+            let kind = if m.kind == MsgKind::Send {
+                CompletionKind::Send
+            } else {
+                CompletionKind::Write
+            };
+            events.push_back(fail(m.wr, kind, m.len as u64, m.tag));
+        }
+        for m in self.recv.inbound.drain(..).flatten() {
+            if let Some(r) = m.recv.filter(|_| !m.done) {
+                events.push_back(fail(r.wr, CompletionKind::Recv, 0, m.tag));
+            }
+        }
+        for r in self.recv.posted.drain(..) {
+            events.push_back(fail(r.wr, CompletionKind::Recv, 0, r.tag.unwrap_or(0)));
+        }
+        self.recv.unexpected_used = 0;
+        self.rto_at = None;
+        self.tlp_at = None;
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Output.
+
+    fn reorder_window(&self) -> Duration {
+        //= https://www.rfc-editor.org/rfc/rfc8985#section-6.2
+        //# RACK.reo_wnd = RACK.min_RTT / 4 (when reordering has been observed).
+        self.rtt
+            .min_rtt()
+            .map_or(MIN_REORDER_WINDOW, |m| m.div(4).max(MIN_REORDER_WINDOW))
+    }
+
+    fn rto(&self, config: &Config) -> Duration {
+        let base = self.rtt.rto_base().unwrap_or(config.initial_rto);
+        let base = base.max(config.min_rto).min(config.max_rto);
+        base.saturating_mul(1 << self.rto_backoff.min(16))
+            .min(config.max_rto)
+    }
+
+    fn pto(&self, config: &Config) -> Duration {
+        //= https://www.rfc-editor.org/rfc/rfc8985#section-7.2
+        //# PTO = 2 * SRTT (plus the peer's delayed-ACK allowance when one packet is in flight).
+        match self.rtt.srtt() {
+            Some(s) => s.saturating_mul(2) + config.ack_delay,
+            None => config.initial_rto,
+        }
+        .min(self.rto(config))
+    }
+
+    /// (Re-)arm the loss timers after sending or after progress.
+    fn arm_timers(&mut self, now: Instant, config: &Config) {
+        let outstanding = self.send.in_flight_pkts > 0 || self.send.has_retx_queued();
+        if !outstanding {
+            self.rto_at = None;
+            self.tlp_at = None;
+            return;
+        }
+        if self.rto_at.is_none() {
+            self.rto_at = Some(now + self.rto(config));
+        }
+        if config.tail_loss_probe
+            && config.mode == Mode::Weir
+            && self.tlp_at.is_none()
+            && self.tlps < MAX_TLP
+            && !self.send.has_new_data()
+        {
+            self.tlp_at = Some(now + self.pto(config));
+        }
+    }
+
+    fn window_allows(&self, len: u32) -> bool {
+        let limits = self.cc.limits();
+        let cwnd = limits.window.unwrap_or(u64::MAX);
+        self.send.in_flight == 0 || self.send.in_flight + len as u64 <= cwnd
+    }
+
+    fn pacing_allows(&self, now: Instant) -> bool {
+        now >= self.next_pace
+    }
+
+    fn paced(&mut self, now: Instant, bytes: usize) {
+        if let Some(rate) = self.cc.limits().rate {
+            let start = if self.next_pace > now {
+                self.next_pace
+            } else {
+                now
+            };
+            self.next_pace = start + rate.serialization_time(bytes as u64);
+        }
+    }
+
+    /// The next packet of this connection, if any may go out at `now`.
+    pub(crate) fn poll_transmit(
+        &mut self,
+        now: Instant,
+        config: &Config,
+        mem: &Memory,
+        buf: &mut [u8],
+    ) -> Option<Transmit> {
+        let t = self.transmit_inner(now, config, mem, buf)?;
+        self.last_sent = now;
+        Some(t)
+    }
+
+    fn transmit_inner(
+        &mut self,
+        now: Instant,
+        config: &Config,
+        mem: &Memory,
+        buf: &mut [u8],
+    ) -> Option<Transmit> {
+        match self.state {
+            State::SynSent if self.need_syn => {
+                self.need_syn = false;
+                let ext = self.handshake_ext(config, 0);
+                return self.control(Opcode::Syn, Flags::empty(), Ext::Handshake(ext), 0, buf);
+            }
+            State::SynReceived if self.need_synack => {
+                self.need_synack = false;
+                let ext = self.handshake_ext(config, self.peer_nonce);
+                return self.control(Opcode::SynAck, Flags::empty(), Ext::Handshake(ext), 0, buf);
+            }
+            State::Established => {}
+            _ => return None,
+        }
+        if let Some((psn, reason, echo_ts)) = self.nacks.pop_front() {
+            self.stats.nacks_sent += 1;
+            let ext = NackExt {
+                cum_psn: self.recv.cum,
+                nack_psn: psn,
+                reason,
+                echo_ts,
+            };
+            let e = self.recv.last_entropy;
+            return self.control(Opcode::Nack, Flags::empty(), Ext::Nack(ext), e, buf);
+        }
+        if self.recv.ack_now {
+            return self.ack(now, buf);
+        }
+        let data_waiting = self.send.has_new_data() || self.send.has_retx_queued();
+        if !self.pacing_allows(now) && data_waiting {
+            self.blocked_until = Some(self.next_pace);
+        } else if data_waiting && !self.send.has_retx(now) && !self.send.has_new_data() {
+            // Only held-back retransmissions (receiver had no resources).
+            self.blocked_until = Some(self.send.retx_hold_until);
+        }
+        if self.pacing_allows(now) {
+            if self.send.has_retx(now) {
+                let len = self.send.pkts.front().map_or(0, |p| p.len);
+                if self.window_allows(len) {
+                    let paths = &mut self.paths;
+                    if let Some(psn) = self.send.next_retx(now, |orig| paths.for_retransmit(orig)) {
+                        self.stats.retransmits += 1;
+                        return self.data(now, psn, true, false, config, mem, buf);
+                    }
+                }
+            }
+            if self.send.has_new_data()
+                && send::psn_lt(self.send.snd_nxt, self.send.rwnd_psn)
+                && self.window_allows(self.max_payload)
+            {
+                let path = self.paths.next();
+                if let Some(psn) = self.send.next_new(now, self.max_payload, path) {
+                    self.stats.data_packets += 1;
+                    let len = self.send.pkt(psn).map_or(0, |p| p.len);
+                    self.stats.data_bytes += len as u64;
+                    return self.data(now, psn, false, false, config, mem, buf);
+                }
+            }
+        }
+        if self.tlp_pending {
+            self.tlp_pending = false;
+            if let Some(psn) = self.send.last_in_flight() {
+                self.stats.tlp_probes += 1;
+                return self.data(now, psn, true, true, config, mem, buf);
+            }
+        }
+        if self.probe_pending {
+            self.probe_pending = false;
+            let ext = ProbeExt { tx_ts: now.as_ps() };
+            return self.control(Opcode::Probe, Flags::ACK_REQ, Ext::Probe(ext), 0, buf);
+        }
+        None
+    }
+
+    fn ack(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
+        let r = &mut self.recv;
+        let mut flags = Flags::empty();
+        if r.ecn_echo {
+            flags = flags.union(Flags::ECN_ECHO);
+        }
+        let held = now
+            .saturating_since(r.last_arrival)
+            .as_nanos()
+            .min(u32::MAX as u64) as u32;
+        let ext = AckExt {
+            cum_psn: r.cum,
+            sack: if self.state == State::Established {
+                r.sack()
+            } else {
+                Default::default()
+            },
+            rwnd_psn: r.rwnd_psn(),
+            ecn_bytes: r.ecn_bytes,
+            rx_delay_ns: held,
+            echo_ts: r.last_tx_ts,
+        };
+        r.ack_now = false;
+        r.ecn_echo = false;
+        r.unacked = 0;
+        r.unacked_since = None;
+        self.stats.acks_sent += 1;
+        let e = r.last_entropy;
+        self.control(Opcode::Ack, flags, Ext::Ack(ext), e, buf)
+    }
+
+    fn control(
+        &mut self,
+        opcode: Opcode,
+        flags: Flags,
+        ext: Ext,
+        entropy: u16,
+        buf: &mut [u8],
+    ) -> Option<Transmit> {
+        let header = Header {
+            common: Common {
+                opcode,
+                flags,
+                src_conn: self.id,
+                dst_conn: if opcode == Opcode::Syn {
+                    0
+                } else {
+                    self.peer_id
+                },
+                psn: self.send.snd_nxt,
+                entropy,
+                payload_len: 0,
+                token: if opcode == Opcode::Syn {
+                    0
+                } else {
+                    self.peer_nonce
+                },
+            },
+            ext,
+            int: IntList::new(),
+        };
+        let header_len = header.emit(buf).ok()?;
+        Some(Transmit {
+            meta: TxMeta {
+                to: self.peer,
+                entropy,
+                ecn: Ecn::NotEct,
+            },
+            header_len,
+            payload: Payload::None,
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn data(
+        &mut self,
+        now: Instant,
+        psn: u32,
+        retx: bool,
+        probe: bool,
+        config: &Config,
+        mem: &Memory,
+        buf: &mut [u8],
+    ) -> Option<Transmit> {
+        let p = *self.send.pkt(psn)?;
+        let m = self.send.msg(p.out_seq)?;
+        let mut flags = Flags::empty();
+        flags.set(Flags::RETX, retx);
+        // Ask for an immediate ACK at the end of a message and on probes, so completions and
+        // tail losses are learnt about one RTT later, not one ack_delay later.
+        let last = p.msg_off + p.len == m.len;
+        flags.set(Flags::ACK_REQ, probe || last);
+        let header = Header {
+            common: Common {
+                opcode: Opcode::Data,
+                flags,
+                src_conn: self.id,
+                dst_conn: self.peer_id,
+                psn,
+                entropy: p.path,
+                payload_len: p.len,
+                token: self.peer_nonce,
+            },
+            ext: Ext::Data(DataExt {
+                msg_id: m.msg_id,
+                msg_len: m.len,
+                msg_offset: p.msg_off,
+                kind: m.kind,
+                notify: m.notify.is_some(),
+                tag: m.tag,
+                rkey: m.rkey,
+                imm: m.notify.unwrap_or(0),
+                tx_ts: now.as_ps(),
+            }),
+            int: IntList::new(),
+        };
+        let header_len = header.emit(buf).ok()?;
+        let payload = if p.len == 0 {
+            Payload::None
+        } else if mem.is_virtual(m.region) {
+            Payload::Virtual(p.len)
+        } else {
+            Payload::Region {
+                region: m.region,
+                offset: m.offset + p.msg_off as u64,
+                len: p.len,
+            }
+        };
+        let wire_bytes = header_len + p.len as usize;
+        self.paced(now, wire_bytes);
+        let sent = Sent {
+            bytes: wire_bytes as u32,
+            path: p.path,
+            retransmit: retx,
+            in_flight: self.send.in_flight,
+        };
+        self.cc.on_sent(now, &sent);
+        self.arm_timers(now, config);
+        Some(Transmit {
+            meta: TxMeta {
+                to: self.peer,
+                entropy: p.path,
+                ecn: Ecn::Ect0,
+            },
+            header_len,
+            payload,
+        })
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Timers.
+
+    /// The earliest time this connection needs `on_timeout`.
+    pub(crate) fn deadline(&self, config: &Config) -> Option<Instant> {
+        let mut t = Instant::MAX;
+        let mut at = |x: Instant| {
+            if x < t {
+                t = x
+            }
+        };
+        match self.state {
+            State::SynSent | State::SynReceived => {
+                at(self.hs_next + self.hs_interval(config));
+                at(self.created + config.handshake_timeout);
+            }
+            State::Established => {
+                let r = &self.recv;
+                if let Some(since) = r.unacked_since {
+                    at(since + config.ack_delay);
+                }
+                if let Some(x) = self.rto_at {
+                    at(x);
+                }
+                if let Some(x) = self.tlp_at {
+                    at(x);
+                }
+                at(self.last_sent + config.keepalive);
+                at(self.last_heard + config.peer_timeout);
+                if let Some(x) = self.blocked_until {
+                    at(x);
+                }
+                if let Some(x) = self.cc.next_timeout() {
+                    at(x);
+                }
+            }
+            State::Failed => return None,
+        }
+        (t != Instant::MAX).then_some(t)
+    }
+
+    fn hs_interval(&self, config: &Config) -> Duration {
+        config
+            .initial_rto
+            .saturating_mul(1 << self.hs_tries.min(10))
+            .min(config.max_rto)
+    }
+
+    /// Fire the timers due at `now`.
+    pub(crate) fn on_timeout(
+        &mut self,
+        now: Instant,
+        config: &Config,
+        events: &mut VecDeque<Event>,
+    ) {
+        match self.state {
+            State::SynSent | State::SynReceived => {
+                if now >= self.created + config.handshake_timeout {
+                    self.fail(ConnError::HandshakeTimeout, events, now);
+                    return;
+                }
+                if now >= self.hs_next + self.hs_interval(config) {
+                    self.hs_next = now;
+                    self.hs_tries += 1;
+                    if self.state == State::SynSent {
+                        self.need_syn = true;
+                    } else {
+                        self.need_synack = true;
+                    }
+                }
+            }
+            State::Established => self.established_timeout(now, config, events),
+            State::Failed => {}
+        }
+    }
+
+    fn established_timeout(&mut self, now: Instant, config: &Config, events: &mut VecDeque<Event>) {
+        let silent = now.saturating_since(self.last_heard);
+        if silent >= config.peer_timeout {
+            let retries = self.retries;
+            self.fail(
+                ConnError::PeerTimeout {
+                    silent_for: silent,
+                    retries,
+                },
+                events,
+                now,
+            );
+            return;
+        }
+        if let Some(since) = self.recv.unacked_since
+            && now >= since + config.ack_delay
+        {
+            self.recv.ack_now = true;
+        }
+        if self.cc.next_timeout().is_some_and(|t| now >= t) {
+            self.cc.on_timeout(now);
+        }
+        if self.blocked_until.is_some_and(|t| now >= t) {
+            self.blocked_until = None;
+        }
+        if self.tlp_at.is_some_and(|t| now >= t) {
+            self.tlp_at = None;
+            if self.send.in_flight_pkts > 0 && self.tlps < MAX_TLP {
+                self.tlps += 1;
+                self.tlp_pending = true;
+            }
+        }
+        if self.rto_at.is_some_and(|t| now >= t) {
+            self.rto_at = None;
+            self.tlp_at = None;
+            self.stats.rto_events += 1;
+            self.retries += 1;
+            self.rto_backoff += 1;
+            let Conn { send, paths, .. } = self;
+            let (bytes, pkts) = send.all_lost(|path| paths.penalize(path, Penalty::Timeout));
+            self.stats.lost_packets += pkts as u64;
+            let fb = Feedback {
+                rto: true,
+                lost_bytes: bytes,
+                in_flight: self.send.in_flight,
+                ..Feedback::default()
+            };
+            self.cc.on_feedback(now, &fb);
+            self.arm_timers(now, config);
+        }
+        if now >= self.last_sent + config.keepalive {
+            self.probe_pending = true;
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Placement {
+    Placed,
+    NoResources,
+    Inconsistent,
+    AccessError,
+}
+
+/// Copy `bytes` to `recv`'s buffer at message offset `off`, discarding whatever falls beyond
+/// the receive buffer (the receive then completes as truncated).
+fn write_clipped(mem: &Memory, recv: &PostedRecv, off: u64, bytes: &[u8], virt: bool) {
+    if virt || off >= recv.len || bytes.is_empty() {
+        return;
+    }
+    let n = (recv.len - off).min(bytes.len() as u64) as usize;
+    let _ = mem.write(recv.region, recv.offset + off, &bytes[..n]);
+}

@@ -1,0 +1,196 @@
+//! Multipath spraying with per-path scoring.
+//!
+//! Each connection sprays over `n` entropy values (paths). Packets go out in bursts of
+//! `burst` consecutive packets per path (so a datapath can batch them), round-robin over the
+//! paths. Every path carries a penalty score: a loss detected on it adds 4, a retransmission
+//! timeout 15 (the cap), an ECN echo 1; delivered packets pay it back one point per
+//! `DECAY_EVERY` acknowledgements. Paths whose score exceeds `AVOID_ABOVE` are skipped (a dead
+//! path stops being used within a few packets); when every path is penalised the least
+//! penalised one is used, and a skipped path gets one probe packet every `PROBE_EVERY` packets so
+//! it can recover. This is the "bitmap" EV scheme of the UEC htsim (`uec_mp.cpp`), with REPS's
+//! idea of recycling paths that deliver.
+
+//= reference/transport-cc.md#1.5
+//# Bitmap: penalise an EV by 1 on an ECN echo, 4 on a NACK, and 15 (the cap) on a timeout;
+//# skip penalised EVs and decay the penalty.
+
+use alloc::vec;
+use alloc::vec::Vec;
+
+const CAP: u8 = 15;
+const AVOID_ABOVE: u8 = 6;
+const DECAY_EVERY: u32 = 16;
+const PROBE_EVERY: u64 = 256;
+
+/// Penalty events.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Penalty {
+    Ecn,
+    Loss,
+    Timeout,
+}
+
+/// Per-path counters, for reports and tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PathStats {
+    /// Packets sent on this path (including retransmissions).
+    pub sent: u64,
+    /// Packets acknowledged that were sent on this path.
+    pub delivered: u64,
+    /// Losses attributed to this path.
+    pub lost: u64,
+    /// Current penalty score (0 = healthy, 15 = looks dead).
+    pub penalty: u8,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Paths {
+    stats: Vec<PathStats>,
+    delivered_since_decay: Vec<u32>,
+    current: u16,
+    left_in_burst: u16,
+    burst: u16,
+    sent_total: u64,
+}
+
+impl Paths {
+    pub(crate) fn new(n: u16, burst: u16, start: u16) -> Self {
+        let n = n.max(1);
+        Paths {
+            stats: vec![PathStats::default(); n as usize],
+            delivered_since_decay: vec![0; n as usize],
+            current: start % n,
+            left_in_burst: burst.max(1),
+            burst: burst.max(1),
+            sent_total: 0,
+        }
+    }
+
+    pub(crate) fn burst_done(&self) -> bool {
+        self.left_in_burst == 0
+    }
+
+    pub(crate) fn len(&self) -> u16 {
+        self.stats.len() as u16
+    }
+
+    /// The path for the next new packet.
+    pub(crate) fn next(&mut self) -> u16 {
+        if self.left_in_burst == 0 || self.penalised(self.current) {
+            self.current = self.pick_after(self.current);
+            self.left_in_burst = self.burst;
+        }
+        self.left_in_burst -= 1;
+        self.sent(self.current);
+        self.current
+    }
+
+    /// A path for retransmitting a packet first sent on `orig`: a healthy path other than it
+    /// when one exists.
+    pub(crate) fn for_retransmit(&mut self, orig: u16) -> u16 {
+        let p = self.pick_after(orig);
+        self.sent(p);
+        p
+    }
+
+    pub(crate) fn delivered(&mut self, path: u16) {
+        let i = path as usize;
+        let Some(s) = self.stats.get_mut(i) else {
+            return;
+        };
+        s.delivered += 1;
+        let d = &mut self.delivered_since_decay[i];
+        *d += 1;
+        if *d >= DECAY_EVERY {
+            *d = 0;
+            s.penalty = s.penalty.saturating_sub(1);
+        }
+    }
+
+    pub(crate) fn penalize(&mut self, path: u16, what: Penalty) {
+        let Some(s) = self.stats.get_mut(path as usize) else {
+            return;
+        };
+        let add = match what {
+            Penalty::Ecn => 1,
+            Penalty::Loss => 4,
+            Penalty::Timeout => CAP,
+        };
+        if what != Penalty::Ecn {
+            s.lost += 1;
+        }
+        s.penalty = (s.penalty + add).min(CAP);
+    }
+
+    pub(crate) fn stats(&self) -> &[PathStats] {
+        &self.stats
+    }
+
+    fn sent(&mut self, path: u16) {
+        self.sent_total += 1;
+        if let Some(s) = self.stats.get_mut(path as usize) {
+            s.sent += 1;
+        }
+    }
+
+    fn penalised(&self, p: u16) -> bool {
+        self.stats[p as usize].penalty > AVOID_ABOVE
+    }
+
+    /// The next path after `from` in round-robin order that is not penalised; every
+    /// `PROBE_EVERY` packets a penalised path is allowed once so it can prove it recovered.
+    /// When all are penalised: the least penalised.
+    fn pick_after(&self, from: u16) -> u16 {
+        let n = self.len();
+        if n == 1 {
+            return 0;
+        }
+        let probe = self.sent_total % PROBE_EVERY == PROBE_EVERY - 1;
+        let mut best = (from + 1) % n;
+        for k in 1..=n {
+            let p = (from + k) % n;
+            if (!self.penalised(p) || probe) && (p != from || k == n) {
+                return p;
+            }
+            if self.stats[p as usize].penalty < self.stats[best as usize].penalty {
+                best = p;
+            }
+        }
+        best
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sprays_in_bursts() {
+        let mut p = Paths::new(4, 2, 0);
+        let seq: Vec<u16> = (0..8).map(|_| p.next()).collect();
+        assert_eq!(seq, [0, 0, 1, 1, 2, 2, 3, 3]);
+    }
+
+    #[test]
+    fn dead_path_is_avoided_then_probed() {
+        let mut p = Paths::new(4, 1, 0);
+        p.penalize(2, Penalty::Timeout);
+        let used: Vec<u16> = (0..200).map(|_| p.next()).collect();
+        assert!(!used.contains(&2));
+        let used: Vec<u16> = (0..1000).map(|_| p.next()).collect();
+        let on2 = used.iter().filter(|&&x| x == 2).count();
+        assert!((1..=8).contains(&on2), "probed {on2} times");
+        for _ in 0..(DECAY_EVERY * 15) {
+            p.delivered(2);
+        }
+        assert_eq!(p.stats()[2].penalty, 0);
+    }
+
+    #[test]
+    fn retransmit_avoids_original() {
+        let mut p = Paths::new(3, 1, 0);
+        assert_ne!(p.for_retransmit(1), 1);
+        let mut single = Paths::new(1, 4, 0);
+        assert_eq!(single.for_retransmit(0), 0);
+    }
+}

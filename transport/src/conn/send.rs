@@ -1,0 +1,517 @@
+//! Sender side of a connection: segmentation, PSN allocation, the in-flight table,
+//! ACK/SACK/NACK processing, loss detection and the retransmission queue.
+//!
+//! Loss detection in Weir mode is time-based (RACK, RFC 8985) rather than counting duplicate
+//! ACKs, because spraying reorders packets by design: a packet is declared lost once a packet
+//! *sent* at least `reorder_window` after it has been delivered. In go-back-N mode the sender
+//! instead rewinds to the PSN a NACK names and resends everything from there.
+
+use alloc::collections::VecDeque;
+
+use weir_base::{Duration, Instant};
+use weir_wire::{AckExt, MsgKind, Sack};
+
+use crate::mem::RegionId;
+use crate::{RemoteRegion, WrError, WrId};
+
+/// A message being sent (or written) and not yet fully acknowledged.
+#[derive(Clone, Debug)]
+pub(crate) struct OutMsg {
+    pub(crate) wr: WrId,
+    pub(crate) kind: MsgKind,
+    pub(crate) region: RegionId,
+    pub(crate) offset: u64,
+    pub(crate) len: u32,
+    /// Send: tag. Write: remote offset.
+    pub(crate) tag: u64,
+    pub(crate) rkey: u32,
+    pub(crate) notify: Option<u32>,
+    /// Wire message id (per kind sequence).
+    pub(crate) msg_id: u32,
+    /// Bytes segmented so far.
+    pub(crate) next_off: u32,
+    /// Whether the (possibly empty) message has been fully segmented.
+    pub(crate) segmented: bool,
+    /// Packets sent and not yet acknowledged.
+    pub(crate) unacked_pkts: u32,
+    pub(crate) error: Option<WrError>,
+}
+
+impl OutMsg {
+    pub(crate) fn done(&self) -> bool {
+        self.segmented && self.unacked_pkts == 0
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PktState {
+    /// On the wire, not yet acknowledged.
+    InFlight,
+    /// Acknowledged (selectively); waits for the cumulative ACK to pass.
+    Acked,
+    /// Declared lost, queued for retransmission.
+    Lost,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Pkt {
+    /// Local sequence of the message (index into `out` after subtracting `out_base`).
+    pub(crate) out_seq: u32,
+    pub(crate) msg_off: u32,
+    pub(crate) len: u32,
+    pub(crate) sent_at: Instant,
+    pub(crate) path: u16,
+    pub(crate) retx: u16,
+    pub(crate) state: PktState,
+}
+
+/// A packet's fate learnt from an ACK.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Delivery {
+    Acked { path: u16 },
+    Lost { len: u32, path: u16 },
+}
+
+/// What an ACK did, for the congestion controller and path scoring.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct AckOutcome {
+    pub(crate) acked_bytes: u64,
+    pub(crate) acked_pkts: u32,
+    pub(crate) lost_bytes: u64,
+    pub(crate) lost_pkts: u32,
+    /// Cumulative ACK advanced.
+    pub(crate) progress: bool,
+}
+
+#[derive(Debug)]
+pub(crate) struct SendState {
+    /// Messages not yet completed, in posting order.
+    pub(crate) out: VecDeque<OutMsg>,
+    /// Local sequence of `out[0]`.
+    pub(crate) out_base: u32,
+    /// First message with bytes left to segment (index relative to `out_base`).
+    seg_cursor: u32,
+    /// Next wire message id per kind.
+    next_send_id: u32,
+    next_write_id: u32,
+    /// Packets from `snd_una` to `snd_nxt`.
+    pub(crate) pkts: VecDeque<Pkt>,
+    pub(crate) snd_una: u32,
+    pub(crate) snd_nxt: u32,
+    /// Peer's flow-control limit: PSNs below it may be sent.
+    pub(crate) rwnd_psn: u32,
+    /// Lost packets to resend, oldest first (entries whose state changed since are skipped).
+    retx: VecDeque<u32>,
+    /// Resend nothing before this (receiver said it had no resources).
+    pub(crate) retx_hold_until: Instant,
+    /// Bytes of packets in state `InFlight`.
+    pub(crate) in_flight: u64,
+    /// Packets in state `InFlight` (empty messages have zero bytes but still need timers).
+    pub(crate) in_flight_pkts: u32,
+    /// RACK: send time of the most recently sent packet known delivered.
+    rack_xmit: Option<Instant>,
+    /// First PSN (offset from snd_una) whose first transmission has not been judged yet.
+    rack_scan: u32,
+    /// Retransmitted packets in flight, by retransmission time, to judge them too.
+    retx_inflight: VecDeque<u32>,
+    pub(crate) last_ecn_bytes: u32,
+}
+
+/// Serial-number comparison of PSNs: `a < b` modulo 2^32.
+pub(crate) fn psn_lt(a: u32, b: u32) -> bool {
+    (a.wrapping_sub(b) as i32) < 0
+}
+
+impl SendState {
+    pub(crate) fn new(initial_psn: u32, rwnd_psn: u32) -> Self {
+        SendState {
+            out: VecDeque::new(),
+            out_base: 0,
+            seg_cursor: 0,
+            next_send_id: 0,
+            next_write_id: 0,
+            pkts: VecDeque::new(),
+            snd_una: initial_psn,
+            snd_nxt: initial_psn,
+            rwnd_psn,
+            retx: VecDeque::new(),
+            retx_hold_until: Instant::ZERO,
+            in_flight: 0,
+            in_flight_pkts: 0,
+            rack_xmit: None,
+            rack_scan: 0,
+            retx_inflight: VecDeque::new(),
+            last_ecn_bytes: 0,
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn push(
+        &mut self,
+        wr: WrId,
+        kind: MsgKind,
+        region: RegionId,
+        offset: u64,
+        len: u32,
+        tag: u64,
+        remote: Option<RemoteRegion>,
+        notify: Option<u32>,
+    ) {
+        let msg_id = match kind {
+            MsgKind::Send => {
+                self.next_send_id = self.next_send_id.wrapping_add(1);
+                self.next_send_id.wrapping_sub(1)
+            }
+            MsgKind::Write => {
+                self.next_write_id = self.next_write_id.wrapping_add(1);
+                self.next_write_id.wrapping_sub(1)
+            }
+        };
+        let (tag, rkey) = match remote {
+            Some(r) => (r.offset, r.rkey),
+            None => (tag, 0),
+        };
+        self.out.push_back(OutMsg {
+            wr,
+            kind,
+            region,
+            offset,
+            len,
+            tag,
+            rkey,
+            notify,
+            msg_id,
+            next_off: 0,
+            segmented: false,
+            unacked_pkts: 0,
+            error: None,
+        });
+    }
+
+    pub(crate) fn outstanding(&self) -> usize {
+        self.out.len()
+    }
+
+    /// Whether a new packet could be segmented (ignoring windows).
+    pub(crate) fn has_new_data(&self) -> bool {
+        (self.seg_cursor as usize) < self.out.len()
+    }
+
+    /// Whether a retransmission is queued and allowed at `now`.
+    pub(crate) fn has_retx(&mut self, now: Instant) -> bool {
+        self.skip_stale_retx();
+        !self.retx.is_empty() && now >= self.retx_hold_until
+    }
+
+    pub(crate) fn has_retx_queued(&mut self) -> bool {
+        self.skip_stale_retx();
+        !self.retx.is_empty()
+    }
+
+    fn skip_stale_retx(&mut self) {
+        while let Some(&psn) = self.retx.front() {
+            match self.pkt(psn) {
+                Some(p) if p.state == PktState::Lost => return,
+                _ => {
+                    self.retx.pop_front();
+                }
+            }
+        }
+    }
+
+    pub(crate) fn pkt(&self, psn: u32) -> Option<&Pkt> {
+        let i = psn.wrapping_sub(self.snd_una);
+        if psn_lt(psn, self.snd_una) || !psn_lt(psn, self.snd_nxt) {
+            return None;
+        }
+        self.pkts.get(i as usize)
+    }
+
+    fn pkt_mut(&mut self, psn: u32) -> Option<&mut Pkt> {
+        if psn_lt(psn, self.snd_una) || !psn_lt(psn, self.snd_nxt) {
+            return None;
+        }
+        self.pkts.get_mut(psn.wrapping_sub(self.snd_una) as usize)
+    }
+
+    pub(crate) fn msg(&self, out_seq: u32) -> Option<&OutMsg> {
+        self.out.get(out_seq.wrapping_sub(self.out_base) as usize)
+    }
+
+    pub(crate) fn msg_mut(&mut self, out_seq: u32) -> Option<&mut OutMsg> {
+        self.out
+            .get_mut(out_seq.wrapping_sub(self.out_base) as usize)
+    }
+
+    /// Segment the next new packet of at most `max_payload` bytes: returns its PSN. The caller
+    /// has checked windows.
+    pub(crate) fn next_new(&mut self, now: Instant, max_payload: u32, path: u16) -> Option<u32> {
+        let idx = self.seg_cursor as usize;
+        let out_seq = self.out_base.wrapping_add(self.seg_cursor);
+        let m = self.out.get_mut(idx)?;
+        let off = m.next_off;
+        let len = (m.len - off).min(max_payload);
+        m.next_off += len;
+        m.unacked_pkts += 1;
+        if m.next_off == m.len {
+            m.segmented = true;
+            self.seg_cursor += 1;
+        }
+        let psn = self.snd_nxt;
+        self.snd_nxt = self.snd_nxt.wrapping_add(1);
+        self.pkts.push_back(Pkt {
+            out_seq,
+            msg_off: off,
+            len,
+            sent_at: now,
+            path,
+            retx: 0,
+            state: PktState::InFlight,
+        });
+        self.in_flight += len as u64;
+        self.in_flight_pkts += 1;
+        Some(psn)
+    }
+
+    /// Pop the next lost packet to resend; marks it in flight again on `path`.
+    pub(crate) fn next_retx(
+        &mut self,
+        now: Instant,
+        pick_path: impl FnOnce(u16) -> u16,
+    ) -> Option<u32> {
+        self.skip_stale_retx();
+        let psn = self.retx.pop_front()?;
+        let p = self.pkt_mut(psn)?;
+        p.state = PktState::InFlight;
+        p.retx = p.retx.saturating_add(1);
+        p.sent_at = now;
+        p.path = pick_path(p.path);
+        let len = p.len as u64;
+        self.in_flight += len;
+        self.in_flight_pkts += 1;
+        self.retx_inflight.push_back(psn);
+        Some(psn)
+    }
+
+    /// Mark an in-flight packet lost and queue it. Returns its (len, path) if it changed state.
+    pub(crate) fn mark_lost(&mut self, psn: u32) -> Option<(u32, u16)> {
+        let p = self.pkt_mut(psn)?;
+        if p.state != PktState::InFlight {
+            return None;
+        }
+        p.state = PktState::Lost;
+        let (len, path) = (p.len, p.path);
+        self.in_flight -= len as u64;
+        self.in_flight_pkts -= 1;
+        self.retx.push_back(psn);
+        Some((len, path))
+    }
+
+    /// Go-back-N: everything in flight from `from` on is lost and resent in PSN order.
+    pub(crate) fn go_back(&mut self, from: u32) -> (u64, u32) {
+        let mut lost = (0u64, 0u32);
+        let mut psn = if psn_lt(from, self.snd_una) {
+            self.snd_una
+        } else {
+            from
+        };
+        // Resend in PSN order ahead of anything queued before.
+        let mut queue = VecDeque::new();
+        while psn_lt(psn, self.snd_nxt) {
+            let i = psn.wrapping_sub(self.snd_una) as usize;
+            if let Some(p) = self.pkts.get_mut(i) {
+                if p.state == PktState::InFlight {
+                    p.state = PktState::Lost;
+                    let len = p.len as u64;
+                    self.in_flight -= len;
+                    self.in_flight_pkts -= 1;
+                    lost.0 += len;
+                    lost.1 += 1;
+                }
+                if p.state == PktState::Lost {
+                    queue.push_back(psn);
+                }
+            }
+            psn = psn.wrapping_add(1);
+        }
+        self.retx = queue;
+        lost
+    }
+
+    /// Everything in flight is lost (retransmission timeout). Returns (bytes, packets, paths
+    /// of the lost packets via callback).
+    pub(crate) fn all_lost(&mut self, mut on_path: impl FnMut(u16)) -> (u64, u32) {
+        let mut lost = (0u64, 0u32);
+        let mut psn = self.snd_una;
+        while psn_lt(psn, self.snd_nxt) {
+            if let Some((len, path)) = self.mark_lost(psn) {
+                lost.0 += len as u64;
+                lost.1 += 1;
+                on_path(path);
+            }
+            psn = psn.wrapping_add(1);
+        }
+        // Keep the retransmission queue in PSN order.
+        let mut v: alloc::vec::Vec<u32> = self.retx.drain(..).collect();
+        let base = self.snd_una;
+        v.sort_by_key(|p| p.wrapping_sub(base));
+        v.dedup();
+        self.retx = v.into();
+        lost
+    }
+
+    /// The highest in-flight packet (for a tail-loss probe).
+    pub(crate) fn last_in_flight(&self) -> Option<u32> {
+        let mut psn = self.snd_nxt;
+        while psn != self.snd_una {
+            psn = psn.wrapping_sub(1);
+            if self.pkt(psn).is_some_and(|p| p.state == PktState::InFlight) {
+                return Some(psn);
+            }
+        }
+        None
+    }
+
+    /// Process a cumulative ACK + SACK. `on` hears about every packet newly acknowledged or
+    /// newly declared lost (for path scoring).
+    pub(crate) fn on_ack(
+        &mut self,
+        ack: &AckExt,
+        reorder_window: Duration,
+        selective: bool,
+        on: &mut dyn FnMut(Delivery),
+    ) -> AckOutcome {
+        let mut out = AckOutcome::default();
+        // Flow control: the window only moves forward.
+        if psn_lt(self.rwnd_psn, ack.rwnd_psn) {
+            self.rwnd_psn = ack.rwnd_psn;
+        }
+        // Cumulative part; an ACK beyond what was sent is forged or corrupt: ignore it.
+        let cum = ack.cum_psn;
+        if psn_lt(self.snd_nxt, cum) {
+            return out;
+        }
+        while psn_lt(self.snd_una, cum) {
+            let Some(p) = self.pkts.pop_front() else {
+                break;
+            };
+            self.snd_una = self.snd_una.wrapping_add(1);
+            self.rack_scan = self.rack_scan.saturating_sub(1);
+            if p.state != PktState::Acked {
+                self.acked(&p, &mut out);
+                on(Delivery::Acked { path: p.path });
+            }
+            out.progress = true;
+        }
+        if selective {
+            self.apply_sack(&ack.sack, &mut out, on);
+            self.detect_losses(reorder_window, &mut out, on);
+        }
+        out
+    }
+
+    fn acked(&mut self, p: &Pkt, out: &mut AckOutcome) {
+        if p.state == PktState::InFlight {
+            self.in_flight -= p.len as u64;
+            self.in_flight_pkts -= 1;
+        }
+        out.acked_bytes += p.len as u64;
+        out.acked_pkts += 1;
+        if self.rack_xmit.is_none_or(|t| p.sent_at > t) {
+            self.rack_xmit = Some(p.sent_at);
+        }
+        if let Some(m) = self.msg_mut(p.out_seq) {
+            m.unacked_pkts = m.unacked_pkts.saturating_sub(1);
+        }
+    }
+
+    fn apply_sack(&mut self, sack: &Sack, out: &mut AckOutcome, on: &mut dyn FnMut(Delivery)) {
+        for (j, &word) in sack.words.iter().take(sack.len as usize).enumerate() {
+            let mut w = word;
+            while w != 0 {
+                let bit = w.trailing_zeros();
+                w &= w - 1;
+                let psn = sack.base.wrapping_add(j as u32 * 64 + bit);
+                let Some(p) = self.pkt(psn).copied() else {
+                    continue;
+                };
+                if p.state == PktState::Acked {
+                    continue;
+                }
+                self.acked(&p, out);
+                on(Delivery::Acked { path: p.path });
+                if let Some(pm) = self.pkt_mut(psn) {
+                    pm.state = PktState::Acked;
+                }
+            }
+        }
+    }
+
+    /// RACK: a packet is lost when one sent at least `reorder_window` later was delivered.
+    fn detect_losses(
+        &mut self,
+        reorder_window: Duration,
+        out: &mut AckOutcome,
+        on: &mut dyn FnMut(Delivery),
+    ) {
+        let Some(rack) = self.rack_xmit else { return };
+        let limit = rack - reorder_window;
+        // First transmissions are in PSN order of send time: scan forward from where we left.
+        loop {
+            let i = self.rack_scan as usize;
+            let Some(p) = self.pkts.get(i) else { break };
+            if p.retx == 0 && p.sent_at > limit && p.state == PktState::InFlight {
+                break;
+            }
+            if p.retx == 0 && p.state == PktState::InFlight && p.sent_at + reorder_window <= rack {
+                let psn = self.snd_una.wrapping_add(i as u32);
+                if let Some((len, path)) = self.mark_lost(psn) {
+                    out.lost_bytes += len as u64;
+                    out.lost_pkts += 1;
+                    on(Delivery::Lost { len, path });
+                }
+            }
+            self.rack_scan += 1;
+        }
+        // Retransmissions, in the order they were resent.
+        while let Some(&psn) = self.retx_inflight.front() {
+            match self.pkt(psn) {
+                Some(p) if p.state == PktState::InFlight => {
+                    if p.sent_at + reorder_window > rack {
+                        break;
+                    }
+                    self.retx_inflight.pop_front();
+                    if let Some((len, path)) = self.mark_lost(psn) {
+                        out.lost_bytes += len as u64;
+                        out.lost_pkts += 1;
+                        on(Delivery::Lost { len, path });
+                    }
+                }
+                _ => {
+                    self.retx_inflight.pop_front();
+                }
+            }
+        }
+    }
+
+    /// Pop completed messages from the front, in posting order.
+    pub(crate) fn pop_done(&mut self) -> Option<OutMsg> {
+        if self.out.front().is_some_and(|m| m.done()) && self.seg_cursor > 0 {
+            self.out_base = self.out_base.wrapping_add(1);
+            self.seg_cursor -= 1;
+            return self.out.pop_front();
+        }
+        None
+    }
+
+    /// Drop all state, returning the messages that were outstanding.
+    pub(crate) fn drain(&mut self) -> impl Iterator<Item = OutMsg> + '_ {
+        self.pkts.clear();
+        self.retx.clear();
+        self.retx_inflight.clear();
+        self.in_flight = 0;
+        self.in_flight_pkts = 0;
+        self.seg_cursor = 0;
+        self.out.drain(..)
+    }
+}
