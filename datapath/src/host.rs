@@ -123,6 +123,9 @@ pub struct Host {
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
     local: SocketAddr,
+    spin: std::time::Duration,
+    /// The `published` count this handle last looked at.
+    seen: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Debug)]
@@ -134,6 +137,8 @@ struct Shared {
     pending: AtomicBool,
     shutdown: AtomicBool,
     stopped: AtomicBool,
+    /// Bumped whenever events are published (lets waiters poll without the state lock).
+    published: std::sync::atomic::AtomicU64,
     wake_fd: RawFd,
     clock: MonotonicClock,
 }
@@ -186,6 +191,7 @@ impl Host {
             pending: AtomicBool::new(false),
             shutdown: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
+            published: std::sync::atomic::AtomicU64::new(0),
             wake_fd,
             clock: MonotonicClock::new(),
         });
@@ -197,6 +203,8 @@ impl Host {
             shared,
             thread: Some(thread),
             local,
+            spin: cfg.spin,
+            seen: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -376,8 +384,21 @@ impl Host {
         what: &'static str,
         mut ready: impl FnMut(&mut HostState) -> Option<Result<R, HostError>>,
     ) -> Result<R, HostError> {
-        let deadline = std::time::Instant::now() + timeout;
+        let start = std::time::Instant::now();
+        let deadline = start + timeout;
+        // Poll briefly before blocking: a completion usually follows within microseconds, and
+        // a condition-variable wakeup costs tens of microseconds on a busy machine.
+        while start.elapsed() < self.spin {
+            if self.shared.published.load(Ordering::Acquire) != self.seen.load(Ordering::Relaxed) {
+                break;
+            }
+            std::thread::yield_now();
+        }
         let mut s = self.state();
+        self.seen.store(
+            self.shared.published.load(Ordering::Acquire),
+            Ordering::Relaxed,
+        );
         loop {
             if let Some(r) = ready(&mut s) {
                 return r;
@@ -572,17 +593,27 @@ impl EngineThread {
         let shared = self.shared.clone();
         let mut last_work = std::time::Instant::now();
         let mut events = Vec::new();
+        let mut next: Option<Instant> = None;
+        // Whether the engine must run this round: something arrived, the application posted,
+        // a timer is due, or the last round did work (it may have more).
+        let mut due = true;
         loop {
             let shutting_down = shared.shutdown.load(Ordering::Acquire);
-            shared.pending.store(false, Ordering::SeqCst);
             let now = shared.clock.now();
-            let (worked, next) = {
+            due |= shared.pending.swap(false, Ordering::SeqCst)
+                || shutting_down
+                || next.is_some_and(|t| t <= now)
+                || !self.backlog.is_empty();
+            let mut worked = false;
+            if due {
+                // The engine lock is taken only when there is something to do, so an idle
+                // spin never competes with application threads for it.
                 let mut g = lock(&shared.engine);
                 if shutting_down {
                     close_all(&mut g.ep, now);
                 }
-                let worked = self.iterate(&mut g, now, &mut events);
-                let next = [
+                worked = self.iterate(&mut g, now, &mut events);
+                next = [
                     g.ep.poll_timeout(),
                     self.rx_fault.next_release(),
                     self.tx_fault.next_release(),
@@ -590,10 +621,10 @@ impl EngineThread {
                 .into_iter()
                 .flatten()
                 .min();
-                (worked, next)
-            };
-            if !events.is_empty() {
-                publish(&shared, &mut events);
+                drop(g);
+                if !events.is_empty() {
+                    publish(&shared, &mut events);
+                }
             }
             if shutting_down {
                 break;
@@ -601,10 +632,20 @@ impl EngineThread {
             let wall = std::time::Instant::now();
             if worked {
                 last_work = wall;
+                due = true;
                 continue;
             }
             if wall.duration_since(last_work) < self.spin {
-                std::hint::spin_loop();
+                // Busy-poll: a zero-timeout poll(2) tells whether a datagram is waiting.
+                due = self
+                    .sockets
+                    .wait(Some(std::time::Duration::ZERO), None)
+                    .unwrap_or(true);
+                if !due {
+                    // Let another runnable thread on this core (the application, a peer
+                    // process) go first: on a 2-core machine spinning threads outnumber cores.
+                    std::thread::yield_now();
+                }
                 continue;
             }
             // Sleep until a datagram, a wakeup, or the next timer.
@@ -620,6 +661,7 @@ impl EngineThread {
                 shared.drain_wakeups();
             }
             shared.sleeping.store(false, Ordering::SeqCst);
+            due = true;
         }
         shared.stopped.store(true, Ordering::Release);
         shared.cv.notify_all();
@@ -868,5 +910,6 @@ fn publish(shared: &Shared, events: &mut Vec<Event>) {
         }
     }
     drop(s);
+    shared.published.fetch_add(1, Ordering::Release);
     shared.cv.notify_all();
 }

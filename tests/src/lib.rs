@@ -4,16 +4,33 @@
 //! datagrams over links with latency, a serialisation rate and seeded impairments (loss,
 //! reordering, duplication, corruption, ECN marks). It can carry real payload bytes or only
 //! headers with length-only payloads (the simulator's mode). Nothing here sleeps or reads a clock.
+//!
+//! For adversarial and multipath tests the network can also
+//!
+//! * use other impairments per direction ([`Net::set_link`]) and lose datagrams of some entropy
+//!   values more often than others ([`Link::lossy_entropy`]);
+//! * record every datagram an endpoint sends ([`Net::capture`]), exactly as the engine wrote it
+//!   (no integrity trailer);
+//! * pass every datagram through a tap that may rewrite or drop it before the link's
+//!   impairments ([`Net::tap`]);
+//! * deliver forged, replayed or mangled datagrams that bypass the integrity check
+//!   ([`Net::inject`], [`Net::deliver`]);
+//! * count data packets per sender and entropy value ([`Net::data_by_entropy`]).
+//!
+//! Random draws happen in a fixed order per datagram (loss, per-entropy loss, duplication, per
+//! copy: corruption, reordering, ECN; an impairment whose probability is zero draws nothing).
+//! Only the corrupted byte's position depends on the datagram's length, so without corruption a
+//! run with real payloads and the same run with virtual payloads draw the same numbers.
 #![allow(clippy::unwrap_used)]
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::ptr::NonNull;
 
 use weir_base::{Duration, Instant, Rate, Rng};
-use weir_transport::{Config, Ecn, Endpoint, Event, Payload, RegionId, RxMeta};
-use weir_wire::MAX_HEADER_LEN;
+use weir_transport::{Completion, Config, ConnId, Ecn, Endpoint, Event, Payload, RegionId, RxMeta};
+use weir_wire::{MAX_HEADER_LEN, Opcode};
 
 /// Impairments and shape of every link in a [`Net`].
 #[derive(Clone, Copy, Debug)]
@@ -38,6 +55,9 @@ pub struct Link {
     pub virtual_payload: bool,
     /// Drop every datagram sent with one of these entropy values (dead paths).
     pub dead_entropy: Option<(u16, u16)>,
+    /// `(lo, hi, p)`: datagrams sent with an entropy value in `lo..=hi` are dropped with
+    /// probability `p` (on top of `loss`): lossy paths.
+    pub lossy_entropy: Option<(u16, u16, f64)>,
 }
 
 impl Default for Link {
@@ -53,6 +73,7 @@ impl Default for Link {
             ecn: 0.0,
             virtual_payload: false,
             dead_entropy: None,
+            lossy_entropy: None,
         }
     }
 }
@@ -61,7 +82,54 @@ struct InFlight {
     dst: usize,
     meta: RxMeta,
     bytes: Vec<u8>,
+    /// Injected: handed to the engine as is, without the integrity check.
+    raw: bool,
 }
+
+/// A datagram an endpoint sent, as the engine wrote it (header and, with real payloads, the
+/// payload; no integrity trailer).
+#[derive(Clone, Debug)]
+pub struct Captured {
+    /// When it was sent.
+    pub at: Instant,
+    /// Index of the sending endpoint.
+    pub src: usize,
+    /// Index of the destination endpoint (`None`: an address outside the net).
+    pub dst: Option<usize>,
+    /// Destination address.
+    pub to: SocketAddr,
+    /// The entropy the engine chose.
+    pub entropy: u16,
+    /// The bytes.
+    pub bytes: Vec<u8>,
+}
+
+impl Captured {
+    /// The opcode byte, if the datagram has one.
+    pub fn opcode(&self) -> Option<Opcode> {
+        Opcode::try_from(*self.bytes.get(1)?).ok()
+    }
+}
+
+/// What a [`Tap`] sees of a datagram besides its bytes.
+#[derive(Clone, Copy, Debug)]
+pub struct Tapped {
+    /// When it was sent.
+    pub at: Instant,
+    /// Index of the sending endpoint.
+    pub src: usize,
+    /// Index of the destination endpoint (`None`: an address outside the net).
+    pub dst: Option<usize>,
+    /// The entropy the engine chose.
+    pub entropy: u16,
+    /// Number of datagrams the net carried before this one (0-based sequence number).
+    pub seq: u64,
+}
+
+/// A tap on every datagram sent: it may rewrite the bytes (header and payload, without the
+/// integrity trailer, which is computed afterwards) and returns false to drop the datagram.
+/// It runs before the link's impairments.
+pub type Tap = Box<dyn FnMut(&Tapped, &mut Vec<u8>) -> bool>;
 
 /// Counters of what the network did.
 #[derive(Clone, Copy, Debug, Default)]
@@ -78,6 +146,12 @@ pub struct NetStats {
     pub delivered: u64,
     /// Datagrams whose integrity check failed (dropped before the engine).
     pub corrupt_dropped: u64,
+    /// Datagrams the tap dropped.
+    pub tap_dropped: u64,
+    /// Datagrams the tap rewrote.
+    pub tap_rewritten: u64,
+    /// Datagrams injected with [`Net::inject`] or [`Net::deliver`].
+    pub injected: u64,
 }
 
 /// A deterministic in-memory network of endpoints.
@@ -95,6 +169,13 @@ pub struct Net {
     pub link: Link,
     /// Counters.
     pub stats: NetStats,
+    /// When `Some`, every datagram sent is appended here (see [`Captured`]).
+    pub capture: Option<Vec<Captured>>,
+    /// Called for every datagram sent (see [`Tap`]).
+    pub tap: Option<Tap>,
+    /// Data packets sent, by (sending endpoint, entropy), retransmissions included.
+    pub data_by_entropy: BTreeMap<(usize, u16), u64>,
+    links: HashMap<(usize, usize), Link>,
     rng: Rng,
     queue: BinaryHeap<Reverse<(Instant, u64, usize)>>,
     packets: std::collections::HashMap<u64, InFlight>,
@@ -125,6 +206,10 @@ impl Net {
             events: vec![Vec::new(); n],
             link,
             stats: NetStats::default(),
+            capture: None,
+            tap: None,
+            data_by_entropy: BTreeMap::new(),
+            links: HashMap::new(),
             rng,
             queue: BinaryHeap::new(),
             packets: Default::default(),
@@ -218,6 +303,10 @@ impl Net {
             }
             self.queue.pop();
             if let Some(p) = self.packets.remove(&id) {
+                if p.raw {
+                    self.eps[p.dst].handle(self.now, p.meta, &p.bytes);
+                    continue;
+                }
                 match weir_wire::icrc::verify(&p.bytes) {
                     Ok(body) => {
                         self.stats.delivered += 1;
@@ -249,6 +338,77 @@ impl Net {
         }
     }
 
+    /// Use `link`'s impairments (everything but `virtual_payload`, which is the net's) for
+    /// datagrams from endpoint `src` to endpoint `dst`.
+    pub fn set_link(&mut self, src: usize, dst: usize, link: Link) {
+        self.links.insert((src, dst), link);
+    }
+
+    /// The impairments of datagrams from `src` to `dst`.
+    pub fn link_between(&self, src: usize, dst: usize) -> Link {
+        self.links.get(&(src, dst)).copied().unwrap_or(self.link)
+    }
+
+    /// Schedule `bytes` to arrive at endpoint `dst` after `delay`, as if sent from `from`.
+    /// The datagram bypasses the integrity check and every impairment: the engine sees these
+    /// exact bytes.
+    pub fn inject(&mut self, dst: usize, from: SocketAddr, bytes: Vec<u8>, delay: Duration) {
+        self.stats.injected += 1;
+        let meta = RxMeta {
+            from,
+            ecn: Ecn::NotEct,
+            virtual_payload: self.link.virtual_payload,
+        };
+        self.seq += 1;
+        self.packets.insert(
+            self.seq,
+            InFlight {
+                dst,
+                meta,
+                bytes,
+                raw: true,
+            },
+        );
+        self.queue.push(Reverse((self.now + delay, self.seq, dst)));
+    }
+
+    /// Hand `bytes` to endpoint `dst` now, as if sent from `from` (no integrity check), then
+    /// collect what it transmits and reports.
+    pub fn deliver(&mut self, dst: usize, from: SocketAddr, bytes: &[u8]) {
+        self.stats.injected += 1;
+        let meta = RxMeta {
+            from,
+            ecn: Ecn::NotEct,
+            virtual_payload: self.link.virtual_payload,
+        };
+        self.eps[dst].handle(self.now, meta, bytes);
+        self.flush();
+    }
+
+    /// The completions endpoint `ep` reported so far, in order.
+    pub fn completions(&self, ep: usize) -> impl Iterator<Item = &Completion> + '_ {
+        self.events[ep].iter().filter_map(|e| match e {
+            Event::Completion(c) => Some(c),
+            _ => None,
+        })
+    }
+
+    /// Whether endpoint `ep` reported a lost or closed connection `conn`.
+    pub fn conn_failed(&self, ep: usize, conn: ConnId) -> bool {
+        self.events[ep].iter().any(|e| {
+            matches!(e, Event::ConnectionLost { conn: c, .. } | Event::Closed { conn: c } if *c == conn)
+        })
+    }
+
+    /// Data packets endpoint `src` sent on each entropy value (retransmissions included).
+    pub fn entropy_counts(&self, src: usize) -> BTreeMap<u16, u64> {
+        self.data_by_entropy
+            .iter()
+            .filter(|((s, _), _)| *s == src)
+            .map(|(&(_, e), &n)| (e, n))
+            .collect()
+    }
+
     fn flush(&mut self) {
         let mut hdr = [0u8; MAX_HEADER_LEN];
         for src in 0..self.eps.len() {
@@ -257,6 +417,12 @@ impl Net {
                 let plen = t.payload.len();
                 self.stats.payload_bytes_described += plen as u64;
                 let mut bytes = hdr[..t.header_len].to_vec();
+                if hdr[1] == Opcode::Data as u8 {
+                    *self
+                        .data_by_entropy
+                        .entry((src, t.meta.entropy))
+                        .or_default() += 1;
+                }
                 if !self.link.virtual_payload {
                     match t.payload {
                         Payload::Region { .. } => {
@@ -273,43 +439,79 @@ impl Net {
                         "real payload in virtual mode"
                     );
                 }
+                let dst = self.addrs.iter().position(|a| *a == t.meta.to);
+                if let Some(log) = self.capture.as_mut() {
+                    log.push(Captured {
+                        at: self.now,
+                        src,
+                        dst,
+                        to: t.meta.to,
+                        entropy: t.meta.entropy,
+                        bytes: bytes.clone(),
+                    });
+                }
+                let link = dst.map_or(self.link, |d| self.link_between(src, d));
+                let wire = (t.header_len + plen) as u64;
+                let start = self.busy_until[src].max(self.now);
+                let depart = start + link.rate.serialization_time(wire);
+                self.busy_until[src] = depart;
+                if let Some(tap) = self.tap.as_mut() {
+                    let info = Tapped {
+                        at: self.now,
+                        src,
+                        dst,
+                        entropy: t.meta.entropy,
+                        seq: self.stats.sent - 1,
+                    };
+                    let before = bytes.clone();
+                    if !tap(&info, &mut bytes) {
+                        self.stats.tap_dropped += 1;
+                        continue;
+                    }
+                    if bytes != before {
+                        self.stats.tap_rewritten += 1;
+                    }
+                }
+                let Some(dst) = dst else {
+                    continue;
+                };
                 // Integrity trailer, as the datapath adds it (the engine never sees it).
                 weir_wire::icrc::mark(&mut bytes).unwrap();
                 let crc = weir_wire::icrc::compute(&[&bytes]);
                 bytes.extend_from_slice(&crc);
-                let wire = (t.header_len + plen) as u64;
-                let start = self.busy_until[src].max(self.now);
-                let depart = start + self.link.rate.serialization_time(wire);
-                self.busy_until[src] = depart;
-                let Some(dst) = self.addrs.iter().position(|a| *a == t.meta.to) else {
-                    continue;
-                };
-                if let Some((lo, hi)) = self.link.dead_entropy
+                if let Some((lo, hi)) = link.dead_entropy
                     && (lo..=hi).contains(&t.meta.entropy)
                 {
                     self.stats.dropped += 1;
                     continue;
                 }
-                if self.rng.chance(self.link.loss) {
+                if self.rng.chance(link.loss) {
                     self.stats.dropped += 1;
                     continue;
                 }
-                let copies = if self.rng.chance(self.link.duplicate) {
+                if let Some((lo, hi, p)) = link.lossy_entropy
+                    && (lo..=hi).contains(&t.meta.entropy)
+                    && self.rng.chance(p)
+                {
+                    self.stats.dropped += 1;
+                    continue;
+                }
+                let copies = if self.rng.chance(link.duplicate) {
                     2
                 } else {
                     1
                 };
                 for _ in 0..copies {
                     let mut b = bytes.clone();
-                    if self.rng.chance(self.link.corrupt) && !b.is_empty() {
+                    if self.rng.chance(link.corrupt) && !b.is_empty() {
                         let i = self.rng.below(b.len() as u64) as usize;
                         b[i] ^= 1 << self.rng.below(8);
                     }
-                    let mut at = depart + self.link.latency;
-                    if self.rng.chance(self.link.reorder) {
-                        at += self.link.reorder_delay;
+                    let mut at = depart + link.latency;
+                    if self.rng.chance(link.reorder) {
+                        at += link.reorder_delay;
                     }
-                    let ecn = if self.rng.chance(self.link.ecn) {
+                    let ecn = if self.rng.chance(link.ecn) {
                         Ecn::Ce
                     } else {
                         t.meta.ecn
@@ -326,6 +528,7 @@ impl Net {
                             dst,
                             meta,
                             bytes: b,
+                            raw: false,
                         },
                     );
                     self.queue.push(Reverse((at, self.seq, dst)));

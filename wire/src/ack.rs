@@ -173,12 +173,18 @@ const _: () = assert!(size_of::<U64>() == crate::SACK_WORD_LEN);
 mod tests {
     use super::*;
 
+    fn words_of(v: &[u64]) -> [u64; MAX_SACK_WORDS] {
+        let mut out = [0; MAX_SACK_WORDS];
+        out[..v.len()].copy_from_slice(v);
+        out
+    }
+
     fn ext(len: u8) -> AckExt {
         AckExt {
             cum_psn: 1,
             sack: Sack {
                 base: 2,
-                words: [3, 4, 5, 6],
+                words: words_of(&[3, 4, 5, 6]),
                 len,
             },
             rwnd_psn: 7,
@@ -194,13 +200,13 @@ mod tests {
         assert_eq!(AckExt::counts(&w), Ok((2, 1)));
         let words = [U64::new(3), U64::new(4)];
         let got = AckExt::from_wire(&w, &words);
-        assert_eq!(got.sack.words, [3, 4, 0, 0]);
+        assert_eq!(got.sack.words, words_of(&[3, 4]));
         assert_eq!(got.sack.len, 2);
         assert_eq!(got.sack.as_slice(), &[3, 4]);
         assert_eq!(
             AckExt {
                 sack: Sack {
-                    words: [3, 4, 0, 0],
+                    words: words_of(&[3, 4]),
                     ..got.sack
                 },
                 ..ext(2)
@@ -212,14 +218,17 @@ mod tests {
     #[test]
     fn rejects_bad_counts() {
         assert_eq!(
-            AckExt::counts(&ext(5).to_wire(0)),
+            AckExt::counts(&ext(MAX_SACK_WORDS as u8 + 1).to_wire(0)),
             Err(Error::TooManySackWords)
         );
         assert_eq!(AckExt::counts(&ext(4).to_wire(9)), Err(Error::TooManyHops));
         let mut w = ext(0).to_wire(0);
         w.reserved = U16::new(1);
         assert_eq!(AckExt::counts(&w), Err(Error::BadField));
-        assert_eq!(ext(5).check(), Err(Error::TooManySackWords));
+        assert_eq!(
+            ext(MAX_SACK_WORDS as u8 + 1).check(),
+            Err(Error::TooManySackWords)
+        );
         assert_eq!(ext(4).check(), Ok(()));
     }
 
@@ -227,7 +236,7 @@ mod tests {
     fn sack_contains() {
         let s = Sack {
             base: u32::MAX - 1,
-            words: [0b101, 1 << 63, 0, 0],
+            words: words_of(&[0b101, 1 << 63]),
             len: 2,
         };
         assert!(s.contains(u32::MAX - 1));
@@ -238,7 +247,10 @@ mod tests {
         assert!(!s.contains(u32::MAX - 2));
         let short = Sack { len: 1, ..s };
         assert!(!short.contains((u32::MAX - 1).wrapping_add(127)));
-        let bad = Sack { len: 9, ..s };
+        let bad = Sack {
+            len: MAX_SACK_WORDS as u8 + 5,
+            ..s
+        };
         assert_eq!(bad.as_slice().len(), MAX_SACK_WORDS);
     }
 }

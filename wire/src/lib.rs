@@ -74,7 +74,7 @@ pub const INT_HOP_LEN: usize = 24;
 /// Most INT hop records a packet may carry.
 pub const MAX_INT_HOPS: usize = 8;
 /// Most 64-bit SACK bitmap words an ACK may carry (4 words = 256 packets).
-pub const MAX_SACK_WORDS: usize = 4;
+pub const MAX_SACK_WORDS: usize = 16;
 /// Length of one SACK bitmap word.
 pub const SACK_WORD_LEN: usize = 8;
 /// The longest header any packet can have (an ACK with a full SACK bitmap and full INT list).

@@ -120,7 +120,7 @@ fn ack_layout() {
             cum_psn: 100,
             sack: Sack {
                 base: 101,
-                words: [0x8000_0000_0000_0001, 0xff, 0, 0],
+                words: { let mut w = [0; MAX_SACK_WORDS]; w[0] = 0x8000_0000_0000_0001; w[1] = 0xff; w },
                 len: 2,
             },
             rwnd_psn: 0x400,
@@ -334,8 +334,8 @@ fn emit_rejects_inconsistent_headers() {
             cum_psn: 0,
             sack: Sack {
                 base: 0,
-                words: [0; 4],
-                len: 5,
+                words: [0; MAX_SACK_WORDS],
+                len: MAX_SACK_WORDS as u8 + 1,
             },
             rwnd_psn: 0,
             ecn_bytes: 0,
@@ -457,7 +457,7 @@ fn parse_rejects_bad_ack_and_control_fields() {
     p.extend_from_slice(&[0; 32]);
     assert!(parse(&p, PayloadMode::Bytes).is_ok());
     let mut q = p.clone();
-    q[32 + 28] = 5; // sack_len
+    q[32 + 28] = MAX_SACK_WORDS as u8 + 1; // sack_len
     assert_eq!(parse(&q, PayloadMode::Bytes), Err(Error::TooManySackWords));
     let mut q = p.clone();
     q[32 + 29] = 9; // int_count

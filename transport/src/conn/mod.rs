@@ -935,6 +935,8 @@ impl Conn {
             self.tlp_pending = false;
             if let Some(psn) = self.send.last_in_flight() {
                 self.stats.tlp_probes += 1;
+                self.stats.retransmits += 1;
+                self.send.probed(psn, now);
                 return self.data(now, psn, true, true, config, mem, buf);
             }
         }
@@ -1210,7 +1212,22 @@ impl Conn {
             self.retries += 1;
             self.rto_backoff += 1;
             let Conn { send, paths, .. } = self;
-            let (bytes, pkts) = send.all_lost(|path| paths.penalize(path, Penalty::Timeout));
+            let (bytes, pkts) = if config.mode == Mode::GoBackN {
+                //= reference/transport-cc.md#8.2
+                //# A tail loss that leaves no later packet to trigger a NAK waits for the local
+                //# ACK timeout; the sender then rewinds and resends everything after it.
+                send.all_lost(|path| paths.penalize(path, Penalty::Timeout))
+            } else {
+                // Resend only the oldest packet: a timeout on a host is usually a scheduling
+                // stall, not the loss of a whole window; its ACK lets RACK find real losses.
+                match send.oldest_lost() {
+                    Some((len, path)) => {
+                        paths.penalize(path, Penalty::Timeout);
+                        (len as u64, 1)
+                    }
+                    None => (0, 0),
+                }
+            };
             self.stats.lost_packets += pkts as u64;
             let fb = Feedback {
                 rto: true,

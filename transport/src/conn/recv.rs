@@ -185,25 +185,20 @@ impl RecvState {
         self.cum.wrapping_add(self.capacity)
     }
 
-    /// The SACK bitmap for the next ACK: starts right after `cum`, or — when the latest
-    /// arrival is further out than the bitmap reaches — covers the latest arrivals, so the
-    /// sender always learns about recent deliveries.
+    /// The SACK bitmap for the next ACK: the `MAX_SACK_WORDS * 64` PSNs right after `cum`
+    /// (which is by definition missing). Only words up to the last set bit are carried.
     pub(crate) fn sack(&self) -> Sack {
         let mut s = Sack::default();
         if !self.has_hole() {
             return s;
         }
         let span = (MAX_SACK_WORDS * 64) as u32;
-        let mut base = self.cum.wrapping_add(1);
-        if self.last_psn.wrapping_sub(base) >= span && psn_lt(base, self.last_psn) {
-            base = self.last_psn.wrapping_sub(span * 3 / 4);
-        }
+        let base = self.cum.wrapping_add(1);
         s.base = base;
         let upto = self.high.wrapping_sub(base).min(span);
         let mut len = 0u8;
         for i in 0..upto {
-            let psn = base.wrapping_add(i);
-            if self.bitmap.get(psn) {
+            if self.bitmap.get(base.wrapping_add(i)) {
                 let j = (i / 64) as usize;
                 s.words[j] |= 1 << (i % 64);
                 len = len.max(j as u8 + 1);

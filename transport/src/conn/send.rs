@@ -360,6 +360,25 @@ impl SendState {
         lost
     }
 
+    /// The oldest packet still in flight is lost (Weir's retransmission timeout: resend it
+    /// alone; its acknowledgement lets RACK judge everything sent before it).
+    pub(crate) fn oldest_lost(&mut self) -> Option<(u32, u16)> {
+        let i = self
+            .pkts
+            .iter()
+            .position(|p| p.state == PktState::InFlight)?;
+        self.mark_lost(self.snd_una.wrapping_add(i as u32))
+    }
+
+    /// Re-stamp a packet sent again as a probe, so RACK judges older packets against it.
+    pub(crate) fn probed(&mut self, psn: u32, now: Instant) {
+        if let Some(p) = self.pkt_mut(psn) {
+            p.sent_at = now;
+            p.retx = p.retx.saturating_add(1);
+            self.retx_inflight.push_back(psn);
+        }
+    }
+
     /// The highest in-flight packet (for a tail-loss probe).
     pub(crate) fn last_in_flight(&self) -> Option<u32> {
         let mut psn = self.snd_nxt;
@@ -405,7 +424,14 @@ impl SendState {
         }
         if selective {
             self.apply_sack(&ack.sack, &mut out, on);
-            self.detect_losses(reorder_window, &mut out, on);
+            // The ACK says exactly which PSNs below this arrived; beyond it, nothing is known
+            // (the bitmap is bounded), so loss detection must not judge those packets.
+            let reported = if ack.sack.len == 0 || !psn_lt(cum, ack.sack.base) {
+                cum.wrapping_add(1)
+            } else {
+                ack.sack.base.wrapping_add(ack.sack.len as u32 * 64)
+            };
+            self.detect_losses(reorder_window, reported, &mut out, on);
         }
         out
     }
@@ -451,6 +477,7 @@ impl SendState {
     fn detect_losses(
         &mut self,
         reorder_window: Duration,
+        reported: u32,
         out: &mut AckOutcome,
         on: &mut dyn FnMut(Delivery),
     ) {
@@ -461,6 +488,9 @@ impl SendState {
             let i = self.rack_scan as usize;
             let Some(p) = self.pkts.get(i) else { break };
             if p.retx == 0 && p.sent_at > limit && p.state == PktState::InFlight {
+                break;
+            }
+            if !psn_lt(self.snd_una.wrapping_add(i as u32), reported) {
                 break;
             }
             if p.retx == 0 && p.state == PktState::InFlight && p.sent_at + reorder_window <= rack {
@@ -477,7 +507,7 @@ impl SendState {
         while let Some(&psn) = self.retx_inflight.front() {
             match self.pkt(psn) {
                 Some(p) if p.state == PktState::InFlight => {
-                    if p.sent_at + reorder_window > rack {
+                    if p.sent_at + reorder_window > rack || !psn_lt(psn, reported) {
                         break;
                     }
                     self.retx_inflight.pop_front();
