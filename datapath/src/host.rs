@@ -48,6 +48,10 @@ pub struct HostConfig {
     pub spin: std::time::Duration,
     /// Datagrams per transmit burst.
     pub tx_burst: usize,
+    /// Append an ICRC trailer to every datagram sent (see `weir_wire::icrc`). Received
+    /// datagrams are verified whenever they carry one. Off by default: the UDP checksum covers
+    /// the wire; turn it on when fault injection corrupts bytes.
+    pub icrc: bool,
 }
 
 impl Default for HostConfig {
@@ -60,6 +64,7 @@ impl Default for HostConfig {
             seed: None,
             spin: std::time::Duration::from_micros(50),
             tx_burst: 64,
+            icrc: false,
         }
     }
 }
@@ -115,6 +120,8 @@ pub struct HostStats {
     pub fault_tx: FaultStats,
     /// Datagrams whose payload could not be resolved (region deregistered in flight).
     pub tx_payload_missing: u64,
+    /// Datagrams dropped because their ICRC trailer did not match.
+    pub rx_icrc_errors: u64,
 }
 
 /// A running transport host. Dropping it closes every connection and stops the engine thread.
@@ -137,6 +144,9 @@ struct Shared {
     pending: AtomicBool,
     shutdown: AtomicBool,
     stopped: AtomicBool,
+    /// Application threads waiting for the engine lock; the engine thread steps aside for
+    /// them (the std mutex is not fair, and the engine re-locks in a tight loop).
+    app_waiting: std::sync::atomic::AtomicUsize,
     /// Bumped whenever events are published (lets waiters poll without the state lock).
     published: std::sync::atomic::AtomicU64,
     wake_fd: RawFd,
@@ -191,6 +201,7 @@ impl Host {
             pending: AtomicBool::new(false),
             shutdown: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
+            app_waiting: std::sync::atomic::AtomicUsize::new(0),
             published: std::sync::atomic::AtomicU64::new(0),
             wake_fd,
             clock: MonotonicClock::new(),
@@ -367,7 +378,9 @@ impl Host {
 
     fn with_engine<R>(&self, f: impl FnOnce(&mut Engine) -> R) -> R {
         let r = {
+            self.shared.app_waiting.fetch_add(1, Ordering::SeqCst);
             let mut g = lock(&self.shared.engine);
+            self.shared.app_waiting.fetch_sub(1, Ordering::SeqCst);
             f(&mut g)
         };
         self.shared.wake();
@@ -468,6 +481,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// `recvmmsg` messages per receive round (each may be a GRO buffer of several datagrams).
+const RX_MSGS_PER_ROUND: usize = 8;
+
 /// A datagram held back by the transmit fault injector or by a full socket buffer.
 #[derive(Clone, Debug)]
 struct Owned {
@@ -563,6 +579,8 @@ struct EngineThread {
     backlog: VecDeque<Owned>,
     spin: std::time::Duration,
     tx_burst: usize,
+    icrc: bool,
+    icrc_errors: u64,
     headers: Vec<[u8; MAX_HEADER_LEN]>,
 }
 
@@ -585,6 +603,8 @@ impl EngineThread {
             backlog: VecDeque::new(),
             spin: cfg.spin,
             tx_burst,
+            icrc: cfg.icrc,
+            icrc_errors: 0,
             headers: vec![[0u8; MAX_HEADER_LEN]; tx_burst],
         }
     }
@@ -607,7 +627,14 @@ impl EngineThread {
             let mut worked = false;
             if due {
                 // The engine lock is taken only when there is something to do, so an idle
-                // spin never competes with application threads for it.
+                // spin never competes with application threads for it; an application thread
+                // waiting for it goes first.
+                for _ in 0..64 {
+                    if shared.app_waiting.load(Ordering::SeqCst) == 0 {
+                        break;
+                    }
+                    std::thread::yield_now();
+                }
                 let mut g = lock(&shared.engine);
                 if shutting_down {
                     close_all(&mut g.ep, now);
@@ -624,6 +651,11 @@ impl EngineThread {
                 drop(g);
                 if !events.is_empty() {
                     publish(&shared, &mut events);
+                    // Completions wake application threads, which may share this core; a busy
+                    // engine thread under SCHED_FIFO would otherwise keep them off it until
+                    // the stream pauses (and a receiver that cannot repost makes the peer's
+                    // data bounce off as receiver-not-ready).
+                    std::thread::yield_now();
                 }
             }
             if shutting_down {
@@ -667,22 +699,52 @@ impl EngineThread {
         shared.cv.notify_all();
     }
 
-    /// One run-to-completion iteration. Returns whether anything happened.
+    /// One run-to-completion iteration: a receive round, timers, a transmit pass. Returns
+    /// whether anything happened.
+    ///
+    /// A long receive burst is taken in rounds of a few `recvmmsg` messages with a transmit
+    /// pass after each, so acknowledgements go out while data keeps arriving instead of one
+    /// ACK per burst (which would open the sender's window in large steps); the engine lock is
+    /// released between rounds so application threads can post.
     fn iterate(&mut self, g: &mut Engine, now: Instant, events: &mut Vec<Event>) -> bool {
-        let mut worked = false;
-        // Receive.
         let Engine { ep, stats, .. } = g;
+        let mut worked = self.receive(ep, now);
+        if ep.poll_timeout().is_some_and(|t| t <= now) {
+            ep.handle_timeout(now);
+            worked = true;
+        }
+        worked |= self.transmit(ep, stats, now);
+        while let Some(e) = ep.poll_event() {
+            events.push(e);
+        }
+        stats.udp = self.sockets.stats();
+        stats.fault_rx = self.rx_fault.stats();
+        stats.fault_tx = self.tx_fault.stats();
+        stats.rx_icrc_errors = self.icrc_errors;
+        worked
+    }
+
+    /// One receive round. Returns whether any datagram reached the engine or the injector.
+    fn receive(&mut self, ep: &mut Endpoint, now: Instant) -> bool {
+        let mut worked = false;
         let rx_fault = &mut self.rx_fault;
+        let icrc_errors = &mut self.icrc_errors;
         let received = self
             .sockets
-            .recv_batch(&mut |d| {
+            .recv_some(RX_MSGS_PER_ROUND, &mut |d| {
                 let meta = RxMeta {
                     from: d.from,
                     ecn: d.ecn,
                     virtual_payload: false,
                 };
+                // Faults apply to the datagram as received (trailer included); the trailer is
+                // checked after them, as a NIC checks its CRC.
+                let checked = || weir_wire::icrc::verify(d.data).ok();
                 match rx_fault {
-                    Impair::None => ep.handle(now, meta, d.data),
+                    Impair::None => match checked() {
+                        Some(b) => ep.handle(now, meta, b),
+                        None => *icrc_errors += 1,
+                    },
                     Impair::Drop {
                         p,
                         rng,
@@ -693,7 +755,10 @@ impl EngineThread {
                         if rng.chance(*p) {
                             *dropped += 1;
                         } else {
-                            ep.handle(now, meta, d.data);
+                            match checked() {
+                                Some(b) => ep.handle(now, meta, b),
+                                None => *icrc_errors += 1,
+                            }
                         }
                     }
                     Impair::Full(f) => f.push(
@@ -711,31 +776,19 @@ impl EngineThread {
         if let Impair::Full(f) = &mut self.rx_fault {
             while let Some(p) = f.pop_ready(now) {
                 let ecn = if p.ecn_ce { Ecn::Ce } else { p.packet.ecn };
-                ep.handle(
-                    now,
-                    RxMeta {
-                        from: p.packet.from,
-                        ecn,
-                        virtual_payload: false,
-                    },
-                    &p.packet.bytes,
-                );
                 worked = true;
+                let Ok(body) = weir_wire::icrc::verify(&p.packet.bytes) else {
+                    self.icrc_errors += 1;
+                    continue;
+                };
+                let meta = RxMeta {
+                    from: p.packet.from,
+                    ecn,
+                    virtual_payload: false,
+                };
+                ep.handle(now, meta, body);
             }
         }
-        // Timers.
-        if ep.poll_timeout().is_some_and(|t| t <= now) {
-            ep.handle_timeout(now);
-            worked = true;
-        }
-        // Transmit.
-        worked |= self.transmit(ep, stats, now);
-        while let Some(e) = ep.poll_event() {
-            events.push(e);
-        }
-        stats.udp = self.sockets.stats();
-        stats.fault_rx = self.rx_fault.stats();
-        stats.fault_tx = self.tx_fault.stats();
         worked
     }
 
@@ -818,6 +871,23 @@ impl EngineThread {
                     },
                 })
                 .collect();
+            // With the ICRC on, each datagram becomes one owned buffer with its trailer.
+            let owned: Vec<Owned>;
+            let batch = if self.icrc {
+                owned = batch.iter().map(own_with_icrc).collect();
+                owned
+                    .iter()
+                    .map(|o| TxDatagram {
+                        to: o.to,
+                        socket: o.socket,
+                        ecn: o.ecn,
+                        header: &o.bytes,
+                        payload: &[],
+                    })
+                    .collect()
+            } else {
+                batch
+            };
             let sent = match &mut self.tx_fault {
                 Impair::None => self.sockets.send_batch(&batch).unwrap_or(0),
                 Impair::Drop {
@@ -882,6 +952,15 @@ fn own(d: &TxDatagram<'_>) -> Owned {
         ecn: d.ecn,
         bytes,
     }
+}
+
+fn own_with_icrc(d: &TxDatagram<'_>) -> Owned {
+    let mut o = own(d);
+    if weir_wire::icrc::mark(&mut o.bytes).is_ok() {
+        let crc = weir_wire::icrc::compute(&[&o.bytes]);
+        o.bytes.extend_from_slice(&crc);
+    }
+    o
 }
 
 fn close_all(ep: &mut Endpoint, now: Instant) {

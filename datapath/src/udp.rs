@@ -386,6 +386,30 @@ impl UdpSockets {
         Ok(done)
     }
 
+    /// Like [`UdpSockets::recv_batch`] but reads at most one `recvmmsg` of `max_msgs` messages
+    /// from the primary socket (plus the extra sockets on the same schedule), so a caller can
+    /// interleave transmissions (acknowledgements) with a long receive burst. Each message can
+    /// hold a GRO super-buffer of several datagrams.
+    pub fn recv_some(
+        &mut self,
+        max_msgs: usize,
+        on_datagram: &mut dyn FnMut(RxDatagram<'_>),
+    ) -> io::Result<usize> {
+        self.rx_calls = self.rx_calls.wrapping_add(1);
+        let extras = self.socks.len() > 1
+            && (self.rx_calls.is_multiple_of(EXTRA_POLL_INTERVAL)
+                || self.extras_ready.swap(false, Ordering::Relaxed));
+        let last = if extras { self.socks.len() } else { 1 };
+        let mut delivered = 0;
+        for idx in 0..last {
+            match self.recv_up_to(idx, max_msgs, on_datagram) {
+                Ok((_, d)) => delivered += d,
+                Err(e) => return if delivered > 0 { Ok(delivered) } else { Err(e) },
+            }
+        }
+        Ok(delivered)
+    }
+
     /// Delivers what is ready on the sockets to `on_datagram`, without blocking; returns how
     /// many datagrams were delivered (0 when nothing was ready).
     ///
@@ -471,6 +495,18 @@ impl UdpSockets {
         idx: usize,
         on_datagram: &mut dyn FnMut(RxDatagram<'_>),
     ) -> io::Result<(usize, usize)> {
+        self.recv_up_to(idx, RX_BATCH, on_datagram)
+    }
+
+    /// One `recvmmsg` of at most `max_msgs` (≤ the batch size) on socket `idx`: returns
+    /// (messages read, datagrams delivered).
+    fn recv_up_to(
+        &mut self,
+        idx: usize,
+        max_msgs: usize,
+        on_datagram: &mut dyn FnMut(RxDatagram<'_>),
+    ) -> io::Result<(usize, usize)> {
+        let max_msgs = max_msgs.clamp(1, RX_BATCH);
         let fd = self.socks[idx].as_raw_fd();
         let mut retries = 0;
         let got = loop {
@@ -483,7 +519,7 @@ impl UdpSockets {
                 libc::recvmmsg(
                     fd,
                     self.rx.hdrs.as_mut_ptr(),
-                    RX_BATCH as c_uint,
+                    max_msgs as c_uint,
                     libc::MSG_DONTWAIT,
                     ptr::null_mut(),
                 )

@@ -71,7 +71,7 @@ impl Default for Config {
             rwnd_packets: 4096,
             ack_every: 8,
             ack_delay: Duration::from_micros(50),
-            unexpected_bytes: 8 << 20,
+            unexpected_bytes: 32 << 20,
             rnr_delay: Duration::from_micros(200),
             max_outstanding: 4096,
         }

@@ -56,6 +56,9 @@ pub struct ConnStats {
     pub rx_trimmed: u64,
     /// Data packets whose header contradicted the message they belong to.
     pub rx_inconsistent: u64,
+    /// NACKs received saying the peer had no buffer for a packet (receiver not ready); the
+    /// packet is resent after `Config::rnr_delay`, and is not counted as lost.
+    pub rnr_nacks: u64,
     /// Packets declared lost by the sender.
     pub lost_packets: u64,
     /// Payload bytes received with ECN CE.

@@ -64,7 +64,10 @@ pub(crate) fn weir_receiver(
     ready: &mut dyn FnMut(SocketAddr) -> Result<(), BenchError>,
 ) -> Result<PeerReport, BenchError> {
     let size = p.size;
-    let window = u64::from(p.window.max(1));
+    // Keep twice the sender's window of receives posted, so a receiving application that is
+    // briefly descheduled does not make the transport refuse data (the kernel TCP baseline has
+    // its socket buffer for the same purpose).
+    let window = 2 * u64::from(p.window.max(1));
     let host = start_host(p)?;
     host.listen();
     let (region, _buf) = host
@@ -243,6 +246,12 @@ pub(crate) fn weir_sender(p: &PeerParams) -> Result<PeerReport, BenchError> {
         }
     }
     let stats = host.conn_stats(conn);
+    if std::env::var_os("WEIR_STATS").is_some() {
+        eprintln!(
+            "bulk sender conn {stats:?}\nbulk sender paths {:?}",
+            host.path_stats(conn)
+        );
+    }
     if note.is_none() && done < n {
         note = Some(format!("time limit: {done} of {n} messages"));
     }
@@ -384,6 +393,9 @@ pub(crate) fn pingpong_client(p: &PeerParams) -> Result<PeerReport, BenchError> 
     }
     let elapsed = nanos(start.elapsed());
     let stats = host.conn_stats(conn);
+    if std::env::var_os("WEIR_STATS").is_some() {
+        eprintln!("sender conn {stats:?}\nsender host {:?}", host.stats());
+    }
     let note = finish(&host, conn, region, 0, END).err();
     Ok(PeerReport {
         messages: n,

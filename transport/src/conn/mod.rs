@@ -8,7 +8,6 @@ pub(crate) mod rtt;
 pub(crate) mod send;
 
 use alloc::collections::VecDeque;
-use alloc::vec;
 use core::net::SocketAddr;
 
 use weir_base::{Duration, Instant};
@@ -405,32 +404,35 @@ impl Conn {
         self.match_pending(ctx);
         let budget = ctx.config.unexpected_bytes;
         let r = &mut self.recv;
-        let used = r.unexpected_used;
         if send::psn_lt(d.msg_id, r.in_base) {
             // Completed while matching: an empty message needs nothing more.
             return Placement::Placed;
         }
-        let Some(m) = r.inbound_get(d.msg_id) else {
+        let plen = c.payload_len as u64;
+        let Some((recv, unreserved, len)) = r.inbound_get(d.msg_id).map(|m| {
+            (
+                m.recv,
+                m.recv.is_none() && m.reserved == 0 && m.len > 0,
+                m.len,
+            )
+        }) else {
             return Placement::Inconsistent;
         };
-        let plen = c.payload_len as u64;
-        let mut reserve = 0;
-        match m.recv {
-            Some(recv) => {
-                write_clipped(ctx.mem, &recv, d.msg_offset as u64, payload, virt);
-            }
+        match recv {
+            Some(recv) => write_clipped(ctx.mem, &recv, d.msg_offset as u64, payload, virt),
             None => {
-                if m.reserved == 0 && m.len > 0 {
-                    if used + m.len as u64 > budget {
+                if unreserved {
+                    if r.unexpected_used + len as u64 > budget {
                         return Placement::NoResources;
                     }
-                    m.reserved = m.len as u64;
-                    if !virt {
-                        m.early = Some(vec![0; m.len as usize]);
+                    r.unexpected_used += len as u64;
+                    let buf = (!virt).then(|| r.early_buffer(len as usize));
+                    if let Some(m) = r.inbound_get(d.msg_id) {
+                        m.reserved = len as u64;
+                        m.early = buf;
                     }
-                    reserve = m.len as u64;
                 }
-                if let Some(buf) = m.early.as_mut() {
+                if let Some(buf) = r.inbound_get(d.msg_id).and_then(|m| m.early.as_mut()) {
                     let off = d.msg_offset as usize;
                     if let Some(dst) = buf.get_mut(off..off + payload.len()) {
                         dst.copy_from_slice(payload);
@@ -438,13 +440,11 @@ impl Conn {
                 }
             }
         }
-        r.unexpected_used += reserve;
-        let m = match r.inbound_get(d.msg_id) {
-            Some(m) => m,
-            None => return Placement::Inconsistent,
+        let Some(m) = r.inbound_get(d.msg_id) else {
+            return Placement::Inconsistent;
         };
         m.received += plen;
-        if m.received >= m.len as u64 && m.recv.is_some() {
+        if m.received >= len as u64 && m.recv.is_some() {
             self.complete_recv(d.msg_id, ctx);
         }
         Placement::Placed
@@ -524,6 +524,7 @@ impl Conn {
             let complete = m.received >= m.len as u64;
             if let Some(buf) = early {
                 write_clipped(ctx.mem, &recv, 0, &buf, false);
+                r.recycle(buf, ctx.config.unexpected_bytes);
             }
             r.unexpected_used -= reserved;
             if complete {
@@ -666,6 +667,7 @@ impl Conn {
                 }
             }
             NackReason::OutOfResources => {
+                self.stats.rnr_nacks += 1;
                 if self.send.mark_lost(n.nack_psn).is_some() {
                     let hold = now + ctx.config.rnr_delay;
                     if hold > self.send.retx_hold_until {
@@ -900,14 +902,16 @@ impl Conn {
         if self.recv.ack_now {
             return self.ack(now, buf);
         }
+        // The receiver refused data for lack of buffers (RNR): send nothing until the hold
+        // ends, as an RC queue pair does after an RNR NAK, rather than feed it more to refuse.
+        let held = now < self.send.retx_hold_until;
         let data_waiting = self.send.has_new_data() || self.send.has_retx_queued();
-        if !self.pacing_allows(now) && data_waiting {
-            self.blocked_until = Some(self.next_pace);
-        } else if data_waiting && !self.send.has_retx(now) && !self.send.has_new_data() {
-            // Only held-back retransmissions (receiver had no resources).
+        if data_waiting && held {
             self.blocked_until = Some(self.send.retx_hold_until);
+        } else if data_waiting && !self.pacing_allows(now) {
+            self.blocked_until = Some(self.next_pace);
         }
-        if self.pacing_allows(now) {
+        if !held && self.pacing_allows(now) {
             if self.send.has_retx(now) {
                 let len = self.send.pkts.front().map_or(0, |p| p.len);
                 if self.window_allows(len) {

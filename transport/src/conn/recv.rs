@@ -95,6 +95,9 @@ pub(crate) struct RecvState {
     /// Writes with notify being assembled.
     pub(crate) writes: Vec<InWrite>,
     pub(crate) unexpected_used: u64,
+    /// Buffers of completed unexpected messages, reused so early data does not pay for fresh
+    /// (page-faulting) memory each time. Bounded by the unexpected budget.
+    pool: Vec<Vec<u8>>,
     // ACK state.
     /// Data packets since the last ACK.
     pub(crate) unacked: u32,
@@ -137,6 +140,7 @@ impl RecvState {
             match_next: 0,
             writes: Vec::new(),
             unexpected_used: 0,
+            pool: Vec::new(),
             unacked: 0,
             unacked_since: None,
             ack_now: false,
@@ -241,6 +245,24 @@ impl RecvState {
             }
             self.inbound.pop_front();
             self.in_base = self.in_base.wrapping_add(1);
+        }
+    }
+
+    /// A buffer of `len` bytes for early data, from the pool when one fits.
+    pub(crate) fn early_buffer(&mut self, len: usize) -> Vec<u8> {
+        let mut v = match self.pool.iter().position(|b| b.capacity() >= len) {
+            Some(i) => self.pool.swap_remove(i),
+            None => Vec::new(),
+        };
+        v.resize(len, 0);
+        v
+    }
+
+    /// Return an early-data buffer to the pool (kept while the pool stays under `budget`).
+    pub(crate) fn recycle(&mut self, buf: Vec<u8>, budget: u64) {
+        let pooled: usize = self.pool.iter().map(|b| b.capacity()).sum();
+        if (pooled + buf.capacity()) as u64 <= budget {
+            self.pool.push(buf);
         }
     }
 
