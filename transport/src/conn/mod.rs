@@ -75,6 +75,8 @@ pub(crate) struct Conn {
     last_sent: Instant,
     hs_next: Instant,
     hs_tries: u32,
+    /// When the last SYN / SYN-ACK left (for an RTT sample from the handshake).
+    hs_sent_at: Option<Instant>,
     rto_at: Option<Instant>,
     rto_backoff: u32,
     retries: u32,
@@ -145,6 +147,7 @@ impl Conn {
             last_sent: now,
             hs_next: now,
             hs_tries: 0,
+            hs_sent_at: None,
             rto_at: None,
             rto_backoff: 0,
             retries: 0,
@@ -213,6 +216,7 @@ impl Conn {
         self.last_heard = now;
         let h = &pkt.header;
         if self.state == State::SynReceived && h.common.opcode != Opcode::Syn {
+            self.handshake_rtt(now);
             self.state = State::Established;
             self.need_synack = false;
             ctx.events.push_back(Event::Accepted {
@@ -222,7 +226,12 @@ impl Conn {
             });
         }
         match (h.common.opcode, &h.ext) {
-            (Opcode::SynAck, Ext::Handshake(hs)) => self.on_synack(h, hs, ctx),
+            (Opcode::SynAck, Ext::Handshake(hs)) => {
+                if self.state == State::SynSent {
+                    self.handshake_rtt(now);
+                }
+                self.on_synack(h, hs, ctx)
+            }
             (Opcode::Data, Ext::Data(d)) if self.state == State::Established => {
                 self.on_data(now, &h.common, d, pkt.payload, virt, ecn, ctx)
             }
@@ -256,6 +265,18 @@ impl Conn {
                 self.fail(reason, ctx.events, now);
             }
             _ => {}
+        }
+    }
+
+    /// The handshake's round trip is the first RTT sample (unless the SYN or SYN-ACK was
+    /// sent more than once, which would make it ambiguous), so the first tail-loss probe is
+    /// timed from a measurement, not from `initial_rto`.
+    fn handshake_rtt(&mut self, now: Instant) {
+        if self.hs_tries == 0
+            && let Some(sent) = self.hs_sent_at.take()
+        {
+            self.rtt.sample(now.saturating_since(sent));
+            self.stats.srtt_ps = self.rtt.srtt().map_or(0, |d| d.as_ps());
         }
     }
 
@@ -805,8 +826,10 @@ impl Conn {
     fn pto(&self, config: &Config) -> Duration {
         //= https://www.rfc-editor.org/rfc/rfc8985#section-7.2
         //# PTO = 2 * SRTT (plus the peer's delayed-ACK allowance when one packet is in flight).
+        // The last packet of every message carries ACK_REQ, so the receiver does not delay the
+        // ACK that would answer a probe: no delayed-ACK allowance is needed.
         match self.rtt.srtt() {
-            Some(s) => s.saturating_mul(2) + config.ack_delay,
+            Some(s) => s.saturating_mul(2).max(MIN_REORDER_WINDOW),
             None => config.initial_rto,
         }
         .min(self.rto(config))
@@ -877,11 +900,13 @@ impl Conn {
         match self.state {
             State::SynSent if self.need_syn => {
                 self.need_syn = false;
+                self.hs_sent_at = Some(now);
                 let ext = self.handshake_ext(config, 0);
                 return self.control(Opcode::Syn, Flags::empty(), Ext::Handshake(ext), 0, buf);
             }
             State::SynReceived if self.need_synack => {
                 self.need_synack = false;
+                self.hs_sent_at = Some(now);
                 let ext = self.handshake_ext(config, self.peer_nonce);
                 return self.control(Opcode::SynAck, Flags::empty(), Ext::Handshake(ext), 0, buf);
             }
