@@ -1,4 +1,5 @@
 //! A lost last packet costs a few round trips (tail-loss probe), not a retransmission timeout.
+#![allow(clippy::needless_range_loop)]
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
