@@ -492,6 +492,11 @@ impl Endpoint {
         self.conn(conn).map(|c| c.stats)
     }
 
+    /// The congestion controller of a connection: its name and current limits.
+    pub fn congestion(&self, conn: ConnId) -> Option<(&'static str, weir_congestion::Limits)> {
+        self.conn(conn).map(|c| c.congestion())
+    }
+
     /// Per-path counters of one connection.
     pub fn path_stats(&self, conn: ConnId) -> Option<Vec<PathStats>> {
         self.conn(conn).map(|c| c.paths.stats().to_vec())

@@ -170,6 +170,10 @@ impl Conn {
         self.paths.burst_done()
     }
 
+    pub(crate) fn congestion(&self) -> (&'static str, weir_congestion::Limits) {
+        (self.cc.name(), self.cc.limits())
+    }
+
     pub(crate) fn handle(&self) -> ConnId {
         ConnId(self.id)
     }
