@@ -11,11 +11,14 @@
 //!   values more often than others ([`Link::lossy_entropy`]);
 //! * record every datagram an endpoint sends ([`Net::capture`]), exactly as the engine wrote it
 //!   (no integrity trailer);
-//! * pass every datagram through a tap that may rewrite or drop it before the link's
-//!   impairments ([`Net::tap`]);
+//! * pass every datagram through a tap that may rewrite, delay or drop it before the link's
+//!   impairments ([`Net::tap`], [`Fate`]);
 //! * deliver forged, replayed or mangled datagrams that bypass the integrity check
 //!   ([`Net::inject`], [`Net::deliver`]);
-//! * count data packets per sender and entropy value ([`Net::data_by_entropy`]).
+//! * count data packets per sender and entropy value ([`Net::data_by_entropy`]);
+//! * surround a region with guard bytes to prove nothing was written past it
+//!   ([`Net::guarded_region`], [`Net::guards_intact`]), and read regions back safely
+//!   ([`Net::bytes`]).
 //!
 //! Random draws happen in a fixed order per datagram (loss, per-entropy loss, duplication, per
 //! copy: corruption, reordering, ECN; an impairment whose probability is zero draws nothing).
@@ -31,6 +34,9 @@ use std::ptr::NonNull;
 use weir_base::{Duration, Instant, Rate, Rng};
 use weir_transport::{Completion, Config, ConnId, Ecn, Endpoint, Event, Payload, RegionId, RxMeta};
 use weir_wire::{MAX_HEADER_LEN, Opcode};
+
+/// The byte [`Net::guarded_region`] puts around a region.
+pub const GUARD: u8 = 0xA5;
 
 /// Impairments and shape of every link in a [`Net`].
 #[derive(Clone, Copy, Debug)]
@@ -126,10 +132,21 @@ pub struct Tapped {
     pub seq: u64,
 }
 
+/// What a [`Tap`] does with a datagram.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fate {
+    /// Hand it to the link (and its impairments).
+    Pass,
+    /// Drop it.
+    Drop,
+    /// Hand it to the link, and delay it by this much on top of whatever the link does.
+    Delay(Duration),
+}
+
 /// A tap on every datagram sent: it may rewrite the bytes (header and payload, without the
-/// integrity trailer, which is computed afterwards) and returns false to drop the datagram.
-/// It runs before the link's impairments.
-pub type Tap = Box<dyn FnMut(&Tapped, &mut Vec<u8>) -> bool>;
+/// integrity trailer, which is computed afterwards) and decides the datagram's [`Fate`]. It
+/// runs after the sender's serialisation and before the link's impairments.
+pub type Tap = Box<dyn FnMut(&Tapped, &mut Vec<u8>) -> Fate>;
 
 /// Counters of what the network did.
 #[derive(Clone, Copy, Debug, Default)]
@@ -244,33 +261,96 @@ impl Net {
         (id, ptr)
     }
 
+    /// Like [`Net::region`], with `guard` bytes of [`GUARD`] right before and right after the
+    /// region in the same allocation, so a test can check nothing was written outside it
+    /// ([`Net::guards_intact`]). Returns the region and a pointer to its first byte.
+    pub fn guarded_region(
+        &mut self,
+        ep: usize,
+        len: usize,
+        guard: usize,
+        fill: impl Fn(usize) -> u8,
+        remote_write: bool,
+    ) -> (RegionId, *mut u8) {
+        if self.link.virtual_payload {
+            return self.region(ep, len, fill, remote_write);
+        }
+        let mut mem: Box<[u8]> = (0..len + 2 * guard)
+            .map(|i| {
+                if i < guard || i >= guard + len {
+                    GUARD
+                } else {
+                    fill(i - guard)
+                }
+            })
+            .collect();
+        // SAFETY: in bounds of the allocation (`guard <= len + 2 * guard`).
+        let ptr = unsafe { mem.as_mut_ptr().add(guard) };
+        // SAFETY: as in `region`: the box lives in `self.memory` and never moves.
+        let id =
+            unsafe { self.eps[ep].register(NonNull::new(ptr).unwrap(), len as u64, remote_write) };
+        self.memory.push(mem);
+        (id, ptr)
+    }
+
+    /// Whether the `guard` bytes around the region of `len` bytes at `ptr` (from
+    /// [`Net::guarded_region`]) still hold [`GUARD`]. Panics if `ptr` is not such a region.
+    pub fn guards_intact(&self, ptr: *const u8, len: usize, guard: usize) -> bool {
+        let mem = self
+            .memory
+            .iter()
+            .find(|m| {
+                m.len() == len + 2 * guard && std::ptr::eq(m.as_ptr().wrapping_add(guard), ptr)
+            })
+            .expect("not a guarded region of this net");
+        mem[..guard]
+            .iter()
+            .chain(&mem[guard + len..])
+            .all(|&b| b == GUARD)
+    }
+
+    /// The bytes of a region of `len` bytes at `ptr` returned by [`Net::region`] or
+    /// [`Net::guarded_region`] (read only after the requests using it completed). Panics if
+    /// `ptr` does not point into memory of this net.
+    pub fn bytes(&self, ptr: *const u8, len: usize) -> &[u8] {
+        let mem = self
+            .memory
+            .iter()
+            .find(|m| {
+                let start = m.as_ptr() as usize;
+                let p = ptr as usize;
+                p >= start && p + len <= start + m.len()
+            })
+            .expect("not memory of this net");
+        let off = ptr as usize - mem.as_ptr() as usize;
+        &mem[off..off + len]
+    }
+
     /// Connect endpoint `a` to `b` and run until both sides know. Returns (conn at a, conn at b).
+    /// Only events from this call count, so it also works for a second connection between the
+    /// same endpoints.
     pub fn connect(
         &mut self,
         a: usize,
         b: usize,
         limit: Duration,
     ) -> Option<(weir_transport::ConnId, weir_transport::ConnId)> {
+        let seen = (self.events[a].len(), self.events[b].len());
         let ca = self.eps[a].connect(self.now, self.addrs[b], 77);
         let deadline = self.now + limit;
-        let mut cb = None;
-        let mut connected = false;
         while self.now < deadline {
             if !self.step(deadline) {
                 break;
             }
-            for e in &self.events[a] {
-                if matches!(e, Event::Connected { conn } if *conn == ca) {
-                    connected = true;
-                }
-            }
-            for e in &self.events[b] {
-                if let Event::Accepted { conn, .. } = e {
-                    cb = Some(*conn);
-                }
-            }
-            if connected && cb.is_some() {
-                return Some((ca, cb?));
+            let connected = self.events[a][seen.0..]
+                .iter()
+                .any(|e| matches!(e, Event::Connected { conn } if *conn == ca));
+            let cb = self.events[b][seen.1..].iter().find_map(|e| match e {
+                Event::Accepted { conn, peer, .. } if *peer == self.addrs[a] => Some(*conn),
+                _ => None,
+            });
+            if let (true, Some(cb)) = (connected, cb) {
+                return Some((ca, cb));
             }
         }
         None
@@ -455,6 +535,7 @@ impl Net {
                 let start = self.busy_until[src].max(self.now);
                 let depart = start + link.rate.serialization_time(wire);
                 self.busy_until[src] = depart;
+                let mut extra_delay = Duration::ZERO;
                 if let Some(tap) = self.tap.as_mut() {
                     let info = Tapped {
                         at: self.now,
@@ -464,9 +545,13 @@ impl Net {
                         seq: self.stats.sent - 1,
                     };
                     let before = bytes.clone();
-                    if !tap(&info, &mut bytes) {
-                        self.stats.tap_dropped += 1;
-                        continue;
+                    match tap(&info, &mut bytes) {
+                        Fate::Pass => {}
+                        Fate::Drop => {
+                            self.stats.tap_dropped += 1;
+                            continue;
+                        }
+                        Fate::Delay(d) => extra_delay = d,
                     }
                     if bytes != before {
                         self.stats.tap_rewritten += 1;
@@ -507,7 +592,7 @@ impl Net {
                         let i = self.rng.below(b.len() as u64) as usize;
                         b[i] ^= 1 << self.rng.below(8);
                     }
-                    let mut at = depart + link.latency;
+                    let mut at = depart + link.latency + extra_delay;
                     if self.rng.chance(link.reorder) {
                         at += link.reorder_delay;
                     }

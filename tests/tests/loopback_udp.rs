@@ -80,14 +80,13 @@ fn exchange(mode: &str, loss: f64) {
     let sb = b.finish(Duration::from_secs(10));
     let ra = ra.unwrap_or_else(|e| panic!("{mode} loss {loss}: {e}"));
     let rb = rb.unwrap_or_else(|e| panic!("{mode} loss {loss}: {e}"));
-    for (name, r, p) in [("a", &ra, &a), ("b", &rb, &b)] {
-        assert_eq!(
-            r["ok"],
-            true,
-            "{mode} loss {loss}: peer {name} failed: {r}\nstderr:\n{}",
-            p.stderr()
-        );
-    }
+    assert!(
+        ra["ok"] == true && rb["ok"] == true,
+        "{mode} loss {loss}: a peer failed\npeer a: {ra}\nstderr of a:\n{}\npeer b: {rb}\n\
+         stderr of b:\n{}",
+        a.stderr(),
+        b.stderr()
+    );
     let total: u64 = 1024 + (64 << 10) + (1 << 20) + (8 << 20) + (64 << 20);
     for r in [&ra, &rb] {
         assert_eq!(num(r, &["bytes_sent"]), total, "{r}");

@@ -164,6 +164,9 @@ pub enum ConnError {
     Refused,
     /// The peer closed the connection.
     PeerClosed,
+    /// A one-sided write named a region key the target does not have, or fell outside the
+    /// region. As with an RDMA remote access error, the connection fails on both sides.
+    RemoteAccess,
 }
 
 /// Why a request could not be posted.
@@ -300,6 +303,9 @@ impl fmt::Display for ConnError {
             ConnError::HandshakeTimeout => f.write_str("handshake timed out"),
             ConnError::Refused => f.write_str("connection refused"),
             ConnError::PeerClosed => f.write_str("peer closed the connection"),
+            ConnError::RemoteAccess => {
+                f.write_str("remote access error (bad region key or bounds)")
+            }
         }
     }
 }

@@ -52,6 +52,8 @@ pub struct ConnStats {
     pub rx_out_of_window: u64,
     /// Data packets refused for lack of buffer (unexpected messages over the limit).
     pub rx_no_resources: u64,
+    /// Write packets refused: unknown region key or out of bounds.
+    pub rx_access_errors: u64,
     /// Data packets that arrived trimmed.
     pub rx_trimmed: u64,
     /// Data packets whose header contradicted the message they belong to.

@@ -15,8 +15,8 @@ use weir_congestion::{
     Builtin, CcFactory, CongestionControl, Feedback, HopTelemetry, LossKind, PathInfo, Sent,
 };
 use weir_wire::{
-    AckExt, Common, DataExt, Ecn, Ext, Flags, HandshakeExt, Header, IntList, Mode, MsgKind,
-    NackExt, NackReason, Opcode, Parsed, ProbeExt,
+    AckExt, CloseExt, Common, DataExt, Ecn, Ext, Flags, HandshakeExt, Header, IntList, Mode,
+    MsgKind, NackExt, NackReason, Opcode, Parsed, ProbeExt,
 };
 
 use crate::config::Config;
@@ -34,6 +34,8 @@ use send::{Delivery, SendState};
 pub(crate) const CLOSE_NORMAL: u32 = 0;
 /// Close reason code: connection refused (mode or parameter mismatch).
 pub(crate) const CLOSE_REFUSED: u32 = 1;
+/// Close reason code: a write violated the target's access rights.
+pub(crate) const CLOSE_ACCESS: u32 = 2;
 
 /// Smallest reordering window RACK uses: below this, scheduling noise on a host looks like
 /// reordering.
@@ -90,6 +92,11 @@ pub(crate) struct Conn {
     // Control packets waiting to go out.
     pub(crate) need_syn: bool,
     pub(crate) need_synack: bool,
+    /// Tell the peer why this connection failed: a CLOSE with this reason is pending.
+    close_reason: Option<u32>,
+    /// The reason code this (failed) connection closes with; repeated to a peer that keeps
+    /// talking, in case the CLOSE was lost.
+    close_code: Option<u32>,
     nacks: VecDeque<(u32, NackReason, u64)>,
     /// Packets of the current burst on one path, so the endpoint can keep serving this
     /// connection while it produces a batch.
@@ -159,6 +166,8 @@ impl Conn {
             blocked_until: None,
             need_syn: state == State::SynSent,
             need_synack: state == State::SynReceived,
+            close_reason: None,
+            close_code: None,
             nacks: VecDeque::new(),
             in_ready: false,
         }
@@ -218,6 +227,13 @@ impl Conn {
         ctx: &mut Ctx<'_>,
     ) {
         self.last_heard = now;
+        if self.state == State::Failed {
+            // The peer has not heard why we failed (our CLOSE was lost): say it again.
+            if self.close_code.is_some() && pkt.header.common.opcode != Opcode::Close {
+                self.close_reason = self.close_code;
+            }
+            return;
+        }
         let h = &pkt.header;
         if self.state == State::SynReceived && h.common.opcode != Opcode::Syn {
             self.handshake_rtt(now);
@@ -261,10 +277,10 @@ impl Conn {
                 self.cc.on_feedback(now, &fb);
             }
             (Opcode::Close, Ext::Close(c)) => {
-                let reason = if c.reason == CLOSE_REFUSED {
-                    ConnError::Refused
-                } else {
-                    ConnError::PeerClosed
+                let reason = match c.reason {
+                    CLOSE_REFUSED => ConnError::Refused,
+                    CLOSE_ACCESS => ConnError::RemoteAccess,
+                    _ => ConnError::PeerClosed,
                 };
                 self.fail(reason, ctx.events, now);
             }
@@ -370,8 +386,12 @@ impl Conn {
                 return;
             }
             Placement::AccessError => {
+                // Not recorded: every copy of the packet is refused again, so the writer
+                // learns of the error even if a NACK is lost (it must never see an ACK).
+                self.stats.rx_access_errors += 1;
                 self.nacks
                     .push_back((c.psn, NackReason::AccessError, d.tx_ts));
+                return;
             }
         }
         let r = &mut self.recv;
@@ -532,30 +552,47 @@ impl Conn {
         Placement::Placed
     }
 
-    /// Match known messages, in order, to posted receives.
+    /// Match known messages, in order, to posted receives (MPI rules): each message not yet
+    /// matched takes the first posted receive whose tag accepts it; a message no posted
+    /// receive accepts stays unexpected without blocking later messages. Matching stops at the
+    /// first message not known yet (none of its packets arrived), since it may claim a receive
+    /// before any later message.
     pub(crate) fn match_pending(&mut self, ctx: &mut Ctx<'_>) {
+        let mut id = self.recv.match_next;
         loop {
             let r = &mut self.recv;
-            let id = r.match_next;
-            let Some(tag) = r.inbound_get(id).map(|m| m.tag) else {
-                return;
+            if r.posted.is_empty() {
+                break;
+            }
+            let Some((tag, matched)) = r.inbound_get(id).map(|m| (m.tag, m.recv.is_some())) else {
+                break;
             };
-            let Some(recv) = r.take_recv(tag) else { return };
-            r.match_next = id.wrapping_add(1);
-            let Some(m) = r.inbound_get(id) else { return };
-            m.recv = Some(recv);
-            let early = m.early.take();
-            let reserved = core::mem::take(&mut m.reserved);
-            let complete = m.received >= m.len as u64;
-            if let Some(buf) = early {
-                write_clipped(ctx.mem, &recv, 0, &buf, false);
-                r.recycle(buf, ctx.config.unexpected_bytes);
+            if !matched && let Some(recv) = r.take_recv(tag) {
+                let Some(m) = r.inbound_get(id) else { break };
+                m.recv = Some(recv);
+                let early = m.early.take();
+                let reserved = core::mem::take(&mut m.reserved);
+                let complete = m.received >= m.len as u64;
+                if let Some(buf) = early {
+                    write_clipped(ctx.mem, &recv, 0, &buf, false);
+                    r.recycle(buf, ctx.config.unexpected_bytes);
+                }
+                r.unexpected_used -= reserved;
+                if complete {
+                    self.complete_recv(id, ctx);
+                }
             }
-            r.unexpected_used -= reserved;
-            if complete {
-                self.complete_recv(id, ctx);
-            }
+            id = id.wrapping_add(1);
         }
+        // Every message before `match_next` has a receive.
+        let r = &mut self.recv;
+        while r
+            .inbound_get(r.match_next)
+            .is_some_and(|m| m.recv.is_some())
+        {
+            r.match_next = r.match_next.wrapping_add(1);
+        }
+        r.trim_inbound();
     }
 
     fn complete_recv(&mut self, msg_id: u32, ctx: &mut Ctx<'_>) {
@@ -609,8 +646,14 @@ impl Conn {
                 paths.penalize(path, Penalty::Loss);
             }
         });
-        // RTT from the echoed timestamp of the packet that triggered this ACK.
-        let (rtt, host_delay) = self.rtt_sample(now, a.echo_ts, a.rx_delay_ns);
+        // RTT from the echoed timestamp of the packet that triggered this ACK — only when the
+        // ACK acknowledges something new: an old, duplicated or replayed ACK says nothing about
+        // the current round trip.
+        let (rtt, host_delay) = if outcome.acked_pkts > 0 {
+            self.rtt_sample(now, a.echo_ts, a.rx_delay_ns)
+        } else {
+            (None, None)
+        };
         // ECN: the count is cumulative; take the difference, ignoring absurd jumps.
         let delta = a.ecn_bytes.wrapping_sub(self.send.last_ecn_bytes);
         let ecn_bytes = if delta < 1 << 31 {
@@ -707,10 +750,16 @@ impl Conn {
                 }
             }
             NackReason::AccessError => {
+                //= IBTA RoCEv2 / InfiniBand spec vol. 1, 9.7.5.2.4 (remote access error)
+                //# The requester completes the work request with a remote access error and the
+                //# queue pair enters the error state.
                 if let Some(p) = self.send.pkt(n.nack_psn).copied()
                     && let Some(m) = self.send.msg_mut(p.out_seq)
                 {
                     m.error = Some(WrError::RemoteAccess);
+                    self.close_reason = Some(CLOSE_ACCESS);
+                    self.close_code = Some(CLOSE_ACCESS);
+                    self.fail(ConnError::RemoteAccess, ctx.events, now);
                 }
             }
             NackReason::PsnOutOfWindow | NackReason::Truncated => {}
@@ -794,7 +843,15 @@ impl Conn {
             } else {
                 CompletionKind::Write
             };
-            events.push_back(fail(m.wr, kind, m.len as u64, m.tag));
+            let status = Err(m.error.unwrap_or(err));
+            events.push_back(Event::Completion(Completion {
+                conn,
+                wr: m.wr,
+                kind,
+                len: m.len as u64,
+                tag: m.tag,
+                status,
+            }));
         }
         for m in self.recv.inbound.drain(..).flatten() {
             if let Some(r) = m.recv.filter(|_| !m.done) {
@@ -915,6 +972,16 @@ impl Conn {
                 return self.control(Opcode::SynAck, Flags::empty(), Ext::Handshake(ext), 0, buf);
             }
             State::Established => {}
+            State::Failed => {
+                let reason = self.close_reason.take()?;
+                return self.control(
+                    Opcode::Close,
+                    Flags::empty(),
+                    Ext::Close(CloseExt { reason }),
+                    0,
+                    buf,
+                );
+            }
             _ => return None,
         }
         if let Some((psn, reason, echo_ts)) = self.nacks.pop_front() {

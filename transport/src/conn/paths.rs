@@ -6,9 +6,11 @@
 //! timeout 15 (the cap), an ECN echo 1; delivered packets pay it back one point per
 //! `DECAY_EVERY` acknowledgements. Paths whose score exceeds `AVOID_ABOVE` are skipped (a dead
 //! path stops being used within a few packets); when every path is penalised the least
-//! penalised one is used, and a skipped path gets one probe packet every `PROBE_EVERY` packets so
-//! it can recover. This is the "bitmap" EV scheme of the UEC htsim (`uec_mp.cpp`), with REPS's
-//! idea of recycling paths that deliver.
+//! penalised one is used. Every `PROBE_EVERY` packets one skipped path (in turn) carries a
+//! single probe packet; a probe that is delivered brings its path back to the threshold, so a
+//! healed path returns to service after one successful probe and a path that still loses is
+//! pushed out again by its next loss. This is the "bitmap" EV scheme of the UEC htsim
+//! (`uec_mp.cpp`), with REPS's idea of recycling paths that deliver.
 
 //= reference/transport-cc.md#1.5
 //# Bitmap: penalise an EV by 1 on an ECN echo, 4 on a NACK, and 15 (the cap) on a timeout;
@@ -51,6 +53,7 @@ pub(crate) struct Paths {
     left_in_burst: u16,
     burst: u16,
     sent_total: u64,
+    probe_cursor: u16,
 }
 
 impl Paths {
@@ -63,6 +66,7 @@ impl Paths {
             left_in_burst: burst.max(1),
             burst: burst.max(1),
             sent_total: 0,
+            probe_cursor: 0,
         }
     }
 
@@ -76,6 +80,12 @@ impl Paths {
 
     /// The path for the next new packet.
     pub(crate) fn next(&mut self) -> u16 {
+        if self.sent_total % PROBE_EVERY == PROBE_EVERY - 1
+            && let Some(p) = self.next_probe()
+        {
+            self.sent(p);
+            return p;
+        }
         if self.left_in_burst == 0 || self.penalised(self.current) {
             self.current = self.pick_after(self.current);
             self.left_in_burst = self.burst;
@@ -83,6 +93,23 @@ impl Paths {
         self.left_in_burst -= 1;
         self.sent(self.current);
         self.current
+    }
+
+    /// The next penalised path to probe, round-robin; `None` when all are healthy (or all are
+    /// penalised: then every packet already goes to the least penalised).
+    fn next_probe(&mut self) -> Option<u16> {
+        let n = self.len();
+        if (0..n).all(|p| self.penalised(p)) {
+            return None;
+        }
+        for k in 1..=n {
+            let p = (self.probe_cursor + k) % n;
+            if self.penalised(p) {
+                self.probe_cursor = p;
+                return Some(p);
+            }
+        }
+        None
     }
 
     /// A path for retransmitting a packet first sent on `orig`: a healthy path other than it
@@ -99,6 +126,8 @@ impl Paths {
             return;
         };
         s.delivered += 1;
+        // A delivered packet on a skipped path (a probe) makes it usable again.
+        s.penalty = s.penalty.min(AVOID_ABOVE);
         let d = &mut self.delivered_since_decay[i];
         *d += 1;
         if *d >= DECAY_EVERY {
@@ -137,19 +166,17 @@ impl Paths {
         self.stats[p as usize].penalty > AVOID_ABOVE
     }
 
-    /// The next path after `from` in round-robin order that is not penalised; every
-    /// `PROBE_EVERY` packets a penalised path is allowed once so it can prove it recovered.
-    /// When all are penalised: the least penalised.
+    /// The next path after `from` in round-robin order that is not penalised; when all are
+    /// penalised, the least penalised.
     fn pick_after(&self, from: u16) -> u16 {
         let n = self.len();
         if n == 1 {
             return 0;
         }
-        let probe = self.sent_total % PROBE_EVERY == PROBE_EVERY - 1;
         let mut best = (from + 1) % n;
         for k in 1..=n {
             let p = (from + k) % n;
-            if (!self.penalised(p) || probe) && (p != from || k == n) {
+            if !self.penalised(p) && (p != from || k == n) {
                 return p;
             }
             if self.stats[p as usize].penalty < self.stats[best as usize].penalty {
@@ -172,18 +199,26 @@ mod tests {
     }
 
     #[test]
-    fn dead_path_is_avoided_then_probed() {
-        let mut p = Paths::new(4, 1, 0);
+    fn dead_paths_are_avoided_probed_and_recover() {
+        let mut p = Paths::new(4, 8, 0);
         p.penalize(2, Penalty::Timeout);
+        p.penalize(3, Penalty::Timeout);
         let used: Vec<u16> = (0..200).map(|_| p.next()).collect();
-        assert!(!used.contains(&2));
-        let used: Vec<u16> = (0..1000).map(|_| p.next()).collect();
-        let on2 = used.iter().filter(|&&x| x == 2).count();
-        assert!((1..=8).contains(&on2), "probed {on2} times");
-        for _ in 0..(DECAY_EVERY * 15) {
-            p.delivered(2);
-        }
-        assert_eq!(p.stats()[2].penalty, 0);
+        assert!(!used.contains(&2) && !used.contains(&3));
+        let used: Vec<u16> = (0..2048).map(|_| p.next()).collect();
+        let probes = |x| used.iter().filter(|&&u| u == x).count();
+        // One probe every PROBE_EVERY packets, alternating between the two dead paths.
+        assert!(
+            (3..=5).contains(&probes(2)) && (3..=5).contains(&probes(3)),
+            "{} {}",
+            probes(2),
+            probes(3)
+        );
+        // A delivered probe brings path 3 back into rotation.
+        p.delivered(3);
+        let used: Vec<u16> = (0..64).map(|_| p.next()).collect();
+        let count = |x| used.iter().filter(|&&u| u == x).count();
+        assert!(count(3) >= 8 && count(2) <= 1, "{used:?}");
     }
 
     #[test]

@@ -115,6 +115,9 @@ pub(crate) struct SendState {
     /// Retransmitted packets in flight, by retransmission time, to judge them too.
     retx_inflight: VecDeque<u32>,
     pub(crate) last_ecn_bytes: u32,
+    /// The echoed transmit timestamp of the ACK being processed, to tell an ACK of a
+    /// retransmission from a late ACK of the original (RACK step 2).
+    ack_echo: u64,
 }
 
 /// Serial-number comparison of PSNs: `a < b` modulo 2^32.
@@ -142,6 +145,7 @@ impl SendState {
             rack_scan: 0,
             retx_inflight: VecDeque::new(),
             last_ecn_bytes: 0,
+            ack_echo: 0,
         }
     }
 
@@ -400,6 +404,7 @@ impl SendState {
         selective: bool,
         on: &mut dyn FnMut(Delivery),
     ) -> AckOutcome {
+        self.ack_echo = ack.echo_ts;
         let mut out = AckOutcome::default();
         // Flow control: the window only moves forward.
         if psn_lt(self.rwnd_psn, ack.rwnd_psn) {
@@ -443,7 +448,15 @@ impl SendState {
         }
         out.acked_bytes += p.len as u64;
         out.acked_pkts += 1;
-        if self.rack_xmit.is_none_or(|t| p.sent_at > t) {
+        //= https://www.rfc-editor.org/rfc/rfc8985#section-6.2
+        //# Step 2: if the segment was retransmitted, use its send time only when the ACK is
+        //# known to be for the retransmission, not for a late original.
+        // RFC 8985 guesses with min_RTT, which fails when queueing dominates the RTT (a late
+        // original then "advances" RACK to the retransmission's send time, declaring everything
+        // in flight lost, again and again). The echoed timestamp is exact: it names the
+        // transmission that triggered this ACK.
+        let this_transmission = p.retx == 0 || p.sent_at.as_ps() == self.ack_echo;
+        if this_transmission && self.rack_xmit.is_none_or(|t| p.sent_at > t) {
             self.rack_xmit = Some(p.sent_at);
         }
         if let Some(m) = self.msg_mut(p.out_seq) {

@@ -84,12 +84,20 @@ impl Peer {
         self.child.id()
     }
 
-    /// What the peer wrote to stderr so far.
+    /// The last lines the peer wrote to stderr so far (at most 20).
     pub(crate) fn stderr(&self) -> String {
-        self.stderr
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        let all = self.stderr.lock().unwrap_or_else(|p| p.into_inner());
+        let lines: Vec<&str> = all.lines().collect();
+        let skip = lines.len().saturating_sub(20);
+        let mut out = String::new();
+        if skip > 0 {
+            out.push_str(&format!("[{skip} earlier lines]\n"));
+        }
+        for l in &lines[skip..] {
+            out.push_str(l);
+            out.push('\n');
+        }
+        out
     }
 
     /// The next stdout line.

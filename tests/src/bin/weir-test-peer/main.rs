@@ -46,7 +46,7 @@ const WAIT_STEP: Duration = Duration::from_secs(5);
 
 const USAGE: &str = "usage: weir-test-peer exchange|serve [--role a|b] [--mode weir|gbn] \
 [--bind IP] [--sizes 1K,64K,1Mx16,...] [--loss P] [--seed N] [--max-payload B] \
-[--peer-timeout-ms MS] [--keepalive-ms MS] [--timeout-s S]";
+[--peer-timeout-ms MS] [--keepalive-ms MS] [--unexpected-bytes B] [--timeout-s S]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -69,9 +69,18 @@ fn main() -> ExitCode {
     };
     let ok = match opts.cmd {
         Cmd::Exchange => {
-            let r = exchange(&opts, seed, &host, &stdin, deadline);
+            let mut conn = None;
+            let r = exchange(&opts, seed, &host, &stdin, deadline, &mut conn);
             let ok = r.is_ok();
-            say(&r.unwrap_or_else(|e| failure(&opts, seed, e)).to_string());
+            let line = r.unwrap_or_else(|e| {
+                let mut v = failure(&opts, seed, e);
+                if let Some(c) = conn {
+                    v["conn"] = conn_json(&host, c);
+                }
+                v["host"] = host_json(&host);
+                v
+            });
+            say(&line.to_string());
             ok
         }
         Cmd::Serve => match serve(&opts, &host, &stdin, deadline) {
@@ -98,13 +107,10 @@ fn exchange(
     host: &Host,
     stdin: &Receiver<String>,
     deadline: Instant,
+    opened: &mut Option<ConnId>,
 ) -> Result<Value, String> {
-    host.listen();
-    say(&format!("ADDR {}", host.local_addr()));
-    let peer = read_peer(stdin, deadline)?;
-    let conn = open(o, host, peer)?;
     let other = if o.role == "a" { "b" } else { "a" };
-
+    // Buffers first, so both directions start together once connected.
     let mut sends: Vec<(RegionId, Buffer)> = Vec::with_capacity(o.sizes.len());
     let mut recvs: Vec<(RegionId, Buffer)> = Vec::with_capacity(o.sizes.len());
     for (i, &len) in o.sizes.iter().enumerate() {
@@ -120,6 +126,12 @@ fn exchange(
         rb.fill(SENTINEL);
         recvs.push((rr, rb));
     }
+
+    host.listen();
+    say(&format!("ADDR {}", host.local_addr()));
+    let peer = read_peer(stdin, deadline)?;
+    let conn = open(o, host, peer)?;
+    *opened = Some(conn);
 
     let start = Instant::now();
     let mut pending: HashMap<WrId, (CompletionKind, usize)> = HashMap::new();
@@ -198,9 +210,6 @@ fn exchange(
             start.elapsed().as_millis() as u64
         ]));
     }
-    let elapsed = start.elapsed();
-    let cs = host.conn_stats(conn).unwrap_or_default();
-    let hs = host.stats();
     Ok(json!({
         "ok": true,
         "role": o.role,
@@ -209,35 +218,52 @@ fn exchange(
         "messages": o.sizes.len(),
         "bytes_sent": bytes_sent,
         "bytes_received": bytes_received,
-        "elapsed_ms": elapsed.as_secs_f64() * 1e3,
+        "elapsed_ms": start.elapsed().as_secs_f64() * 1e3,
         "completions_ms": done_ms,
-        "conn": {
-            "data_packets": cs.data_packets,
-            "retransmits": cs.retransmits,
-            "rto_events": cs.rto_events,
-            "tlp_probes": cs.tlp_probes,
-            "lost_packets": cs.lost_packets,
-            "nacks_sent": cs.nacks_sent,
-            "rx_data_packets": cs.rx_data_packets,
-            "rx_duplicates": cs.rx_duplicates,
-            "rx_out_of_order_dropped": cs.rx_out_of_order_dropped,
-            "rx_out_of_window": cs.rx_out_of_window,
-            "rx_no_resources": cs.rx_no_resources,
-            "srtt_us": cs.srtt_ps / 1_000_000,
-        },
-        "host": {
-            "udp_tx_datagrams": hs.udp.tx_datagrams,
-            "udp_rx_datagrams": hs.udp.rx_datagrams,
-            "udp_tx_gso_batches": hs.udp.tx_gso_batches,
-            "udp_tx_gso_fallbacks": hs.udp.tx_gso_fallbacks,
-            "udp_rx_gro_buffers": hs.udp.rx_gro_buffers,
-            "udp_rx_truncated": hs.udp.rx_truncated,
-            "udp_tx_errors": format!("{:?}", hs.udp.tx_errors),
-            "fault_rx_seen": hs.fault_rx.seen,
-            "fault_rx_dropped": hs.fault_rx.dropped,
-            "tx_payload_missing": hs.tx_payload_missing,
-        },
+        "conn": conn_json(host, conn),
+        "host": host_json(host),
     }))
+}
+
+fn conn_json(host: &Host, conn: ConnId) -> Value {
+    let Some(cs) = host.conn_stats(conn) else {
+        return Value::Null;
+    };
+    json!({
+        "data_packets": cs.data_packets,
+        "data_bytes": cs.data_bytes,
+        "retransmits": cs.retransmits,
+        "rto_events": cs.rto_events,
+        "tlp_probes": cs.tlp_probes,
+        "lost_packets": cs.lost_packets,
+        "acks_sent": cs.acks_sent,
+        "acks_received": cs.acks_received,
+        "nacks_sent": cs.nacks_sent,
+        "rx_data_packets": cs.rx_data_packets,
+        "rx_duplicates": cs.rx_duplicates,
+        "rx_out_of_order_dropped": cs.rx_out_of_order_dropped,
+        "rx_out_of_window": cs.rx_out_of_window,
+        "rx_no_resources": cs.rx_no_resources,
+        "rx_inconsistent": cs.rx_inconsistent,
+        "srtt_us": cs.srtt_ps / 1_000_000,
+    })
+}
+
+fn host_json(host: &Host) -> Value {
+    let hs = host.stats();
+    json!({
+        "udp_tx_datagrams": hs.udp.tx_datagrams,
+        "udp_rx_datagrams": hs.udp.rx_datagrams,
+        "udp_tx_gso_batches": hs.udp.tx_gso_batches,
+        "udp_tx_gso_fallbacks": hs.udp.tx_gso_fallbacks,
+        "udp_rx_gro_buffers": hs.udp.rx_gro_buffers,
+        "udp_rx_truncated": hs.udp.rx_truncated,
+        "udp_tx_errors": format!("{:?}", hs.udp.tx_errors),
+        "fault_rx_seen": hs.fault_rx.seen,
+        "fault_rx_dropped": hs.fault_rx.dropped,
+        "tx_payload_missing": hs.tx_payload_missing,
+        "endpoint": format!("{:?}", hs.endpoint),
+    })
 }
 
 /// Accept one connection, post the receives, report `READY`, then only keep the connection up.
@@ -364,6 +390,9 @@ fn start_host(o: &Opts, seed: u64) -> Result<Host, HostError> {
     if let Some(ms) = o.keepalive_ms {
         t.keepalive = weir_base::Duration::from_millis(ms);
     }
+    if let Some(b) = o.unexpected_bytes {
+        t.unexpected_bytes = b;
+    }
     let mut cfg = HostConfig {
         transport: t,
         seed: Some(seed),
@@ -458,6 +487,7 @@ struct Opts {
     max_payload: u32,
     peer_timeout_ms: Option<u64>,
     keepalive_ms: Option<u64>,
+    unexpected_bytes: Option<u64>,
     timeout: Duration,
 }
 
@@ -479,6 +509,7 @@ impl Opts {
             max_payload: 8192,
             peer_timeout_ms: None,
             keepalive_ms: None,
+            unexpected_bytes: None,
             timeout: Duration::from_secs(120),
         };
         let mut it = args[1..].iter();
@@ -504,6 +535,10 @@ impl Opts {
                 "--max-payload" => o.max_payload = v.parse().map_err(|e| bad(&e))?,
                 "--peer-timeout-ms" => o.peer_timeout_ms = Some(v.parse().map_err(|e| bad(&e))?),
                 "--keepalive-ms" => o.keepalive_ms = Some(v.parse().map_err(|e| bad(&e))?),
+                "--unexpected-bytes" => {
+                    let n = parse_sizes(v).map_err(|e| bad(&e))?;
+                    o.unexpected_bytes = n.first().copied();
+                }
                 "--timeout-s" => {
                     o.timeout = Duration::from_secs(v.parse().map_err(|e| bad(&e))?);
                 }
