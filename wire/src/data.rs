@@ -51,7 +51,7 @@ impl TryFrom<u8> for MsgKind {
 /// Extension of a [`Opcode::Data`](crate::Opcode::Data) packet: where its payload goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DataExt {
-    /// Per-connection message number (sends and writes share one sequence).
+    /// Per-connection message number, one sequence per kind.
     pub msg_id: u32,
     /// Total length of the message in bytes.
     pub msg_len: u32,
