@@ -158,6 +158,7 @@ struct Engine {
     ep: Endpoint,
     buffers: HashMap<RegionId, Buffer>,
     stats: HostStats,
+    dp: Datapath,
 }
 
 #[derive(Debug, Default)]
@@ -189,11 +190,14 @@ impl Host {
         if wake_fd < 0 {
             return Err(HostError::Io(std::io::Error::last_os_error()));
         }
+        let fds: Vec<RawFd> = sockets.raw_fds().collect();
+        let dp = Datapath::new(sockets, &cfg, seed);
         let shared = Arc::new(Shared {
             engine: Mutex::new(Engine {
                 ep,
                 buffers: HashMap::new(),
                 stats: HostStats::default(),
+                dp,
             }),
             state: Mutex::new(HostState::default()),
             cv: Condvar::new(),
@@ -206,10 +210,11 @@ impl Host {
             wake_fd,
             clock: MonotonicClock::new(),
         });
-        let runner = EngineThread::new(shared.clone(), sockets, &cfg, seed);
+        let runner = shared.clone();
+        let spin = cfg.spin;
         let thread = std::thread::Builder::new()
             .name(format!("weir-engine-{}", local.port()))
-            .spawn(move || runner.run())?;
+            .spawn(move || engine_thread(runner, fds, spin))?;
         Ok(Host {
             shared,
             thread: Some(thread),
@@ -331,9 +336,36 @@ impl Host {
         }
     }
 
-    /// A completion, if one is ready.
+    /// A completion, if one is ready. Makes progress on the caller's thread first (see
+    /// [`Host::progress`]), as NCCL's `test()` does.
     pub fn poll_completion(&self) -> Option<Completion> {
+        if let Some(c) = self.state().completions.pop_front() {
+            return Some(c);
+        }
+        self.progress();
         self.state().completions.pop_front()
+    }
+
+    /// Run one engine iteration (receive, timers, transmit) on the caller's thread, unless
+    /// another thread is running one. Returns whether anything happened. Waiting calls do this
+    /// while they poll, so a thread that waits for its own completions drives the transport
+    /// itself instead of handing every packet across threads.
+    pub fn progress(&self) -> bool {
+        let Ok(mut g) = self.shared.engine.try_lock() else {
+            return false;
+        };
+        let now = self.shared.clock.now();
+        let mut events = Vec::new();
+        let worked = g.iterate(now, &mut events);
+        drop(g);
+        if !events.is_empty() {
+            publish(&self.shared, &mut events);
+        }
+        if worked {
+            // The engine thread may sleep with a stale timer: let it recompute.
+            self.shared.wake();
+        }
+        worked
     }
 
     /// Wait for the next completion.
@@ -399,13 +431,16 @@ impl Host {
     ) -> Result<R, HostError> {
         let start = std::time::Instant::now();
         let deadline = start + timeout;
-        // Poll briefly before blocking: a completion usually follows within microseconds, and
-        // a condition-variable wakeup costs tens of microseconds on a busy machine.
+        // Poll briefly before blocking, driving the engine meanwhile: a completion usually
+        // follows within microseconds, and a condition-variable wakeup costs tens of
+        // microseconds on a busy machine.
         while start.elapsed() < self.spin {
             if self.shared.published.load(Ordering::Acquire) != self.seen.load(Ordering::Relaxed) {
                 break;
             }
-            std::thread::yield_now();
+            if !self.progress() {
+                std::thread::yield_now();
+            }
         }
         let mut s = self.state();
         self.seen.store(
@@ -570,22 +605,24 @@ impl<P: Clone + AsMut<[u8]>> Impair<P> {
     }
 }
 
-struct EngineThread {
-    shared: Arc<Shared>,
+/// The I/O side of the engine: sockets, impairments and transmit staging. It lives with the
+/// endpoint behind the engine lock, so whichever thread holds the lock (the engine thread, or
+/// an application thread waiting for a completion) can run an iteration.
+#[derive(Debug)]
+struct Datapath {
     sockets: UdpSockets,
     rx_fault: Impair<RxOwned>,
     tx_fault: Impair<Owned>,
     /// Datagrams the socket refused for now (EAGAIN), resent first.
     backlog: VecDeque<Owned>,
-    spin: std::time::Duration,
     tx_burst: usize,
     icrc: bool,
     icrc_errors: u64,
     headers: Vec<[u8; MAX_HEADER_LEN]>,
 }
 
-impl EngineThread {
-    fn new(shared: Arc<Shared>, sockets: UdpSockets, cfg: &HostConfig, seed: u64) -> Self {
+impl Datapath {
+    fn new(sockets: UdpSockets, cfg: &HostConfig, seed: u64) -> Self {
         let mut rx = cfg.fault_rx;
         let mut tx = cfg.fault_tx;
         if rx.seed == 0 {
@@ -595,108 +632,155 @@ impl EngineThread {
             tx.seed = seed ^ 0x5458;
         }
         let tx_burst = cfg.tx_burst.clamp(1, 1024);
-        EngineThread {
-            shared,
+        Datapath {
             sockets,
             rx_fault: Impair::new(rx),
             tx_fault: Impair::new(tx),
             backlog: VecDeque::new(),
-            spin: cfg.spin,
             tx_burst,
             icrc: cfg.icrc,
             icrc_errors: 0,
             headers: vec![[0u8; MAX_HEADER_LEN]; tx_burst],
         }
     }
+}
 
-    fn run(mut self) {
-        let shared = self.shared.clone();
-        let mut last_work = std::time::Instant::now();
-        let mut events = Vec::new();
-        let mut next: Option<Instant> = None;
-        // Whether the engine must run this round: something arrived, the application posted,
-        // a timer is due, or the last round did work (it may have more).
-        let mut due = true;
-        loop {
-            let shutting_down = shared.shutdown.load(Ordering::Acquire);
-            let now = shared.clock.now();
-            due |= shared.pending.swap(false, Ordering::SeqCst)
-                || shutting_down
-                || next.is_some_and(|t| t <= now)
-                || !self.backlog.is_empty();
-            let mut worked = false;
-            if due {
-                // The engine lock is taken only when there is something to do, so an idle
-                // spin never competes with application threads for it; an application thread
-                // waiting for it goes first.
-                for _ in 0..64 {
-                    if shared.app_waiting.load(Ordering::SeqCst) == 0 {
-                        break;
+/// The engine thread: runs iterations whenever something is due, busy-polls for `spin` after
+/// doing work, then sleeps in `poll(2)` until a datagram, a wakeup or the next timer. When an
+/// application thread holds the engine lock it is making progress itself, and this thread
+/// stays out of its way.
+fn engine_thread(shared: Arc<Shared>, fds: Vec<RawFd>, spin: std::time::Duration) {
+    let mut last_work = std::time::Instant::now();
+    let mut events = Vec::new();
+    let mut next: Option<Instant> = None;
+    // Whether the engine must run this round: something arrived, the application posted, a
+    // timer is due, or the last round did work (it may have more).
+    let mut due = true;
+    loop {
+        let shutting_down = shared.shutdown.load(Ordering::Acquire);
+        let now = shared.clock.now();
+        due |= shared.pending.swap(false, Ordering::SeqCst)
+            || shutting_down
+            || next.is_some_and(|t| t <= now);
+        let mut worked = false;
+        if due {
+            // The engine lock is taken only when there is something to do, so an idle spin
+            // never competes with application threads for it; an application thread waiting
+            // for it goes first.
+            for _ in 0..64 {
+                if shared.app_waiting.load(Ordering::SeqCst) == 0 {
+                    break;
+                }
+                std::thread::yield_now();
+            }
+            let guard = if shutting_down {
+                Some(lock(&shared.engine))
+            } else {
+                shared.engine.try_lock().ok()
+            };
+            match guard {
+                Some(mut g) => {
+                    if shutting_down {
+                        close_all(&mut g.ep, now);
                     }
+                    worked = g.iterate(now, &mut events);
+                    next = g.next_deadline();
+                    due = worked || g.dp.has_backlog();
+                    drop(g);
+                    if !events.is_empty() {
+                        publish(&shared, &mut events);
+                        // Completions wake application threads, which may share this core; a
+                        // busy engine thread under SCHED_FIFO would otherwise keep them off it
+                        // until the stream pauses.
+                        std::thread::yield_now();
+                    }
+                }
+                // An application thread is driving the engine right now.
+                None => {
                     std::thread::yield_now();
-                }
-                let mut g = lock(&shared.engine);
-                if shutting_down {
-                    close_all(&mut g.ep, now);
-                }
-                worked = self.iterate(&mut g, now, &mut events);
-                next = [
-                    g.ep.poll_timeout(),
-                    self.rx_fault.next_release(),
-                    self.tx_fault.next_release(),
-                ]
-                .into_iter()
-                .flatten()
-                .min();
-                drop(g);
-                if !events.is_empty() {
-                    publish(&shared, &mut events);
-                    // Completions wake application threads, which may share this core; a busy
-                    // engine thread under SCHED_FIFO would otherwise keep them off it until
-                    // the stream pauses (and a receiver that cannot repost makes the peer's
-                    // data bounce off as receiver-not-ready).
-                    std::thread::yield_now();
+                    continue;
                 }
             }
-            if shutting_down {
-                break;
-            }
-            let wall = std::time::Instant::now();
-            if worked {
-                last_work = wall;
-                due = true;
-                continue;
-            }
-            if wall.duration_since(last_work) < self.spin {
-                // Busy-poll: a zero-timeout poll(2) tells whether a datagram is waiting.
-                due = self
-                    .sockets
-                    .wait(Some(std::time::Duration::ZERO), None)
-                    .unwrap_or(true);
-                if !due {
-                    // Let another runnable thread on this core (the application, a peer
-                    // process) go first: on a 2-core machine spinning threads outnumber cores.
-                    std::thread::yield_now();
-                }
-                continue;
-            }
-            // Sleep until a datagram, a wakeup, or the next timer.
-            shared.sleeping.store(true, Ordering::SeqCst);
-            if !shared.pending.load(Ordering::SeqCst) && !shared.shutdown.load(Ordering::Acquire) {
-                let timeout = next.map(|t| to_std(t.saturating_since(shared.clock.now())));
-                let timeout = Some(
-                    timeout
-                        .unwrap_or(std::time::Duration::from_millis(100))
-                        .min(std::time::Duration::from_millis(100)),
-                );
-                let _ = self.sockets.wait(timeout, Some(shared.wake_fd));
-                shared.drain_wakeups();
-            }
-            shared.sleeping.store(false, Ordering::SeqCst);
-            due = true;
         }
-        shared.stopped.store(true, Ordering::Release);
-        shared.cv.notify_all();
+        if shutting_down {
+            break;
+        }
+        let wall = std::time::Instant::now();
+        if worked {
+            last_work = wall;
+            continue;
+        }
+        if wall.duration_since(last_work) < spin {
+            // Busy-poll: a zero-timeout poll(2) tells whether a datagram is waiting.
+            due |= poll_fds(&fds, None, Some(std::time::Duration::ZERO));
+            if !due {
+                // Let another runnable thread on this core (the application, a peer process)
+                // go first: on a 2-core machine spinning threads outnumber cores.
+                std::thread::yield_now();
+            }
+            continue;
+        }
+        // Sleep until a datagram, a wakeup, or the next timer.
+        shared.sleeping.store(true, Ordering::SeqCst);
+        if !shared.pending.load(Ordering::SeqCst) && !shared.shutdown.load(Ordering::Acquire) {
+            let timeout = next
+                .map(|t| to_std(t.saturating_since(shared.clock.now())))
+                .unwrap_or(std::time::Duration::from_millis(100))
+                .min(std::time::Duration::from_millis(100));
+            poll_fds(&fds, Some(shared.wake_fd), Some(timeout));
+            shared.drain_wakeups();
+        }
+        shared.sleeping.store(false, Ordering::SeqCst);
+        due = true;
+    }
+    shared.stopped.store(true, Ordering::Release);
+    shared.cv.notify_all();
+}
+
+/// `poll(2)` for readability on `fds` (and `extra`); true when any is readable (or on error,
+/// so the caller looks).
+fn poll_fds(fds: &[RawFd], extra: Option<RawFd>, timeout: Option<std::time::Duration>) -> bool {
+    let mut pfds: Vec<libc::pollfd> = fds
+        .iter()
+        .chain(extra.iter())
+        .map(|&fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    let ms = timeout.map_or(-1, |t| {
+        // Round up so a sub-millisecond wait is not a busy loop.
+        i32::try_from(t.as_micros().div_ceil(1000)).unwrap_or(i32::MAX)
+    });
+    // SAFETY: `pfds` is a valid array of `pfds.len()` pollfd structs for the whole call.
+    let r = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, ms) };
+    r != 0
+}
+
+impl Engine {
+    /// One iteration of the run-to-completion loop (see [`Datapath::iterate`]).
+    fn iterate(&mut self, now: Instant, events: &mut Vec<Event>) -> bool {
+        let Engine { ep, stats, dp, .. } = self;
+        dp.iterate(ep, stats, now, events)
+    }
+
+    /// The earliest engine timer or impairment release.
+    fn next_deadline(&self) -> Option<Instant> {
+        [
+            self.ep.poll_timeout(),
+            self.dp.rx_fault.next_release(),
+            self.dp.tx_fault.next_release(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+}
+
+impl Datapath {
+    fn has_backlog(&self) -> bool {
+        !self.backlog.is_empty()
     }
 
     /// One run-to-completion iteration: a receive round, timers, a transmit pass. Returns
@@ -706,8 +790,13 @@ impl EngineThread {
     /// pass after each, so acknowledgements go out while data keeps arriving instead of one
     /// ACK per burst (which would open the sender's window in large steps); the engine lock is
     /// released between rounds so application threads can post.
-    fn iterate(&mut self, g: &mut Engine, now: Instant, events: &mut Vec<Event>) -> bool {
-        let Engine { ep, stats, .. } = g;
+    fn iterate(
+        &mut self,
+        ep: &mut Endpoint,
+        stats: &mut HostStats,
+        now: Instant,
+        events: &mut Vec<Event>,
+    ) -> bool {
         let mut worked = self.receive(ep, now);
         if ep.poll_timeout().is_some_and(|t| t <= now) {
             ep.handle_timeout(now);
