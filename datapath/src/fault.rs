@@ -559,6 +559,14 @@ fn parse_duration(field: &'static str, value: &str) -> Result<Duration, FaultCon
         "" if num.parse::<f64>().is_ok_and(|v| v == 0.0) => 1.0,
         _ => return Err(bad(field, value)),
     };
+    // Whole numbers are exact in integer arithmetic (floats lose picoseconds past 2^53).
+    if let Ok(whole) = num.parse::<u64>() {
+        return whole
+            .checked_mul(scale as u64)
+            .filter(|&ps| ps < u64::MAX)
+            .map(Duration::from_ps)
+            .ok_or_else(|| bad(field, value));
+    }
     let v: f64 = num.parse().map_err(|_| bad(field, value))?;
     let ps = (v * scale).round();
     if !ps.is_finite() || ps < 0.0 || ps >= u64::MAX as f64 {

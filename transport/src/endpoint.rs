@@ -324,6 +324,23 @@ impl Endpoint {
             self.stats.drop_handshake += 1;
             return;
         }
+        // Duplicates first: a repeated (or corrupted copy of a) SYN for a connection that exists
+        // must never be refused, which would tear that connection down.
+        if let Some(&id) = self.by_peer.get(&(from, h.common.src_conn)) {
+            // A repeated SYN: answer again if it is the same attempt.
+            if let Some(idx) = self.index(id)
+                && let Some(c) = self.conns[idx].as_mut()
+                && c.peer_nonce == hs.nonce
+            {
+                if c.state == State::SynReceived {
+                    c.need_synack = true;
+                    self.mark_ready(idx);
+                }
+                return;
+            }
+            self.stats.drop_handshake += 1;
+            return;
+        }
         if hs.mode != self.config.mode {
             // Refuse explicitly so the connector fails fast instead of timing out.
             self.stats.drop_handshake += 1;
@@ -344,21 +361,6 @@ impl Endpoint {
                 int: IntList::new(),
             };
             self.stateless.push_back((from, header));
-            return;
-        }
-        if let Some(&id) = self.by_peer.get(&(from, h.common.src_conn)) {
-            // A repeated SYN: answer again if it is the same attempt.
-            if let Some(idx) = self.index(id)
-                && let Some(c) = self.conns[idx].as_mut()
-                && c.peer_nonce == hs.nonce
-            {
-                if c.state == State::SynReceived {
-                    c.need_synack = true;
-                    self.mark_ready(idx);
-                }
-                return;
-            }
-            self.stats.drop_handshake += 1;
             return;
         }
         if self.half_open >= MAX_HALF_OPEN {

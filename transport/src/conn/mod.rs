@@ -192,7 +192,10 @@ impl Conn {
         self.peer_id = peer_id;
         self.peer_nonce = hs.nonce;
         self.max_payload = config.max_payload.min(hs.max_payload.max(64));
+        // Receives posted while connecting stay posted.
+        let posted = core::mem::take(&mut self.recv.posted);
         self.recv = RecvState::new(hs.initial_psn, config.rwnd_packets);
+        self.recv.posted = posted;
         self.send.rwnd_psn = self.initial_psn.wrapping_add(hs.rwnd_pkts.max(1));
     }
 
@@ -849,7 +852,8 @@ impl Conn {
                 wr: m.wr,
                 kind,
                 len: m.len as u64,
-                tag: m.tag,
+                // A write's `tag` field holds its remote offset: report 0, as on success.
+                tag: if m.kind == MsgKind::Send { m.tag } else { 0 },
                 status,
             }));
         }
