@@ -347,9 +347,9 @@ impl Host {
     }
 
     /// Run one engine iteration (receive, timers, transmit) on the caller's thread, unless
-    /// another thread is running one. Returns whether anything happened. Waiting calls do this
-    /// while they poll, so a thread that waits for its own completions drives the transport
-    /// itself instead of handing every packet across threads.
+    /// another thread is running one. Returns whether anything happened. A thread that polls
+    /// for its own completions (as NCCL's proxy thread does with `test()`) drives the transport
+    /// itself instead of handing every packet across threads. `poll_completion` calls it.
     pub fn progress(&self) -> bool {
         let Ok(mut g) = self.shared.engine.try_lock() else {
             return false;
@@ -431,16 +431,16 @@ impl Host {
     ) -> Result<R, HostError> {
         let start = std::time::Instant::now();
         let deadline = start + timeout;
-        // Poll briefly before blocking, driving the engine meanwhile: a completion usually
-        // follows within microseconds, and a condition-variable wakeup costs tens of
-        // microseconds on a busy machine.
+        // Poll briefly before blocking: a completion usually follows within microseconds, and
+        // a condition-variable wakeup costs tens of microseconds on a busy machine. (Driving
+        // the engine from here too was measured: under SCHED_FIFO it starved the engine
+        // thread's receive path and made receivers fall behind; `Host::progress` is there for
+        // callers that want to drive it themselves.)
         while start.elapsed() < self.spin {
             if self.shared.published.load(Ordering::Acquire) != self.seen.load(Ordering::Relaxed) {
                 break;
             }
-            if !self.progress() {
-                std::thread::yield_now();
-            }
+            std::thread::yield_now();
         }
         let mut s = self.state();
         self.seen.store(
@@ -646,9 +646,9 @@ impl Datapath {
 }
 
 /// The engine thread: runs iterations whenever something is due, busy-polls for `spin` after
-/// doing work, then sleeps in `poll(2)` until a datagram, a wakeup or the next timer. When an
-/// application thread holds the engine lock it is making progress itself, and this thread
-/// stays out of its way.
+/// doing work, then sleeps in `poll(2)` until a datagram, a wakeup or the next timer. (It
+/// waits for the engine lock rather than skipping a round when another thread holds it:
+/// measured, skipping with `try_lock` and yielding halved 1 MiB goodput under SCHED_FIFO.)
 fn engine_thread(shared: Arc<Shared>, fds: Vec<RawFd>, spin: std::time::Duration) {
     let mut last_work = std::time::Instant::now();
     let mut events = Vec::new();
@@ -673,33 +673,20 @@ fn engine_thread(shared: Arc<Shared>, fds: Vec<RawFd>, spin: std::time::Duration
                 }
                 std::thread::yield_now();
             }
-            let guard = if shutting_down {
-                Some(lock(&shared.engine))
-            } else {
-                shared.engine.try_lock().ok()
-            };
-            match guard {
-                Some(mut g) => {
-                    if shutting_down {
-                        close_all(&mut g.ep, now);
-                    }
-                    worked = g.iterate(now, &mut events);
-                    next = g.next_deadline();
-                    due = worked || g.dp.has_backlog();
-                    drop(g);
-                    if !events.is_empty() {
-                        publish(&shared, &mut events);
-                        // Completions wake application threads, which may share this core; a
-                        // busy engine thread under SCHED_FIFO would otherwise keep them off it
-                        // until the stream pauses.
-                        std::thread::yield_now();
-                    }
-                }
-                // An application thread is driving the engine right now.
-                None => {
-                    std::thread::yield_now();
-                    continue;
-                }
+            let mut g = lock(&shared.engine);
+            if shutting_down {
+                close_all(&mut g.ep, now);
+            }
+            worked = g.iterate(now, &mut events);
+            next = g.next_deadline();
+            due = worked || g.dp.has_backlog();
+            drop(g);
+            if !events.is_empty() {
+                publish(&shared, &mut events);
+                // Completions wake application threads, which may share this core; a busy
+                // engine thread under SCHED_FIFO would otherwise keep them off it until the
+                // stream pauses.
+                std::thread::yield_now();
             }
         }
         if shutting_down {
@@ -749,12 +736,23 @@ fn poll_fds(fds: &[RawFd], extra: Option<RawFd>, timeout: Option<std::time::Dura
             revents: 0,
         })
         .collect();
-    let ms = timeout.map_or(-1, |t| {
-        // Round up so a sub-millisecond wait is not a busy loop.
-        i32::try_from(t.as_micros().div_ceil(1000)).unwrap_or(i32::MAX)
+    let ts = timeout.map(|t| libc::timespec {
+        tv_sec: t.as_secs().min(i64::MAX as u64) as libc::time_t,
+        tv_nsec: t.subsec_nanos() as libc::c_long,
     });
-    // SAFETY: `pfds` is a valid array of `pfds.len()` pollfd structs for the whole call.
-    let r = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, ms) };
+    let ts_ptr = ts
+        .as_ref()
+        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: `pfds` is a valid array of `pfds.len()` pollfd structs and `ts_ptr` null or a
+    // valid timespec, both for the whole call; a null signal mask leaves it unchanged.
+    let r = unsafe {
+        libc::ppoll(
+            pfds.as_mut_ptr(),
+            pfds.len() as libc::nfds_t,
+            ts_ptr,
+            std::ptr::null(),
+        )
+    };
     r != 0
 }
 
