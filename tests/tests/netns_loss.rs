@@ -37,11 +37,13 @@ const TOTAL: u64 = 16 * (1 << 20) + 2 * (8 << 20);
 const RESULT_TIMEOUT: Duration = Duration::from_secs(240);
 
 #[test]
+#[ignore = "needs root and network namespaces; run by scripts/test.sh (or: cargo test -p weir-tests --test netns_loss -- --ignored)"]
 fn netns_loss_weir() {
     serial(&SERIAL, || run("weir", 1));
 }
 
 #[test]
+#[ignore = "needs root and network namespaces; run by scripts/test.sh (or: cargo test -p weir-tests --test netns_loss -- --ignored)"]
 fn netns_loss_go_back_n() {
     serial(&SERIAL, || run("gbn", 2));
 }
