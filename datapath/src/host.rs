@@ -383,10 +383,14 @@ impl Host {
             .map(|&(peer, reason)| HostError::ConnectionLost { conn, peer, reason })
     }
 
-    /// Close a connection (outstanding requests complete with an error).
+    /// Close a connection (outstanding requests complete with an error) and forget its
+    /// state here (its failure reason, if it had failed).
     pub fn close(&self, conn: ConnId) {
         let now = self.shared.clock.now();
         self.with_engine(|e| e.ep.close(now, conn));
+        let mut s = self.state();
+        s.lost.remove(&conn);
+        s.connected.remove(&conn);
     }
 
     /// Counters of one connection.

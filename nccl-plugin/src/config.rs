@@ -1,0 +1,229 @@
+//! Configuration from `WEIR_*` environment variables (read once per library load) and device
+//! discovery from `getifaddrs` and sysfs.
+//!
+//! | variable | meaning | default |
+//! | --- | --- | --- |
+//! | `WEIR_IFNAME` | interfaces to use, comma list (those with IPv4), one device each | every up non-loopback interface with IPv4, else `lo` |
+//! | `WEIR_MODE` | `weir` (multipath, selective) or `gbn` (RoCEv2-like go-back-N baseline) | `weir` |
+//! | `WEIR_CC` | congestion control: `fixed` (4 MiB window) or `dcqcn` | `fixed` |
+//! | `WEIR_PATHS` | entropy values (paths) per connection | transport default (8) |
+//! | `WEIR_MAX_PAYLOAD` | payload bytes per packet | interface MTU − 28 − 128 (header allowance), capped at 8192 |
+//! | `WEIR_RTO_MS` | minimum (and initial, if larger) retransmission timeout | transport default |
+//! | `WEIR_LOSS` | receive-side injected loss probability (testing) | 0 |
+//! | `WEIR_DEBUG` | stderr level without an NCCL logger: 0 none … 5 trace | 2 (warnings) |
+//!
+//! One device per chosen interface; names are `weir-<ifname>` (unique: the topology key).
+
+use std::ffi::CString;
+use std::net::{IpAddr, Ipv4Addr};
+
+/// Plugin configuration.
+#[derive(Clone, Debug)]
+pub(crate) struct Config {
+    pub(crate) ifname: Option<String>,
+    pub(crate) go_back_n: bool,
+    pub(crate) dcqcn: bool,
+    pub(crate) paths: Option<u16>,
+    pub(crate) max_payload: Option<u32>,
+    pub(crate) rto_ms: Option<u64>,
+    pub(crate) loss: f64,
+    pub(crate) debug: u32,
+}
+
+impl Config {
+    /// Read the `WEIR_*` variables.
+    pub(crate) fn from_env() -> Config {
+        fn var<T: std::str::FromStr>(name: &str) -> Option<T> {
+            let v = std::env::var(name).ok()?;
+            match v.trim().parse() {
+                Ok(x) => Some(x),
+                Err(_) => {
+                    crate::log::warn(&format!("ignoring {name}={v}: not a valid value"));
+                    None
+                }
+            }
+        }
+        let word = |name: &str, choices: &[&str]| -> Option<String> {
+            let v = std::env::var(name).ok()?.trim().to_ascii_lowercase();
+            if choices.contains(&v.as_str()) {
+                Some(v)
+            } else {
+                crate::log::warn(&format!("ignoring {name}={v}: expected one of {choices:?}"));
+                None
+            }
+        };
+        Config {
+            ifname: std::env::var("WEIR_IFNAME").ok().filter(|s| !s.is_empty()),
+            go_back_n: word("WEIR_MODE", &["weir", "gbn"]).is_some_and(|m| m == "gbn"),
+            dcqcn: word("WEIR_CC", &["fixed", "dcqcn"]).is_some_and(|c| c == "dcqcn"),
+            paths: var("WEIR_PATHS"),
+            max_payload: var("WEIR_MAX_PAYLOAD"),
+            rto_ms: var("WEIR_RTO_MS"),
+            loss: var("WEIR_LOSS").unwrap_or(0.0),
+            debug: var("WEIR_DEBUG").unwrap_or(2),
+        }
+    }
+}
+
+/// One network device as NCCL sees it.
+#[derive(Debug)]
+pub(crate) struct Device {
+    /// Unique name (the topology key).
+    pub(crate) name: CString,
+    /// sysfs realpath of the PCI device, when there is one.
+    pub(crate) pci_path: Option<CString>,
+    /// Interface name.
+    pub(crate) ifname: String,
+    /// Address to bind to.
+    pub(crate) addr: IpAddr,
+    /// Mbps.
+    pub(crate) speed: i32,
+    /// Interface MTU.
+    pub(crate) mtu: u32,
+}
+
+/// Find the devices to expose: every interface named in `WEIR_IFNAME` (comma list, in that
+/// order) that has an IPv4 address; without it, every up non-loopback interface with IPv4,
+/// or `lo` when there is none.
+pub(crate) fn discover(cfg: &Config) -> Vec<Device> {
+    let ifs = ipv4_interfaces();
+    let mut picked: Vec<(String, Ipv4Addr)> = Vec::new();
+    let add = |picked: &mut Vec<(String, Ipv4Addr)>, n: &str, a: Ipv4Addr| {
+        if !picked.iter().any(|(p, _)| p == n) {
+            picked.push((n.to_string(), a));
+        }
+    };
+    match &cfg.ifname {
+        Some(list) => {
+            for want in list.split(',').map(str::trim) {
+                if let Some((n, a, _)) = ifs.iter().find(|(n, _, _)| n == want) {
+                    add(&mut picked, n, *a);
+                }
+            }
+        }
+        None => {
+            for (n, a, up) in &ifs {
+                if *up && !a.is_loopback() {
+                    add(&mut picked, n, *a);
+                }
+            }
+            if picked.is_empty() {
+                let lo = ifs.iter().find(|(_, a, _)| a.is_loopback());
+                add(
+                    &mut picked,
+                    lo.map_or("lo", |l| l.0.as_str()),
+                    Ipv4Addr::LOCALHOST,
+                );
+            }
+        }
+    }
+    picked
+        .into_iter()
+        .map(|(ifname, addr)| device(ifname, IpAddr::V4(addr)))
+        .collect()
+}
+
+fn device(ifname: String, addr: IpAddr) -> Device {
+    let sys = format!("/sys/class/net/{ifname}");
+    let pci_path = std::fs::canonicalize(format!("{sys}/device"))
+        .ok()
+        .and_then(|p| pci_ancestor(&p))
+        .and_then(|p| CString::new(p.to_string_lossy().into_owned()).ok());
+    let speed = read_num(&format!("{sys}/speed"))
+        .filter(|&s| s > 0 && s < i32::MAX as i64)
+        .map_or(10_000, |s| s as i32);
+    let mtu = read_num(&format!("{sys}/mtu")).map_or(1500, |m| m.clamp(576, 65_536) as u32);
+    let name = CString::new(format!("weir-{ifname}")).unwrap_or_default();
+    Device {
+        name,
+        pci_path,
+        ifname,
+        addr,
+        speed,
+        mtu,
+    }
+}
+
+/// The nearest ancestor (or self) of a sysfs device path named like a PCI function
+/// (`0000:00:03.0`): a virtio NIC's `device` link points at `.../0000:00:03.0/virtio2`, and
+/// NCCL wants the PCI function.
+fn pci_ancestor(p: &std::path::Path) -> Option<std::path::PathBuf> {
+    p.ancestors()
+        .find(|a| {
+            a.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(is_pci_bdf)
+        })
+        .map(std::path::Path::to_path_buf)
+}
+
+fn is_pci_bdf(name: &str) -> bool {
+    let b = name.as_bytes();
+    b.len() == 12
+        && b[4] == b':'
+        && b[7] == b':'
+        && b[10] == b'.'
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| matches!(i, 4 | 7 | 10) || c.is_ascii_hexdigit())
+}
+
+fn read_num(path: &str) -> Option<i64> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// (name, address, up) of every interface with an IPv4 address.
+fn ipv4_interfaces() -> Vec<(String, Ipv4Addr, bool)> {
+    let mut out = Vec::new();
+    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `head` with a list we free below.
+    if unsafe { libc::getifaddrs(&mut head) } != 0 {
+        return out;
+    }
+    let mut cur = head;
+    while !cur.is_null() {
+        // SAFETY: `cur` is a node of the list getifaddrs returned, valid until freeifaddrs.
+        let ifa = unsafe { &*cur };
+        cur = ifa.ifa_next;
+        if ifa.ifa_addr.is_null() || ifa.ifa_name.is_null() {
+            continue;
+        }
+        // SAFETY: non-null sockaddr from getifaddrs.
+        let family = unsafe { (*ifa.ifa_addr).sa_family } as i32;
+        if family != libc::AF_INET {
+            continue;
+        }
+        // SAFETY: family AF_INET means the sockaddr is a sockaddr_in.
+        let sin = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in) };
+        let addr = Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
+        // SAFETY: non-null NUL-terminated name from getifaddrs.
+        let name = unsafe { std::ffi::CStr::from_ptr(ifa.ifa_name) }
+            .to_string_lossy()
+            .into_owned();
+        let up = ifa.ifa_flags & libc::IFF_UP as u32 != 0;
+        out.push((name, addr, up));
+    }
+    // SAFETY: frees the list from getifaddrs once.
+    unsafe { libc::freeifaddrs(head) };
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pci_path_is_the_pci_function() {
+        let p = std::path::Path::new("/sys/devices/pci0000:00/0000:00:03.0/virtio2");
+        assert_eq!(
+            pci_ancestor(p).as_deref(),
+            Some(std::path::Path::new("/sys/devices/pci0000:00/0000:00:03.0"))
+        );
+        assert_eq!(
+            pci_ancestor(std::path::Path::new("/sys/devices/virtual/net/lo")),
+            None
+        );
+        assert!(is_pci_bdf("0000:af:00.1"));
+        assert!(!is_pci_bdf("pci0000:00"));
+    }
+}
