@@ -189,6 +189,18 @@ impl FaultConfig {
     }
 
     /// Checks every probability is in `[0, 1]` and that a reorder probability comes with a
+    /// Whether the only impairment is independent random loss (a caller can then drop
+    /// inline, without copying packets through the injector).
+    pub fn is_drop_only(&self) -> bool {
+        self.burst.is_none()
+            && self.duplicate == 0.0
+            && self.reorder == 0.0
+            && self.delay == Duration::ZERO
+            && self.jitter == Duration::ZERO
+            && self.corrupt == 0.0
+            && self.ecn_mark == 0.0
+    }
+
     /// non-zero reorder delay.
     pub fn validate(&self) -> Result<(), FaultConfigError> {
         let mut probs = vec![

@@ -568,16 +568,9 @@ enum Impair<P> {
 
 impl<P: Clone + AsMut<[u8]>> Impair<P> {
     fn new(cfg: FaultConfig) -> Self {
-        let drop_only = cfg.burst.is_none()
-            && cfg.duplicate == 0.0
-            && cfg.reorder == 0.0
-            && cfg.delay == weir_base::Duration::ZERO
-            && cfg.jitter == weir_base::Duration::ZERO
-            && cfg.corrupt == 0.0
-            && cfg.ecn_mark == 0.0;
         if cfg.is_noop() {
             Impair::None
-        } else if drop_only {
+        } else if cfg.is_drop_only() {
             Impair::Drop {
                 p: cfg.drop,
                 rng: Rng::new(cfg.seed ^ 0xD809),

@@ -491,7 +491,7 @@ impl Endpoint {
 
     /// Counters of one connection.
     pub fn conn_stats(&self, conn: ConnId) -> Option<ConnStats> {
-        self.conn(conn).map(|c| c.stats)
+        self.conn(conn).map(|c| c.stats())
     }
 
     /// The congestion controller of a connection: its name and current limits.

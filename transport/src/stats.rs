@@ -65,6 +65,6 @@ pub struct ConnStats {
     pub lost_packets: u64,
     /// Payload bytes received with ECN CE.
     pub rx_ecn_bytes: u64,
-    /// Latest smoothed RTT in picoseconds.
+    /// Smoothed RTT in picoseconds when the counters were read (0 before any sample).
     pub srtt_ps: u64,
 }

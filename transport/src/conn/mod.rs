@@ -179,6 +179,14 @@ impl Conn {
         self.paths.burst_done()
     }
 
+    /// Counters, with the current smoothed RTT.
+    pub(crate) fn stats(&self) -> ConnStats {
+        ConnStats {
+            srtt_ps: self.rtt.srtt().map_or(0, |d| d.as_ps()),
+            ..self.stats
+        }
+    }
+
     pub(crate) fn congestion(&self) -> (&'static str, weir_congestion::Limits) {
         (self.cc.name(), self.cc.limits())
     }
@@ -299,7 +307,6 @@ impl Conn {
             && let Some(sent) = self.hs_sent_at.take()
         {
             self.rtt.sample(now.saturating_since(sent));
-            self.stats.srtt_ps = self.rtt.srtt().map_or(0, |d| d.as_ps());
         }
     }
 
@@ -452,7 +459,7 @@ impl Conn {
         self.match_pending(ctx);
         let budget = ctx.config.unexpected_bytes;
         let r = &mut self.recv;
-        if send::psn_lt(d.msg_id, r.in_base) {
+        if weir_wire::psn::lt(d.msg_id, r.in_base) {
             // Completed while matching: an empty message needs nothing more.
             return Placement::Placed;
         }
@@ -783,7 +790,6 @@ impl Conn {
             return (None, None);
         }
         self.rtt.sample(rtt);
-        self.stats.srtt_ps = self.rtt.srtt().map_or(0, |d| d.as_ps());
         let host = Duration::from_nanos(rx_delay_ns as u64);
         (Some(rtt), (rx_delay_ns > 0).then_some(host.min(rtt)))
     }
@@ -1012,18 +1018,15 @@ impl Conn {
             self.blocked_until = Some(self.next_pace);
         }
         if !held && self.pacing_allows(now) {
-            if self.send.has_retx(now) {
-                let len = self.send.pkts.front().map_or(0, |p| p.len);
-                if self.window_allows(len) {
-                    let paths = &mut self.paths;
-                    if let Some(psn) = self.send.next_retx(now, |orig| paths.for_retransmit(orig)) {
-                        self.stats.retransmits += 1;
-                        return self.data(now, psn, true, false, config, mem, buf);
-                    }
+            if self.send.has_retx(now) && self.window_allows(self.max_payload) {
+                let paths = &mut self.paths;
+                if let Some(psn) = self.send.next_retx(now, |orig| paths.for_retransmit(orig)) {
+                    self.stats.retransmits += 1;
+                    return self.data(now, psn, true, false, config, mem, buf);
                 }
             }
             if self.send.has_new_data()
-                && send::psn_lt(self.send.snd_nxt, self.send.rwnd_psn)
+                && weir_wire::psn::lt(self.send.snd_nxt, self.send.rwnd_psn)
                 && self.window_allows(self.max_payload)
             {
                 let path = self.paths.next();

@@ -11,6 +11,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use weir_base::Instant;
+use weir_wire::psn::lt as psn_lt;
 use weir_wire::{MAX_SACK_WORDS, Sack};
 
 use crate::WrId;
@@ -113,10 +114,6 @@ pub(crate) struct RecvState {
     pub(crate) ecn_echo: bool,
     /// Go-back-N: a NACK for the current gap was already sent.
     pub(crate) gbn_nacked: bool,
-}
-
-pub(crate) fn psn_lt(a: u32, b: u32) -> bool {
-    (a.wrapping_sub(b) as i32) < 0
 }
 
 /// Outcome of accepting a PSN.

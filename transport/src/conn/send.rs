@@ -9,6 +9,7 @@
 use alloc::collections::VecDeque;
 
 use weir_base::{Duration, Instant};
+use weir_wire::psn::lt as psn_lt;
 use weir_wire::{AckExt, MsgKind, Sack};
 
 use crate::mem::RegionId;
@@ -118,11 +119,6 @@ pub(crate) struct SendState {
     /// The echoed transmit timestamp of the ACK being processed, to tell an ACK of a
     /// retransmission from a late ACK of the original (RACK step 2).
     ack_echo: u64,
-}
-
-/// Serial-number comparison of PSNs: `a < b` modulo 2^32.
-pub(crate) fn psn_lt(a: u32, b: u32) -> bool {
-    (a.wrapping_sub(b) as i32) < 0
 }
 
 impl SendState {
