@@ -7,6 +7,7 @@
 #![allow(clippy::disallowed_methods)]
 
 mod bench;
+mod cc;
 
 use std::process::ExitCode;
 
@@ -30,6 +31,8 @@ struct Cli {
 enum Command {
     /// Benchmarks against baselines measured in the same run (nccl-tests style tables).
     Bench(bench::BenchArgs),
+    /// Congestion control: list, show, check and run policies on a model bottleneck.
+    Cc(cc::CcArgs),
     /// Internal: one side of a two-process benchmark (spawned by `weir bench`). Reads its
     /// parameters as one JSON line on stdin and answers with JSON lines on stdout.
     #[command(name = "bench-peer", hide = true)]
@@ -39,8 +42,9 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Bench(args) => bench::run(args),
-        Command::BenchPeer => bench::peer::main(),
+        Command::Bench(args) => bench::run(args).map_err(|e| e.to_string()),
+        Command::Cc(args) => cc::run(args).map_err(|e| e.to_string()),
+        Command::BenchPeer => bench::peer::main().map_err(|e| e.to_string()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -21,9 +21,15 @@ use weir_base::{Duration, Instant, Rate};
 
 pub mod dcqcn;
 pub mod fixed;
+pub mod hpcc;
+pub mod nscc;
+pub mod params;
+pub mod swift;
+pub mod timely;
 
 pub use dcqcn::{Dcqcn, DcqcnParams};
 pub use fixed::Fixed;
+pub use params::{ParamError, ParamSpec, Params, Unit};
 
 /// A packet the transport just put on the wire.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -1,0 +1,1 @@
+//! hpcc (to be written).

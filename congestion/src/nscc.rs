@@ -1,0 +1,1 @@
+//! nscc (to be written).

@@ -1,0 +1,1 @@
+//! timely (to be written).

@@ -1,0 +1,1 @@
+//! Run-time loadable congestion-control policies (eBPF); to be written.
