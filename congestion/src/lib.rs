@@ -145,6 +145,12 @@ pub trait CongestionControl: fmt::Debug + Send {
     fn limits(&self) -> Limits;
     /// Short algorithm name for logs and reports.
     fn name(&self) -> &'static str;
+    /// Whether the law needs in-band network telemetry ([`Feedback::hops`]). A transport whose
+    /// path carries no INT must refuse such a controller at start-up with a clear error,
+    /// not run it blind.
+    fn needs_int(&self) -> bool {
+        false
+    }
 }
 
 /// Which built-in controller to run, with its parameters.
@@ -226,5 +232,8 @@ impl CongestionControl for Builtin {
     }
     fn name(&self) -> &'static str {
         dispatch!(self, c => c.name())
+    }
+    fn needs_int(&self) -> bool {
+        dispatch!(self, c => c.needs_int())
     }
 }
