@@ -25,6 +25,7 @@ pub mod hpcc;
 pub mod nscc;
 pub mod params;
 pub mod swift;
+pub mod testing;
 pub mod timely;
 
 pub use dcqcn::{Dcqcn, DcqcnParams};

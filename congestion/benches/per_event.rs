@@ -1,0 +1,2 @@
+//! Per-event cost of the congestion controllers (to be written).
+fn main() {}

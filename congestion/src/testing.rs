@@ -1,0 +1,1 @@
+//! A deterministic bottleneck model for testing congestion controllers (to be written).
