@@ -84,7 +84,9 @@ mod tests {
         let Command::Bench(args) = cli.command else {
             panic!("not bench")
         };
-        let bench::BenchCommand::Transport(t) = args.command;
+        let bench::BenchCommand::Transport(t) = args.command else {
+            panic!("not transport")
+        };
         assert_eq!(t.sizes, Some(vec![64 << 10, 8 << 20]));
         assert_eq!(t.loss, Some(vec![0.0, 0.01]));
         assert!(t.json);

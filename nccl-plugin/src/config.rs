@@ -10,6 +10,7 @@
 //! | `WEIR_MAX_PAYLOAD` | payload bytes per packet | interface MTU − 28 − 128 (header allowance), capped at 8192 |
 //! | `WEIR_RTO_MS` | minimum (and initial, if larger) retransmission timeout | transport default |
 //! | `WEIR_LOSS` | receive-side injected loss probability (testing) | 0 |
+//! | `WEIR_LATENCY_US` | one-way latency reported to NCCL (`latency`), µs | 10 (half the measured 8-byte round trip) |
 //! | `WEIR_DEBUG` | stderr level without an NCCL logger: 0 none … 5 trace | 2 (warnings) |
 //!
 //! One device per chosen interface; names are `weir-<ifname>` (unique: the topology key).
@@ -27,8 +28,16 @@ pub(crate) struct Config {
     pub(crate) max_payload: Option<u32>,
     pub(crate) rto_ms: Option<u64>,
     pub(crate) loss: f64,
+    /// One-way latency reported in the properties, µs.
+    pub(crate) latency_us: f32,
     pub(crate) debug: u32,
 }
+
+/// Default `latency` property: half of the 8-byte round trip `weir bench transport` measured
+/// through the same engine and UDP datapath (19.5 µs median on loopback, BENCHMARKS.md).
+/// NCCL adds it to its per-hop latency model; the network's own latency comes on top on a real
+/// fabric, so sites set `WEIR_LATENCY_US` to their measured figure.
+pub(crate) const DEFAULT_LATENCY_US: f32 = 10.0;
 
 impl Config {
     /// Read the `WEIR_*` variables.
@@ -60,6 +69,9 @@ impl Config {
             max_payload: var("WEIR_MAX_PAYLOAD"),
             rto_ms: var("WEIR_RTO_MS"),
             loss: var("WEIR_LOSS").unwrap_or(0.0),
+            latency_us: var::<f32>("WEIR_LATENCY_US")
+                .filter(|l| l.is_finite() && *l >= 0.0)
+                .unwrap_or(DEFAULT_LATENCY_US),
             debug: var("WEIR_DEBUG").unwrap_or(2),
         }
     }

@@ -27,7 +27,9 @@ pub(crate) fn log(level: c_int, msg: &str) {
     if addr != 0 {
         // SAFETY: `addr` was stored from a valid `Logger` by `set_logger`.
         let f: Logger = unsafe { std::mem::transmute::<usize, Logger>(addr) };
-        let text = CString::new(msg.replace('\0', " ")).unwrap_or_default();
+        // "NET/weir: " as NCCL's own transports prefix theirs ("NET/IB : ...").
+        let text =
+            CString::new(format!("NET/weir: {}", msg.replace('\0', " "))).unwrap_or_default();
         // SAFETY: NCCL's logger takes a printf format; "%s" consumes exactly one C string,
         // and every pointer is valid for the call.
         unsafe {

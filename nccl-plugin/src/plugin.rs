@@ -288,6 +288,8 @@ pub(crate) struct Props {
     pub(crate) pci_path: *mut std::ffi::c_char,
     pub(crate) guid: u64,
     pub(crate) speed: c_int,
+    /// One-way latency, µs.
+    pub(crate) latency: f32,
 }
 
 /// `getProperties`: the strings live as long as the library's state (never freed).
@@ -302,6 +304,9 @@ pub(crate) fn properties(dev: c_int) -> Result<Props> {
                 .map_or(std::ptr::null_mut(), |p| p.as_ptr().cast_mut()),
             guid: dev as u64,
             speed: d.speed,
+            latency: CONFIG
+                .get()
+                .map_or(crate::config::DEFAULT_LATENCY_US, |c| c.latency_us),
         })
     })
 }

@@ -63,10 +63,13 @@ fn engine_threads() -> usize {
         .unwrap_or(0)
 }
 
-/// One loaded table, v8 or v12, behind a version-independent face.
+/// One loaded table, any exported version, behind a version-independent face.
 struct Net {
     _lib: Library,
     v8: Option<&'static NetV8>,
+    v9: Option<&'static NetV9>,
+    v10: Option<&'static NetV10>,
+    v11: Option<&'static NetV11T>,
     v12: Option<&'static NetV12T>,
     ctx: *mut c_void,
 }
@@ -77,14 +80,18 @@ unsafe impl Send for Net {}
 // SAFETY: as above.
 unsafe impl Sync for Net {}
 
+/// Call an entry whose signature is the same in every version.
 macro_rules! call {
     ($net:expr, $f:ident ( $($a:expr),* )) => {
         // SAFETY: calling the plugin's table with arguments that follow NCCL's contract (or
         // deliberately break it in the misuse test, which the plugin must survive).
         unsafe {
-            match ($net.v8, $net.v12) {
-                (Some(t), _) => (t.$f)($($a),*),
-                (_, Some(t)) => (t.$f)($($a),*),
+            match ($net.v8, $net.v9, $net.v10, $net.v11, $net.v12) {
+                (Some(t), ..) => (t.$f)($($a),*),
+                (_, Some(t), ..) => (t.$f)($($a),*),
+                (_, _, Some(t), ..) => (t.$f)($($a),*),
+                (_, _, _, Some(t), _) => (t.$f)($($a),*),
+                (.., Some(t)) => (t.$f)($($a),*),
                 _ => unreachable!(),
             }
         }
@@ -96,36 +103,46 @@ impl Net {
         // SAFETY: loading our own plugin; its initialisers are Rust statics only.
         let lib =
             unsafe { Library::open(Some(lib_path()), RTLD_NOW | RTLD_LOCAL) }.expect("dlopen");
-        let (mut v8, mut v12) = (None, None);
-        // SAFETY: the symbols are data objects of these layouts (checked in ffi.rs); the
-        // references do not outlive `lib` (held in the same struct, dropped last by use).
-        unsafe {
-            if version == 8 {
-                let s = lib
-                    .get::<*const NetV8>(b"ncclNetPlugin_v8")
-                    .expect("v8 symbol");
-                v8 = Some(&**s);
-            } else {
-                let s = lib
-                    .get::<*const NetV12T>(b"ncclNetPlugin_v12")
-                    .expect("v12 symbol");
-                v12 = Some(&**s);
-            }
-        }
+        let sym = format!("ncclNetPlugin_v{version}");
         let mut net = Net {
             _lib: lib,
-            v8,
-            v12,
+            v8: None,
+            v9: None,
+            v10: None,
+            v11: None,
+            v12: None,
             ctx: null_mut(),
         };
-        let name =
-            unsafe { CStr::from_ptr(net.v8.map_or_else(|| net.v12.unwrap().name, |t| t.name)) };
+        // SAFETY: the symbols are data objects of these layouts (checked in ffi.rs); the
+        // references do not outlive the library (held in the same struct).
+        unsafe {
+            let lib = &net._lib;
+            match version {
+                8 => net.v8 = Some(&**lib.get::<*const NetV8>(sym.as_bytes()).expect("v8")),
+                9 => net.v9 = Some(&**lib.get::<*const NetV9>(sym.as_bytes()).expect("v9")),
+                10 => net.v10 = Some(&**lib.get::<*const NetV10>(sym.as_bytes()).expect("v10")),
+                11 => net.v11 = Some(&**lib.get::<*const NetV11T>(sym.as_bytes()).expect("v11")),
+                12 => net.v12 = Some(&**lib.get::<*const NetV12T>(sym.as_bytes()).expect("v12")),
+                _ => panic!("no table v{version}"),
+            }
+        }
+        // SAFETY: the first field of every table is the name.
+        let name = unsafe {
+            let p = **net
+                ._lib
+                .get::<*const *const std::ffi::c_char>(sym.as_bytes())
+                .expect("symbol");
+            CStr::from_ptr(p)
+        };
         assert_eq!(name.to_str().unwrap(), "weir");
         // SAFETY: plugin calls with valid arguments.
         let rc = unsafe {
-            match (net.v8, net.v12) {
-                (Some(t), _) => (t.init)(None),
-                (_, Some(t)) => (t.init)(&mut net.ctx, 1, null_mut(), None, null_mut()),
+            match (net.v8, net.v9, net.v10, net.v11, net.v12) {
+                (Some(t), ..) => (t.init)(None),
+                (_, Some(t), ..) => (t.init)(None),
+                (_, _, Some(t), ..) => (t.init)(None, null_mut()),
+                (_, _, _, Some(t), _) => (t.init)(&mut net.ctx, 1, null_mut(), None, null_mut()),
+                (.., Some(t)) => (t.init)(&mut net.ctx, 1, null_mut(), None, null_mut()),
                 _ => unreachable!(),
             }
         };
@@ -160,24 +177,64 @@ impl Net {
             assert_eq!(p.max_p2p_bytes, 1 << 30);
             assert_eq!(p.v_props.ndevs, 1);
             assert_eq!((p.rail_id, p.plane_id), (-1, -1));
+            assert!(p.latency > 0.0 && p.latency.is_finite());
+        }
+        let v9 = |p: &PropertiesV9| {
+            assert_eq!(p.ptr_support, NCCL_PTR_HOST);
+            assert_eq!((p.max_recvs, p.reg_is_global), (8, 1));
+            assert_eq!(p.max_p2p_bytes, 1 << 30);
+            assert_eq!(p.v_props.ndevs, 1);
+            assert!(p.speed > 0 && p.latency > 0.0);
+        };
+        // SAFETY: out-pointers to zeroed structs of each version's layout.
+        unsafe {
+            if let Some(t) = self.v9 {
+                let mut p: PropertiesV9 = std::mem::zeroed();
+                assert_eq!((t.get_properties)(0, &mut p), NCCL_SUCCESS);
+                v9(&p);
+            }
+            if let Some(t) = self.v10 {
+                let mut p: PropertiesV9 = std::mem::zeroed();
+                assert_eq!((t.get_properties)(0, &mut p), NCCL_SUCCESS);
+                v9(&p);
+            }
+            if let Some(t) = self.v11 {
+                let mut p: PropertiesV11 = std::mem::zeroed();
+                assert_eq!((t.get_properties)(0, &mut p), NCCL_SUCCESS);
+                v9(&p.v9);
+                assert_eq!(p.max_multi_request_size, 1);
+            }
         }
     }
 
     fn listen(&self, h: &mut [u8; 128], l: &mut *mut c_void) -> c_int {
         let hp = h.as_mut_ptr().cast();
-        match (self.v8, self.v12) {
-            (Some(t), _) => unsafe { (t.listen)(0, hp, l) },
-            (_, Some(t)) => unsafe { (t.listen)(self.ctx, 0, hp, l) },
-            _ => unreachable!(),
+        // SAFETY: a 128-byte handle buffer and an out-pointer.
+        unsafe {
+            match (self.v8, self.v9, self.v10, self.v11, self.v12) {
+                (Some(t), ..) => (t.listen)(0, hp, l),
+                (_, Some(t), ..) => (t.listen)(0, hp, l),
+                (_, _, Some(t), ..) => (t.listen)(0, hp, l),
+                (_, _, _, Some(t), _) => (t.listen)(self.ctx, 0, hp, l),
+                (.., Some(t)) => (t.listen)(self.ctx, 0, hp, l),
+                _ => unreachable!(),
+            }
         }
     }
 
     fn connect(&self, h: &mut [u8; 128], s: &mut *mut c_void) -> c_int {
         let hp = h.as_mut_ptr().cast();
-        match (self.v8, self.v12) {
-            (Some(t), _) => unsafe { (t.connect)(0, hp, s, null_mut()) },
-            (_, Some(t)) => unsafe { (t.connect)(self.ctx, 0, hp, s, null_mut()) },
-            _ => unreachable!(),
+        let mut cfg = CommConfig { traffic_class: -1 };
+        // SAFETY: the peer's handle buffer (writable), out-pointers.
+        unsafe {
+            match (self.v8, self.v9, self.v10, self.v11, self.v12) {
+                (Some(t), ..) => (t.connect)(0, hp, s, null_mut()),
+                (_, Some(t), ..) => (t.connect)(0, hp, s, null_mut()),
+                (_, _, Some(t), ..) => (t.connect)(0, &mut cfg, hp, s, null_mut()),
+                (_, _, _, Some(t), _) => (t.connect)(self.ctx, 0, hp, s, null_mut()),
+                (.., Some(t)) => (t.connect)(self.ctx, 0, hp, s, null_mut()),
+                _ => unreachable!(),
+            }
         }
     }
 
@@ -190,10 +247,17 @@ impl Net {
         mh: *mut c_void,
         req: &mut *mut c_void,
     ) -> c_int {
-        match (self.v8, self.v12) {
-            (Some(t), _) => unsafe { (t.isend)(comm, data.cast(), size as c_int, tag, mh, req) },
-            (_, Some(t)) => unsafe { (t.isend)(comm, data.cast(), size, tag, mh, null_mut(), req) },
-            _ => unreachable!(),
+        let d = data.cast();
+        // SAFETY: a registered buffer kept alive until the request completes.
+        unsafe {
+            match (self.v8, self.v9, self.v10, self.v11, self.v12) {
+                (Some(t), ..) => (t.isend)(comm, d, size as c_int, tag, mh, req),
+                (_, Some(t), ..) => (t.isend)(comm, d, size, tag, mh, req),
+                (_, _, Some(t), ..) => (t.isend)(comm, d, size, tag, mh, null_mut(), req),
+                (_, _, _, Some(t), _) => (t.isend)(comm, d, size, tag, mh, null_mut(), req),
+                (.., Some(t)) => (t.isend)(comm, d, size, tag, mh, null_mut(), req),
+                _ => unreachable!(),
+            }
         }
     }
 
@@ -207,37 +271,21 @@ impl Net {
         req: &mut *mut c_void,
     ) -> c_int {
         let n = data.len() as c_int;
-        match (self.v8, self.v12) {
-            (Some(t), _) => {
-                let mut s: Vec<c_int> = sizes.iter().map(|&x| x as c_int).collect();
-                unsafe {
-                    (t.irecv)(
-                        comm,
-                        n,
-                        data.as_mut_ptr(),
-                        s.as_mut_ptr(),
-                        tags.as_mut_ptr(),
-                        mhs.as_mut_ptr(),
-                        req,
-                    )
-                }
+        let (d, tg, m) = (data.as_mut_ptr(), tags.as_mut_ptr(), mhs.as_mut_ptr());
+        let mut s32: Vec<c_int> = sizes.iter().map(|&x| x as c_int).collect();
+        let mut s = sizes.to_vec();
+        let sp = s.as_mut_ptr();
+        let nil = null_mut();
+        // SAFETY: arrays of n elements; registered buffers kept alive until completion.
+        unsafe {
+            match (self.v8, self.v9, self.v10, self.v11, self.v12) {
+                (Some(t), ..) => (t.irecv)(comm, n, d, s32.as_mut_ptr(), tg, m, req),
+                (_, Some(t), ..) => (t.irecv)(comm, n, d, sp, tg, m, req),
+                (_, _, Some(t), ..) => (t.irecv)(comm, n, d, sp, tg, m, nil, req),
+                (_, _, _, Some(t), _) => (t.irecv)(comm, n, d, sp, tg, m, nil, req),
+                (.., Some(t)) => (t.irecv)(comm, n, d, sp, tg, m, nil, req),
+                _ => unreachable!(),
             }
-            (_, Some(t)) => {
-                let mut s = sizes.to_vec();
-                unsafe {
-                    (t.irecv)(
-                        comm,
-                        n,
-                        data.as_mut_ptr(),
-                        s.as_mut_ptr(),
-                        tags.as_mut_ptr(),
-                        mhs.as_mut_ptr(),
-                        null_mut(),
-                        req,
-                    )
-                }
-            }
-            _ => unreachable!(),
         }
     }
 
@@ -268,8 +316,14 @@ impl Net {
     }
 
     fn finalize(&self) {
-        if let Some(t) = self.v12 {
-            assert_eq!(unsafe { (t.finalize)(self.ctx) }, NCCL_SUCCESS);
+        // SAFETY: the context init returned, finalized once.
+        unsafe {
+            if let Some(t) = self.v11 {
+                assert_eq!((t.finalize)(self.ctx), NCCL_SUCCESS);
+            }
+            if let Some(t) = self.v12 {
+                assert_eq!((t.finalize)(self.ctx), NCCL_SUCCESS);
+            }
         }
     }
 }
@@ -946,6 +1000,36 @@ fn abi_two_processes_v8() {
 #[test]
 fn abi_two_processes_v12() {
     processes(12, "0", 1, &[]);
+}
+
+#[test]
+fn abi_two_processes_v9() {
+    processes(9, "0", 1, &[]);
+}
+
+#[test]
+fn abi_two_processes_v10() {
+    processes(10, "0", 1, &[]);
+}
+
+#[test]
+fn abi_two_processes_v11() {
+    processes(11, "0", 1, &[]);
+}
+
+#[test]
+fn abi_two_processes_v9_loss_1pct() {
+    processes(9, "0.01", 1, &[]);
+}
+
+#[test]
+fn abi_two_processes_v10_loss_1pct() {
+    processes(10, "0.01", 1, &[]);
+}
+
+#[test]
+fn abi_two_processes_v11_loss_1pct() {
+    processes(11, "0.01", 1, &[]);
 }
 
 #[test]

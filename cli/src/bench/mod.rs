@@ -6,6 +6,8 @@
 //! round trips come last. Only [`weir_side`] knows the weir engine; everything else (process
 //! orchestration, the TCP baseline, histograms, output) works without it.
 
+mod nccl;
+mod nccl_side;
 pub(crate) mod peer;
 mod report;
 mod sys;
@@ -38,6 +40,10 @@ pub(crate) enum BenchCommand {
     /// single-stream kernel TCP measured in the same run.
     #[command(long_about = TRANSPORT_ABOUT)]
     Transport(TransportArgs),
+    /// The NCCL net plugin's data path (its v12 table, as NCCL's proxy drives it) against an
+    /// NCCL-socket-like TCP path in the same run; nccl-tests columns.
+    #[command(name = "nccl-abi")]
+    NcclAbi(nccl::NcclAbiArgs),
 }
 
 const TRANSPORT_ABOUT: &str = "\
@@ -190,7 +196,25 @@ impl From<std::num::TryFromIntError> for BenchError {
 pub(crate) fn run(args: BenchArgs) -> Result<(), BenchError> {
     match args.command {
         BenchCommand::Transport(t) => run_transport(&t),
+        BenchCommand::NcclAbi(a) => nccl::run(&a),
     }
+}
+
+/// The run with the median of `key` (runs without one only if all lack it).
+pub(crate) fn median_by<T>(mut runs: Vec<T>, key: impl Fn(&T) -> Option<f64>) -> T {
+    let mut measured: Vec<usize> = (0..runs.len())
+        .filter(|&i| key(&runs[i]).is_some())
+        .collect();
+    if measured.is_empty() {
+        return runs.swap_remove(0);
+    }
+    measured.sort_by(|&a, &b| {
+        key(&runs[a])
+            .partial_cmp(&key(&runs[b]))
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
+    let mid = measured[measured.len() / 2];
+    runs.swap_remove(mid)
 }
 
 /// The resolved sweep: defaults, `--quick` and explicit options combined.
@@ -306,7 +330,7 @@ impl Plan {
             loss,
             seed: self.seed.wrapping_add(u64::from(run)),
             point_ms: match test {
-                Test::Stream => self.point_ms,
+                Test::Stream | Test::NcclStream => self.point_ms,
                 Test::PingPong => self.point_ms.min(PINGPONG_MS),
             },
             drain_ms: self.drain_ms,
@@ -317,6 +341,8 @@ impl Plan {
                 Role::Receiver => 1,
             }),
             rt: self.rt,
+            handle: None,
+            lib: None,
         }
     }
 }
@@ -569,7 +595,7 @@ fn describe_sched(plan: &Plan) -> String {
 }
 
 /// Whether this process may switch to SCHED_FIFO at our priority.
-fn rt_permitted() -> bool {
+pub(crate) fn rt_permitted() -> bool {
     // SAFETY: geteuid has no preconditions; getrlimit fills the struct we pass.
     unsafe {
         if libc::geteuid() == 0 {

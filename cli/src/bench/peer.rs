@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::sys::{self, SchedApplied};
-use super::{BenchError, Mode, tcp, weir_side};
+use super::{BenchError, Mode, nccl_side, tcp, weir_side};
 
 /// Which side of the measurement a peer plays.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,6 +40,9 @@ pub(crate) enum Test {
     PingPong,
     /// `bytes` in messages of `size`, `window` messages in flight.
     Stream,
+    /// `weir bench nccl-abi`: a stream through the NCCL net plugin's table (mode `weir`) or
+    /// an NCCL-socket-like TCP connection (mode `tcp`); see `nccl_side`.
+    NcclStream,
 }
 
 /// Everything a peer needs, sent to it as the first line on its stdin.
@@ -70,6 +73,12 @@ pub(crate) struct PeerParams {
     pub(crate) cpu: Option<usize>,
     /// Run the peer under SCHED_FIFO.
     pub(crate) rt: bool,
+    /// NCCL streams: the receiver's plugin handle (hex), passed to the sender.
+    #[serde(default)]
+    pub(crate) handle: Option<String>,
+    /// NCCL streams: the plugin library to `dlopen` (default: the table linked in).
+    #[serde(default)]
+    pub(crate) lib: Option<std::path::PathBuf>,
 }
 
 impl PeerParams {
@@ -101,6 +110,9 @@ pub(crate) enum PeerMsg {
     Ready {
         addr: SocketAddr,
         sched: SchedApplied,
+        /// NCCL plugin streams: the listen handle, hex.
+        #[serde(default)]
+        handle: Option<String>,
     },
     /// The measurement finished.
     Report(PeerReport),
@@ -153,13 +165,30 @@ pub(crate) fn main() -> Result<(), BenchError> {
     let params: PeerParams = serde_json::from_str(&line)?;
     let sched = sys::apply_sched(params.cpu, params.rt);
     let ready_sched = sched.clone();
+    let handle_sched = sched.clone();
     let mut ready = move |addr: SocketAddr| {
         emit(&PeerMsg::Ready {
             addr,
             sched: ready_sched.clone(),
+            handle: None,
+        })
+    };
+    let mut ready_handle = move |handle: String| {
+        emit(&PeerMsg::Ready {
+            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+            sched: handle_sched.clone(),
+            handle: Some(handle),
         })
     };
     let result = match (params.mode, params.role, params.test) {
+        (Mode::Tcp, Role::Receiver, Test::NcclStream) => {
+            nccl_side::socket_receiver(&params, &mut ready)
+        }
+        (Mode::Tcp, Role::Sender, Test::NcclStream) => nccl_side::socket_sender(&params),
+        (_, Role::Receiver, Test::NcclStream) => {
+            nccl_side::plugin_receiver(&params, &mut ready_handle)
+        }
+        (_, Role::Sender, Test::NcclStream) => nccl_side::plugin_sender(&params),
         (Mode::Tcp, Role::Receiver, Test::Stream) => tcp::stream_receiver(&params, &mut ready),
         (Mode::Tcp, Role::Sender, Test::Stream) => tcp::stream_sender(&params),
         (Mode::Tcp, Role::Receiver, Test::PingPong) => tcp::pingpong_server(&params, &mut ready),
@@ -210,14 +239,19 @@ pub(crate) fn run_pair(receiver: &PeerParams, sender: &PeerParams) -> PairOutcom
         Ok(p) => p,
         Err(e) => return fail(e.to_string()),
     };
-    let (addr, receiver_sched) = match rx.next_msg(READY_TIMEOUT) {
-        Ok(PeerMsg::Ready { addr, sched }) => (addr, sched),
+    let (addr, handle, receiver_sched) = match rx.next_msg(READY_TIMEOUT) {
+        Ok(PeerMsg::Ready {
+            addr,
+            sched,
+            handle,
+        }) => (addr, handle, sched),
         Ok(PeerMsg::Error { error }) => return fail(format!("receiver: {error}")),
         Ok(PeerMsg::Report(_)) => return fail("receiver reported before it was ready".into()),
         Err(e) => return fail(e.to_string()),
     };
     let mut sender = sender.clone();
     sender.remote = Some(addr);
+    sender.handle = handle;
     let limit = sender.point() + sender.drain() + PEER_SLACK;
     let sender_result = PeerProc::spawn("sender", &sender).and_then(|mut tx| {
         let r = tx.report(limit);
@@ -375,6 +409,8 @@ mod tests {
             remote: Some("127.0.0.1:4242".parse().expect("addr")),
             cpu: Some(1),
             rt: true,
+            handle: None,
+            lib: None,
         }
     }
 
@@ -403,6 +439,7 @@ mod tests {
         let ready = PeerMsg::Ready {
             addr: "127.0.0.1:1".parse().expect("addr"),
             sched: SchedApplied::default(),
+            handle: None,
         };
         let s = serde_json::to_string(&ready).expect("ser");
         assert!(s.starts_with(r#"{"msg":"ready""#), "{s}");

@@ -386,6 +386,8 @@ mod tests {
             remote: None,
             cpu: None,
             rt: false,
+            handle: None,
+            lib: None,
         }
     }
 
@@ -398,6 +400,7 @@ mod tests {
             match test {
                 Test::Stream => stream_receiver(&rp, &mut ready),
                 Test::PingPong => pingpong_server(&rp, &mut ready),
+                Test::NcclStream => unreachable!("nccl_side's tests cover it"),
             }
         });
         let addr = rx.recv().expect("ready");
@@ -406,6 +409,7 @@ mod tests {
         let s = match test {
             Test::Stream => stream_sender(&sp),
             Test::PingPong => pingpong_client(&sp),
+            Test::NcclStream => unreachable!("nccl_side's tests cover it"),
         }
         .expect("sender");
         let r = receiver.join().expect("join").expect("receiver");

@@ -1,0 +1,44 @@
+//! `weir bench nccl-abi` end to end: the real executable spawns its peer processes, drives
+//! the plugin's v12 table and the socket baseline, and prints one JSON row per point.
+
+use std::process::Command;
+
+#[test]
+fn nccl_abi_quick_run_moves_everything() {
+    let out = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args([
+            "bench",
+            "nccl-abi",
+            "--sizes",
+            "64K,1M",
+            "--loss",
+            "0,1%",
+            "--bytes-per-point",
+            "8M",
+            "--repeat",
+            "1",
+            "--json",
+        ])
+        .env("WEIR_IFNAME", "lo")
+        .output()
+        .expect("run weir");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "weir failed: {stdout}\n{stderr}");
+    let rows: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json row"))
+        .collect();
+    // Per size: the socket baseline, then weir at 0 and 1 %.
+    assert_eq!(rows.len(), 6, "{stdout}");
+    for r in &rows {
+        assert_eq!(r["complete"], true, "{r}");
+        assert!(r["algbw"].as_f64().is_some_and(|b| b > 0.0), "{r}");
+        assert_eq!(r["algbw"], r["busbw"], "{r}");
+        let size = r["size"].as_u64().expect("size");
+        assert_eq!(r["count"].as_u64(), Some((8 << 20) / size), "{r}");
+    }
+    assert_eq!(rows[0]["net"], "socket");
+    assert_eq!(rows[1]["net"], "weir");
+    assert!(rows[1]["vs_socket"].as_f64().is_some());
+}
