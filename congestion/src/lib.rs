@@ -177,6 +177,16 @@ impl Default for CcConfig {
     }
 }
 
+impl CcConfig {
+    /// Whether the configured law needs in-band network telemetry (see
+    /// [`CongestionControl::needs_int`]).
+    pub fn needs_int(&self) -> bool {
+        match self {
+            CcConfig::Dcqcn(_) | CcConfig::Fixed { .. } => false,
+        }
+    }
+}
+
 /// Builds one controller per connection.
 pub trait CcFactory: Send + Sync {
     /// A fresh controller for a connection described by `path`.

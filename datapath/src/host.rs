@@ -52,6 +52,13 @@ pub struct HostConfig {
     /// datagrams are verified whenever they carry one. Off by default: the UDP checksum covers
     /// the wire; turn it on when fault injection corrupts bytes.
     pub icrc: bool,
+    /// Act as an INT hop for packets that ask for telemetry: each received datagram gets a
+    /// record of this host's receive queue (`UdpSockets::rx_queued`), the line rate
+    /// (`transport.line_rate`), the bytes received so far and the arrival time. Switched on
+    /// by [`Host::start`] whenever the transport asks for INT (`request_int`, or a controller
+    /// that needs it), so an INT-driven law sees the last hop's queue even on a path whose
+    /// switches add nothing.
+    pub host_int: bool,
 }
 
 impl Default for HostConfig {
@@ -65,6 +72,7 @@ impl Default for HostConfig {
             spin: std::time::Duration::from_micros(50),
             tx_burst: 64,
             icrc: false,
+            host_int: false,
         }
     }
 }
@@ -180,6 +188,7 @@ impl Host {
             .validate()
             .map_err(|e| HostError::Fault(e.to_string()))?;
         cfg.udp.sockets = cfg.udp.sockets.max(cfg.transport.paths as usize).max(1);
+        cfg.host_int |= cfg.transport.request_int || cfg.transport.cc.needs_int();
         let sockets = UdpSockets::bind(&cfg.udp)?;
         let local = sockets.local_addr();
         let seed = cfg.seed.unwrap_or_else(os_seed);
@@ -616,6 +625,8 @@ struct Datapath {
     icrc: bool,
     icrc_errors: u64,
     headers: Vec<[u8; MAX_HEADER_LEN]>,
+    /// Host INT hop: the line rate in Mb/s, and bytes received so far.
+    int: Option<(u32, u64)>,
 }
 
 impl Datapath {
@@ -638,6 +649,10 @@ impl Datapath {
             icrc: cfg.icrc,
             icrc_errors: 0,
             headers: vec![[0u8; MAX_HEADER_LEN]; tx_burst],
+            int: cfg.host_int.then(|| {
+                let mbps = cfg.transport.line_rate.bps() / 1_000_000;
+                (mbps.clamp(1, u64::from(u32::MAX)) as u32, 0)
+            }),
         }
     }
 }
@@ -813,13 +828,27 @@ impl Datapath {
         let mut worked = false;
         let rx_fault = &mut self.rx_fault;
         let icrc_errors = &mut self.icrc_errors;
+        // One queue reading per round: the backlog the round starts from.
+        let qlen = self.int.map(|_| self.sockets.rx_queued());
+        let int = &mut self.int;
         let received = self
             .sockets
             .recv_some(RX_MSGS_PER_ROUND, &mut |d| {
+                let int_hop = int.as_mut().map(|(mbps, rx_bytes)| {
+                    // Wire bytes: payload + UDP/IPv4/Ethernet headers.
+                    *rx_bytes = rx_bytes.wrapping_add(d.data.len() as u64 + 42);
+                    weir_wire::IntHop {
+                        qlen: qlen.unwrap_or(0).min(u64::from(u32::MAX)) as u32,
+                        rate_mbps: *mbps,
+                        tx_bytes: *rx_bytes,
+                        ts_ns: now.as_nanos(),
+                    }
+                });
                 let meta = RxMeta {
                     from: d.from,
                     ecn: d.ecn,
                     virtual_payload: false,
+                    int_hop,
                 };
                 // Faults apply to the datagram as received (trailer included); the trailer is
                 // checked after them, as a NIC checks its CRC.
@@ -865,10 +894,20 @@ impl Datapath {
                     self.icrc_errors += 1;
                     continue;
                 };
+                let int_hop = self.int.as_mut().map(|(mbps, rx_bytes)| {
+                    *rx_bytes = rx_bytes.wrapping_add(p.packet.bytes.len() as u64 + 42);
+                    weir_wire::IntHop {
+                        qlen: qlen.unwrap_or(0).min(u64::from(u32::MAX)) as u32,
+                        rate_mbps: *mbps,
+                        tx_bytes: *rx_bytes,
+                        ts_ns: now.as_nanos(),
+                    }
+                });
                 let meta = RxMeta {
                     from: p.packet.from,
                     ecn,
                     virtual_payload: false,
+                    int_hop,
                 };
                 ep.handle(now, meta, body);
             }

@@ -293,6 +293,36 @@ impl UdpSockets {
         self.stats
     }
 
+    /// Bytes waiting in the sockets' receive queues (kernel accounting, `SO_MEMINFO`'s
+    /// `SK_MEMINFO_RMEM_ALLOC`: payload plus per-buffer overhead), summed over the sockets:
+    /// the backlog of the receiving host's last hop. 0 where the kernel does not say.
+    pub fn rx_queued(&self) -> u64 {
+        /// `SO_MEMINFO` (asm-generic; Linux ≥ 3.9).
+        const SO_MEMINFO: libc::c_int = 55;
+        self.socks
+            .iter()
+            .map(|s| {
+                let mut info = [0u32; 16];
+                let mut len = std::mem::size_of_val(&info) as libc::socklen_t;
+                // SAFETY: getsockopt writes at most `len` bytes into `info`.
+                let rc = unsafe {
+                    libc::getsockopt(
+                        s.as_raw_fd(),
+                        libc::SOL_SOCKET,
+                        SO_MEMINFO,
+                        info.as_mut_ptr().cast(),
+                        &mut len,
+                    )
+                };
+                if rc == 0 && len >= 4 {
+                    u64::from(info[libc::SK_MEMINFO_RMEM_ALLOC as usize])
+                } else {
+                    0
+                }
+            })
+            .sum()
+    }
+
     /// Raw descriptors of all sockets, primary first (for an external poller).
     pub fn raw_fds(&self) -> impl Iterator<Item = RawFd> + '_ {
         self.socks.iter().map(|s| s.as_raw_fd())

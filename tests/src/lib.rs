@@ -64,6 +64,10 @@ pub struct Link {
     /// `(lo, hi, p)`: datagrams sent with an entropy value in `lo..=hi` are dropped with
     /// probability `p` (on top of `loss`): lossy paths.
     pub lossy_entropy: Option<(u16, u16, f64)>,
+    /// The sender's link acts as an INT hop: packets that ask for telemetry arrive with a
+    /// record of that link (backlog when the packet entered it, rate, bytes sent, departure
+    /// time).
+    pub int: bool,
 }
 
 impl Default for Link {
@@ -80,6 +84,7 @@ impl Default for Link {
             virtual_payload: false,
             dead_entropy: None,
             lossy_entropy: None,
+            int: false,
         }
     }
 }
@@ -198,6 +203,8 @@ pub struct Net {
     packets: std::collections::HashMap<u64, InFlight>,
     seq: u64,
     busy_until: Vec<Instant>,
+    /// Bytes each endpoint's link has carried (the INT hop's transmit counter).
+    tx_bytes: Vec<u64>,
     memory: Vec<Box<[u8]>>,
 }
 
@@ -232,6 +239,7 @@ impl Net {
             packets: Default::default(),
             seq: 0,
             busy_until: vec![Instant::ZERO; n],
+            tx_bytes: vec![0; n],
             memory: Vec::new(),
         }
     }
@@ -438,6 +446,7 @@ impl Net {
             from,
             ecn: Ecn::NotEct,
             virtual_payload: self.link.virtual_payload,
+            int_hop: None,
         };
         self.seq += 1;
         self.packets.insert(
@@ -460,6 +469,7 @@ impl Net {
             from,
             ecn: Ecn::NotEct,
             virtual_payload: self.link.virtual_payload,
+            int_hop: None,
         };
         self.eps[dst].handle(self.now, meta, bytes);
         self.flush();
@@ -534,7 +544,17 @@ impl Net {
                 let wire = (t.header_len + plen) as u64;
                 let start = self.busy_until[src].max(self.now);
                 let depart = start + link.rate.serialization_time(wire);
+                let backlog = link
+                    .rate
+                    .bytes_in(self.busy_until[src].saturating_since(self.now));
                 self.busy_until[src] = depart;
+                self.tx_bytes[src] = self.tx_bytes[src].wrapping_add(wire);
+                let int_hop = link.int.then(|| weir_wire::IntHop {
+                    qlen: backlog.min(u64::from(u32::MAX)) as u32,
+                    rate_mbps: (link.rate.bps() / 1_000_000).min(u64::from(u32::MAX)) as u32,
+                    tx_bytes: self.tx_bytes[src],
+                    ts_ns: depart.as_nanos(),
+                });
                 let mut extra_delay = Duration::ZERO;
                 if let Some(tap) = self.tap.as_mut() {
                     let info = Tapped {
@@ -605,6 +625,7 @@ impl Net {
                         from: self.addrs[src],
                         ecn,
                         virtual_payload: self.link.virtual_payload,
+                        int_hop,
                     };
                     self.seq += 1;
                     self.packets.insert(

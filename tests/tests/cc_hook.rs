@@ -11,12 +11,26 @@ use weir_transport::{Config, Event, WorkRequest};
 fn run(cc: CcConfig, ecn: f64) -> (Duration, &'static str, weir_congestion::Limits, u64) {
     let mut config = Config::default();
     config.cc = cc;
-    config.line_rate = Rate::from_gbps(100);
     let link = Link {
         ecn,
-        rate: Rate::from_gbps(100),
         ..Link::default()
     };
+    let (d, name, limits, stats) = run_with(config, link);
+    (d, name, limits, stats.1.rx_ecn_bytes)
+}
+
+/// [`run`] with any config and link; returns the sender's and the receiver's counters too.
+fn run_with(
+    mut config: Config,
+    mut link: Link,
+) -> (
+    Duration,
+    &'static str,
+    weir_congestion::Limits,
+    (weir_transport::ConnStats, weir_transport::ConnStats),
+) {
+    config.line_rate = Rate::from_gbps(100);
+    link.rate = Rate::from_gbps(100);
     let mut net = Net::new(2, config, link, 9);
     let (c0, c1) = net.connect(0, 1, Duration::from_secs(1)).unwrap();
     let size = 256 << 10;
@@ -66,8 +80,11 @@ fn run(cc: CcConfig, ecn: f64) -> (Duration, &'static str, weir_congestion::Limi
             .all(|c| c.iter().enumerate().all(|(i, &b)| b == i as u8))
     );
     let (name, limits) = net.eps[0].congestion(c0).unwrap();
-    let ecn_bytes = net.eps[1].conn_stats(c1).unwrap().rx_ecn_bytes;
-    (net.now - start, name, limits, ecn_bytes)
+    let stats = (
+        net.eps[0].conn_stats(c0).unwrap(),
+        net.eps[1].conn_stats(c1).unwrap(),
+    );
+    (net.now - start, name, limits, stats)
 }
 
 #[test]
@@ -95,4 +112,71 @@ fn dcqcn_slows_down_on_ecn_marks_and_fixed_does_not() {
         t_marked > t_clean && t_marked > t_fixed,
         "dcqcn {t_marked} vs clean {t_clean} / fixed {t_fixed}"
     );
+}
+
+/// DCQCN's notification point: a receiver seeing CE marks sends CNPs, at most one per
+/// `cnp_interval`, and the sender's controller takes each as a notification.
+#[test]
+fn receiver_sends_paced_cnps_on_ce_marks() {
+    let mut config = Config::default();
+    config.cc = CcConfig::Dcqcn(DcqcnParams::default());
+    let every = Link {
+        ecn: 1.0,
+        ..Link::default()
+    };
+    let (elapsed, _, limits, (tx, rx)) = run_with(config, every);
+    assert!(rx.cnps_sent > 0, "{rx:?}");
+    // No loss: every CNP arrives (the last may still be on the wire when the run stops).
+    assert!(
+        tx.cnps_received <= rx.cnps_sent && tx.cnps_received + 1 >= rx.cnps_sent,
+        "{} sent, {} received",
+        rx.cnps_sent,
+        tx.cnps_received
+    );
+    // Paced: at most one per 4 µs of the run (plus the first).
+    let bound = elapsed.as_nanos() / 4_000 + 1;
+    assert!(rx.cnps_sent <= bound, "{} CNPs in {elapsed}", rx.cnps_sent);
+    // At most one per marked packet (once DCQCN has slowed the flow, packets arrive more
+    // than 4 µs apart and nearly every one earns its CNP).
+    assert!(rx.cnps_sent <= rx.rx_data_packets, "{rx:?}");
+    assert!(limits.rate.unwrap() < Rate::from_gbps(100));
+
+    // Longer pacing interval: fewer CNPs; none at all when the NP is switched off.
+    config.cnp_interval = Some(Duration::from_micros(50));
+    let (_, _, _, (_, rx50)) = run_with(config, every);
+    assert!(
+        rx50.cnps_sent > 0 && rx50.cnps_sent < rx.cnps_sent,
+        "{rx50:?}"
+    );
+    config.cnp_interval = None;
+    let (_, _, _, (tx0, rx0)) = run_with(config, every);
+    assert_eq!((rx0.cnps_sent, tx0.cnps_received), (0, 0));
+    // No marks, no CNPs.
+    let mut config = Config::default();
+    config.cc = CcConfig::Dcqcn(DcqcnParams::default());
+    let (_, _, _, (_, clean)) = run_with(config, Link::default());
+    assert_eq!(clean.cnps_sent, 0);
+}
+
+/// INT: data packets ask for telemetry when configured, the hop appends its record, the
+/// receiver echoes the records in its ACKs, and the sender's controller receives them.
+#[test]
+fn int_records_are_echoed_to_the_sender() {
+    let int_link = Link {
+        int: true,
+        ..Link::default()
+    };
+    let mut config = Config::default();
+    config.request_int = true;
+    let (_, _, _, (tx, _)) = run_with(config, int_link);
+    assert!(tx.int_acks_received > 0, "{tx:?}");
+    assert!(tx.int_acks_received <= tx.acks_received);
+    // Not asked for: no records, even over an INT-capable hop.
+    config.request_int = false;
+    let (_, _, _, (tx, _)) = run_with(config, int_link);
+    assert_eq!(tx.int_acks_received, 0);
+    // Asked for, but no hop provides telemetry: ACKs carry none.
+    config.request_int = true;
+    let (_, _, _, (tx, _)) = run_with(config, Link::default());
+    assert_eq!(tx.int_acks_received, 0);
 }

@@ -110,6 +110,7 @@ fn transfer(config: Config, len: usize, drop_last: bool) -> (Duration, weir_tran
                 from: addr(2 - to as u8),
                 ecn: Ecn::NotEct,
                 virtual_payload: false,
+                int_hop: None,
             };
             eps[to].handle(now, meta, &bytes);
         }

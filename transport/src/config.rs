@@ -50,6 +50,15 @@ pub struct Config {
     pub rnr_delay: Duration,
     /// Most requests outstanding per connection.
     pub max_outstanding: u32,
+    /// Receiver side of DCQCN (the notification point): on data arriving with ECN CE, send the
+    /// sender a CNP, at most one per this interval per connection (`None`: never; the ACKs'
+    /// ECN echo still carries the marks). Default 4 µs, ConnectX's
+    /// `np_min_time_between_cnps` (reference/transport-cc.md §5.1).
+    pub cnp_interval: Option<Duration>,
+    /// Ask for in-band network telemetry on every data packet (`Flags::INT`), echoed back in
+    /// ACKs. Also on whenever the congestion controller needs it
+    /// (`CongestionControl::needs_int`).
+    pub request_int: bool,
 }
 
 impl Default for Config {
@@ -74,6 +83,8 @@ impl Default for Config {
             unexpected_bytes: 32 << 20,
             rnr_delay: Duration::from_micros(200),
             max_outstanding: 4096,
+            cnp_interval: Some(Duration::from_micros(4)),
+            request_int: false,
         }
     }
 }

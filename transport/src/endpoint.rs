@@ -270,10 +270,18 @@ impl Endpoint {
         } else {
             PayloadMode::Bytes
         };
-        let Ok(pkt) = weir_wire::parse(datagram, mode) else {
+        let Ok(mut pkt) = weir_wire::parse(datagram, mode) else {
             self.stats.drop_malformed += 1;
             return;
         };
+        // The hop that delivered the packet adds its record to a packet that asks for INT
+        // (a full list stays as it is: the first hops are the ones kept).
+        if let Some(hop) = meta.int_hop
+            && pkt.header.common.opcode == Opcode::Data
+            && pkt.header.common.flags.contains(Flags::INT)
+        {
+            let _ = pkt.header.int.push(hop);
+        }
         let c = &pkt.header.common;
         if c.opcode == Opcode::Syn {
             self.on_syn(now, meta.from, &pkt.header);

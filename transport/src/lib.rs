@@ -230,6 +230,10 @@ pub struct RxMeta {
     pub ecn: Ecn,
     /// The datagram carries only the header; the payload is virtual (simulator).
     pub virtual_payload: bool,
+    /// A telemetry record for the hop that delivered the datagram, appended by the datapath
+    /// (a simulated switch, or the receiving host's own queue) to packets that ask for INT
+    /// ([`weir_wire::Flags::INT`]); ignored on packets that do not.
+    pub int_hop: Option<weir_wire::IntHop>,
 }
 
 /// Metadata of a datagram to send.

@@ -65,6 +65,12 @@ pub struct ConnStats {
     pub lost_packets: u64,
     /// Payload bytes received with ECN CE.
     pub rx_ecn_bytes: u64,
+    /// CNPs sent (this side as DCQCN's notification point).
+    pub cnps_sent: u64,
+    /// CNPs received.
+    pub cnps_received: u64,
+    /// ACKs received carrying INT records.
+    pub int_acks_received: u64,
     /// Smoothed RTT in picoseconds when the counters were read (0 before any sample).
     pub srtt_ps: u64,
 }

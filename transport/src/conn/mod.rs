@@ -264,6 +264,9 @@ impl Conn {
                 self.on_synack(h, hs, ctx)
             }
             (Opcode::Data, Ext::Data(d)) if self.state == State::Established => {
+                if h.common.flags.contains(Flags::INT) && !h.int.as_slice().is_empty() {
+                    self.recv.int_echo = h.int;
+                }
                 self.on_data(now, &h.common, d, pkt.payload, virt, ecn, ctx)
             }
             (Opcode::Ack, Ext::Ack(a)) if self.state == State::Established => {
@@ -279,6 +282,7 @@ impl Conn {
                 self.recv.ack_now = true;
             }
             (Opcode::Cnp, _) => {
+                self.stats.cnps_received += 1;
                 let fb = Feedback {
                     cnp: true,
                     path: h.common.entropy,
@@ -416,6 +420,15 @@ impl Conn {
             self.stats.rx_ecn_bytes += plen;
             r.ecn_echo = true;
             r.ack_now = true;
+            //= reference/transport-cc.md#5.1
+            //# NP: on a CE-marked packet, send a CNP unless one went to this flow within
+            //# min_time_between_cnps.
+            if let Some(iv) = ctx.config.cnp_interval
+                && r.last_cnp.is_none_or(|t| now.saturating_since(t) >= iv)
+            {
+                r.cnp_due = true;
+                r.last_cnp = Some(now);
+            }
         }
         r.unacked += 1;
         if r.unacked_since.is_none() {
@@ -644,6 +657,9 @@ impl Conn {
         ctx: &mut Ctx<'_>,
     ) {
         self.stats.acks_received += 1;
+        if !hops.is_empty() {
+            self.stats.int_acks_received += 1;
+        }
         let selective = ctx.config.mode == Mode::Weir;
         let reorder_window = self.reorder_window();
         let Conn {
@@ -1005,6 +1021,12 @@ impl Conn {
             let e = self.recv.last_entropy;
             return self.control(Opcode::Nack, Flags::empty(), Ext::Nack(ext), e, buf);
         }
+        if self.recv.cnp_due {
+            self.recv.cnp_due = false;
+            self.stats.cnps_sent += 1;
+            let e = self.recv.last_entropy;
+            return self.control(Opcode::Cnp, Flags::empty(), Ext::None, e, buf);
+        }
         if self.recv.ack_now {
             return self.ack(now, buf);
         }
@@ -1081,9 +1103,10 @@ impl Conn {
         r.ecn_echo = false;
         r.unacked = 0;
         r.unacked_since = None;
+        let int = core::mem::replace(&mut r.int_echo, IntList::new());
         self.stats.acks_sent += 1;
         let e = r.last_entropy;
-        self.control(Opcode::Ack, flags, Ext::Ack(ext), e, buf)
+        self.control_with_int(Opcode::Ack, flags, Ext::Ack(ext), e, int, buf)
     }
 
     fn control(
@@ -1092,6 +1115,18 @@ impl Conn {
         flags: Flags,
         ext: Ext,
         entropy: u16,
+        buf: &mut [u8],
+    ) -> Option<Transmit> {
+        self.control_with_int(opcode, flags, ext, entropy, IntList::new(), buf)
+    }
+
+    fn control_with_int(
+        &mut self,
+        opcode: Opcode,
+        flags: Flags,
+        ext: Ext,
+        entropy: u16,
+        int: IntList,
         buf: &mut [u8],
     ) -> Option<Transmit> {
         let header = Header {
@@ -1114,7 +1149,7 @@ impl Conn {
                 },
             },
             ext,
-            int: IntList::new(),
+            int,
         };
         let header_len = header.emit(buf).ok()?;
         Some(Transmit {
@@ -1147,6 +1182,7 @@ impl Conn {
         // tail losses are learnt about one RTT later, not one ack_delay later.
         let last = p.msg_off + p.len == m.len;
         flags.set(Flags::ACK_REQ, probe || last);
+        flags.set(Flags::INT, config.request_int || self.cc.needs_int());
         let header = Header {
             common: Common {
                 opcode: Opcode::Data,

@@ -114,6 +114,12 @@ pub(crate) struct RecvState {
     pub(crate) ecn_echo: bool,
     /// Go-back-N: a NACK for the current gap was already sent.
     pub(crate) gbn_nacked: bool,
+    /// INT records of the latest data packet that carried them, for the next ACK.
+    pub(crate) int_echo: weir_wire::IntList,
+    /// A CNP is due (DCQCN notification point).
+    pub(crate) cnp_due: bool,
+    /// When the last CNP was queued.
+    pub(crate) last_cnp: Option<Instant>,
 }
 
 /// Outcome of accepting a PSN.
@@ -148,6 +154,9 @@ impl RecvState {
             ecn_bytes: 0,
             ecn_echo: false,
             gbn_nacked: false,
+            int_echo: weir_wire::IntList::new(),
+            cnp_due: false,
+            last_cnp: None,
         }
     }
 
