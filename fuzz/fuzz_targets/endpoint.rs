@@ -544,6 +544,7 @@ impl World {
             from,
             ecn,
             virtual_payload: self.virt,
+            int_hop: None,
         };
         let before = *self.eps[dst].stats();
         self.eps[dst].handle(self.now, meta, bytes);
@@ -634,6 +635,7 @@ impl World {
                 from,
                 ecn: t.meta.ecn,
                 virtual_payload: self.virt,
+                int_hop: None,
             };
             self.eps[dst].handle(self.now, meta, &dgram);
         }
