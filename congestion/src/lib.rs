@@ -30,7 +30,11 @@ pub mod timely;
 
 pub use dcqcn::{Dcqcn, DcqcnParams};
 pub use fixed::Fixed;
+pub use hpcc::{Hpcc, HpccParams};
+pub use nscc::{Nscc, NsccParams};
 pub use params::{ParamError, ParamSpec, Params, Unit};
+pub use swift::{Swift, SwiftParams};
+pub use timely::{Timely, TimelyParams};
 
 /// A packet the transport just put on the wire.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -159,6 +163,14 @@ pub trait CongestionControl: fmt::Debug + Send {
 pub enum CcConfig {
     /// DCQCN-style ECN/CNP rate control.
     Dcqcn(DcqcnParams),
+    /// TIMELY: RTT-gradient rate control.
+    Timely(TimelyParams),
+    /// Swift: delay-target window control.
+    Swift(SwiftParams),
+    /// HPCC: INT-driven window control.
+    Hpcc(HpccParams),
+    /// NSCC (UEC): delay + ECN window control with QuickAdapt.
+    Nscc(NsccParams),
     /// A constant window (and optional constant rate); for tests and lossless baselines.
     Fixed {
         /// Window in bytes.
@@ -177,12 +189,45 @@ impl Default for CcConfig {
     }
 }
 
+/// Names of the built-in algorithms, as [`CcConfig::by_name`] takes them.
+pub const ALGORITHMS: &[&str] = &["fixed", "dcqcn", "timely", "swift", "hpcc", "nscc"];
+
 impl CcConfig {
+    /// The built-in `name` (case-insensitive) with its published defaults.
+    pub fn by_name(name: &str) -> Option<CcConfig> {
+        Some(match name.to_ascii_lowercase().as_str() {
+            "fixed" => CcConfig::default(),
+            "dcqcn" => CcConfig::Dcqcn(DcqcnParams::default()),
+            "timely" => CcConfig::Timely(TimelyParams::default()),
+            "swift" => CcConfig::Swift(SwiftParams::default()),
+            "hpcc" => CcConfig::Hpcc(HpccParams::default()),
+            "nscc" => CcConfig::Nscc(NsccParams::default()),
+            _ => return None,
+        })
+    }
+
+    /// The algorithm's name (one of [`ALGORITHMS`]).
+    pub fn name(&self) -> &'static str {
+        match self {
+            CcConfig::Fixed { .. } => "fixed",
+            CcConfig::Dcqcn(_) => "dcqcn",
+            CcConfig::Timely(_) => "timely",
+            CcConfig::Swift(_) => "swift",
+            CcConfig::Hpcc(_) => "hpcc",
+            CcConfig::Nscc(_) => "nscc",
+        }
+    }
+
     /// Whether the configured law needs in-band network telemetry (see
     /// [`CongestionControl::needs_int`]).
     pub fn needs_int(&self) -> bool {
         match self {
-            CcConfig::Dcqcn(_) | CcConfig::Fixed { .. } => false,
+            CcConfig::Hpcc(_) => true,
+            CcConfig::Dcqcn(_)
+            | CcConfig::Timely(_)
+            | CcConfig::Swift(_)
+            | CcConfig::Nscc(_)
+            | CcConfig::Fixed { .. } => false,
         }
     }
 }
@@ -197,6 +242,10 @@ impl CcFactory for CcConfig {
     fn build(&self, now: Instant, path: &PathInfo) -> Builtin {
         match *self {
             CcConfig::Dcqcn(p) => Builtin::Dcqcn(Dcqcn::new(now, path, p)),
+            CcConfig::Timely(p) => Builtin::Timely(Timely::new(now, path, p)),
+            CcConfig::Swift(p) => Builtin::Swift(Swift::new(now, path, p)),
+            CcConfig::Hpcc(p) => Builtin::Hpcc(Hpcc::new(now, path, p)),
+            CcConfig::Nscc(p) => Builtin::Nscc(Nscc::new(now, path, p)),
             CcConfig::Fixed { window, rate } => Builtin::Fixed(Fixed::new(window, rate)),
         }
     }
@@ -212,6 +261,14 @@ impl CcFactory for CcConfig {
 pub enum Builtin {
     /// DCQCN.
     Dcqcn(Dcqcn),
+    /// TIMELY.
+    Timely(Timely),
+    /// Swift.
+    Swift(Swift),
+    /// HPCC.
+    Hpcc(Hpcc),
+    /// NSCC.
+    Nscc(Nscc),
     /// Fixed window.
     Fixed(Fixed),
 }
@@ -220,6 +277,10 @@ macro_rules! dispatch {
     ($self:ident, $c:ident => $e:expr) => {
         match $self {
             Builtin::Dcqcn($c) => $e,
+            Builtin::Timely($c) => $e,
+            Builtin::Swift($c) => $e,
+            Builtin::Hpcc($c) => $e,
+            Builtin::Nscc($c) => $e,
             Builtin::Fixed($c) => $e,
         }
     };
@@ -246,5 +307,31 @@ impl CongestionControl for Builtin {
     }
     fn needs_int(&self) -> bool {
         dispatch!(self, c => c.needs_int())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_algorithm_is_built_by_name_and_names_itself() {
+        let path = PathInfo {
+            mtu: 4096,
+            line_rate: Rate::from_gbps(100),
+            base_rtt: None,
+            paths: 8,
+        };
+        for &name in ALGORITHMS {
+            let cfg = CcConfig::by_name(name).expect(name);
+            assert_eq!(cfg.name(), name);
+            assert_eq!(CcConfig::by_name(&name.to_ascii_uppercase()), Some(cfg));
+            let cc = cfg.build(Instant::ZERO, &path);
+            assert_eq!(cc.name(), name);
+            assert_eq!(cc.needs_int(), cfg.needs_int(), "{name}");
+            let l = cc.limits();
+            assert!(l.window.is_some() || l.rate.is_some(), "{name}: {l:?}");
+        }
+        assert_eq!(CcConfig::by_name("cubic"), None);
     }
 }

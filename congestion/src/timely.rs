@@ -322,8 +322,11 @@ impl CongestionControl for Timely {
 
     fn on_feedback(&mut self, now: Instant, fb: &Feedback<'_>) {
         self.now = self.now.max(now);
+        // TIMELY §3.1 takes RTTs from NIC timestamps, which leave out host processing: use
+        // the fabric part, i.e. the RTT minus the receiver's reported holding time.
         if let Some(rtt) = fb.rtt {
-            self.pending_rtt = Some(rtt.as_ps());
+            let host = fb.host_delay.unwrap_or(Duration::ZERO);
+            self.pending_rtt = Some(rtt.saturating_sub(host).as_ps().max(1));
         }
         self.acked = self.acked.saturating_add(fb.acked_bytes);
         let seg = self.params.segment;

@@ -86,6 +86,11 @@ pub(crate) struct TransportArgs {
     #[arg(long, value_name = "SECS")]
     pub(crate) point_secs: Option<f64>,
 
+    /// Congestion control of the weir/gbn runs, comma-separated, or `all` [default: the
+    /// transport's default, fixed]; one row per mode × algorithm × loss
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    pub(crate) cc: Option<Vec<String>>,
+
     /// Messages in flight (posted, not yet completed) at the sender
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub(crate) window: u32,
@@ -234,6 +239,10 @@ struct Plan {
     pin: bool,
     rt: bool,
     seed: u64,
+    /// Algorithms to run the weir/gbn modes with (`None`: the transport's default).
+    ccs: Vec<Option<String>>,
+    /// The algorithm of the point being measured.
+    cc: Option<String>,
 }
 
 impl Plan {
@@ -280,6 +289,31 @@ impl Plan {
             )));
         }
         let point_ms = (point_secs * 1e3) as u64;
+        let ccs = match &a.cc {
+            None => vec![None],
+            Some(list) => {
+                let mut out = Vec::new();
+                for name in list {
+                    let name = name.trim().to_ascii_lowercase();
+                    if name == "all" {
+                        out.extend(
+                            weir_congestion::ALGORITHMS
+                                .iter()
+                                .map(|n| Some(n.to_string())),
+                        );
+                    } else if weir_congestion::CcConfig::by_name(&name).is_some() {
+                        out.push(Some(name));
+                    } else {
+                        return Err(BenchError::new(format!(
+                            "--cc: unknown algorithm `{name}` (known: {}, all)",
+                            weir_congestion::ALGORITHMS.join(", ")
+                        )));
+                    }
+                }
+                out.dedup();
+                out
+            }
+        };
         let repeat = a.repeat.unwrap_or(if quick { 1 } else { 3 });
         Ok(Plan {
             sizes,
@@ -295,6 +329,8 @@ impl Plan {
             pin: a.pin,
             rt: a.rt,
             seed: a.seed,
+            ccs,
+            cc: None,
         })
     }
 
@@ -343,6 +379,7 @@ impl Plan {
             rt: self.rt,
             handle: None,
             lib: None,
+            cc: self.cc.clone(),
         }
     }
 }
@@ -393,20 +430,26 @@ fn run_transport(a: &TransportArgs) -> Result<(), BenchError> {
         let tcp_gbps = tcp.goodput_gbps;
         emit_row(a.json, tcp, tcp_gbps, &mut rows);
         for &mode in &plan.modes {
-            for &loss in &plan.losses {
-                let row = if weir_side::AVAILABLE {
-                    measure_stream(&plan, mode, size, loss, plan.repeat, &mut machine)
-                } else {
-                    Row {
-                        mode,
-                        loss,
-                        size,
-                        window: plan.window,
-                        note: Some(weir_side::NOT_BUILT.to_string()),
-                        ..Row::default()
-                    }
+            for cc in &plan.ccs {
+                let plan = &Plan {
+                    cc: cc.clone(),
+                    ..plan.clone()
                 };
-                emit_row(a.json, row, tcp_gbps, &mut rows);
+                for &loss in &plan.losses {
+                    let row = if weir_side::AVAILABLE {
+                        measure_stream(plan, mode, size, loss, plan.repeat, &mut machine)
+                    } else {
+                        Row {
+                            mode,
+                            loss,
+                            size,
+                            window: plan.window,
+                            note: Some(weir_side::NOT_BUILT.to_string()),
+                            ..Row::default()
+                        }
+                    };
+                    emit_row(a.json, row, tcp_gbps, &mut rows);
+                }
             }
         }
     }
@@ -461,7 +504,11 @@ fn measure_stream(
             let sp = plan.params(Role::Sender, mode, Test::Stream, size, loss, run);
             let outcome = peer::run_pair(&rp, &sp);
             tally(machine, &outcome);
-            stream_row(mode, loss, size, plan.window, &outcome)
+            let mut row = stream_row(mode, loss, size, plan.window, &outcome);
+            if mode != Mode::Tcp {
+                row.cc = plan.cc.clone();
+            }
+            row
         })
         .collect();
     median_row(runs)

@@ -186,6 +186,7 @@ impl Plan {
             rt: self.rt,
             handle: None,
             lib: self.lib.clone(),
+            cc: None,
         }
     }
 }

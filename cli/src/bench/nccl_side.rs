@@ -669,6 +669,7 @@ mod tests {
             rt: false,
             handle: None,
             lib: None,
+            cc: None,
         }
     }
 

@@ -79,6 +79,9 @@ pub(crate) struct PeerParams {
     /// NCCL streams: the plugin library to `dlopen` (default: the table linked in).
     #[serde(default)]
     pub(crate) lib: Option<std::path::PathBuf>,
+    /// Weir modes: congestion-control algorithm by name (default: the transport's).
+    #[serde(default)]
+    pub(crate) cc: Option<String>,
 }
 
 impl PeerParams {
@@ -411,6 +414,7 @@ mod tests {
             rt: true,
             handle: None,
             lib: None,
+            cc: None,
         }
     }
 

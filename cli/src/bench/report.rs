@@ -16,6 +16,9 @@ use super::units::{fmt_loss, fmt_size};
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub(crate) struct Row {
     pub(crate) mode: Mode,
+    /// Congestion control of a weir/gbn row, when chosen with `--cc`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) cc: Option<String>,
     /// Injected loss probability (receiver-side datagram drop); 0 for TCP.
     pub(crate) loss: f64,
     /// Message size in bytes.
@@ -115,14 +118,22 @@ pub(crate) fn json_line(row: &Row, pingpong: &[PingPong], machine: &Machine) -> 
 /// The column headings, aligned with [`table_row`].
 pub(crate) fn table_heading() -> String {
     let names = format!(
-        "#{:>5} {:>6} {:>8} {:>9} {:>9} {:>8} {:>9} {:>9} {:>9} {:>6}  {}",
+        "#{:>11} {:>6} {:>8} {:>9} {:>9} {:>8} {:>9} {:>9} {:>9} {:>6}  {}",
         "mode", "loss", "size", "goodput", "sender", "retx", "p50", "p99", "tcp", "x tcp", "note"
     );
     let units = format!(
-        "#{:>5} {:>6} {:>8} {:>9} {:>9} {:>8} {:>9} {:>9} {:>9}",
+        "#{:>11} {:>6} {:>8} {:>9} {:>9} {:>8} {:>9} {:>9} {:>9}",
         "", "", "", "GB/s", "GB/s", "ratio", "us", "us", "GB/s"
     );
     format!("{names}\n{units}")
+}
+
+/// The mode column: `weir`, or `weir/swift` when an algorithm was chosen.
+fn mode_label(r: &Row) -> String {
+    match &r.cc {
+        Some(cc) => format!("{}/{cc}", r.mode.as_str()),
+        None => r.mode.as_str().to_string(),
+    }
 }
 
 /// One table line.
@@ -132,16 +143,16 @@ pub(crate) fn table_row(r: &Row) -> String {
     if r.goodput_gbps.is_none() && r.sender_gbps.is_none() {
         // Nothing measured: the note says why.
         return format!(
-            " {:>5} {:>6} {:>8}  {}",
-            r.mode.as_str(),
+            " {:>11} {:>6} {:>8}  {}",
+            mode_label(r),
             fmt_loss(r.loss),
             fmt_size(r.size),
             r.note.as_deref().unwrap_or("no result")
         );
     }
     let mut s = format!(
-        " {:>5} {:>6} {:>8} {:>9} {:>9} {:>8} {:>9} {:>9} {:>9} {:>6}",
-        r.mode.as_str(),
+        " {:>11} {:>6} {:>8} {:>9} {:>9} {:>8} {:>9} {:>9} {:>9} {:>6}",
+        mode_label(r),
         fmt_loss(r.loss),
         fmt_size(r.size),
         f(r.goodput_gbps, 3),

@@ -388,6 +388,7 @@ mod tests {
             rt: false,
             handle: None,
             lib: None,
+            cc: None,
         }
     }
 

@@ -415,10 +415,14 @@ pub(crate) fn pingpong_client(p: &PeerParams) -> Result<PeerReport, BenchError> 
 /// A host on 127.0.0.1 (ephemeral port) for `p.mode`, dropping `p.loss` of the receiver's
 /// incoming datagrams.
 fn start_host(p: &PeerParams) -> Result<Host, BenchError> {
-    let transport = match p.mode {
+    let mut transport = match p.mode {
         Mode::Gbn => weir_transport::Config::go_back_n(),
         Mode::Tcp | Mode::Weir => weir_transport::Config::default(),
     };
+    if let Some(name) = &p.cc {
+        transport.cc = weir_congestion::CcConfig::by_name(name)
+            .ok_or_else(|| BenchError::new(format!("unknown congestion control `{name}`")))?;
+    }
     let fault_rx = if p.role == Role::Receiver && p.loss > 0.0 {
         FaultConfig {
             drop: p.loss,
