@@ -5,7 +5,7 @@
 //! | --- | --- | --- |
 //! | `WEIR_IFNAME` | interfaces to use, comma list (those with IPv4), one device each | every up non-loopback interface with IPv4, else `lo` |
 //! | `WEIR_MODE` | `weir` (multipath, selective) or `gbn` (RoCEv2-like go-back-N baseline) | `weir` |
-//! | `WEIR_CC` | congestion control: `fixed` (4 MiB window) or `dcqcn` | `fixed` |
+//! | `WEIR_CC` | congestion control: `fixed` (4 MiB window), `dcqcn`, `timely`, `swift`, `hpcc` or `nscc` (published defaults) | `fixed` |
 //! | `WEIR_PATHS` | entropy values (paths) per connection | transport default (8) |
 //! | `WEIR_MAX_PAYLOAD` | payload bytes per packet | interface MTU − 28 − 128 (header allowance), capped at 8192 |
 //! | `WEIR_RTO_MS` | minimum (and initial, if larger) retransmission timeout | transport default |
@@ -23,7 +23,8 @@ use std::net::{IpAddr, Ipv4Addr};
 pub(crate) struct Config {
     pub(crate) ifname: Option<String>,
     pub(crate) go_back_n: bool,
-    pub(crate) dcqcn: bool,
+    /// Congestion control (`WEIR_CC`), built-in defaults.
+    pub(crate) cc: weir_congestion::CcConfig,
     pub(crate) paths: Option<u16>,
     pub(crate) max_payload: Option<u32>,
     pub(crate) rto_ms: Option<u64>,
@@ -64,7 +65,9 @@ impl Config {
         Config {
             ifname: std::env::var("WEIR_IFNAME").ok().filter(|s| !s.is_empty()),
             go_back_n: word("WEIR_MODE", &["weir", "gbn"]).is_some_and(|m| m == "gbn"),
-            dcqcn: word("WEIR_CC", &["fixed", "dcqcn"]).is_some_and(|c| c == "dcqcn"),
+            cc: word("WEIR_CC", weir_congestion::ALGORITHMS)
+                .and_then(|c| weir_congestion::CcConfig::by_name(&c))
+                .unwrap_or_default(),
             paths: var("WEIR_PATHS"),
             max_payload: var("WEIR_MAX_PAYLOAD"),
             rto_ms: var("WEIR_RTO_MS"),

@@ -832,10 +832,7 @@ impl State {
         if cfg.go_back_n {
             hc.transport = weir_transport::Config::go_back_n();
         }
-        if cfg.dcqcn {
-            hc.transport.cc =
-                weir_congestion::CcConfig::Dcqcn(weir_congestion::DcqcnParams::default());
-        }
+        hc.transport.cc = cfg.cc;
         if let Some(p) = cfg.paths {
             hc.transport.paths = p;
         }

@@ -1052,6 +1052,15 @@ fn abi_two_processes_v12_go_back_n_dcqcn_loss_1pct() {
     processes(12, "0.01", 1, &[("WEIR_MODE", "gbn"), ("WEIR_CC", "dcqcn")]);
 }
 
+/// Every congestion-control algorithm the plugin offers (`WEIR_CC`) carries the harness's
+/// traffic under 1 % loss.
+#[test]
+fn abi_two_processes_v12_every_cc_loss_1pct() {
+    for cc in ["fixed", "timely", "swift", "hpcc", "nscc"] {
+        processes(12, "0.01", 1, &[("WEIR_CC", cc)]);
+    }
+}
+
 /// A sender may finish (every byte acknowledged) and close before the receiver has posted
 /// its receives; the messages must still be delivered.
 #[test]
