@@ -24,6 +24,7 @@ pub mod fixed;
 pub mod hpcc;
 pub mod nscc;
 pub mod params;
+pub mod rccc;
 pub mod swift;
 pub mod testing;
 pub mod timely;

@@ -1,0 +1,1 @@
+//! RCCC receiver-credit congestion control (to be written).
