@@ -1,13 +1,15 @@
 //! Property: whatever the transport feeds a built-in controller (any time steps, any field
-//! values, huge or zero), its [`Limits`] stay usable: a rate within
-//! [minimum rate, line rate] (DCQCN) or positive (Fixed), a window of at least one byte if
-//! any, and a timer that is never already due after an input.
+//! values, huge or zero, any parameters its specs accept), its [`Limits`] stay usable: a
+//! window of at least one byte and/or a positive rate (never neither), a rate within
+//! [minimum rate, line rate] for DCQCN, and a timer that is never already due after an input.
+//! Every built-in runs here: Fixed, DCQCN, TIMELY, Swift, HPCC and NSCC.
 
 use proptest::prelude::*;
 use weir_base::{Duration, Instant, Rate};
 use weir_congestion::{
-    Builtin, CcConfig, CcFactory, CongestionControl, DcqcnParams, Feedback, HopTelemetry, Limits,
-    LossKind, PathInfo, Sent,
+    Builtin, CcConfig, CcFactory, CongestionControl, DcqcnParams, Feedback, HopTelemetry,
+    HpccParams, Limits, LossKind, NsccParams, Params, PathInfo, Sent, SwiftParams, TimelyParams,
+    Unit,
 };
 
 #[derive(Clone, Debug)]
@@ -35,6 +37,7 @@ struct Fb {
     rto: bool,
     hops: usize,
     in_flight: u64,
+    host_delay: Option<u64>,
 }
 
 fn any_u64() -> impl Strategy<Value = u64> {
@@ -60,14 +63,20 @@ fn any_fb() -> impl Strategy<Value = Fb> {
     (
         (any_u64(), any::<u32>(), any_u64(), any::<bool>()),
         (proptest::option::of(any_u64()), any_loss(), any_u64()),
-        (any::<bool>(), 0usize..4, any_u64()),
+        (
+            any::<bool>(),
+            0usize..4,
+            any_u64(),
+            proptest::option::of(any_u64()),
+        ),
     )
         .prop_map(
             |(
                 (acked_bytes, acked_packets, ecn_bytes, cnp),
                 (rtt, loss, lost_bytes),
-                (rto, hops, in_flight),
+                (rto, hops, in_flight, host_delay),
             )| Fb {
+                host_delay,
                 acked_bytes,
                 acked_packets,
                 ecn_bytes,
@@ -163,8 +172,37 @@ fn any_dcqcn() -> impl Strategy<Value = DcqcnParams> {
     ]
 }
 
+/// Parameters through their named specs: each one at its default, its minimum, its maximum
+/// or anywhere in between (switches 0 or 1).
+fn any_named<P: Params + 'static>() -> impl Strategy<Value = P> {
+    let n = P::specs().len();
+    proptest::collection::vec((0u8..4, 0.0f64..=1.0), n).prop_map(|picks| {
+        let mut p = P::default();
+        for (spec, (how, frac)) in P::specs().iter().zip(picks) {
+            let v = match how {
+                0 => continue,
+                1 => spec.min,
+                2 => spec.max,
+                _ => spec.min + frac * (spec.max - spec.min),
+            };
+            let v = if spec.unit == Unit::Bool {
+                v.round()
+            } else {
+                v
+            };
+            p.set(spec.name, v)
+                .unwrap_or_else(|e| panic!("{}: in-range value refused: {e}", P::ALGORITHM));
+        }
+        p
+    })
+}
+
 fn any_config() -> impl Strategy<Value = CcConfig> {
     prop_oneof![
+        2 => any_named::<TimelyParams>().prop_map(CcConfig::Timely),
+        2 => any_named::<SwiftParams>().prop_map(CcConfig::Swift),
+        2 => any_named::<HpccParams>().prop_map(CcConfig::Hpcc),
+        2 => any_named::<NsccParams>().prop_map(CcConfig::Nscc),
         3 => any_dcqcn().prop_map(CcConfig::Dcqcn),
         1 => (any_u64(), proptest::option::of(any_rate()))
             .prop_map(|(window, rate)| CcConfig::Fixed { window, rate }),
@@ -208,6 +246,17 @@ fn check(cc: &Builtin, config: &CcConfig, path: &PathInfo, seen: Instant) {
         (CcConfig::Fixed { .. }, Builtin::Fixed(_)) => {
             assert!(window.is_some());
             assert!(rate.is_none_or(|r| r.bps() > 0));
+        }
+        (CcConfig::Timely(_), Builtin::Timely(_))
+        | (CcConfig::Swift(_), Builtin::Swift(_))
+        | (CcConfig::Hpcc(_), Builtin::Hpcc(_))
+        | (CcConfig::Nscc(_), Builtin::Nscc(_)) => {
+            assert!(
+                window.is_some() || rate.is_some(),
+                "{}: no limit",
+                cc.name()
+            );
+            assert!(rate.is_none_or(|r| r.bps() > 0), "{}: rate 0", cc.name());
         }
         _ => panic!("the factory built the wrong controller"),
     }
@@ -256,7 +305,7 @@ proptest! {
                         ecn_bytes: f.ecn_bytes,
                         cnp: f.cnp,
                         rtt: f.rtt.map(Duration::from_ps),
-                        host_delay: None,
+                        host_delay: f.host_delay.map(Duration::from_ps),
                         hops: &hops[..f.hops],
                         loss: f.loss,
                         lost_bytes: f.lost_bytes,
