@@ -20,6 +20,7 @@ use core::fmt;
 use weir_base::{Duration, Instant, Rate};
 
 pub mod dcqcn;
+mod dcqcn_params;
 pub mod fixed;
 pub mod hpcc;
 pub mod nscc;

@@ -423,11 +423,19 @@ impl Trace {
     }
 
     /// Jain's fairness index (Σx)²/(n·Σx²) of the goodput over `[from, to]` of the flows that
-    /// were running over all of it (started by `from`, not stopped before `to`). 1.0 when
-    /// fewer than two such flows exist or none delivered anything.
+    /// were running over all of it (started by `from`, neither stopped nor finished before
+    /// `to`). 1.0 when fewer than two such flows exist or none delivered anything.
     pub fn jain(&self, from: Instant, to: Instant) -> f64 {
         let xs: Vec<f64> = (0..self.flow_count())
-            .filter(|&i| self.specs[i].active_over(from, to))
+            .filter(|&i| {
+                let spec = &self.specs[i];
+                let finished = self
+                    .flows
+                    .get(i)
+                    .and_then(|f| f.completion)
+                    .is_some_and(|c| spec.start + c < to);
+                spec.active_over(from, to) && !finished
+            })
             .map(|i| self.acked(i, from, to) as f64)
             .collect();
         jain(&xs)
@@ -1379,6 +1387,8 @@ mod tests {
         in_flight_ok: bool,
         timeout: Option<Instant>,
         timeouts: u64,
+        max_acked_packets: u32,
+        cnps: u64,
     }
 
     impl Probe {
@@ -1399,6 +1409,8 @@ mod tests {
             if fb.acked_bytes > 0 {
                 self.acks += 1;
             }
+            self.max_acked_packets = self.max_acked_packets.max(fb.acked_packets);
+            self.cnps += u64::from(fb.cnp);
             self.ecn_bytes += fb.ecn_bytes;
             if let Some(k) = fb.loss {
                 self.losses.push(k);
@@ -1573,6 +1585,53 @@ mod tests {
     }
 
     #[test]
+    fn coalesced_acks_carry_several_packets() {
+        let cfg = Config {
+            ack_every: 4,
+            ..no_ecn()
+        };
+        let mut p = Probe::window(64 * 4096);
+        let t = run(&cfg, &[FlowSpec::default()], &mut [&mut p]);
+        assert_eq!(p.max_acked_packets, 4);
+        let pkts = t.flows[0].acked_bytes / 4096;
+        assert!(
+            p.acks >= pkts / 4 && p.acks <= pkts / 4 + 1,
+            "{} acks",
+            p.acks
+        );
+        // A window of 3 packets never completes a batch of 4: the delayed ACK flushes it.
+        let mut q = Probe::window(3 * 4096);
+        let t = run(&cfg, &[FlowSpec::default()], &mut [&mut q]);
+        assert!(q.acks > 100 && t.flows[0].rtos == 0);
+        assert_eq!(q.max_acked_packets, 3);
+    }
+
+    #[test]
+    fn the_receiver_paces_cnps() {
+        // A standing queue above Kmax: every packet is marked, but CNPs go out at most once
+        // per 50 µs per flow.
+        let cfg = Config {
+            ecn: Some(Red {
+                kmin: 0,
+                kmax: 1,
+                pmax: 1.0,
+            }),
+            cnp_interval: Some(Duration::from_micros(50)),
+            ..no_ecn()
+        };
+        let mut a = Probe::window(64 * 4096);
+        let mut b = Probe::window(64 * 4096);
+        let t = run(
+            &cfg,
+            &FlowSpec::many(2, Instant::ZERO),
+            &mut [&mut a, &mut b],
+        );
+        assert!(t.link.marks > 1000);
+        assert!((39..=41).contains(&a.cnps), "{} CNPs", a.cnps);
+        assert!(t.flows[0].cnps >= a.cnps && t.flows[0].cnps <= a.cnps + 1);
+    }
+
+    #[test]
     fn int_records_report_the_hops() {
         let cfg = Config {
             int: IntHops::NicAndBottleneck,
@@ -1683,6 +1742,24 @@ mod tests {
         );
         assert_eq!(t.flows[0].acked_bytes, 1_000_000);
         assert!(!t.samples.last().expect("sampled").flows[0].active);
+    }
+
+    #[test]
+    fn finished_flows_do_not_count_towards_fairness() {
+        let flows = [
+            FlowSpec::default().sized(100_000),
+            FlowSpec::default(),
+            FlowSpec::default(),
+        ];
+        let t = fixed(&no_ecn(), &flows, 32 * 4096, None);
+        assert!(t.flows[0].completion.is_some());
+        assert!(
+            t.jain(us(0), us(2000)) > 0.99,
+            "{}",
+            t.jain(us(0), us(2000))
+        );
+        let xs: Vec<f64> = (0..3).map(|i| t.acked(i, us(0), us(2000)) as f64).collect();
+        assert!(jain(&xs) < 0.7);
     }
 
     #[test]

@@ -292,8 +292,11 @@ mod tests {
         let line = table_row(&row());
         assert_eq!(
             line,
-            "  weir     1%    1 MiB     1.500     1.490   0.0123    2600.0    4100.5     3.000   0.50"
+            "        weir     1%    1 MiB     1.500     1.490   0.0123    2600.0    4100.5     3.000   0.50"
         );
+        let mut with_cc = row();
+        with_cc.cc = Some("swift".into());
+        assert!(table_row(&with_cc).starts_with("  weir/swift     1%"));
         let heading = table_heading();
         let first = heading.lines().next().expect("heading");
         // Every column ends at the same offset in the heading and in the row.
@@ -321,7 +324,7 @@ mod tests {
         };
         assert_eq!(
             table_row(&r),
-            "   gbn     5%    8 MiB  n/a (engine not built)"
+            "         gbn     5%    8 MiB  n/a (engine not built)"
         );
     }
 

@@ -1,12 +1,395 @@
-//! `weir cc`: list, show, check and run congestion-control policies (to be written).
+//! `weir cc`: list, show, check and run congestion-control policies.
+//!
+//! * `weir cc list` — every algorithm, one line each, with its citation.
+//! * `weir cc show NAME` — its parameters: name, default, unit, range, meaning.
+//! * `weir cc check FILE.toml` — parse a policy file (`[cc] algorithm = "…"` plus parameters by
+//!   name) and print the effective configuration; unknown keys and out-of-range values are
+//!   errors naming the key.
+//! * `weir cc run --policy NAME|FILE.toml …` — run the policy on the model bottleneck of
+//!   `weir_congestion::testing` and print Jain's index, utilisation and queue figures,
+//!   optionally drawing an SVG chart and writing a CSV.
+//!
+//! Contract: the algorithms come from one table, [`registry::algorithms`]; every command
+//! builds its text first (testable without a terminal) and prints it whole. Errors are
+//! returned, never panicked, and name what was wrong.
 
-use clap::Args;
+mod config;
+mod plot;
+mod registry;
+mod sim;
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Subcommand};
+
+use registry::{Algorithm, Policy};
+use sim::RunArgs;
 
 /// Arguments of `weir cc`.
 #[derive(Debug, Args)]
-pub(crate) struct CcArgs {}
+#[command(after_help = "Example: weir cc run --policy dcqcn --flows 8 --incast 16 --plot out.svg")]
+pub(crate) struct CcArgs {
+    #[command(subcommand)]
+    command: CcCommand,
+}
+
+/// What `weir cc` can do.
+#[derive(Debug, Subcommand)]
+enum CcCommand {
+    /// List the congestion-control algorithms, one line each with its citation.
+    List,
+    /// Show an algorithm's parameters: defaults, units, ranges and meaning.
+    Show {
+        /// Algorithm name, as `weir cc list` prints it.
+        name: String,
+    },
+    /// Check a policy file (TOML with a [cc] table) and print the effective configuration.
+    Check {
+        /// The policy file.
+        file: PathBuf,
+    },
+    /// Run a policy on a model bottleneck (N flows, one queue, ECN, INT) and summarise it.
+    Run(Box<RunArgs>),
+}
 
 /// Run `weir cc`.
-pub(crate) fn run(_args: CcArgs) -> Result<(), Box<dyn std::error::Error>> {
-    Err("weir cc: not yet available".into())
+pub(crate) fn run(args: CcArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let text = match args.command {
+        CcCommand::List => list(),
+        CcCommand::Show { name } => show(&name)?,
+        CcCommand::Check { file } => check(&file)?,
+        CcCommand::Run(args) => run_policy(&args)?,
+    };
+    print!("{text}");
+    Ok(())
+}
+
+/// `weir cc list`.
+fn list() -> String {
+    let all = registry::algorithms();
+    let width = all.iter().map(|a| a.name.len()).max().unwrap_or(0);
+    let mut s = String::new();
+    for a in &all {
+        let _ = writeln!(s, "{:width$}  {}  [{}]", a.name, a.summary, a.citation);
+    }
+    s
+}
+
+/// `weir cc show NAME`.
+fn show(name: &str) -> Result<String, String> {
+    let a = registry::find(name)?;
+    let mut s = String::new();
+    let _ = writeln!(s, "{}: {}", a.name, a.summary);
+    let _ = writeln!(s, "source: {}", a.citation);
+    s.push('\n');
+    let rows: Vec<[String; 5]> = a
+        .specs
+        .iter()
+        .zip(&a.defaults)
+        .map(|(p, &d)| {
+            [
+                p.name.to_string(),
+                num(d),
+                p.unit.as_str().to_string(),
+                format!("[{}, {}]", num(p.min), num(p.max)),
+                p.doc.to_string(),
+            ]
+        })
+        .collect();
+    table(
+        &mut s,
+        ["parameter", "default", "unit", "range", "meaning"],
+        &rows,
+    );
+    Ok(s)
+}
+
+/// `weir cc check FILE`.
+fn check(file: &Path) -> Result<String, String> {
+    let policy = load(file, &[])?;
+    let a = registry::find(policy.algorithm)?;
+    let mut s = String::new();
+    let _ = writeln!(s, "{}: ok, algorithm {}", file.display(), policy.algorithm);
+    let _ = writeln!(s, "source: {}", a.citation);
+    s.push('\n');
+    s.push_str(&effective(&a, &policy));
+    Ok(s)
+}
+
+/// `weir cc run`.
+fn run_policy(args: &RunArgs) -> Result<String, String> {
+    let mut sets = Vec::new();
+    for kv in &args.set {
+        let (k, v) = kv
+            .split_once('=')
+            .ok_or_else(|| format!("--set {kv}: expected NAME=VALUE"))?;
+        let v: f64 = match v.trim() {
+            "true" => 1.0,
+            "false" => 0.0,
+            t => t
+                .parse()
+                .map_err(|_| format!("--set {kv}: `{t}` is not a number"))?,
+        };
+        sets.push((k.trim().to_string(), v));
+    }
+    let policy = load(Path::new(&args.policy), &sets)?;
+    let out = sim::simulate(&policy, args)?;
+    let mut s = out.summary;
+    if let Some(path) = &args.plot {
+        let title = format!("weir cc run: {} ({})", policy.algorithm, args.policy);
+        let svg = plot::svg(&out.trace, &title)?;
+        std::fs::write(path, svg).map_err(|e| format!("{}: {e}", path.display()))?;
+        let _ = writeln!(s, "wrote {}", path.display());
+    }
+    if let Some(path) = &args.csv {
+        std::fs::write(path, out.trace.to_csv()).map_err(|e| format!("{}: {e}", path.display()))?;
+        let _ = writeln!(s, "wrote {}", path.display());
+    }
+    Ok(s)
+}
+
+/// The policy `spec` names: a TOML file (by extension or because it exists) or an algorithm
+/// name with its defaults; `sets` are applied last.
+fn load(spec: &Path, sets: &[(String, f64)]) -> Result<Policy, String> {
+    let ext = spec.extension().and_then(|e| e.to_str());
+    if ext == Some("o") {
+        return Err(format!(
+            "{}: eBPF policy objects are not supported by `weir cc` yet",
+            spec.display()
+        ));
+    }
+    let (algo, mut overrides, origin) = if ext == Some("toml") || spec.is_file() {
+        let (algo, o) = config::read(spec)?;
+        (algo, o, spec.display().to_string())
+    } else {
+        let name = spec.to_string_lossy();
+        (registry::find(&name)?, Vec::new(), "--set".to_string())
+    };
+    overrides.extend_from_slice(sets);
+    algo.configure(&overrides)
+        .map_err(|e| format!("{origin}: {e}"))
+}
+
+/// The effective configuration, marking values that differ from the default.
+fn effective(a: &Algorithm, p: &Policy) -> String {
+    let rows: Vec<[String; 4]> = p
+        .values
+        .iter()
+        .zip(&a.defaults)
+        .map(|((spec, v), &d)| {
+            [
+                spec.name.to_string(),
+                num(*v),
+                spec.unit.as_str().to_string(),
+                if *v == d {
+                    "default".to_string()
+                } else {
+                    format!("set (default {})", num(d))
+                },
+            ]
+        })
+        .collect();
+    let mut s = String::new();
+    table(&mut s, ["parameter", "value", "unit", ""], &rows);
+    s
+}
+
+/// Appends a left-aligned text table; the last column is not padded.
+fn table<const N: usize>(s: &mut String, head: [&str; N], rows: &[[String; N]]) {
+    let mut width = head.map(str::len);
+    for r in rows {
+        for (w, c) in width.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let mut line = |cells: Vec<&str>| {
+        let mut l = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i + 1 == N {
+                l.push_str(c);
+            } else {
+                let _ = write!(l, "{c:w$}  ", w = width[i]);
+            }
+        }
+        let _ = writeln!(s, "{}", l.trim_end());
+    };
+    line(head.to_vec());
+    for r in rows {
+        line(r.iter().map(String::as_str).collect());
+    }
+}
+
+/// A parameter value as a person would write it.
+fn num(v: f64) -> String {
+    if v.is_finite() && v == v.trunc() && v.abs() < 1e15 {
+        format!("{}", v as i64)
+    } else {
+        format!("{v}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+
+    /// A fresh path in the temporary directory.
+    fn temp(name: &str) -> PathBuf {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        std::env::temp_dir().join(format!("weir-cc-{}-{n}-{name}", std::process::id()))
+    }
+
+    fn run_args(extra: &[&str]) -> RunArgs {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Wrap {
+            #[command(flatten)]
+            run: RunArgs,
+        }
+        let mut argv = vec!["run"];
+        argv.extend_from_slice(extra);
+        Wrap::try_parse_from(argv).expect("valid arguments").run
+    }
+
+    #[test]
+    fn list_has_one_line_per_algorithm_with_a_citation() {
+        let text = list();
+        assert_eq!(text.lines().count(), registry::algorithms().len());
+        let dcqcn = text
+            .lines()
+            .find(|l| l.starts_with("dcqcn"))
+            .expect("listed");
+        assert!(dcqcn.contains("SIGCOMM 2015"), "{dcqcn}");
+    }
+
+    #[test]
+    fn show_prints_every_parameter() {
+        let text = show("dcqcn").expect("known");
+        for spec in registry::find("dcqcn").expect("known").specs {
+            let row = text
+                .lines()
+                .find(|l| l.starts_with(spec.name))
+                .unwrap_or_else(|| panic!("{} missing", spec.name));
+            assert!(row.contains(spec.doc), "{row}");
+        }
+        assert!(
+            text.contains("rpg_time_reset              300      us"),
+            "{text}"
+        );
+        assert!(
+            show("nope")
+                .unwrap_err()
+                .contains("unknown algorithm `nope`")
+        );
+    }
+
+    #[test]
+    fn check_prints_the_effective_configuration_or_names_the_bad_key() {
+        let path = temp("ok.toml");
+        std::fs::write(&path, "[cc]\nalgorithm = \"dcqcn\"\nrpg_time_reset = 55\n").expect("write");
+        let text = check(&path).expect("valid");
+        assert!(text.contains("ok, algorithm dcqcn"));
+        let row = text
+            .lines()
+            .find(|l| l.starts_with("rpg_time_reset"))
+            .expect("row");
+        assert!(
+            row.contains("55") && row.contains("set (default 300)"),
+            "{row}"
+        );
+        std::fs::write(&path, "[cc]\nalgorithm = \"dcqcn\"\nrpg_ai_rate = 5000\n").expect("write");
+        let e = check(&path).unwrap_err();
+        assert!(e.contains("`rpg_ai_rate` = 5000 is out of range"), "{e}");
+        std::fs::write(&path, "[cc]\nalgorithm = \"dcqcn\"\nbogus = 1\n").expect("write");
+        let e = check(&path).unwrap_err();
+        assert!(e.contains("unknown parameter `bogus` for dcqcn"), "{e}");
+        let _ = std::fs::remove_file(&path);
+        assert!(
+            check(&temp("missing.toml"))
+                .unwrap_err()
+                .contains("cannot read")
+        );
+    }
+
+    #[test]
+    fn run_draws_an_svg_and_writes_a_csv() {
+        let svg = temp("out.svg");
+        let csv = temp("out.csv");
+        let (svg_s, csv_s) = (svg.to_string_lossy(), csv.to_string_lossy());
+        let args = run_args(&[
+            "--policy",
+            "dcqcn",
+            "--flows",
+            "3",
+            "--incast",
+            "4",
+            "--duration-ms",
+            "2",
+            "--step",
+            "1.5:50",
+            "--plot",
+            &svg_s,
+            "--csv",
+            &csv_s,
+        ]);
+        let text = run_policy(&args).expect("runs");
+        assert!(text.contains("Jain's index"), "{text}");
+        assert!(text.contains("incast at 0.67 ms"), "{text}");
+        let drawn = std::fs::read_to_string(&svg).expect("svg written");
+        assert!(
+            drawn.starts_with("<svg"),
+            "{}",
+            &drawn[..80.min(drawn.len())]
+        );
+        // One line per flow in the goodput and rate panels, plus the queue.
+        assert!(drawn.matches("<polyline").count() > 2 * 7);
+        let rows = std::fs::read_to_string(&csv).expect("csv written");
+        assert_eq!(rows.lines().count(), 1 + 200);
+        let _ = std::fs::remove_file(&svg);
+        let _ = std::fs::remove_file(&csv);
+    }
+
+    #[test]
+    fn run_takes_a_policy_file_and_overrides() {
+        let path = temp("fixed.toml");
+        std::fs::write(&path, "[cc]\nalgorithm = \"fixed\"\nwindow = 65536\n").expect("write");
+        let p = path.to_string_lossy();
+        let args = run_args(&["--policy", &p, "--set", "rate=10", "--duration-ms", "1"]);
+        let text = run_policy(&args).expect("runs");
+        assert!(text.starts_with("policy fixed"), "{text}");
+        let args = run_args(&["--policy", &p, "--set", "rate=-1"]);
+        assert!(run_policy(&args).unwrap_err().contains("`rate`"));
+        let args = run_args(&["--policy", "dcqcn", "--set", "rpg_gd"]);
+        assert!(run_policy(&args).unwrap_err().contains("NAME=VALUE"));
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn bad_run_arguments_are_refused() {
+        for (flags, want) in [
+            (&["--link-gbps", "0"][..], "--link-gbps"),
+            (&["--duration-ms=-1"][..], "--duration-ms"),
+            (&["--step", "5"][..], "MS:GBPS"),
+            (&["--step", "50:10"][..], "after the end"),
+            (&["--loss", "2"][..], "--loss"),
+            (&["--int", "all"][..], "--int all"),
+            (&["--flows", "0"][..], "no flows"),
+            (&["--kmin-kb", "500"][..], "--kmax-kb"),
+            (&["--sample-us", "0"][..], "--sample-us"),
+            (&["--policy", "cubic"][..], "unknown algorithm"),
+        ] {
+            let e = run_policy(&run_args(flags)).unwrap_err();
+            assert!(e.contains(want), "{flags:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn numbers_print_plainly() {
+        assert_eq!(num(32767.0), "32767");
+        assert_eq!(num(0.005), "0.005");
+        assert_eq!(num(1e12), "1000000000000");
+    }
 }
