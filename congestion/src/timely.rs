@@ -108,7 +108,10 @@ pub struct TimelyParams {
     /// Bytes acknowledged per completion event (one rate update). Default 16 KB (paper §6).
     /// Zero: one update per RTT sample.
     pub segment: u64,
-    /// Lowest rate. Default 10 Mb/s (one δ; Weir's choice, the paper gives none).
+    /// Lowest rate. Default 1 Gb/s, the `MIN_RATE` of HPCC's ns-3 model (`run.py`), which
+    /// several other defaults here come from; the paper gives none. A floor of one δ
+    /// (10 Mb/s) left a flow that collapsed on a sudden queue (see the module doc) needing
+    /// seconds to move a few MiB on the UDP datapath.
     pub min_rate: Rate,
 }
 
@@ -182,7 +185,7 @@ impl TimelyParams {
             hai_threshold: 5,
             hai_factor: 5,
             segment: 16 * 1024,
-            min_rate: Rate::from_mbps(10),
+            min_rate: Rate::from_gbps(1),
         }
     }
 }
@@ -490,7 +493,7 @@ const SPECS: &[ParamSpec] = &[
         unit: Unit::Gbps,
         min: 1e-6,
         max: 1000.0,
-        doc: "lowest rate (default 0.01 = 10 Mb/s, Weir's choice)",
+        doc: "lowest rate (default 1 = HPCC ns-3 run.py MIN_RATE; the paper gives none)",
     },
 ];
 
@@ -648,7 +651,7 @@ mod tests {
         assert_eq!(t.rate().bps(), 80 * GBPS);
         // A gradient above 1/β would go negative: the floor holds.
         t.on_feedback(at(3), &ack(us(200)));
-        assert_eq!(t.rate(), Rate::from_mbps(10));
+        assert_eq!(t.rate(), TimelyParams::default().min_rate);
     }
 
     #[test]
