@@ -29,9 +29,11 @@ pub mod rccc;
 pub mod swift;
 pub mod testing;
 pub mod timely;
+#[cfg(feature = "toml")]
+pub mod toml_file;
 
 pub use dcqcn::{Dcqcn, DcqcnParams};
-pub use fixed::Fixed;
+pub use fixed::{Fixed, FixedParams};
 pub use hpcc::{Hpcc, HpccParams};
 pub use nscc::{Nscc, NsccParams};
 pub use params::{ParamError, ParamSpec, Params, Unit};
@@ -191,6 +193,35 @@ impl Default for CcConfig {
     }
 }
 
+/// Why a configuration could not be built.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CcError {
+    /// No built-in of that name.
+    UnknownAlgorithm(params::heapless_name::Name),
+    /// A parameter was refused.
+    Param(ParamError),
+}
+
+impl From<ParamError> for CcError {
+    fn from(e: ParamError) -> Self {
+        CcError::Param(e)
+    }
+}
+
+impl fmt::Display for CcError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CcError::UnknownAlgorithm(n) => write!(
+                f,
+                "unknown algorithm `{}` (built-ins: {})",
+                n.as_str(),
+                ALGORITHMS.join(", ")
+            ),
+            CcError::Param(e) => write!(f, "{e}"),
+        }
+    }
+}
+
 /// Names of the built-in algorithms, as [`CcConfig::by_name`] takes them.
 pub const ALGORITHMS: &[&str] = &["fixed", "dcqcn", "timely", "swift", "hpcc", "nscc"];
 
@@ -206,6 +237,40 @@ impl CcConfig {
             "nscc" => CcConfig::Nscc(NsccParams::default()),
             _ => return None,
         })
+    }
+
+    /// The built-in `algorithm` (case-insensitive) with `overrides` applied to its published
+    /// defaults, by parameter name in the units of its [`ParamSpec`]s (what a TOML `[cc]`
+    /// table or `weir cc run --set` gives). Unknown algorithms, unknown names and
+    /// out-of-range values are errors naming the offender.
+    pub fn from_named(algorithm: &str, overrides: &[(&str, f64)]) -> Result<CcConfig, CcError> {
+        fn apply<P: Params>(overrides: &[(&str, f64)]) -> Result<P, ParamError> {
+            let mut p = P::default();
+            for &(name, value) in overrides {
+                p.set(name, value)?;
+            }
+            Ok(p)
+        }
+        let cfg = match algorithm.to_ascii_lowercase().as_str() {
+            "fixed" => {
+                let p: FixedParams = apply(overrides)?;
+                CcConfig::Fixed {
+                    window: p.window,
+                    rate: (p.rate > Rate::ZERO).then_some(p.rate),
+                }
+            }
+            "dcqcn" => CcConfig::Dcqcn(apply(overrides)?),
+            "timely" => CcConfig::Timely(apply(overrides)?),
+            "swift" => CcConfig::Swift(apply(overrides)?),
+            "hpcc" => CcConfig::Hpcc(apply(overrides)?),
+            "nscc" => CcConfig::Nscc(apply(overrides)?),
+            _ => {
+                return Err(CcError::UnknownAlgorithm(params::heapless_name::Name::new(
+                    algorithm,
+                )));
+            }
+        };
+        Ok(cfg)
     }
 
     /// The algorithm's name (one of [`ALGORITHMS`]).
@@ -335,5 +400,31 @@ mod tests {
             assert!(l.window.is_some() || l.rate.is_some(), "{name}: {l:?}");
         }
         assert_eq!(CcConfig::by_name("cubic"), None);
+    }
+}
+
+#[cfg(test)]
+mod named_tests {
+    use super::*;
+
+    #[test]
+    fn overrides_apply_and_errors_name_the_key() {
+        let cfg = CcConfig::from_named("Swift", &[]).expect("defaults");
+        assert_eq!(cfg, CcConfig::by_name("swift").expect("swift"));
+        let CcConfig::Fixed { window, rate } =
+            CcConfig::from_named("fixed", &[("window", 65536.0), ("rate", 25.0)]).expect("ok")
+        else {
+            panic!("not fixed")
+        };
+        assert_eq!((window, rate), (65536, Some(Rate::from_gbps(25))));
+        let e = CcConfig::from_named("dcqcn", &[("rpg_time_rest", 1.0)]).unwrap_err();
+        assert_eq!(
+            alloc::format!("{e}"),
+            "unknown parameter `rpg_time_rest` for dcqcn"
+        );
+        let e = CcConfig::from_named("hpcc", &[("eta", 7.0)]).unwrap_err();
+        assert!(alloc::format!("{e}").starts_with("`eta` = 7 is out of range"));
+        let e = CcConfig::from_named("bbr", &[]).unwrap_err();
+        assert!(alloc::format!("{e}").starts_with("unknown algorithm `bbr`"));
     }
 }

@@ -23,8 +23,9 @@ use std::net::{IpAddr, Ipv4Addr};
 pub(crate) struct Config {
     pub(crate) ifname: Option<String>,
     pub(crate) go_back_n: bool,
-    /// Congestion control (`WEIR_CC`), built-in defaults.
-    pub(crate) cc: weir_congestion::CcConfig,
+    /// Congestion control (`WEIR_CC`: a built-in's name, or a TOML file with a `[cc]` table),
+    /// or why it could not be read (`init` then fails with that message).
+    pub(crate) cc: Result<weir_congestion::CcConfig, String>,
     pub(crate) paths: Option<u16>,
     pub(crate) max_payload: Option<u32>,
     pub(crate) rto_ms: Option<u64>,
@@ -65,9 +66,10 @@ impl Config {
         Config {
             ifname: std::env::var("WEIR_IFNAME").ok().filter(|s| !s.is_empty()),
             go_back_n: word("WEIR_MODE", &["weir", "gbn"]).is_some_and(|m| m == "gbn"),
-            cc: word("WEIR_CC", weir_congestion::ALGORITHMS)
-                .and_then(|c| weir_congestion::CcConfig::by_name(&c))
-                .unwrap_or_default(),
+            cc: match std::env::var("WEIR_CC") {
+                Err(_) => Ok(weir_congestion::CcConfig::default()),
+                Ok(v) => cc_from(v.trim()),
+            },
             paths: var("WEIR_PATHS"),
             max_payload: var("WEIR_MAX_PAYLOAD"),
             rto_ms: var("WEIR_RTO_MS"),
@@ -78,6 +80,21 @@ impl Config {
             debug: var("WEIR_DEBUG").unwrap_or(2),
         }
     }
+}
+
+/// `WEIR_CC`: a built-in's name (published defaults) or the path of a TOML file.
+fn cc_from(v: &str) -> Result<weir_congestion::CcConfig, String> {
+    if v.ends_with(".toml") {
+        let text = std::fs::read_to_string(v).map_err(|e| format!("WEIR_CC={v}: {e}"))?;
+        return weir_congestion::toml_file::cc_config(&text)
+            .map_err(|e| format!("WEIR_CC={v}: {e}"));
+    }
+    weir_congestion::CcConfig::by_name(v).ok_or_else(|| {
+        format!(
+            "WEIR_CC={v}: unknown algorithm (built-ins: {}; or a .toml file with a [cc] table)",
+            weir_congestion::ALGORITHMS.join(", ")
+        )
+    })
 }
 
 /// One network device as NCCL sees it.
@@ -226,6 +243,35 @@ fn ipv4_interfaces() -> Vec<(String, Ipv4Addr, bool)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn weir_cc_takes_names_and_toml_files() {
+        assert_eq!(
+            cc_from("swift"),
+            Ok(weir_congestion::CcConfig::by_name("swift").expect("swift"))
+        );
+        assert!(
+            cc_from("cubic")
+                .expect_err("must fail")
+                .contains("unknown algorithm")
+        );
+        let dir = std::env::temp_dir().join(format!("weir-cc-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let good = dir.join("good.toml");
+        std::fs::write(&good, "[cc]\nalgorithm = \"hpcc\"\neta = 0.9\n").expect("write");
+        let cfg = cc_from(good.to_str().expect("utf8")).expect("good file");
+        assert_eq!(cfg.name(), "hpcc");
+        let bad = dir.join("bad.toml");
+        std::fs::write(&bad, "[cc]\nalgorithm = \"hpcc\"\neta = 9\n").expect("write");
+        let e = cc_from(bad.to_str().expect("utf8")).expect_err("must fail");
+        assert!(e.contains("`eta` = 9 is out of range"), "{e}");
+        assert!(
+            cc_from("/nonexistent/x.toml")
+                .expect_err("must fail")
+                .contains("/nonexistent/x.toml")
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn pci_path_is_the_pci_function() {

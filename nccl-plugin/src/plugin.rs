@@ -232,6 +232,9 @@ pub(crate) fn init(logger: Option<ffi::Logger>, want_ctx: bool) -> Result<u64> {
         Config::from_env()
     });
     log::set_stderr_level(cfg.debug);
+    if let Err(e) = &cfg.cc {
+        return Err(Error::Usage(format!("configuration: {e}")));
+    }
     let mut g = lock();
     if g.is_none() {
         let devices = discover(cfg);
@@ -832,7 +835,10 @@ impl State {
         if cfg.go_back_n {
             hc.transport = weir_transport::Config::go_back_n();
         }
-        hc.transport.cc = cfg.cc;
+        hc.transport.cc = cfg
+            .cc
+            .clone()
+            .map_err(|e| Error::Usage(format!("congestion control: {e}")))?;
         if let Some(p) = cfg.paths {
             hc.transport.paths = p;
         }

@@ -1059,6 +1059,11 @@ fn abi_two_processes_v12_every_cc_loss_1pct() {
     for cc in ["fixed", "timely", "swift", "hpcc", "nscc"] {
         processes(12, "0.01", 1, &[("WEIR_CC", cc)]);
     }
+    // And a TOML file with overrides, as a site would configure it.
+    let file = std::env::temp_dir().join(format!("weir-harness-cc-{}.toml", std::process::id()));
+    std::fs::write(&file, "[cc]\nalgorithm = \"nscc\"\nqa_gate = 2\n").expect("write");
+    processes(12, "0.01", 1, &[("WEIR_CC", file.to_str().expect("utf8"))]);
+    let _ = std::fs::remove_file(&file);
 }
 
 /// A sender may finish (every byte acknowledged) and close before the receiver has posted

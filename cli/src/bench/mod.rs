@@ -86,8 +86,9 @@ pub(crate) struct TransportArgs {
     #[arg(long, value_name = "SECS")]
     pub(crate) point_secs: Option<f64>,
 
-    /// Congestion control of the weir/gbn runs, comma-separated, or `all` [default: the
-    /// transport's default, fixed]; one row per mode × algorithm × loss
+    /// Congestion control of the weir/gbn runs, comma-separated: built-in names, `all`, or
+    /// TOML files with a [cc] table [default: the transport's default, fixed]; one row per
+    /// mode × algorithm × loss
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     pub(crate) cc: Option<Vec<String>>,
 
@@ -294,6 +295,14 @@ impl Plan {
             Some(list) => {
                 let mut out = Vec::new();
                 for name in list {
+                    if name.ends_with(".toml") {
+                        let text = std::fs::read_to_string(name)
+                            .map_err(|e| BenchError::new(format!("--cc {name}: {e}")))?;
+                        weir_congestion::toml_file::cc_config(&text)
+                            .map_err(|e| BenchError::new(format!("--cc {name}: {e}")))?;
+                        out.push(Some(name.clone()));
+                        continue;
+                    }
                     let name = name.trim().to_ascii_lowercase();
                     if name == "all" {
                         out.extend(

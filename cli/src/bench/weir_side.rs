@@ -420,8 +420,15 @@ fn start_host(p: &PeerParams) -> Result<Host, BenchError> {
         Mode::Tcp | Mode::Weir => weir_transport::Config::default(),
     };
     if let Some(name) = &p.cc {
-        transport.cc = weir_congestion::CcConfig::by_name(name)
-            .ok_or_else(|| BenchError::new(format!("unknown congestion control `{name}`")))?;
+        transport.cc = if name.ends_with(".toml") {
+            let text = std::fs::read_to_string(name)
+                .map_err(|e| BenchError::new(format!("{name}: {e}")))?;
+            weir_congestion::toml_file::cc_config(&text)
+                .map_err(|e| BenchError::new(format!("{name}: {e}")))?
+        } else {
+            weir_congestion::CcConfig::by_name(name)
+                .ok_or_else(|| BenchError::new(format!("unknown congestion control `{name}`")))?
+        };
     }
     let fault_rx = if p.role == Role::Receiver && p.loss > 0.0 {
         FaultConfig {

@@ -38,39 +38,9 @@ pub(crate) fn parse(text: &str, origin: &str) -> Result<Policy, String> {
 
 /// The algorithm `text` names and the parameters it sets.
 fn split(text: &str, origin: &str) -> Result<(Algorithm, Vec<(String, f64)>), String> {
-    let doc: toml::Table = toml::from_str(text).map_err(|e| format!("{origin}: {e}"))?;
-    let Some(cc) = doc.get("cc") else {
-        return Err(format!("{origin}: no [cc] table"));
-    };
-    let Some(cc) = cc.as_table() else {
-        return Err(format!("{origin}: `cc` must be a table ([cc])"));
-    };
-    let algorithm = match cc.get("algorithm") {
-        Some(toml::Value::String(s)) => s.as_str(),
-        Some(v) => {
-            return Err(format!(
-                "{origin}: [cc] `algorithm` must be a string, not {}",
-                v.type_str()
-            ));
-        }
-        None => return Err(format!("{origin}: [cc] has no `algorithm` key")),
-    };
-    let algo = registry::find(algorithm).map_err(|e| format!("{origin}: [cc] {e}"))?;
-    let mut overrides = Vec::new();
-    for (key, value) in cc.iter().filter(|(k, _)| k.as_str() != "algorithm") {
-        let v = match value {
-            toml::Value::Integer(i) => *i as f64,
-            toml::Value::Float(f) => *f,
-            toml::Value::Boolean(b) => f64::from(u8::from(*b)),
-            other => {
-                return Err(format!(
-                    "{origin}: [cc] `{key}` must be a number or a boolean, not {}",
-                    other.type_str()
-                ));
-            }
-        };
-        overrides.push((key.clone(), v));
-    }
+    let (algorithm, overrides) =
+        weir_congestion::toml_file::parse(text).map_err(|e| format!("{origin}: {e}"))?;
+    let algo = registry::find(&algorithm).map_err(|e| format!("{origin}: [cc] {e}"))?;
     Ok((algo, overrides))
 }
 

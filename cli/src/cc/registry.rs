@@ -10,11 +10,10 @@
 
 use std::fmt;
 
-use weir_base::{Instant, Rate};
-use weir_congestion::params::check;
+use weir_base::Instant;
 use weir_congestion::{
-    CongestionControl, Dcqcn, DcqcnParams, Fixed, Hpcc, HpccParams, Nscc, NsccParams, ParamError,
-    ParamSpec, Params, PathInfo, Swift, SwiftParams, Timely, TimelyParams, Unit,
+    CongestionControl, Dcqcn, DcqcnParams, FixedParams, Hpcc, HpccParams, Nscc, NsccParams,
+    ParamError, ParamSpec, Params, PathInfo, Swift, SwiftParams, Timely, TimelyParams,
 };
 
 /// Builds one controller for a flow starting at `now` on `path`.
@@ -147,85 +146,6 @@ where
                 factory: Box::new(move |now, path| Box::new(new(now, path, p.clone()))),
             })
         }),
-    }
-}
-
-/// Parameters of the constant-window baseline ([`Fixed`]).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub(crate) struct FixedParams {
-    /// Window in bytes.
-    window: u64,
-    /// Pacing rate; zero: unpaced.
-    rate: Rate,
-}
-
-impl Default for FixedParams {
-    fn default() -> Self {
-        // The transport's default window (`CcConfig::default`).
-        FixedParams {
-            window: 4 << 20,
-            rate: Rate::ZERO,
-        }
-    }
-}
-
-impl FixedParams {
-    fn build(self) -> Fixed {
-        Fixed::new(self.window, (self.rate > Rate::ZERO).then_some(self.rate))
-    }
-}
-
-const FIXED_SPECS: &[ParamSpec] = &[
-    ParamSpec {
-        name: "window",
-        unit: Unit::Bytes,
-        min: 1.0,
-        max: 1e12,
-        doc: "bytes allowed in flight; default 4 MiB (the transport's default)",
-    },
-    ParamSpec {
-        name: "rate",
-        unit: Unit::Gbps,
-        min: 0.0,
-        max: 1600.0,
-        doc: "constant pacing rate; 0 (default) sends as fast as the window allows",
-    },
-];
-
-impl Params for FixedParams {
-    const ALGORITHM: &'static str = "fixed";
-    const CITATION: &'static str = "none: no control law (Weir's baseline for lossless tests)";
-
-    fn specs() -> &'static [ParamSpec] {
-        FIXED_SPECS
-    }
-
-    fn get(&self, name: &str) -> Option<f64> {
-        match name {
-            "window" => Some(self.window as f64),
-            "rate" => Some(self.rate.bps_f64() / 1e9),
-            _ => None,
-        }
-    }
-
-    fn set(&mut self, name: &str, value: f64) -> Result<(), ParamError> {
-        let spec = check(Self::ALGORITHM, FIXED_SPECS, name, value)?;
-        match spec.name {
-            "window" => {
-                // In range, so the cast is exact for whole numbers; fractions are refused.
-                if value != (value as u64) as f64 {
-                    return Err(ParamError::OutOfRange {
-                        name: spec.name,
-                        value,
-                        min: spec.min,
-                        max: spec.max,
-                    });
-                }
-                self.window = value as u64;
-            }
-            _ => self.rate = Rate::from_bps_f64(value * 1e9 + 0.5),
-        }
-        Ok(())
     }
 }
 
