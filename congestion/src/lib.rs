@@ -37,6 +37,7 @@ pub use fixed::{Fixed, FixedParams};
 pub use hpcc::{Hpcc, HpccParams};
 pub use nscc::{Nscc, NsccParams};
 pub use params::{ParamError, ParamSpec, Params, Unit};
+pub use rccc::{CreditScheduler, Rccc, RcccParams};
 pub use swift::{Swift, SwiftParams};
 pub use timely::{Timely, TimelyParams};
 
@@ -175,6 +176,9 @@ pub enum CcConfig {
     Hpcc(HpccParams),
     /// NSCC (UEC): delay + ECN window control with QuickAdapt.
     Nscc(NsccParams),
+    /// RCCC (UEC): receiver-paced credit for last-hop incast; turns on the transport's
+    /// credit mode.
+    Rccc(RcccParams),
     /// A constant window (and optional constant rate); for tests and lossless baselines.
     Fixed {
         /// Window in bytes.
@@ -223,7 +227,7 @@ impl fmt::Display for CcError {
 }
 
 /// Names of the built-in algorithms, as [`CcConfig::by_name`] takes them.
-pub const ALGORITHMS: &[&str] = &["fixed", "dcqcn", "timely", "swift", "hpcc", "nscc"];
+pub const ALGORITHMS: &[&str] = &["fixed", "dcqcn", "timely", "swift", "hpcc", "nscc", "rccc"];
 
 impl CcConfig {
     /// The built-in `name` (case-insensitive) with its published defaults.
@@ -235,6 +239,7 @@ impl CcConfig {
             "swift" => CcConfig::Swift(SwiftParams::default()),
             "hpcc" => CcConfig::Hpcc(HpccParams::default()),
             "nscc" => CcConfig::Nscc(NsccParams::default()),
+            "rccc" => CcConfig::Rccc(RcccParams::default()),
             _ => return None,
         })
     }
@@ -264,6 +269,7 @@ impl CcConfig {
             "swift" => CcConfig::Swift(apply(overrides)?),
             "hpcc" => CcConfig::Hpcc(apply(overrides)?),
             "nscc" => CcConfig::Nscc(apply(overrides)?),
+            "rccc" => CcConfig::Rccc(apply(overrides)?),
             _ => {
                 return Err(CcError::UnknownAlgorithm(params::heapless_name::Name::new(
                     algorithm,
@@ -282,6 +288,7 @@ impl CcConfig {
             CcConfig::Swift(_) => "swift",
             CcConfig::Hpcc(_) => "hpcc",
             CcConfig::Nscc(_) => "nscc",
+            CcConfig::Rccc(_) => "rccc",
         }
     }
 
@@ -294,6 +301,7 @@ impl CcConfig {
             | CcConfig::Timely(_)
             | CcConfig::Swift(_)
             | CcConfig::Nscc(_)
+            | CcConfig::Rccc(_)
             | CcConfig::Fixed { .. } => false,
         }
     }
@@ -313,6 +321,7 @@ impl CcFactory for CcConfig {
             CcConfig::Swift(p) => Builtin::Swift(Swift::new(now, path, p)),
             CcConfig::Hpcc(p) => Builtin::Hpcc(Hpcc::new(now, path, p)),
             CcConfig::Nscc(p) => Builtin::Nscc(Nscc::new(now, path, p)),
+            CcConfig::Rccc(p) => Builtin::Rccc(Rccc::new(now, path, p)),
             CcConfig::Fixed { window, rate } => Builtin::Fixed(Fixed::new(window, rate)),
         }
     }
@@ -336,6 +345,8 @@ pub enum Builtin {
     Hpcc(Hpcc),
     /// NSCC.
     Nscc(Nscc),
+    /// RCCC (sender side; the transport reaches its credit account through this variant).
+    Rccc(Rccc),
     /// Fixed window.
     Fixed(Fixed),
 }
@@ -348,6 +359,7 @@ macro_rules! dispatch {
             Builtin::Swift($c) => $e,
             Builtin::Hpcc($c) => $e,
             Builtin::Nscc($c) => $e,
+            Builtin::Rccc($c) => $e,
             Builtin::Fixed($c) => $e,
         }
     };

@@ -16,6 +16,10 @@
 //! * deliver forged, replayed or mangled datagrams that bypass the integrity check
 //!   ([`Net::inject`], [`Net::deliver`]);
 //! * count data packets per sender and entropy value ([`Net::data_by_entropy`]);
+//! * put a last-hop bottleneck in front of an endpoint ([`Net::set_ingress`]): a drop-tail
+//!   FIFO of a given rate and buffer that every datagram to it crosses after its link, with
+//!   its occupancy and drops recorded ([`Net::ingress_stats`]); this models the receiver's
+//!   downlink, where incast congests;
 //! * surround a region with guard bytes to prove nothing was written past it
 //!   ([`Net::guarded_region`], [`Net::guards_intact`]), and read regions back safely
 //!   ([`Net::bytes`]).
@@ -95,6 +99,32 @@ struct InFlight {
     bytes: Vec<u8>,
     /// Injected: handed to the engine as is, without the integrity check.
     raw: bool,
+    /// Bytes on the wire (header and payload, real or virtual).
+    wire: u64,
+    /// Still has to cross the destination's ingress bottleneck.
+    via_ingress: bool,
+}
+
+/// What a last-hop bottleneck ([`Net::set_ingress`]) did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IngressStats {
+    /// Datagrams forwarded to the endpoint.
+    pub forwarded: u64,
+    /// Wire bytes forwarded.
+    pub forwarded_bytes: u64,
+    /// Datagrams dropped because the buffer was full.
+    pub dropped: u64,
+    /// Largest occupancy seen, in bytes (the datagram being serialised included).
+    pub max_queue: u64,
+}
+
+/// A drop-tail FIFO in front of one endpoint.
+#[derive(Clone, Copy, Debug)]
+struct Ingress {
+    rate: Rate,
+    buffer: u64,
+    busy_until: Instant,
+    stats: IngressStats,
 }
 
 /// A datagram an endpoint sent, as the engine wrote it (header and, with real payloads, the
@@ -206,6 +236,7 @@ pub struct Net {
     /// Bytes each endpoint's link has carried (the INT hop's transmit counter).
     tx_bytes: Vec<u64>,
     memory: Vec<Box<[u8]>>,
+    ingress: HashMap<usize, Ingress>,
 }
 
 impl Net {
@@ -241,6 +272,7 @@ impl Net {
             busy_until: vec![Instant::ZERO; n],
             tx_bytes: vec![0; n],
             memory: Vec::new(),
+            ingress: HashMap::new(),
         }
     }
 
@@ -391,6 +423,10 @@ impl Net {
             }
             self.queue.pop();
             if let Some(p) = self.packets.remove(&id) {
+                if p.via_ingress {
+                    self.enter_ingress(id, p);
+                    continue;
+                }
                 if p.raw {
                     self.eps[p.dst].handle(self.now, p.meta, &p.bytes);
                     continue;
@@ -432,6 +468,51 @@ impl Net {
         self.links.insert((src, dst), link);
     }
 
+    /// Put a last-hop bottleneck in front of endpoint `dst`: every datagram to it (after its
+    /// sender's link, latency and impairments) joins a drop-tail FIFO served at `rate`, which
+    /// holds at most `buffer` bytes (the datagram being serialised included); one that does
+    /// not fit is dropped. Injected datagrams bypass it.
+    pub fn set_ingress(&mut self, dst: usize, rate: Rate, buffer: u64) {
+        self.ingress.insert(
+            dst,
+            Ingress {
+                rate,
+                buffer,
+                busy_until: self.now,
+                stats: IngressStats::default(),
+            },
+        );
+    }
+
+    /// What the bottleneck in front of `dst` did (`None`: there is none).
+    pub fn ingress_stats(&self, dst: usize) -> Option<IngressStats> {
+        self.ingress.get(&dst).map(|q| q.stats)
+    }
+
+    /// A datagram reached the bottleneck in front of its destination at `self.now`: queue it
+    /// (scheduling its delivery when it has been serialised) or drop it.
+    fn enter_ingress(&mut self, id: u64, mut p: InFlight) {
+        let Some(q) = self.ingress.get_mut(&p.dst) else {
+            return;
+        };
+        let backlog = q.rate.bytes_in(q.busy_until.saturating_since(self.now));
+        let occupancy = backlog + p.wire;
+        if occupancy > q.buffer {
+            q.stats.dropped += 1;
+            self.stats.dropped += 1;
+            return;
+        }
+        let depart = q.busy_until.max(self.now) + q.rate.serialization_time(p.wire);
+        q.busy_until = depart;
+        q.stats.forwarded += 1;
+        q.stats.forwarded_bytes += p.wire;
+        q.stats.max_queue = q.stats.max_queue.max(occupancy);
+        p.via_ingress = false;
+        let dst = p.dst;
+        self.packets.insert(id, p);
+        self.queue.push(Reverse((depart, id, dst)));
+    }
+
     /// The impairments of datagrams from `src` to `dst`.
     pub fn link_between(&self, src: usize, dst: usize) -> Link {
         self.links.get(&(src, dst)).copied().unwrap_or(self.link)
@@ -456,6 +537,8 @@ impl Net {
                 meta,
                 bytes,
                 raw: true,
+                wire: 0,
+                via_ingress: false,
             },
         );
         self.queue.push(Reverse((self.now + delay, self.seq, dst)));
@@ -635,6 +718,8 @@ impl Net {
                             meta,
                             bytes: b,
                             raw: false,
+                            wire,
+                            via_ingress: self.ingress.contains_key(&dst),
                         },
                     );
                     self.queue.push(Reverse((at, self.seq, dst)));

@@ -7,12 +7,13 @@ use core::net::SocketAddr;
 use core::ptr::NonNull;
 
 use weir_base::{Instant, Rng};
+use weir_congestion::{CcConfig, CreditScheduler, RcccParams};
 use weir_wire::{CloseExt, Common, Ecn, Ext, Flags, Header, IntList, Opcode, PayloadMode};
 
 use crate::config::{Config, ConfigError};
 use crate::conn::paths::PathStats;
 use crate::conn::recv::PostedRecv;
-use crate::conn::{CLOSE_NORMAL, CLOSE_REFUSED, Conn, Ctx, State};
+use crate::conn::{CLOSE_NORMAL, CLOSE_REFUSED, Conn, Ctx, DATA_HEADER, State};
 use crate::mem::{Memory, RegionId};
 use crate::stats::{ConnStats, EndpointStats};
 use crate::{
@@ -24,6 +25,8 @@ const INDEX_BITS: u32 = 20;
 const INDEX_MASK: u32 = (1 << INDEX_BITS) - 1;
 /// Most half-open (SYN received, not yet confirmed) connections kept at once.
 const MAX_HALF_OPEN: usize = 1024;
+/// Most connections the credit scheduler serves at once (RCCC receiver side).
+const MAX_CREDIT_FLOWS: usize = 1 << 16;
 
 /// A transport endpoint: one local address, many connections. See the crate documentation for
 /// the calling order.
@@ -47,6 +50,9 @@ pub struct Endpoint {
     /// Packets not tied to a live connection (refusals, closes).
     stateless: VecDeque<(SocketAddr, Header)>,
     next_wr: u64,
+    /// RCCC receiver side: paces CREDITs at the local link rate over every connection whose
+    /// peer asks for credit (the last hop is shared by all of them).
+    credit: CreditScheduler,
 }
 
 impl Endpoint {
@@ -55,6 +61,14 @@ impl Endpoint {
     /// scenario for simulation.
     pub fn new(config: Config, local: SocketAddr, seed: u64) -> Result<Self, ConfigError> {
         config.validate()?;
+        //= reference/transport-cc.md#1.8
+        //# In htsim, credit is granted 4 MTUs per pull.
+        let (rate, params) = match config.cc {
+            CcConfig::Rccc(p) if p.link_rate.bps() > 0 => (p.link_rate, p),
+            CcConfig::Rccc(p) => (config.line_rate, p),
+            _ => (config.line_rate, RcccParams::default()),
+        };
+        let pull = params.pull_bytes(u64::from(config.max_payload) + DATA_HEADER);
         Ok(Endpoint {
             config,
             local,
@@ -71,6 +85,7 @@ impl Endpoint {
             ready: VecDeque::new(),
             stateless: VecDeque::new(),
             next_wr: 0,
+            credit: CreditScheduler::new(rate, pull, MAX_CREDIT_FLOWS),
         })
     }
 
@@ -222,6 +237,7 @@ impl Endpoint {
                     config: &self.config,
                     mem: &self.mem,
                     events: &mut self.events,
+                    credit: &mut self.credit,
                 };
                 c.match_pending(&mut ctx);
             }
@@ -312,6 +328,7 @@ impl Endpoint {
             config: &self.config,
             mem: &self.mem,
             events: &mut self.events,
+            credit: &mut self.credit,
         };
         conn.on_packet(now, meta.ecn, &pkt, meta.virtual_payload, &mut ctx);
         if was == State::SynReceived && conn.state != State::SynReceived {
@@ -413,6 +430,25 @@ impl Endpoint {
                 payload: Payload::None,
             });
         }
+        // Paced credit grants go ahead of data: they are what keeps the last hop busy.
+        while let Some(g) = self.credit.poll(now) {
+            let live = self
+                .index(g.flow)
+                .filter(|&i| matches!(&self.conns[i], Some(c) if c.state == State::Established));
+            let Some(idx) = live else {
+                self.credit.remove(g.flow);
+                continue;
+            };
+            let Some(c) = self.conns[idx].as_mut() else {
+                continue;
+            };
+            if let Some(t) = c.credit_packet(g.total, header) {
+                self.stats.tx_packets += 1;
+                self.stats.credit_grants += 1;
+                self.stats.credit_bytes_granted += g.bytes;
+                return Some(t);
+            }
+        }
         while let Some(&idx) = self.ready.front() {
             let Some(c) = self.conns.get_mut(idx as usize).and_then(|c| c.as_mut()) else {
                 self.ready.pop_front();
@@ -458,6 +494,7 @@ impl Endpoint {
             .iter()
             .flatten()
             .filter_map(|c| c.deadline(&self.config))
+            .chain(self.credit.next_timeout())
             .min()
     }
 
@@ -557,6 +594,7 @@ impl Endpoint {
 
     fn forget(&mut self, idx: usize, c: Conn) {
         self.by_peer.remove(&(c.peer, c.peer_id));
+        self.credit.remove(c.id);
         self.free.push(idx as u32);
     }
 

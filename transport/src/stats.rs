@@ -20,6 +20,10 @@ pub struct EndpointStats {
     pub drop_handshake: u64,
     /// Connections that failed.
     pub conn_failed: u64,
+    /// Credit grants issued by this endpoint's credit scheduler (RCCC receiver side).
+    pub credit_grants: u64,
+    /// Bytes of credit granted.
+    pub credit_bytes_granted: u64,
 }
 
 /// Per-connection counters.
@@ -71,6 +75,19 @@ pub struct ConnStats {
     pub cnps_received: u64,
     /// ACKs received carrying INT records.
     pub int_acks_received: u64,
+    /// CREDIT_REQ packets sent (RCCC sender).
+    pub credit_reqs_sent: u64,
+    /// CREDIT_REQ packets received (this side as the credit-granting receiver).
+    pub credit_reqs_received: u64,
+    /// CREDIT packets sent (paced grants and repeats of a lost one).
+    pub credits_sent: u64,
+    /// CREDIT packets received.
+    pub credits_received: u64,
+    /// CREDIT_REQ packets ignored because this endpoint's credit scheduler already tracks as
+    /// many flows as it may (the sender asks again later).
+    pub credit_refused: u64,
+    /// Times the sender had data ready but no credit for it (RCCC), counted per stall.
+    pub credit_stalls: u64,
     /// Smoothed RTT in picoseconds when the counters were read (0 before any sample).
     pub srtt_ps: u64,
 }

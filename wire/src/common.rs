@@ -20,8 +20,8 @@ use zerocopy::network_endian::{U16, U32, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
 use crate::{
-    ACK_EXT_LEN, CLOSE_EXT_LEN, COMMON_LEN, DATA_EXT_LEN, Error, HANDSHAKE_EXT_LEN, NACK_EXT_LEN,
-    PROBE_EXT_LEN, VERSION,
+    ACK_EXT_LEN, CLOSE_EXT_LEN, COMMON_LEN, CREDIT_EXT_LEN, CREDIT_REQ_EXT_LEN, DATA_EXT_LEN,
+    Error, HANDSHAKE_EXT_LEN, NACK_EXT_LEN, PROBE_EXT_LEN, VERSION,
 };
 
 /// Packet type.
@@ -44,6 +44,10 @@ pub enum Opcode {
     Close = 7,
     /// Congestion notification packet (DCQCN notification point → reaction point).
     Cnp = 8,
+    /// Receiver credit (RCCC): the cumulative bytes the sender may send.
+    Credit = 9,
+    /// Credit request (RCCC): the sender's cumulative demand.
+    CreditReq = 10,
 }
 
 impl Opcode {
@@ -54,7 +58,7 @@ impl Opcode {
     /// | `Data` | `ACK_REQ`, `TRIMMED`, `RETX`, `INT` |
     /// | `Ack`, `Nack` | `ECN_ECHO` |
     /// | `Probe` | `ACK_REQ` |
-    /// | `Syn`, `SynAck`, `Close`, `Cnp` | none |
+    /// | `Syn`, `SynAck`, `Close`, `Cnp`, `Credit`, `CreditReq` | none |
     #[inline]
     pub const fn allowed_flags(self) -> Flags {
         match self {
@@ -63,7 +67,12 @@ impl Opcode {
             ),
             Opcode::Ack | Opcode::Nack => Flags(Flags::ECN_ECHO.0 | Flags::ICRC.0),
             Opcode::Probe => Flags(Flags::ACK_REQ.0 | Flags::ICRC.0),
-            Opcode::Syn | Opcode::SynAck | Opcode::Close | Opcode::Cnp => Flags::ICRC,
+            Opcode::Syn
+            | Opcode::SynAck
+            | Opcode::Close
+            | Opcode::Cnp
+            | Opcode::Credit
+            | Opcode::CreditReq => Flags::ICRC,
         }
     }
 
@@ -78,6 +87,8 @@ impl Opcode {
             Opcode::Probe => PROBE_EXT_LEN,
             Opcode::Close => CLOSE_EXT_LEN,
             Opcode::Cnp => 0,
+            Opcode::Credit => CREDIT_EXT_LEN,
+            Opcode::CreditReq => CREDIT_REQ_EXT_LEN,
         }
     }
 }
@@ -97,6 +108,8 @@ impl TryFrom<u8> for Opcode {
             6 => Opcode::Probe,
             7 => Opcode::Close,
             8 => Opcode::Cnp,
+            9 => Opcode::Credit,
+            10 => Opcode::CreditReq,
             _ => return Err(Error::BadOpcode),
         })
     }
@@ -267,7 +280,7 @@ mod tests {
                 Ok(op) => assert_eq!(op as u8, v),
                 Err(e) => {
                     assert_eq!(e, Error::BadOpcode);
-                    assert!(v == 0 || v > 8);
+                    assert!(v == 0 || v > 10);
                 }
             }
         }
@@ -275,7 +288,7 @@ mod tests {
 
     #[test]
     fn allowed_flags_are_defined_flags() {
-        for v in 1..=8 {
+        for v in 1..=10 {
             let op = Opcode::try_from(v).unwrap();
             assert!(Flags::ALL.contains(op.allowed_flags()), "{op:?}");
         }
@@ -304,7 +317,7 @@ mod tests {
         bad.version = 2;
         assert_eq!(Common::parse(&bad), Err(Error::BadVersion));
         bad.version = VERSION;
-        bad.opcode = 9;
+        bad.opcode = 11;
         assert_eq!(Common::parse(&bad), Err(Error::BadOpcode));
         bad.opcode = Opcode::Data as u8;
         bad.flags = U16::new(1 << 6);

@@ -30,6 +30,7 @@
 mod ack;
 mod close;
 mod common;
+mod credit;
 mod data;
 mod ecn;
 mod error;
@@ -44,6 +45,7 @@ pub mod psn;
 pub use ack::{AckExt, Sack};
 pub use close::CloseExt;
 pub use common::{Common, Flags, Opcode};
+pub use credit::{CreditExt, CreditReqExt};
 pub use data::{DataExt, MsgKind};
 pub use ecn::Ecn;
 pub use error::Error;
@@ -69,6 +71,10 @@ pub const HANDSHAKE_EXT_LEN: usize = 40;
 pub const PROBE_EXT_LEN: usize = 8;
 /// Length of the close extension.
 pub const CLOSE_EXT_LEN: usize = 8;
+/// Length of the CREDIT extension.
+pub const CREDIT_EXT_LEN: usize = 8;
+/// Length of the CREDIT_REQ extension.
+pub const CREDIT_REQ_EXT_LEN: usize = 16;
 /// Length of one INT hop record.
 pub const INT_HOP_LEN: usize = 24;
 /// Most INT hop records a packet may carry.

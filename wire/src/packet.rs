@@ -15,8 +15,8 @@ use zerocopy::network_endian::U64;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
 use crate::{
-    AckExt, COMMON_LEN, CloseExt, Common, DataExt, Error, Flags, HandshakeExt, INT_HOP_LEN,
-    IntList, NackExt, Opcode, ProbeExt, SACK_WORD_LEN, ack, common, int,
+    AckExt, COMMON_LEN, CloseExt, Common, CreditExt, CreditReqExt, DataExt, Error, Flags,
+    HandshakeExt, INT_HOP_LEN, IntList, NackExt, Opcode, ProbeExt, SACK_WORD_LEN, ack, common, int,
 };
 
 /// Opcode-specific extension.
@@ -34,6 +34,10 @@ pub enum Ext {
     Probe(ProbeExt),
     /// [`Opcode::Close`].
     Close(CloseExt),
+    /// [`Opcode::Credit`].
+    Credit(CreditExt),
+    /// [`Opcode::CreditReq`].
+    CreditReq(CreditReqExt),
     /// [`Opcode::Cnp`]: no extension.
     None,
 }
@@ -112,6 +116,8 @@ pub fn parse(buf: &[u8], mode: PayloadMode) -> Result<Parsed<'_>, Error> {
         Opcode::Probe => (Ext::Probe(ProbeExt::parse(r.take()?)), 0, 0),
         Opcode::Close => (Ext::Close(CloseExt::parse(r.take()?)?), 0, 0),
         Opcode::Cnp => (Ext::None, 0, 0),
+        Opcode::Credit => (Ext::Credit(CreditExt::parse(r.take()?)), 0, 0),
+        Opcode::CreditReq => (Ext::CreditReq(CreditReqExt::parse(r.take()?)), 0, 0),
     };
     //= docs/wire.md#common-header
     //# `hdr_len` equals the sum of the parts the opcode and its counts call for.
@@ -156,6 +162,8 @@ impl Header {
             Ext::Handshake(_) => Opcode::Syn.ext_len(),
             Ext::Probe(_) => Opcode::Probe.ext_len(),
             Ext::Close(_) => Opcode::Close.ext_len(),
+            Ext::Credit(_) => Opcode::Credit.ext_len(),
+            Ext::CreditReq(_) => Opcode::CreditReq.ext_len(),
             Ext::None => 0,
         };
         COMMON_LEN + ext + self.int.len() * INT_HOP_LEN
@@ -187,6 +195,8 @@ impl Header {
             Ext::Handshake(h) => w.put(&h.to_wire())?,
             Ext::Probe(p) => w.put(&p.to_wire())?,
             Ext::Close(c) => w.put(&c.to_wire())?,
+            Ext::Credit(c) => w.put(&c.to_wire())?,
+            Ext::CreditReq(q) => w.put(&q.to_wire())?,
             Ext::None => {}
         }
         for &hop in self.int.as_slice() {
@@ -208,6 +218,8 @@ impl Header {
                 | (Opcode::Probe, Ext::Probe(_))
                 | (Opcode::Close, Ext::Close(_))
                 | (Opcode::Cnp, Ext::None)
+                | (Opcode::Credit, Ext::Credit(_))
+                | (Opcode::CreditReq, Ext::CreditReq(_))
         );
         if !matches {
             return Err(Error::BadField);

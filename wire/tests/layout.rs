@@ -270,6 +270,80 @@ fn cnp_layout() {
     check(&h, &[], &common_bytes(8, 0, 32, 0));
 }
 
+#[test]
+fn credit_layout() {
+    let h = Header {
+        common: common(Opcode::Credit, Flags::empty()),
+        ext: Ext::Credit(CreditExt {
+            credit: 0x0102_0304_0506_0708,
+        }),
+        int: IntList::new(),
+    };
+    let mut want = common_bytes(9, 0, 40, 0);
+    want.extend_from_slice(&[1, 2, 3, 4, 5, 6, 7, 8]);
+    check(&h, &[], &want);
+}
+
+#[test]
+fn credit_req_layout() {
+    let h = Header {
+        common: common(Opcode::CreditReq, Flags::empty()),
+        ext: Ext::CreditReq(CreditReqExt {
+            demand: 0x0102_0304_0506_0708,
+            granted: 0x1112_1314_1516_1718,
+        }),
+        int: IntList::new(),
+    };
+    let mut want = common_bytes(10, 0, 48, 0);
+    want.extend_from_slice(&[1, 2, 3, 4, 5, 6, 7, 8]);
+    want.extend_from_slice(&[0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18]);
+    check(&h, &[], &want);
+}
+
+#[test]
+fn credit_packets_are_bounds_checked() {
+    let h = Header {
+        common: common(Opcode::CreditReq, Flags::empty()),
+        ext: Ext::CreditReq(CreditReqExt {
+            demand: 1,
+            granted: 2,
+        }),
+        int: IntList::new(),
+    };
+    let mut buf = [0u8; MAX_HEADER_LEN];
+    let n = h.emit(&mut buf).unwrap();
+    assert_eq!(n, COMMON_LEN + CREDIT_REQ_EXT_LEN);
+    for cut in 0..n {
+        assert!(parse(&buf[..cut], PayloadMode::Bytes).is_err(), "{cut}");
+    }
+    // A CREDIT_REQ whose hdr_len claims a CREDIT's length, and the other way round.
+    let mut bad = buf[..n].to_vec();
+    bad[18..20].copy_from_slice(&40u16.to_be_bytes());
+    assert_eq!(
+        parse(&bad, PayloadMode::Bytes).unwrap_err(),
+        Error::BadLength
+    );
+    let mut bad = buf[..n].to_vec();
+    bad[1] = Opcode::Credit as u8;
+    assert_eq!(
+        parse(&bad, PayloadMode::Bytes).unwrap_err(),
+        Error::BadLength
+    );
+    // Flags, payload lengths, INT hops and a mismatched extension are refused.
+    let mut f = h;
+    f.common.flags = Flags::ACK_REQ;
+    assert_eq!(emit_err(&f), Error::BadFlags);
+    let mut f = h;
+    f.common.payload_len = 1;
+    assert_eq!(emit_err(&f), Error::BadLength);
+    let mut f = h;
+    f.int.push(IntHop::default()).unwrap();
+    assert_eq!(emit_err(&f), Error::BadField);
+    let mut f = h;
+    f.common.opcode = Opcode::Credit;
+    assert_eq!(emit_err(&f), Error::BadField);
+}
+
 fn emit_err(h: &Header) -> Error {
     let mut buf = [0u8; MAX_HEADER_LEN];
     h.emit(&mut buf).unwrap_err()
@@ -394,7 +468,7 @@ fn parse_rejects_bad_packets() {
     assert_eq!(bad(&|p| p[0] = 2, Bytes), Error::BadVersion);
     assert_eq!(bad(&|p| p[0] = 0, Bytes), Error::BadVersion);
     assert_eq!(bad(&|p| p[1] = 0, Bytes), Error::BadOpcode);
-    assert_eq!(bad(&|p| p[1] = 9, Bytes), Error::BadOpcode);
+    assert_eq!(bad(&|p| p[1] = 11, Bytes), Error::BadOpcode);
     assert_eq!(bad(&|p| p[2] = 0x80, Bytes), Error::BadFlags);
     assert_eq!(
         bad(&|p| p[3] &= !0x10, Bytes),

@@ -5,7 +5,7 @@ use proptest::collection::vec;
 use proptest::prelude::*;
 use weir_wire::*;
 
-const OPCODES: [Opcode; 8] = [
+const OPCODES: [Opcode; 10] = [
     Opcode::Data,
     Opcode::Ack,
     Opcode::Nack,
@@ -14,6 +14,8 @@ const OPCODES: [Opcode; 8] = [
     Opcode::Probe,
     Opcode::Close,
     Opcode::Cnp,
+    Opcode::Credit,
+    Opcode::CreditReq,
 ];
 
 fn int_list() -> impl Strategy<Value = IntList> {
@@ -156,6 +158,12 @@ fn control(opcode: Opcode) -> BoxedStrategy<Header> {
             .prop_map(|reason| Ext::Close(CloseExt { reason }))
             .boxed(),
         Opcode::Cnp => Just(Ext::None).boxed(),
+        Opcode::Credit => any::<u64>()
+            .prop_map(|credit| Ext::Credit(CreditExt { credit }))
+            .boxed(),
+        Opcode::CreditReq => (any::<u64>(), any::<u64>())
+            .prop_map(|(demand, granted)| Ext::CreditReq(CreditReqExt { demand, granted }))
+            .boxed(),
     };
     let int = if opcode == Opcode::Ack {
         int_list().boxed()
@@ -279,7 +287,7 @@ proptest! {
     #[test]
     fn plausible_bytes_never_panic(
         mut buf in vec(any::<u8>(), COMMON_LEN..400),
-        op in 1u8..=8,
+        op in 1u8..=10,
         small in any::<[u8; 4]>(),
     ) {
         // Get past the version and opcode checks, keep counts and flags small and the length

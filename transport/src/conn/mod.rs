@@ -12,11 +12,12 @@ use core::net::SocketAddr;
 
 use weir_base::{Duration, Instant};
 use weir_congestion::{
-    Builtin, CcFactory, CongestionControl, Feedback, HopTelemetry, LossKind, PathInfo, Sent,
+    Builtin, CcFactory, CongestionControl, CreditScheduler, Feedback, HopTelemetry, LossKind,
+    PathInfo, Sent,
 };
 use weir_wire::{
-    AckExt, CloseExt, Common, DataExt, Ecn, Ext, Flags, HandshakeExt, Header, IntList, Mode,
-    MsgKind, NackExt, NackReason, Opcode, Parsed, ProbeExt,
+    AckExt, CloseExt, Common, CreditExt, CreditReqExt, DataExt, Ecn, Ext, Flags, HandshakeExt,
+    Header, IntList, Mode, MsgKind, NackExt, NackReason, Opcode, Parsed, ProbeExt,
 };
 
 use crate::config::Config;
@@ -42,6 +43,9 @@ pub(crate) const CLOSE_ACCESS: u32 = 2;
 const MIN_REORDER_WINDOW: Duration = Duration::from_micros(10);
 /// Tail-loss probes sent before waiting for the retransmission timeout.
 const MAX_TLP: u8 = 2;
+/// Wire bytes of a data packet's header (no INT hops are present when it is sent): what a
+/// packet costs in RCCC credit on top of its payload.
+pub(crate) const DATA_HEADER: u64 = (weir_wire::COMMON_LEN + weir_wire::DATA_EXT_LEN) as u64;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum State {
@@ -98,6 +102,11 @@ pub(crate) struct Conn {
     /// talking, in case the CLOSE was lost.
     close_code: Option<u32>,
     nacks: VecDeque<(u32, NackReason, u64)>,
+    /// Receiver side of RCCC: repeat this cumulative credit at once (the peer's request shows
+    /// it missed the CREDIT that carried it).
+    credit_echo: Option<u64>,
+    /// Sender side of RCCC: data is waiting for credit (to count stalls once each).
+    credit_blocked: bool,
     /// Packets of the current burst on one path, so the endpoint can keep serving this
     /// connection while it produces a batch.
     pub(crate) in_ready: bool,
@@ -108,6 +117,8 @@ pub(crate) struct Ctx<'a> {
     pub(crate) config: &'a Config,
     pub(crate) mem: &'a Memory,
     pub(crate) events: &'a mut VecDeque<Event>,
+    /// The endpoint's credit scheduler (RCCC receiver side, shared by all connections).
+    pub(crate) credit: &'a mut CreditScheduler,
 }
 
 impl Conn {
@@ -169,6 +180,8 @@ impl Conn {
             close_reason: None,
             close_code: None,
             nacks: VecDeque::new(),
+            credit_echo: None,
+            credit_blocked: false,
             in_ready: false,
         }
     }
@@ -290,6 +303,28 @@ impl Conn {
                     ..Feedback::default()
                 };
                 self.cc.on_feedback(now, &fb);
+            }
+            (Opcode::Credit, Ext::Credit(g)) if self.state == State::Established => {
+                self.stats.credits_received += 1;
+                if let Builtin::Rccc(r) = &mut self.cc {
+                    r.on_credit(now, g.credit);
+                }
+            }
+            (Opcode::CreditReq, Ext::CreditReq(q)) if self.state == State::Established => {
+                //= reference/transport-cc.md#1.8
+                //# The receiver meters credits to its active senders at its own link rate.
+                // Every endpoint serves credit, whatever its own controller: the requester
+                // is the one that chose RCCC.
+                self.stats.credit_reqs_received += 1;
+                if ctx.credit.set_demand(self.id, q.demand) {
+                    if let Some(g) = ctx.credit.granted(self.id)
+                        && q.granted < g
+                    {
+                        self.credit_echo = Some(g);
+                    }
+                } else {
+                    self.stats.credit_refused += 1;
+                }
             }
             (Opcode::Close, Ext::Close(c)) => {
                 let reason = match c.reason {
@@ -1030,6 +1065,12 @@ impl Conn {
         if self.recv.ack_now {
             return self.ack(now, buf);
         }
+        if let Some(total) = self.credit_echo.take() {
+            return self.credit_packet(total, buf);
+        }
+        if let Some(t) = self.credit_request(now, buf) {
+            return Some(t);
+        }
         // The receiver refused data for lack of buffers (RNR): send nothing until the hold
         // ends, as an RC queue pair does after an RNR NAK, rather than feed it more to refuse.
         let held = now < self.send.retx_hold_until;
@@ -1040,7 +1081,10 @@ impl Conn {
             self.blocked_until = Some(self.next_pace);
         }
         if !held && self.pacing_allows(now) {
-            if self.send.has_retx(now) && self.window_allows(self.max_payload) {
+            if self.send.has_retx(now)
+                && self.window_allows(self.max_payload)
+                && self.credit_allows(self.send.peek_retx_len())
+            {
                 let paths = &mut self.paths;
                 if let Some(psn) = self.send.next_retx(now, |orig| paths.for_retransmit(orig)) {
                     self.stats.retransmits += 1;
@@ -1050,6 +1094,7 @@ impl Conn {
             if self.send.has_new_data()
                 && weir_wire::psn::lt(self.send.snd_nxt, self.send.rwnd_psn)
                 && self.window_allows(self.max_payload)
+                && self.credit_allows(self.send.peek_new_len(self.max_payload))
             {
                 let path = self.paths.next();
                 if let Some(psn) = self.send.next_new(now, self.max_payload, path) {
@@ -1060,6 +1105,12 @@ impl Conn {
                 }
             }
         }
+        if data_waiting && !held && !self.credit_blocked && self.credit_starved() {
+            self.stats.credit_stalls += 1;
+            self.credit_blocked = true;
+        }
+        // A tail-loss probe goes even without credit: it is the last resort against a hang
+        // and costs one packet (its bytes are charged, so the next request covers them).
         if self.tlp_pending {
             self.tlp_pending = false;
             if let Some(psn) = self.send.last_in_flight() {
@@ -1075,6 +1126,59 @@ impl Conn {
             return self.control(Opcode::Probe, Flags::ACK_REQ, Ext::Probe(ext), 0, buf);
         }
         None
+    }
+
+    /// A CREDIT carrying `total` cumulative bytes (a paced grant from the endpoint's
+    /// scheduler, or a repeat).
+    pub(crate) fn credit_packet(&mut self, total: u64, buf: &mut [u8]) -> Option<Transmit> {
+        if self.credit_echo.is_some_and(|e| e <= total) {
+            self.credit_echo = None;
+        }
+        self.stats.credits_sent += 1;
+        let ext = Ext::Credit(CreditExt { credit: total });
+        let e = self.recv.last_entropy;
+        self.control(Opcode::Credit, Flags::empty(), ext, e, buf)
+    }
+
+    /// RCCC sender: a CREDIT_REQ if the controller wants one now.
+    fn credit_request(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
+        let Builtin::Rccc(r) = &self.cc else {
+            return None;
+        };
+        let cap = r.request_cap();
+        let backlog = self.send.backlog_wire(self.max_payload, DATA_HEADER, cap);
+        let blocked = self.credit_starved();
+        let Builtin::Rccc(r) = &mut self.cc else {
+            return None;
+        };
+        let q = r.poll_request(now, backlog, blocked)?;
+        self.stats.credit_reqs_sent += 1;
+        let ext = Ext::CreditReq(CreditReqExt {
+            demand: q.demand,
+            granted: q.granted,
+        });
+        self.control(Opcode::CreditReq, Flags::empty(), ext, 0, buf)
+    }
+
+    /// Whether a packet of `len` payload bytes (`None`: there is none) has the credit it
+    /// needs; always true unless the controller is RCCC.
+    fn credit_allows(&self, len: Option<u32>) -> bool {
+        match &self.cc {
+            Builtin::Rccc(r) => len.is_some_and(|l| r.allows(DATA_HEADER + u64::from(l))),
+            _ => true,
+        }
+    }
+
+    /// RCCC: the next packet to send (a retransmission first) lacks credit.
+    fn credit_starved(&self) -> bool {
+        if !matches!(self.cc, Builtin::Rccc(_)) {
+            return false;
+        }
+        let next = match self.send.peek_retx_len() {
+            Some(l) => Some(l),
+            None => self.send.peek_new_len(self.max_payload),
+        };
+        next.is_some() && !self.credit_allows(next)
     }
 
     fn ack(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
@@ -1221,6 +1325,7 @@ impl Conn {
         };
         let wire_bytes = header_len + p.len as usize;
         self.paced(now, wire_bytes);
+        self.credit_blocked = false;
         let sent = Sent {
             bytes: wire_bytes as u32,
             path: p.path,

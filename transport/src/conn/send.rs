@@ -119,6 +119,8 @@ pub(crate) struct SendState {
     /// The echoed transmit timestamp of the ACK being processed, to tell an ACK of a
     /// retransmission from a late ACK of the original (RACK step 2).
     ack_echo: u64,
+    /// Payload bytes posted and not yet segmented (for the credit request).
+    unsegmented: u64,
 }
 
 impl SendState {
@@ -142,6 +144,7 @@ impl SendState {
             retx_inflight: VecDeque::new(),
             last_ecn_bytes: 0,
             ack_echo: 0,
+            unsegmented: 0,
         }
     }
 
@@ -171,6 +174,7 @@ impl SendState {
             Some(r) => (r.offset, r.rkey),
             None => (tag, 0),
         };
+        self.unsegmented = self.unsegmented.saturating_add(u64::from(len));
         self.out.push_back(OutMsg {
             wr,
             kind,
@@ -243,6 +247,44 @@ impl SendState {
             .get_mut(out_seq.wrapping_sub(self.out_base) as usize)
     }
 
+    /// Payload length of the packet [`SendState::next_new`] would segment next.
+    pub(crate) fn peek_new_len(&self, max_payload: u32) -> Option<u32> {
+        let m = self.out.get(self.seg_cursor as usize)?;
+        Some((m.len - m.next_off).min(max_payload))
+    }
+
+    /// Payload length of the packet [`SendState::next_retx`] would resend next.
+    pub(crate) fn peek_retx_len(&self) -> Option<u32> {
+        self.retx.iter().find_map(|&psn| {
+            self.pkt(psn)
+                .filter(|p| p.state == PktState::Lost)
+                .map(|p| p.len)
+        })
+    }
+
+    /// Wire bytes still to send, new data and queued retransmissions, counting `header`
+    /// bytes per packet; an upper bound (one partial packet per message is assumed), and the
+    /// count stops at `cap` so the cost is bounded.
+    pub(crate) fn backlog_wire(&self, max_payload: u32, header: u64, cap: u64) -> u64 {
+        let msgs = (self.out.len() as u64).saturating_sub(u64::from(self.seg_cursor));
+        let pkts = self
+            .unsegmented
+            .div_ceil(u64::from(max_payload.max(1)))
+            .saturating_add(msgs);
+        let mut b = self.unsegmented.saturating_add(pkts.saturating_mul(header));
+        for &psn in &self.retx {
+            if b >= cap {
+                break;
+            }
+            if let Some(p) = self.pkt(psn)
+                && p.state == PktState::Lost
+            {
+                b = b.saturating_add(u64::from(p.len) + header);
+            }
+        }
+        b.min(cap)
+    }
+
     /// Segment the next new packet of at most `max_payload` bytes: returns its PSN. The caller
     /// has checked windows.
     pub(crate) fn next_new(&mut self, now: Instant, max_payload: u32, path: u16) -> Option<u32> {
@@ -253,6 +295,7 @@ impl SendState {
         let len = (m.len - off).min(max_payload);
         m.next_off += len;
         m.unacked_pkts += 1;
+        self.unsegmented = self.unsegmented.saturating_sub(u64::from(len));
         if m.next_off == m.len {
             m.segmented = true;
             self.seg_cursor += 1;
@@ -551,6 +594,7 @@ impl SendState {
         self.in_flight = 0;
         self.in_flight_pkts = 0;
         self.seg_cursor = 0;
+        self.unsegmented = 0;
         self.out.drain(..)
     }
 }
