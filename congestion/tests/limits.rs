@@ -2,14 +2,14 @@
 //! values, huge or zero, any parameters its specs accept), its [`Limits`] stay usable: a
 //! window of at least one byte and/or a positive rate (never neither), a rate within
 //! [minimum rate, line rate] for DCQCN, and a timer that is never already due after an input.
-//! Every built-in runs here: Fixed, DCQCN, TIMELY, Swift, HPCC and NSCC.
+//! Every built-in runs here: Fixed, DCQCN, TIMELY, Swift, HPCC, NSCC and RCCC.
 
 use proptest::prelude::*;
 use weir_base::{Duration, Instant, Rate};
 use weir_congestion::{
     Builtin, CcConfig, CcFactory, CongestionControl, DcqcnParams, Feedback, HopTelemetry,
-    HpccParams, Limits, LossKind, NsccParams, Params, PathInfo, Sent, SwiftParams, TimelyParams,
-    Unit,
+    HpccParams, Limits, LossKind, NsccParams, Params, PathInfo, RcccParams, Sent, SwiftParams,
+    TimelyParams, Unit,
 };
 
 #[derive(Clone, Debug)]
@@ -203,6 +203,7 @@ fn any_config() -> impl Strategy<Value = CcConfig> {
         2 => any_named::<SwiftParams>().prop_map(CcConfig::Swift),
         2 => any_named::<HpccParams>().prop_map(CcConfig::Hpcc),
         2 => any_named::<NsccParams>().prop_map(CcConfig::Nscc),
+        2 => any_named::<RcccParams>().prop_map(CcConfig::Rccc),
         3 => any_dcqcn().prop_map(CcConfig::Dcqcn),
         1 => (any_u64(), proptest::option::of(any_rate()))
             .prop_map(|(window, rate)| CcConfig::Fixed { window, rate }),
@@ -250,7 +251,8 @@ fn check(cc: &Builtin, config: &CcConfig, path: &PathInfo, seen: Instant) {
         (CcConfig::Timely(_), Builtin::Timely(_))
         | (CcConfig::Swift(_), Builtin::Swift(_))
         | (CcConfig::Hpcc(_), Builtin::Hpcc(_))
-        | (CcConfig::Nscc(_), Builtin::Nscc(_)) => {
+        | (CcConfig::Nscc(_), Builtin::Nscc(_))
+        | (CcConfig::Rccc(_), Builtin::Rccc(_)) => {
             assert!(
                 window.is_some() || rate.is_some(),
                 "{}: no limit",

@@ -1056,7 +1056,7 @@ fn abi_two_processes_v12_go_back_n_dcqcn_loss_1pct() {
 /// traffic under 1 % loss.
 #[test]
 fn abi_two_processes_v12_every_cc_loss_1pct() {
-    for cc in ["fixed", "timely", "swift", "hpcc", "nscc"] {
+    for cc in ["fixed", "timely", "swift", "hpcc", "nscc", "rccc"] {
         processes(12, "0.01", 1, &[("WEIR_CC", cc)]);
     }
     // And a TOML file with overrides, as a site would configure it.

@@ -134,6 +134,12 @@ fn run_policy(args: &RunArgs) -> Result<String, String> {
         sets.push((k.trim().to_string(), v));
     }
     let policy = load(Path::new(&args.policy), &sets)?;
+    if policy.algorithm == registry::RECEIVER_DRIVEN {
+        return Err(format!(
+            "{}: RCCC is receiver-driven (senders send only against the receiver's credit) and              this bottleneck model has no credit-granting receiver; run it through the transport:              `weir bench transport --cc rccc`, or tests/tests/rccc.rs (16-to-1 incast)",
+            args.policy
+        ));
+    }
     let out = sim::simulate(&policy, args)?;
     let mut s = out.summary;
     if let Some(path) = &args.plot {
@@ -380,6 +386,7 @@ mod tests {
             (&["--kmin-kb", "500"][..], "--kmax-kb"),
             (&["--sample-us", "0"][..], "--sample-us"),
             (&["--policy", "cubic"][..], "unknown algorithm"),
+            (&["--policy", "rccc"][..], "receiver-driven"),
         ] {
             let e = run_policy(&run_args(flags)).unwrap_err();
             assert!(e.contains(want), "{flags:?}: {e}");

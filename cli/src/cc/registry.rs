@@ -13,7 +13,8 @@ use std::fmt;
 use weir_base::Instant;
 use weir_congestion::{
     CongestionControl, Dcqcn, DcqcnParams, FixedParams, Hpcc, HpccParams, Nscc, NsccParams,
-    ParamError, ParamSpec, Params, PathInfo, Swift, SwiftParams, Timely, TimelyParams,
+    ParamError, ParamSpec, Params, PathInfo, Rccc, RcccParams, Swift, SwiftParams, Timely,
+    TimelyParams,
 };
 
 /// Builds one controller for a flow starting at `now` on `path`.
@@ -88,6 +89,10 @@ impl Policy {
     }
 }
 
+/// The algorithm whose sender only sends against credit from the receiver; the bottleneck
+/// model has no receiver that grants it.
+pub(crate) const RECEIVER_DRIVEN: &str = "rccc";
+
 /// Every algorithm, in the order `weir cc list` prints them.
 pub(crate) fn algorithms() -> Vec<Algorithm> {
     vec![
@@ -99,6 +104,10 @@ pub(crate) fn algorithms() -> Vec<Algorithm> {
         builtin::<SwiftParams, _>("delay-target window control (fabric + host)", Swift::new),
         builtin::<HpccParams, _>("INT-driven window control (needs INT)", Hpcc::new),
         builtin::<NsccParams, _>("UEC delay + ECN window control with QuickAdapt", Nscc::new),
+        builtin::<RcccParams, _>(
+            "UEC receiver credit (pull) for last-hop incast; receiver-driven",
+            Rccc::new,
+        ),
         builtin::<FixedParams, _>(
             "a constant window and optional constant rate; the baseline",
             |_, _, p: FixedParams| p.build(),
@@ -177,7 +186,11 @@ mod tests {
             duration: Duration::from_micros(500),
             ..Config::default()
         };
-        for a in algorithms() {
+        // RCCC is receiver-driven: the model has no credit-granting receiver (`run` refuses it).
+        for a in algorithms()
+            .into_iter()
+            .filter(|a| a.name != RECEIVER_DRIVEN)
+        {
             let p = a.configure(&[]).expect("defaults configure");
             let t = testing::run_with(&cfg, &FlowSpec::many(2, Instant::ZERO), |_, now, path| {
                 p.build(now, path)
@@ -202,7 +215,7 @@ mod tests {
         assert!(
             find("reno")
                 .unwrap_err()
-                .contains("known: dcqcn, timely, swift, hpcc, nscc, fixed")
+                .contains("known: dcqcn, timely, swift, hpcc, nscc, rccc, fixed")
         );
     }
 }
