@@ -180,3 +180,62 @@ fn int_records_are_echoed_to_the_sender() {
     let (_, _, _, (tx, _)) = run_with(config, Link::default());
     assert_eq!(tx.int_acks_received, 0);
 }
+
+/// The pacer is a token bucket of `pace_burst` bytes: an engine that polls late may catch up
+/// on that much missed sending time at once, and no more.
+#[test]
+fn a_late_pacer_catches_up_by_at_most_its_burst() {
+    fn burst_after_late_poll(pace_burst: u32) -> usize {
+        let mut config = Config::default();
+        config.cc = CcConfig::Fixed {
+            window: 64 << 20,
+            rate: Some(Rate::from_gbps(10)),
+        };
+        config.pace_burst = pace_burst;
+        let mut net = Net::new(2, config, Link::default(), 3);
+        let (c0, c1) = net.connect(0, 1, Duration::from_secs(1)).unwrap();
+        let size = 4 << 20;
+        let (src, _) = net.region(0, size, |i| i as u8, false);
+        let (dst, _) = net.region(1, size, |_| 0, false);
+        let now = net.now;
+        net.eps[1]
+            .post(
+                now,
+                c1,
+                WorkRequest::Recv {
+                    region: dst,
+                    offset: 0,
+                    len: size as u64,
+                    tag: None,
+                },
+            )
+            .unwrap();
+        net.eps[0]
+            .post(
+                now,
+                c0,
+                WorkRequest::Send {
+                    region: src,
+                    offset: 0,
+                    len: size as u64,
+                    tag: 0,
+                },
+            )
+            .unwrap();
+        let mut hdr = [0u8; 1024];
+        // Drain what may go now (the first packet), then poll 1 ms late.
+        while net.eps[0].poll_transmit(now, &mut hdr).is_some() {}
+        let late = now + Duration::from_millis(1);
+        net.eps[0].handle_timeout(late);
+        let mut n = 0;
+        while net.eps[0].poll_transmit(late, &mut hdr).is_some() {
+            n += 1;
+        }
+        n
+    }
+    // 1 ms at 10 Gb/s is 1.25 MB of missed time; the bucket lets 64 KiB of it through
+    // (8 packets of 8 KiB payload plus headers, so 7 or 8), and none without a bucket.
+    let with = burst_after_late_poll(64 << 10);
+    assert!((7..=9).contains(&with), "{with} packets after a late poll");
+    assert_eq!(burst_after_late_poll(0), 1);
+}

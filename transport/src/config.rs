@@ -55,6 +55,10 @@ pub struct Config {
     /// ECN echo still carries the marks). Default 4 µs, ConnectX's
     /// `np_min_time_between_cnps` (reference/transport-cc.md §5.1).
     pub cnp_interval: Option<Duration>,
+    /// Depth of the pacer's token bucket in bytes: when the engine wakes late, a rate-paced
+    /// connection may send up to this much at once to catch up (software timers wake tens of
+    /// µs late; without it a pacer loses that time on every wakeup). Default 64 KiB.
+    pub pace_burst: u32,
     /// Ask for in-band network telemetry on every data packet (`Flags::INT`), echoed back in
     /// ACKs. Also on whenever the congestion controller needs it
     /// (`CongestionControl::needs_int`).
@@ -84,6 +88,7 @@ impl Default for Config {
             rnr_delay: Duration::from_micros(200),
             max_outstanding: 4096,
             cnp_interval: Some(Duration::from_micros(4)),
+            pace_burst: 64 << 10,
             request_int: false,
         }
     }

@@ -988,13 +988,12 @@ impl Conn {
         now >= self.next_pace
     }
 
-    fn paced(&mut self, now: Instant, bytes: usize) {
+    fn paced(&mut self, now: Instant, bytes: usize, config: &Config) {
         if let Some(rate) = self.cc.limits().rate {
-            let start = if self.next_pace > now {
-                self.next_pace
-            } else {
-                now
-            };
+            // A pacer woken late may catch up on at most `pace_burst` bytes of missed sending
+            // time; beyond that the time is lost, as in a token bucket of that depth.
+            let floor = now.saturating_sub(rate.serialization_time(u64::from(config.pace_burst)));
+            let start = self.next_pace.max(floor);
             self.next_pace = start + rate.serialization_time(bytes as u64);
         }
     }
@@ -1324,7 +1323,7 @@ impl Conn {
             }
         };
         let wire_bytes = header_len + p.len as usize;
-        self.paced(now, wire_bytes);
+        self.paced(now, wire_bytes, config);
         self.credit_blocked = false;
         let sent = Sent {
             bytes: wire_bytes as u32,
