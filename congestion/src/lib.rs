@@ -327,6 +327,29 @@ impl CcFactory for CcConfig {
     }
 }
 
+impl Builtin {
+    /// Hot reload: apply `cfg` to a running controller. New parameters for the same
+    /// algorithm take effect from the next event with the controller's state kept (returns
+    /// `true`); a different algorithm, or one without in-place reload, is rebuilt fresh for
+    /// `path` at `now` (returns `false`).
+    pub fn reconfigure(&mut self, now: Instant, path: &PathInfo, cfg: &CcConfig) -> bool {
+        match (&mut *self, cfg) {
+            (Builtin::Timely(c), CcConfig::Timely(p)) => c.set_params(*p),
+            (Builtin::Swift(c), CcConfig::Swift(p)) => c.set_params(*p),
+            (Builtin::Hpcc(c), CcConfig::Hpcc(p)) => c.set_params(*p),
+            (Builtin::Nscc(c), CcConfig::Nscc(p)) => c.set_params(*p),
+            (Builtin::Fixed(c), CcConfig::Fixed { window, rate }) => {
+                *c = Fixed::new(*window, *rate)
+            }
+            _ => {
+                *self = cfg.build(now, path);
+                return false;
+            }
+        }
+        true
+    }
+}
+
 /// Enum dispatch over the built-in controllers (no virtual call on the per-ACK path).
 #[derive(Debug)]
 #[allow(

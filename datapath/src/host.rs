@@ -402,6 +402,21 @@ impl Host {
         s.connected.remove(&conn);
     }
 
+    /// Hot reload of congestion control (see `Endpoint::set_cc`): new connections use `cc`,
+    /// live ones switch at once, keeping state where only parameters changed. Returns
+    /// (connections that kept their state, connections given a fresh controller). A `cc` that
+    /// needs INT turns this host's INT hop on (`HostConfig::host_int`).
+    pub fn set_cc(&self, cc: weir_congestion::CcConfig) -> (usize, usize) {
+        let now = self.shared.clock.now();
+        self.with_engine(|e| {
+            if cc.needs_int() && e.dp.int.is_none() {
+                let mbps = e.ep.config().line_rate.bps() / 1_000_000;
+                e.dp.int = Some((mbps.clamp(1, u64::from(u32::MAX)) as u32, 0));
+            }
+            e.ep.set_cc(now, cc)
+        })
+    }
+
     /// Counters of one connection.
     pub fn conn_stats(&self, conn: ConnId) -> Option<ConnStats> {
         self.with_engine(|e| e.ep.conn_stats(conn))

@@ -239,3 +239,72 @@ fn a_late_pacer_catches_up_by_at_most_its_burst() {
     assert!((7..=9).contains(&with), "{with} packets after a late poll");
     assert_eq!(burst_after_late_poll(0), 1);
 }
+
+/// Hot reload: new parameters of the same algorithm keep each live controller's state; a new
+/// algorithm replaces it; new connections take the new configuration; traffic is unaffected.
+#[test]
+fn congestion_control_reloads_without_restart() {
+    let mut config = Config::default();
+    config.cc = CcConfig::by_name("swift").unwrap();
+    let mut net = Net::new(3, config, Link::default(), 5);
+    let (c0, c1) = net.connect(0, 1, Duration::from_secs(1)).unwrap();
+    let size = 256 << 10;
+    let (src, _) = net.region(0, size, |i| i as u8, false);
+    let (dst, _) = net.region(1, size * 8, |_| 0, false);
+    let mut post = |net: &mut Net, m: usize| {
+        let now = net.now;
+        net.eps[1]
+            .post(
+                now,
+                c1,
+                WorkRequest::Recv {
+                    region: dst,
+                    offset: (m * size) as u64,
+                    len: size as u64,
+                    tag: None,
+                },
+            )
+            .unwrap();
+        net.eps[0]
+            .post(
+                now,
+                c0,
+                WorkRequest::Send {
+                    region: src,
+                    offset: 0,
+                    len: size as u64,
+                    tag: m as u64,
+                },
+            )
+            .unwrap();
+    };
+    let received = |n: &Net| {
+        n.events[1]
+            .iter()
+            .filter(|e| matches!(e, Event::Completion(c) if c.status.is_ok()))
+            .count()
+    };
+    for m in 0..4 {
+        post(&mut net, m);
+    }
+    assert!(net.run_until(Duration::from_secs(1), |n| received(n) >= 2));
+    // Same algorithm, other parameters: state kept.
+    let tuned = CcConfig::from_named("swift", &[("base_target", 30.0)]).unwrap();
+    let now = net.now;
+    assert_eq!(net.eps[0].set_cc(now, tuned), (1, 0));
+    assert_eq!(net.eps[0].congestion(c0).unwrap().0, "swift");
+    // Another algorithm: a fresh controller.
+    let now = net.now;
+    assert_eq!(
+        net.eps[0].set_cc(now, CcConfig::by_name("nscc").unwrap()),
+        (0, 1)
+    );
+    assert_eq!(net.eps[0].congestion(c0).unwrap().0, "nscc");
+    for m in 4..8 {
+        post(&mut net, m);
+    }
+    assert!(net.run_until(Duration::from_secs(1), |n| received(n) == 8));
+    // A connection made after the reload uses the new configuration.
+    let (c2, _) = net.connect(0, 2, Duration::from_secs(1)).unwrap();
+    assert_eq!(net.eps[0].congestion(c2).unwrap().0, "nscc");
+}

@@ -8,6 +8,13 @@ use weir_datapath::host::{Host, HostConfig};
 use weir_transport::{CompletionKind, WorkRequest};
 
 fn transfer(request_int: bool) -> weir_transport::ConnStats {
+    transfer_with(request_int, None)
+}
+
+fn transfer_with(
+    request_int: bool,
+    reload: Option<weir_congestion::CcConfig>,
+) -> weir_transport::ConnStats {
     let start = |listen: bool| {
         let mut t = weir_transport::Config::default();
         t.request_int = request_int;
@@ -28,6 +35,12 @@ fn transfer(request_int: bool) -> weir_transport::ConnStats {
         .connect(rx.local_addr(), 0, Duration::from_secs(10))
         .expect("connect");
     let (rconn, _, _) = rx.accept(Duration::from_secs(10)).expect("accept");
+    if let Some(cc) = reload {
+        // Hot reload on both hosts: the sender's controller, the receiver's INT hop.
+        assert_eq!(tx.set_cc(cc), (0, 1));
+        assert_eq!(rx.set_cc(cc), (0, 1));
+        assert_eq!(tx.conn_stats(conn).map(|_| ()), Some(()));
+    }
     let size = 1 << 20;
     let (sreg, _sbuf) = tx.alloc(size, false).expect("alloc");
     let (rreg, _rbuf) = rx.alloc(size, false).expect("alloc");
@@ -75,4 +88,12 @@ fn udp_host_adds_its_hop_when_asked() {
     assert!(with.int_acks_received > 0, "{with:?}");
     let without = transfer(false);
     assert_eq!(without.int_acks_received, 0, "{without:?}");
+}
+
+/// Switching a running host to HPCC turns INT on: the receiver starts adding its hop.
+#[test]
+fn reloading_to_an_int_law_turns_the_host_hop_on() {
+    let hpcc = weir_congestion::CcConfig::by_name("hpcc").expect("hpcc");
+    let stats = transfer_with(false, Some(hpcc));
+    assert!(stats.int_acks_received > 0, "{stats:?}");
 }

@@ -539,7 +539,25 @@ impl Endpoint {
         self.conn(conn).map(|c| c.stats())
     }
 
-    /// The congestion controller of a connection: its name and current limits.
+    /// Hot reload of congestion control: connections made from now on use `cc`, and every
+    /// live connection switches to it at once — keeping its controller's state when only the
+    /// parameters of the same algorithm change, starting a fresh controller otherwise.
+    /// Returns (connections that kept their state, connections given a fresh controller).
+    /// A `cc` that needs INT also turns INT requests on for data sent from now on.
+    pub fn set_cc(&mut self, now: Instant, cc: weir_congestion::CcConfig) -> (usize, usize) {
+        self.config.cc = cc;
+        let (mut kept, mut fresh) = (0, 0);
+        for c in self.conns.iter_mut().flatten() {
+            if c.reconfigure_cc(now, &cc) {
+                kept += 1;
+            } else {
+                fresh += 1;
+            }
+        }
+        (kept, fresh)
+    }
+
+    /// The congestion controller of `conn`: its name and current limits.
     pub fn congestion(&self, conn: ConnId) -> Option<(&'static str, weir_congestion::Limits)> {
         self.conn(conn).map(|c| c.congestion())
     }

@@ -60,6 +60,8 @@ pub(crate) enum State {
 
 #[derive(Debug)]
 pub(crate) struct Conn {
+    /// What the congestion controller was built for (kept for hot reloads).
+    path_info: PathInfo,
     pub(crate) id: u32,
     pub(crate) peer: SocketAddr,
     pub(crate) peer_id: u32,
@@ -157,6 +159,7 @@ impl Conn {
             send: SendState::new(initial_psn, initial_psn),
             recv: RecvState::new(0, config.rwnd_packets),
             cc: config.cc.build(now, &path_info),
+            path_info,
             rtt: RttEstimator::new(),
             paths: Paths::new(paths, config.spray_burst, entropy_start),
             stats: ConnStats::default(),
@@ -198,6 +201,11 @@ impl Conn {
             srtt_ps: self.rtt.srtt().map_or(0, |d| d.as_ps()),
             ..self.stats
         }
+    }
+
+    /// Hot reload of the congestion controller (see `Builtin::reconfigure`).
+    pub(crate) fn reconfigure_cc(&mut self, now: Instant, cfg: &weir_congestion::CcConfig) -> bool {
+        self.cc.reconfigure(now, &self.path_info, cfg)
     }
 
     pub(crate) fn congestion(&self) -> (&'static str, weir_congestion::Limits) {
