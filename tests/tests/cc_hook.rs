@@ -251,7 +251,7 @@ fn congestion_control_reloads_without_restart() {
     let size = 256 << 10;
     let (src, _) = net.region(0, size, |i| i as u8, false);
     let (dst, _) = net.region(1, size * 8, |_| 0, false);
-    let mut post = |net: &mut Net, m: usize| {
+    let post = |net: &mut Net, m: usize| {
         let now = net.now;
         net.eps[1]
             .post(
