@@ -45,15 +45,28 @@
 //!
 //! * **α needs no timer.** α only matters when a cut happens, and between two inputs it
 //!   evolves deterministically, so it is advanced arithmetically on every input (k elapsed
-//!   periods decay it by (1 − g)^k, computed by repeated squaring).
+//!   periods decay it by (G/1024)^k, computed by repeated squaring in fixed point).
 //!   [`CongestionControl::next_timeout`] therefore returns only the increase timer and a
 //!   deferred cut, not a 1 µs α tick; the rates produced are the same.
-//! * **Long gaps are O(1).** Many increase events due at once (a late timer, one huge
-//!   [`Sent`]) are applied per phase: the first events of a long run of one phase are summed in
-//!   closed form, the last 64 are applied one by one. R_T is exact; R_C, which only remembers
-//!   the last few dozen events of a run, lands within one increment of the exact value.
-//! * **α in floating point.** The firmware keeps α in 10-bit fixed point; we keep an `f64` in
-//!   [0, 1], which is what the paper writes. Rates are integer bit/s.
+//! * **Long gaps are O(1), and exact.** Many increase events due at once (a late timer, one
+//!   huge [`Sent`]) are applied per phase in closed form, with exactly the result of applying
+//!   them one by one. Within a phase the j-th event raises R_T by δ_j = a + b·j (b = 0 except
+//!   for hyper increase with a growing i), so R_T is an arithmetic series until it reaches the
+//!   line rate. The gap g = R_T − R_C obeys g ← ⌊(g + δ_j)/2⌋ (R_C ← ⌈(R_T + R_C)/2⌉), whose
+//!   solution is g_k = δ_(k−2) + ⌊(g_2 − a)/2^(k−2)⌋; once R_T sits at the line rate the gap
+//!   only halves, so R_C reaches it after bit-length(g) more events. Finding how many events
+//!   fit below the line rate is a division (constant step) or a 34-step bit-by-bit search
+//!   (growing step). Integer operations only and no data-dependent loops, which is what lets
+//!   the eBPF twin compute the same.
+//! * **Integer arithmetic only, α in 32-bit fixed point.** Rates are integer bit/s and α is a
+//!   Q32 fraction (2^32 = 1.0), so the law is bit-for-bit reproducible by the eBPF twin in
+//!   `examples/cc/dcqcn.c` (integer-only, no loops) and on any platform. The firmware keeps α
+//!   in 10 bits and updates it every period, truncating each time; that per-period recurrence
+//!   has no closed form, so a late input would need one step per elapsed period. Q32 with
+//!   one truncation per multiply keeps α's error below 2^-26 while letting k periods be
+//!   applied in O(1): (G/1024)^k by 16 repeated squarings (k ≥ 2^16 periods is taken as full
+//!   decay: (1023/1024)^65536 < 2^-92). A cut keeps max(R_C·(1 − α·2^(10 − rpg_gd)),
+//!   R_C·rpg_min_dec_fac/100), each product truncated.
 
 use weir_base::{Duration, Instant, Rate};
 
@@ -135,19 +148,18 @@ pub struct Dcqcn {
     line: u64,
     /// Minimum rate, bit/s, in [1, line].
     min: u64,
-    /// EWMA gain g.
-    g: f64,
-    /// α to cut fraction: 2^(10 − rpg_gd).
-    gd_scale: f64,
-    /// The smallest factor a cut may leave: rpg_min_dec_fac / 100.
-    keep_floor: f64,
+    /// α gain G in 10-bit fixed point (at most 1024): α ← (G·α + (1024 − G)·[cnp])/1024.
+    gain: u64,
+    /// The smallest percentage of R_C a cut may leave (at most 100).
+    keep_pct: u64,
     /// α period in picoseconds (at least 1).
     alpha_period: u64,
     /// Current rate R_C, bit/s.
     rc: u64,
     /// Target rate R_T, bit/s.
     rt: u64,
-    alpha: f64,
+    /// α in Q32 fixed point, in [0, 2^32].
+    alpha: u64,
     /// End of the current α period; `None` until the first notification.
     alpha_next: Option<Instant>,
     /// A notification arrived in the current α period.
@@ -213,6 +225,17 @@ impl DcqcnParams {
     pub fn g(&self) -> f64 {
         f64::from(1024 - self.dce_tcp_g.min(1024)) / 1024.0
     }
+
+    /// [`DcqcnParams::initial_alpha`] in the Q32 fixed point the law computes with
+    /// (2^32 = 1.0): clamped into [0, 1], NaN taken as 1, truncated.
+    pub fn initial_alpha_q32(&self) -> u64 {
+        let a = if self.initial_alpha.is_nan() {
+            1.0
+        } else {
+            self.initial_alpha.clamp(0.0, 1.0)
+        };
+        (a * ALPHA_ONE as f64) as u64
+    }
 }
 
 impl Default for DcqcnParams {
@@ -232,27 +255,16 @@ impl Dcqcn {
         } else {
             params.initial_alpha.clamp(0.0, 1.0)
         };
-        let mut gd_scale = 1.0;
-        if params.rpg_gd >= 10 {
-            for _ in 10..params.rpg_gd.min(80) {
-                gd_scale *= 0.5;
-            }
-        } else {
-            for _ in params.rpg_gd..10 {
-                gd_scale *= 2.0;
-            }
-        }
         Dcqcn {
             params,
             line,
             min,
-            g: params.g(),
-            gd_scale,
-            keep_floor: f64::from(params.rpg_min_dec_fac.min(100)) / 100.0,
+            gain: u64::from(params.dce_tcp_g.min(1024)),
+            keep_pct: u64::from(params.rpg_min_dec_fac.min(100)),
             alpha_period: params.dce_tcp_rtt.as_ps().max(1),
             rc: line,
             rt: line,
-            alpha: params.initial_alpha,
+            alpha: params.initial_alpha_q32(),
             alpha_next: None,
             alpha_cnp: false,
             last_cut: None,
@@ -279,6 +291,11 @@ impl Dcqcn {
 
     /// α as of the latest input.
     pub fn alpha(&self) -> f64 {
+        self.alpha as f64 / ALPHA_ONE as f64
+    }
+
+    /// α as of the latest input, in the Q32 fixed point the law computes with (2^32 = 1.0).
+    pub fn alpha_q32(&self) -> u64 {
         self.alpha
     }
 
@@ -334,10 +351,15 @@ impl Dcqcn {
         //# period, decremented otherwise.
         //= https://doi.org/10.1145/2785956.2787484#section-3
         //# RP: α ← (1 − g)·α + g on congestion; α ← (1 − g)·α when a period passes without.
-        let hit = if self.alpha_cnp { self.g } else { 0.0 };
-        self.alpha = (1.0 - self.g) * self.alpha + hit;
-        self.alpha *= powu(1.0 - self.g, periods - 1);
-        self.alpha = self.alpha.clamp(0.0, 1.0);
+        //= https://networking-docs.nvidia.com/doca/archive/3-4-0/dcqcn-cc-parameters#alpha-update
+        //# dce_tcp_g: α ← (dce_tcp_g·α + (1024 − dce_tcp_g)·[cnp]) / 1024.
+        let hit = if self.alpha_cnp {
+            (1024 - self.gain) * ALPHA_ONE
+        } else {
+            0
+        };
+        self.alpha = (self.gain * self.alpha + hit) >> 10;
+        self.alpha = mul_q32(self.alpha, pow_q32(self.gain, periods - 1));
         self.alpha_cnp = false;
         let next = next
             .as_ps()
@@ -373,7 +395,7 @@ impl Dcqcn {
         if self.alpha_next.is_none() {
             //= https://networking-docs.nvidia.com/doca/archive/3-4-0/dcqcn-cc-parameters#alpha-update
             //# initial_alpha_value: the α used when the first CNP of a flow is received.
-            self.alpha = self.params.initial_alpha;
+            self.alpha = self.params.initial_alpha_q32();
             let next = now.as_ps().saturating_add(self.alpha_period);
             self.alpha_next = (next < u64::MAX).then_some(Instant::from_ps(next));
         } else {
@@ -403,9 +425,16 @@ impl Dcqcn {
         //= https://networking-docs.nvidia.com/doca/archive/3-4-0/dcqcn-cc-parameters#rate-decrease
         //# rpg_min_dec_fac: the maximal ratio of rate decrease in a single event;
         //# rpg_min_rate: the minimal rate limit of the QP; rpg_gd: the α-to-cut shift.
-        let keep = (1.0 - self.alpha * self.gd_scale).max(self.keep_floor);
-        let cut = Rate::from_bps_f64(self.rc as f64 * keep).bps();
-        self.rc = cut.min(self.rc).max(self.min);
+        // The cut fraction α·2^(10 − rpg_gd), in Q32.
+        let gd = u32::from(self.params.rpg_gd);
+        let frac = if gd >= 10 {
+            self.alpha.checked_shr(gd - 10).unwrap_or(0)
+        } else {
+            self.alpha << (10 - gd)
+        };
+        let by_alpha = mul_q32(self.rc, ALPHA_ONE.saturating_sub(frac));
+        let floor = mul_pct(self.rc, self.keep_pct);
+        self.rc = by_alpha.max(floor).min(self.rc).max(self.min);
         self.t_stage = 0;
         self.b_stage = 0;
         self.bytes = 0;
@@ -467,29 +496,12 @@ impl Dcqcn {
         }
     }
 
-    /// Applies `m` events of one phase: all but the last [`EXACT`] in closed form, those one
-    /// by one.
+    /// Applies `m` events of one phase, in O(1), exactly as [`Step::one_by_one`] would.
     fn apply(&mut self, counter: Counter, m: u64, step: Step) {
-        let skip = if m > 2 * EXACT { m - EXACT } else { 0 };
-        if skip > 0 {
-            self.rt = add_capped(self.rt, step.sum(skip), self.line);
-            // Averaging forgets geometrically: after a long run R_C trails R_T by about the
-            // last step, whatever it started from.
-            let lag = step.delta(skip - 1);
-            self.rc = self.rt.saturating_sub(lag).max(self.rc).min(self.rt);
-            self.bump(counter, skip);
-        }
-        for j in skip..m {
-            if self.rc >= self.line {
-                return;
-            }
-            //= https://doi.org/10.1145/2785956.2787484#section-3
-            //# Every increase event: R_C ← (R_T + R_C)/2, after R_T was raised (additive,
-            //# hyper) or not (fast recovery).
-            self.rt = add_capped(self.rt, step.delta(j), self.line);
-            self.rc = ceil_mid(self.rt, self.rc);
-            self.bump(counter, 1);
-        }
+        let (done, rt, rc) = step.run(self.rt, self.rc, self.line, m);
+        self.rt = rt;
+        self.rc = rc;
+        self.bump(counter, done);
     }
 
     fn bump(&mut self, counter: Counter, n: u64) {
@@ -576,6 +588,103 @@ enum Step {
 }
 
 impl Step {
+    /// Applies `m` events of this phase to (R_T, R_C) below `line`, stopping early once R_C
+    /// reached `line`: returns the events applied and the new (R_T, R_C). Closed form,
+    /// equal to [`Step::one_by_one`] (see the module documentation); needs
+    /// `rc <= rt <= line` and `rt >= 1`.
+    fn run(self, rt: u64, rc: u64, line: u64, m: u64) -> (u64, u64, u64) {
+        if m == 0 || rc >= line {
+            return (0, rt, rc);
+        }
+        let (mut rt, mut gap, mut m, mut done) = (rt, rt - rc, m, 0);
+        if rt < line {
+            // Events whose whole step fits below the line rate.
+            let room = line - rt;
+            let k = self.fitting(room, m);
+            gap = self.gap_after(gap, k);
+            rt = rt.saturating_add(self.sum(k));
+            done = k;
+            m -= k;
+            if m > 0 && rt < line {
+                // The next step overshoots: R_T stops at the line rate.
+                gap = gap.saturating_add(line - rt) / 2;
+                rt = line;
+                done += 1;
+                m -= 1;
+            }
+        }
+        if m > 0 {
+            // R_T is at the line rate: every event halves the gap until it is gone.
+            let e = m.min(u64::from(u64::BITS - gap.leading_zeros()));
+            gap = gap.checked_shr(e as u32).unwrap_or(0);
+            done += e;
+        }
+        (done, rt, rt.saturating_sub(gap))
+    }
+
+    /// The law applied one event at a time (the reference [`Step::run`] must equal).
+    #[cfg(test)]
+    fn one_by_one(self, mut rt: u64, mut rc: u64, line: u64, m: u64) -> (u64, u64, u64) {
+        for j in 0..m {
+            if rc >= line {
+                return (j, rt, rc);
+            }
+            //= https://doi.org/10.1145/2785956.2787484#section-3
+            //# Every increase event: R_C ← (R_T + R_C)/2, after R_T was raised (additive,
+            //# hyper) or not (fast recovery).
+            rt = add_capped(rt, self.delta(j), line);
+            rc = ceil_mid(rt, rc);
+        }
+        (m, rt, rc)
+    }
+
+    /// The largest `k <= m` whose first `k` steps sum to at most `room` (< 2^64 − 1).
+    fn fitting(self, room: u64, m: u64) -> u64 {
+        match self {
+            Step::Linear(0) | Step::Growing { hai: 0, .. } => m,
+            Step::Linear(d) => m.min(room / d),
+            Step::Growing { i0, hai } => {
+                // hai·units(k) <= room  <=>  units(k) <= room / hai, units being an integer.
+                // units(k) >= k(k − 1)/2 and room < 2^64 bound k below 2^34, so building k
+                // bit by bit from bit 33 finds the largest one (units grows with k).
+                let r = room / hai;
+                let mut k = 0;
+                for bit in (0..34).rev() {
+                    let c = k | 1 << bit;
+                    if c <= m && units(c, i0) <= r {
+                        k = c;
+                    }
+                }
+                k
+            }
+        }
+    }
+
+    /// The gap R_T − R_C after `k` events whose steps all fit below the line rate, from
+    /// `gap`: g_1 = ⌊(g + a)/2⌋, g_2 = ⌊(g_1 + a + b)/2⌋, then g_k = δ_(k−2) + ⌊(g_2 − a)/2^(k−2)⌋
+    /// (δ_j − 2b solves the recurrence without the floor; the error halves each event).
+    fn gap_after(self, gap: u64, k: u64) -> u64 {
+        // With k >= 1 events fitting, a = δ_0 and (k >= 2) a + b = δ_1 are below `room`, and
+        // every g + δ below is at most the line rate: no overflow.
+        let (a, b) = match self {
+            Step::Growing { i0, hai } => (hai.saturating_mul(i0), hai),
+            Step::Linear(d) => (d, 0),
+        };
+        if k == 0 {
+            return gap;
+        }
+        let g1 = gap.saturating_add(a) / 2;
+        if k == 1 {
+            return g1;
+        }
+        let g2 = g1.saturating_add(a).saturating_add(b) / 2;
+        let base = i128::from(self.delta(k - 2));
+        let err = i128::from(g2) - i128::from(a);
+        // Floor division by 2^(k − 2): an arithmetic shift (k − 2 >= 127 leaves the sign).
+        let err = err >> (k - 2).min(127);
+        u64::try_from((base + err).max(0)).unwrap_or(u64::MAX)
+    }
+
     /// Step of the `j`-th event of the phase (from 0).
     fn delta(self, j: u64) -> u64 {
         match self {
@@ -584,51 +693,75 @@ impl Step {
         }
     }
 
-    /// Sum of the steps of the first `k` events, saturating.
+    /// Sum of the steps of the first `k` events, saturating: hai·(k·i0 + k(k − 1)/2) or d·k.
     fn sum(self, k: u64) -> u64 {
-        let total = match self {
-            Step::Growing { i0, hai } => {
-                let k = u128::from(k);
-                let triangle = k.checked_mul(k.saturating_sub(1)).map(|v| v / 2);
-                triangle
-                    .and_then(|t| k.checked_mul(u128::from(i0))?.checked_add(t))
-                    .and_then(|units| units.checked_mul(u128::from(hai)))
-                    .unwrap_or(u128::MAX)
-            }
-            Step::Linear(d) => u128::from(d) * u128::from(k),
-        };
-        u64::try_from(total).unwrap_or(u64::MAX)
+        match self {
+            Step::Growing { i0, hai } => units(k, i0).saturating_mul(hai),
+            Step::Linear(d) => d.saturating_mul(k),
+        }
     }
 }
 
+/// k·i0 + k(k − 1)/2, saturating (each partial result saturated gives the saturated exact
+/// value, every term being non-negative).
+fn units(k: u64, i0: u64) -> u64 {
+    // k(k − 1)/2 without overflow: halve the even factor first.
+    let triangle = if k.is_multiple_of(2) {
+        (k / 2).saturating_mul(k.saturating_sub(1))
+    } else {
+        k.saturating_mul((k - 1) / 2)
+    };
+    k.saturating_mul(i0).saturating_add(triangle)
+}
+
 /// `(a + b) / 2` rounded up, without overflow (rounding up lets R_C reach R_T).
+#[cfg(test)]
 fn ceil_mid(a: u64, b: u64) -> u64 {
     (a >> 1) + (b >> 1) + ((a | b) & 1)
 }
 
+#[cfg(test)]
 fn add_capped(a: u64, b: u64, cap: u64) -> u64 {
     a.saturating_add(b).min(cap)
 }
 
-/// `x^k` by repeated squaring (no `powi` in `core`).
-fn powu(mut x: f64, mut k: u64) -> f64 {
-    let mut acc = 1.0;
+/// (gain/1024)^k in Q32, by repeated squaring, truncating after every product. `gain` is at
+/// most 1024; 1024 gives exactly 1.0. From k = 2^16 on the result is 0 for any gain below
+/// 1024 (exactly, (1023/1024)^65536 < 2^-92, far below one Q32 unit).
+fn pow_q32(gain: u64, k: u64) -> u64 {
+    if gain >= 1024 || k == 0 {
+        return ALPHA_ONE;
+    }
+    if k >= 1 << 16 {
+        return 0;
+    }
+    let mut x = gain << 22; // gain/1024 in Q32, below 2^32
+    let mut acc = ALPHA_ONE;
+    let mut k = k;
     while k > 0 {
         if k & 1 == 1 {
-            acc *= x;
+            acc = (acc * x) >> 32; // acc <= 2^32, x < 2^32: no overflow
         }
-        x *= x;
+        x = (x * x) >> 32;
         k >>= 1;
-        if x == 0.0 {
-            break;
-        }
     }
-    if k > 0 { 0.0 } else { acc }
+    acc
 }
 
-/// Events of a long phase applied one by one at its end; averaging halves any earlier
-/// difference each event, so 64 of them erase it from a `u64`.
-const EXACT: u64 = 64;
+/// `a·b / 2^32`, truncated, for `b <= 2^32` (so the result is at most `a`). Split in 32-bit
+/// halves, as the eBPF twin must (it has no 128-bit product); exact.
+fn mul_q32(a: u64, b: u64) -> u64 {
+    debug_assert!(b <= ALPHA_ONE);
+    (a >> 32) * b + (((a & 0xffff_ffff) * b) >> 32)
+}
+
+/// `a·pct / 100`, truncated, for `pct <= 100`; exact and without overflow.
+fn mul_pct(a: u64, pct: u64) -> u64 {
+    (a / 100) * pct + (a % 100) * pct / 100
+}
+
+/// 1.0 in α's Q32 fixed point.
+const ALPHA_ONE: u64 = 1 << 32;
 
 #[cfg(test)]
 mod tests {
@@ -696,6 +829,10 @@ mod tests {
             ..DcqcnParams::default()
         }
     }
+
+    /// How far the Q32 α may stray from the real-valued recurrence: each truncating product
+    /// loses less than 2^-32, and a decay takes at most 32 of them.
+    const Q32_TOLERANCE: f64 = 64.0 / ALPHA_ONE as f64;
 
     fn mid(a: u64, b: u64) -> u64 {
         ((u128::from(a) + u128::from(b)).div_ceil(2)) as u64
@@ -902,8 +1039,9 @@ mod tests {
             }
             // Anything just short of the next boundary sees the same α.
             d.on_timeout(Instant::from_ps(k * 1_000_000 + 999_999));
+            // Q32 with truncating products: within a few dozen units of 2^-32.
             assert!(
-                (d.alpha() - expected).abs() <= 1e-12 * expected.max(1e-300),
+                (d.alpha() - expected).abs() <= Q32_TOLERANCE,
                 "after {k} periods: {} vs {expected}",
                 d.alpha()
             );
@@ -917,12 +1055,12 @@ mod tests {
         d.on_feedback(us(0), &cnp());
         d.on_timeout(us(100));
         let before = d.alpha();
-        assert!((before - (1.0 - g).powi(100)).abs() < 1e-12);
+        assert!((before - (1.0 - g).powi(100)).abs() < Q32_TOLERANCE);
         // A CNP inside [100 µs, 101 µs) raises α at 101 µs (and cuts: 100 µs > 4 µs).
         d.on_feedback(ns(100_500), &cnp());
         assert_eq!(d.alpha(), before);
         d.on_timeout(us(101));
-        assert!((d.alpha() - ((1.0 - g) * before + g)).abs() < 1e-15);
+        assert!((d.alpha() - ((1.0 - g) * before + g)).abs() < 2.0 / ALPHA_ONE as f64);
     }
 
     /// Timer only (byte counter off), F = 1: one fast recovery, one additive increase, then
@@ -1117,8 +1255,8 @@ mod tests {
         assert_eq!(d.next_timeout(), None);
     }
 
-    /// The closed-form fast-forward of long phases agrees with applying events one by one:
-    /// R_T exactly, R_C within one step.
+    /// The closed-form fast-forward of long phases agrees exactly with applying events one by
+    /// one.
     #[test]
     fn batched_increases_match_one_by_one() {
         let params = DcqcnParams {
@@ -1148,8 +1286,7 @@ mod tests {
         batch.on_timeout(us(5) + t.saturating_mul(events));
         assert!(one.target_rate() < Rate::from_gbps(100));
         assert_eq!(one.target_rate(), batch.target_rate());
-        let last_step = 1_000 * events;
-        assert!(one.rate().bps().abs_diff(batch.rate().bps()) <= last_step);
+        assert_eq!(one.rate(), batch.rate());
         assert_eq!(one.stats().increases, batch.stats().increases);
         assert_eq!(one.next_timeout(), batch.next_timeout());
 
@@ -1167,8 +1304,59 @@ mod tests {
         batch.on_sent(us(30_006), &sent(32_767 * 3_000));
         assert!(one.target_rate() < Rate::from_gbps(100));
         assert_eq!(one.target_rate(), batch.target_rate());
-        assert!(one.rate().bps().abs_diff(batch.rate().bps()) <= 1_000 * 3_000);
+        assert_eq!(one.rate(), batch.rate());
         assert_eq!(one.stats().increases, batch.stats().increases);
+    }
+
+    mod closed_form {
+        use proptest::prelude::*;
+
+        use super::super::Step;
+
+        fn any_step() -> impl Strategy<Value = Step> {
+            prop_oneof![
+                (0u64..4).prop_map(Step::Linear),
+                (0u64..100_000).prop_map(Step::Linear),
+                any::<u64>().prop_map(Step::Linear),
+                (0u64..10, 0u64..5).prop_map(|(i0, hai)| Step::Growing { i0, hai }),
+                (0u64..1000, 0u64..10_000_000).prop_map(|(i0, hai)| Step::Growing { i0, hai }),
+                (any::<u64>(), any::<u64>()).prop_map(|(i0, hai)| Step::Growing { i0, hai }),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig {
+                cases: 4096,
+                failure_persistence: None,
+                ..ProptestConfig::default()
+            })]
+
+            /// The closed form of a phase equals the law applied event by event, for every kind
+            /// of step, start and line rate, including runs that reach the line rate.
+            #[test]
+            fn phase_closed_form_equals_one_by_one(
+                line in prop_oneof![
+                    1u64..1_000,
+                    1u64..1_000_000_000_000,
+                    Just(u64::MAX),
+                    (u64::MAX - 1_000)..u64::MAX,
+                ],
+                rt_permille in 0u64..=1_000,
+                rc_permille in 0u64..=1_000,
+                step in any_step(),
+                m in prop_oneof![0u64..300, 0u64..3_000],
+            ) {
+                let rt = ((u128::from(line) * u128::from(rt_permille)) / 1000) as u64;
+                let rt = rt.clamp(1, line);
+                let rc = ((u128::from(rt) * u128::from(rc_permille)) / 1000) as u64;
+                let rc = rc.clamp(1, rt);
+                prop_assert_eq!(
+                    step.run(rt, rc, line, m),
+                    step.one_by_one(rt, rc, line, m),
+                    "rt {} rc {} line {} {:?} m {}", rt, rc, line, step, m
+                );
+            }
+        }
     }
 
     #[test]
@@ -1229,12 +1417,61 @@ mod tests {
     }
 
     #[test]
-    fn powu_is_exact_enough() {
-        assert_eq!(powu(0.5, 0), 1.0);
-        assert_eq!(powu(0.5, 3), 0.125);
-        assert_eq!(powu(2.0, 10), 1024.0);
-        assert_eq!(powu(0.9, u64::MAX), 0.0);
-        assert!((powu(1.0 - 1.0 / 256.0, 1000) - (1.0f64 - 1.0 / 256.0).powi(1000)).abs() < 1e-15);
+    fn pow_q32_is_exact_enough() {
+        assert_eq!(pow_q32(512, 0), ALPHA_ONE);
+        assert_eq!(pow_q32(512, 3), ALPHA_ONE / 8);
+        assert_eq!(pow_q32(1024, 1000), ALPHA_ONE);
+        assert_eq!(pow_q32(2000, 7), ALPHA_ONE);
+        assert_eq!(pow_q32(0, 1), 0);
+        assert_eq!(pow_q32(1023, 1 << 16), 0);
+        assert_eq!(pow_q32(1019, u64::MAX), 0);
+        for (gain, k) in [
+            (1020, 1000),
+            (1019, 1),
+            (1019, 4537),
+            (1023, 65_535),
+            (700, 9),
+        ] {
+            let exact = (gain as f64 / 1024.0).powi(k as i32);
+            let got = pow_q32(gain, k) as f64 / ALPHA_ONE as f64;
+            assert!(
+                got <= exact && exact - got < Q32_TOLERANCE,
+                "{gain}^{k}: {got} vs {exact}"
+            );
+        }
+    }
+
+    #[test]
+    fn fixed_point_products_are_exact() {
+        for a in [
+            0,
+            1,
+            99,
+            100,
+            12_345_678_901,
+            u64::MAX,
+            u64::MAX - 1,
+            1 << 63,
+        ] {
+            for b in [0, 1, ALPHA_ONE / 3, ALPHA_ONE - 1, ALPHA_ONE] {
+                let exact = (u128::from(a) * u128::from(b)) >> 32;
+                assert_eq!(u128::from(mul_q32(a, b)), exact, "{a}·{b}");
+            }
+            for pct in [0, 1, 30, 50, 99, 100] {
+                let exact = u128::from(a) * u128::from(pct) / 100;
+                assert_eq!(u128::from(mul_pct(a, pct)), exact, "{a}·{pct}%");
+            }
+        }
+        let p = DcqcnParams {
+            initial_alpha: 0.5,
+            ..DcqcnParams::default()
+        };
+        assert_eq!(p.initial_alpha_q32(), ALPHA_ONE / 2);
+        let p = DcqcnParams {
+            initial_alpha: f64::NAN,
+            ..DcqcnParams::default()
+        };
+        assert_eq!(p.initial_alpha_q32(), ALPHA_ONE);
     }
 
     #[test]
@@ -1249,6 +1486,18 @@ mod tests {
             }
             .sum(u64::MAX),
             u64::MAX
+        );
+        assert_eq!(Step::Growing { i0: 7, hai: 3 }.sum(1 << 20), {
+            let k = 1u64 << 20;
+            3 * (k * 7 + k * (k - 1) / 2)
+        });
+        assert_eq!(
+            Step::Growing {
+                i0: u64::MAX,
+                hai: 0
+            }
+            .sum(u64::MAX),
+            0
         );
         assert_eq!(Step::Linear(u64::MAX).sum(u64::MAX), u64::MAX);
         assert_eq!(ceil_mid(u64::MAX, u64::MAX), u64::MAX);

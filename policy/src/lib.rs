@@ -1,1 +1,26 @@
-//! Run-time loadable congestion-control policies (eBPF); to be written.
+//! Run-time loadable congestion-control policies: eBPF programs, written in restricted C
+//! against `examples/cc/weir_cc.h`, compiled with `clang -O2 -target bpf -c`, checked by
+//! Weir's own verifier and run by rbpf's interpreter behind the
+//! [`weir_congestion::CongestionControl`] trait.
+//!
+//! Contract: nothing a program does can crash or stall the engine. Loading refuses any program
+//! the [`verifier`] cannot prove safe (with a message naming the instruction and the reason);
+//! a loaded [`Program`] is immutable and shared by all flows; each flow's [`BpfPolicy`] runs it
+//! once per event on the flow's own [`abi::Context`], treats run-time errors as counted faults
+//! that keep the last good limits, and sanitises every output. Parameters are hot-reloaded
+//! through a shared [`ParamHandle`]. Like every controller, a policy is sans-IO: time comes in
+//! with each event.
+//!
+//! Pieces: [`abi`] (the context layout, the program ABI), [`elf`] (a bounds-checked reader for
+//! the object files), [`verifier`], [`Program`] and [`BpfPolicy`].
+#![warn(missing_docs)]
+
+pub mod abi;
+pub mod elf;
+mod policy;
+mod program;
+pub mod verifier;
+
+pub use policy::{BpfPolicy, MAX_WINDOW, ParamError, ParamHandle, PolicyStats};
+pub use program::{LoadError, Program};
+pub use verifier::{Report, VerifierConfig, VerifyError};

@@ -1,0 +1,252 @@
+//! Per-event cost of the eBPF example policies (rbpf interpreter) against their native twins,
+//! on the same recorded event traces. DCQCN: a 100 Gb/s flow pacing 4 KiB packets, with a CNP
+//! every 20 µs during the congested half of each millisecond, and the controller's own timers.
+//! Swift: one ACK per packet with an RTT sample swinging around the target delay.
+//!
+//! Run: `cargo bench -p weir-policy --bench per_event` (needs clang, like the tests).
+
+use std::hint::black_box;
+use std::path::Path;
+use std::process::Command;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use weir_base::{Duration, Instant, Rate};
+use weir_congestion::swift::SwiftFixed;
+use weir_congestion::{
+    CongestionControl, Dcqcn, DcqcnParams, Feedback, PathInfo, Sent, Swift, SwiftParams,
+};
+use weir_policy::{BpfPolicy, ParamHandle, Program};
+
+#[derive(Clone, Copy)]
+enum Event {
+    Sent(Instant),
+    Cnp(Instant),
+    Timeout(Instant),
+}
+
+fn path() -> PathInfo {
+    PathInfo {
+        mtu: 4096,
+        line_rate: Rate::from_gbps(100),
+        base_rtt: Some(Duration::from_micros(8)),
+        paths: 1,
+    }
+}
+
+/// Records `n` events of a paced flow driven by the native controller.
+fn trace(n: usize) -> Vec<Event> {
+    let mut cc = Dcqcn::new(Instant::ZERO, &path(), DcqcnParams::default());
+    let mut now = Instant::ZERO;
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        let pace = cc.rate().serialization_time(4096);
+        let next_cnp = Instant::from_ps((now.as_ps() / 20_000_000 + 1) * 20_000_000);
+        let mut next = now + pace;
+        if let Some(t) = cc.next_timeout() {
+            next = next.min(t);
+        }
+        let congested = (next_cnp.as_ps() / 1_000_000) % 1_000 < 500;
+        if congested {
+            next = next.min(next_cnp);
+        }
+        now = next;
+        if congested && now == next_cnp {
+            cc.on_feedback(now, &CNP);
+            out.push(Event::Cnp(now));
+        } else if cc.next_timeout() == Some(now) {
+            cc.on_timeout(now);
+            out.push(Event::Timeout(now));
+        } else {
+            cc.on_sent(now, &SENT);
+            out.push(Event::Sent(now));
+        }
+    }
+    out
+}
+
+const CNP: Feedback<'static> = Feedback {
+    acked_bytes: 0,
+    acked_packets: 0,
+    ecn_bytes: 0,
+    cnp: true,
+    rtt: None,
+    host_delay: None,
+    hops: &[],
+    loss: None,
+    lost_bytes: 0,
+    rto: false,
+    path: 0,
+    in_flight: 0,
+};
+
+const SENT: Sent = Sent {
+    bytes: 4096,
+    path: 0,
+    retransmit: false,
+    in_flight: 0,
+};
+
+fn replay(cc: &mut impl CongestionControl, events: &[Event]) -> u64 {
+    let mut sum = 0u64;
+    for &e in events {
+        match e {
+            Event::Sent(t) => cc.on_sent(t, &SENT),
+            Event::Cnp(t) => cc.on_feedback(t, &CNP),
+            Event::Timeout(t) => cc.on_timeout(t),
+        }
+        sum = sum.wrapping_add(cc.limits().rate.map_or(0, |r| r.bps()));
+    }
+    sum
+}
+
+/// Compiles and loads a C policy (`examples/cc/weir_cc.h` on the include path).
+fn compile(source: &Path) -> Program {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/cc");
+    let out = std::env::temp_dir().join(format!("weir-bench-{}.o", std::process::id()));
+    let status = Command::new("clang")
+        .args(["-O2", "-target", "bpf", "-c", "-I"])
+        .arg(&dir)
+        .arg(source)
+        .arg("-o")
+        .arg(&out)
+        .status()
+        .expect("clang is needed to compile examples/cc/dcqcn.c: apt-get install -y clang");
+    assert!(status.success(), "clang failed");
+    let object = std::fs::read(&out).expect("object");
+    let _ = std::fs::remove_file(&out);
+    Program::from_elf(&object).expect("the policy loads")
+}
+
+fn dcqcn_program() -> Program {
+    compile(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/cc/dcqcn.c"))
+}
+
+/// A six-instruction policy (rate and window from the parameters): the fixed cost of a run.
+fn trivial_program() -> Program {
+    compile(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bpf/param_rate.c"))
+}
+
+fn params(p: &DcqcnParams) -> Vec<u64> {
+    vec![
+        u64::from(p.dce_tcp_g),
+        p.dce_tcp_rtt.as_ps(),
+        p.initial_alpha_q32(),
+        u64::from(p.rpg_gd),
+        u64::from(p.rpg_min_dec_fac),
+        p.rpg_min_rate.bps(),
+        p.rate_reduce_monitor_period.as_ps(),
+        p.rpg_time_reset.as_ps(),
+        p.rpg_byte_reset,
+        u64::from(p.rpg_threshold),
+        p.rpg_ai_rate.bps(),
+        p.rpg_hai_rate.bps(),
+        u64::from(p.clamp_tgt_rate),
+        p.np_min_time_between_cnps.as_ps(),
+        u64::from(p.trim_as_cnp),
+        u64::from(p.loss_as_cnp),
+    ]
+}
+
+fn per_event(c: &mut Criterion) {
+    const N: usize = 20_000;
+    let events = trace(N);
+    let program = dcqcn_program();
+    let handle = ParamHandle::new(&params(&DcqcnParams::default())).unwrap();
+    let mut group = c.benchmark_group("dcqcn_per_event");
+    group.throughput(Throughput::Elements(N as u64));
+    group.sample_size(20);
+    group.bench_function("native", |b| {
+        b.iter(|| {
+            let mut cc = Dcqcn::new(Instant::ZERO, &path(), DcqcnParams::default());
+            black_box(replay(&mut cc, black_box(&events)))
+        })
+    });
+    group.bench_function("ebpf_interpreter", |b| {
+        b.iter(|| {
+            let mut cc = BpfPolicy::new(&program, &handle, Instant::ZERO, &path());
+            black_box(replay(&mut cc, black_box(&events)))
+        })
+    });
+    let trivial = trivial_program();
+    let trivial_params = ParamHandle::new(&[1_000_000_000, 0]).unwrap();
+    group.bench_function("ebpf_interpreter_trivial_program", |b| {
+        b.iter(|| {
+            let mut cc = BpfPolicy::new(&trivial, &trivial_params, Instant::ZERO, &path());
+            black_box(replay(&mut cc, black_box(&events)))
+        })
+    });
+    group.finish();
+}
+
+fn swift_params(k: &SwiftFixed) -> Vec<u64> {
+    vec![
+        k.mtu,
+        k.line_bps,
+        k.base_target_ns,
+        k.per_hop_ns,
+        k.hops,
+        k.fs_range_ns,
+        k.fs_inv_lo,
+        k.fs_inv_hi,
+        k.host_target_ns,
+        k.ai_q,
+        k.beta_q,
+        k.mdf_q,
+        k.min_cwnd_q,
+        k.max_cwnd_q,
+        k.init_cwnd_q,
+        u64::from(k.retx_reset),
+    ]
+}
+
+/// ACKs every 330 ns (4 KiB at 100 Gb/s) with RTTs between 15 and 45 µs (target ≈ 26 µs).
+fn swift_trace(n: usize) -> Vec<(Instant, Duration)> {
+    (0..n as u64)
+        .map(|i| {
+            let rtt = 15_000 + (i * 7919) % 30_000;
+            (Instant::from_nanos(i * 330), Duration::from_nanos(rtt))
+        })
+        .collect()
+}
+
+fn replay_swift(cc: &mut impl CongestionControl, acks: &[(Instant, Duration)]) -> u64 {
+    let mut sum = 0u64;
+    for &(t, rtt) in acks {
+        let fb = Feedback {
+            acked_bytes: 4096,
+            acked_packets: 1,
+            rtt: Some(rtt),
+            ..Feedback::default()
+        };
+        cc.on_feedback(t, &fb);
+        sum = sum.wrapping_add(cc.limits().window.unwrap_or(0));
+    }
+    sum
+}
+
+fn swift_per_event(c: &mut Criterion) {
+    const N: usize = 20_000;
+    let acks = swift_trace(N);
+    let program = compile(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/cc/swift.c"));
+    let native = Swift::new(Instant::ZERO, &path(), SwiftParams::default());
+    let handle = ParamHandle::new(&swift_params(native.fixed())).unwrap();
+    let mut group = c.benchmark_group("swift_per_event");
+    group.throughput(Throughput::Elements(N as u64));
+    group.sample_size(20);
+    group.bench_function("native", |b| {
+        b.iter(|| {
+            let mut cc = Swift::new(Instant::ZERO, &path(), SwiftParams::default());
+            black_box(replay_swift(&mut cc, black_box(&acks)))
+        })
+    });
+    group.bench_function("ebpf_interpreter", |b| {
+        b.iter(|| {
+            let mut cc = BpfPolicy::new(&program, &handle, Instant::ZERO, &path());
+            black_box(replay_swift(&mut cc, black_box(&acks)))
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, per_event, swift_per_event);
+criterion_main!(benches);

@@ -1,0 +1,85 @@
+//! Shared test helpers: compiling C policies with clang at test time, and raw bytecode.
+#![allow(dead_code, reason = "each test binary uses a different subset")]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use weir_policy::{Program, VerifierConfig};
+
+/// `examples/cc` in the repository.
+pub(crate) fn examples_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/cc")
+}
+
+/// `policy/tests/bpf` (test-only programs, several of them deliberately bad).
+pub(crate) fn test_programs_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bpf")
+}
+
+/// Compiles `source` with `clang -O2 -target bpf -c` into the test's scratch directory and
+/// returns the object's bytes. Panics (the test fails) if clang is missing or refuses.
+pub(crate) fn compile(source: &Path) -> Vec<u8> {
+    compile_with(source, &[])
+}
+
+/// [`compile`] with extra clang arguments (e.g. `-D` switches).
+pub(crate) fn compile_with(source: &Path, extra: &[&str]) -> Vec<u8> {
+    let out_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("weir-policy-bpf");
+    std::fs::create_dir_all(&out_dir).expect("scratch directory");
+    let stem = source
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("prog");
+    let tag: String = extra
+        .iter()
+        .flat_map(|a| a.chars())
+        .filter(char::is_ascii_alphanumeric)
+        .collect();
+    let object = out_dir.join(format!("{stem}{tag}.o"));
+    let result = Command::new("clang")
+        .args(["-O2", "-g0", "-target", "bpf", "-Wall", "-Werror", "-c"])
+        .arg("-I")
+        .arg(examples_dir())
+        .args(extra)
+        .arg(source)
+        .arg("-o")
+        .arg(&object)
+        .output();
+    let output = match result {
+        Ok(o) => o,
+        Err(e) => panic!(
+            "cannot run clang ({e}): these tests compile the eBPF policies in examples/cc with \
+             `clang -O2 -target bpf`; install clang (Debian: `apt-get install -y clang`; the CI \
+             script .ci/run installs it)"
+        ),
+    };
+    assert!(
+        output.status.success(),
+        "clang failed on {}:\n{}",
+        source.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    std::fs::read(&object).expect("compiled object")
+}
+
+/// Compiles and loads `examples/cc/{name}.c`.
+pub(crate) fn example(name: &str) -> Program {
+    let object = compile(&examples_dir().join(format!("{name}.c")));
+    Program::from_elf(&object).unwrap_or_else(|e| panic!("{name}.c: {e}"))
+}
+
+/// Compiles `policy/tests/bpf/{name}.c` and tries to load it.
+pub(crate) fn load_test_program(name: &str) -> Result<Program, weir_policy::LoadError> {
+    let object = compile(&test_programs_dir().join(format!("{name}.c")));
+    Program::from_elf(&object)
+}
+
+/// Assembles rbpf assembler text and loads it as raw bytecode.
+pub(crate) fn asm(text: &str) -> Result<Program, weir_policy::LoadError> {
+    Program::from_bytecode(&bytecode(text), &VerifierConfig::default())
+}
+
+/// Assembles rbpf assembler text.
+pub(crate) fn bytecode(text: &str) -> Vec<u8> {
+    rbpf::assembler::assemble(text).unwrap_or_else(|e| panic!("assembler: {e}\n{text}"))
+}

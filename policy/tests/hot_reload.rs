@@ -1,0 +1,128 @@
+//! Parameters change without restarting flows: a write to the shared handle is what every
+//! flow's program sees from its next event on, and not before.
+
+mod common;
+
+use weir_base::{Duration, Instant, Rate};
+use weir_congestion::{CongestionControl, DcqcnParams, Feedback, PathInfo, Sent};
+use weir_policy::{BpfPolicy, ParamError, ParamHandle};
+
+fn path() -> PathInfo {
+    PathInfo {
+        mtu: 4096,
+        line_rate: Rate::from_gbps(100),
+        base_rtt: None,
+        paths: 1,
+    }
+}
+
+#[test]
+fn a_reload_takes_effect_at_the_next_event_of_every_flow() {
+    let program = common::load_test_program("param_rate").unwrap();
+    assert_eq!(program.param_names(), ["rate_bps", "window"]);
+    let params =
+        ParamHandle::named(&program, &[("rate_bps", 1_000_000), ("window", 64_000)]).unwrap();
+    let t0 = Instant::ZERO;
+    let mut a = BpfPolicy::new(&program, &params, t0, &path());
+    let mut b = BpfPolicy::new(&program, &params, t0, &path());
+    for f in [&a, &b] {
+        assert_eq!(f.limits().rate, Some(Rate::from_mbps(1)));
+        assert_eq!(f.limits().window, Some(64_000));
+    }
+    let gen_before = params.generation();
+    params.set_named(&program, "rate_bps", 7_000_000).unwrap();
+    assert!(params.generation() > gen_before);
+    // Not before the next event...
+    assert_eq!(a.limits().rate, Some(Rate::from_mbps(1)));
+    // ...and from it on, for each flow.
+    a.on_sent(Instant::from_ps(1), &Sent::default());
+    assert_eq!(a.limits().rate, Some(Rate::from_mbps(7)));
+    assert_eq!(b.limits().rate, Some(Rate::from_mbps(1)));
+    b.on_feedback(Instant::from_ps(1), &Feedback::default());
+    assert_eq!(b.limits().rate, Some(Rate::from_mbps(7)));
+    // The program saw the new generation.
+    let seen = u32::from_le_bytes(a.state()[..4].try_into().unwrap());
+    assert_eq!(u64::from(seen), params.generation());
+    // A whole new vector.
+    params.store(&[2_000_000]).unwrap();
+    a.on_timeout(Instant::from_ps(2));
+    assert_eq!(a.limits().rate, Some(Rate::from_mbps(2)));
+    assert_eq!(a.limits().window, None);
+    assert_eq!(params.values(), vec![2_000_000]);
+}
+
+#[test]
+fn bad_parameter_writes_are_refused() {
+    let program = common::load_test_program("param_rate").unwrap();
+    let params = ParamHandle::new(&[1]).unwrap();
+    assert_eq!(
+        params.set_named(&program, "rate", 5),
+        Err(ParamError::Unknown("rate".into()))
+    );
+    assert_eq!(params.set(32, 5), Err(ParamError::Index(32)));
+    assert_eq!(params.store(&[0; 33]), Err(ParamError::TooMany(33)));
+    assert!(ParamHandle::named(&program, &[("nope", 1)]).is_err());
+    assert_eq!(params.values(), vec![1]);
+}
+
+/// The DCQCN example picks up a new minimum rate and decrease factor mid-flow.
+#[test]
+fn dcqcn_parameters_reload_mid_flow() {
+    let program = common::example("dcqcn");
+    let p = DcqcnParams::default();
+    let values = [
+        u64::from(p.dce_tcp_g),
+        p.dce_tcp_rtt.as_ps(),
+        p.initial_alpha_q32(),
+        u64::from(p.rpg_gd),
+        u64::from(p.rpg_min_dec_fac),
+        p.rpg_min_rate.bps(),
+        p.rate_reduce_monitor_period.as_ps(),
+        p.rpg_time_reset.as_ps(),
+        p.rpg_byte_reset,
+        u64::from(p.rpg_threshold),
+        p.rpg_ai_rate.bps(),
+        p.rpg_hai_rate.bps(),
+        u64::from(p.clamp_tgt_rate),
+        p.np_min_time_between_cnps.as_ps(),
+        u64::from(p.trim_as_cnp),
+        u64::from(p.loss_as_cnp),
+    ];
+    let params = ParamHandle::new(&values).unwrap();
+    let mut flow = BpfPolicy::new(&program, &params, Instant::ZERO, &path());
+    let cnp = Feedback {
+        cnp: true,
+        ..Feedback::default()
+    };
+    let us = |n: u64| Instant::ZERO + Duration::from_micros(n);
+    flow.on_feedback(us(1), &cnp);
+    assert_eq!(flow.limits().rate, Some(Rate::from_gbps(50)));
+    // Cuts may now keep 90 %, and never go below 40 Gb/s.
+    params.set_named(&program, "rpg_min_dec_fac", 90).unwrap();
+    params
+        .set_named(&program, "rpg_min_rate_bps", 40_000_000_000)
+        .unwrap();
+    flow.on_feedback(us(10), &cnp);
+    assert_eq!(flow.limits().rate, Some(Rate::from_gbps(45)));
+    flow.on_feedback(us(20), &cnp);
+    assert_eq!(flow.limits().rate, Some(Rate::from_mbps(40_500)));
+    flow.on_feedback(us(30), &cnp);
+    assert_eq!(flow.limits().rate, Some(Rate::from_gbps(40)));
+    assert_eq!(flow.faults(), 0);
+}
+
+/// The policy of `examples/cc/README.md` loads, and its parameter works by name.
+#[test]
+fn the_readme_example_runs() {
+    let program = common::load_test_program("readme_example").unwrap();
+    let params = ParamHandle::named(&program, &[("floor_bps", 30_000_000_000)]).unwrap();
+    let mut flow = BpfPolicy::new(&program, &params, Instant::ZERO, &path());
+    let cnp = Feedback {
+        cnp: true,
+        ..Feedback::default()
+    };
+    flow.on_feedback(Instant::from_ps(1), &cnp);
+    assert_eq!(flow.limits().rate, Some(Rate::from_gbps(50)));
+    flow.on_feedback(Instant::from_ps(2), &cnp);
+    assert_eq!(flow.limits().rate, Some(Rate::from_gbps(30)));
+}
