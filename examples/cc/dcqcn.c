@@ -33,10 +33,14 @@ enum {
 	P_LOSS_AS_CNP = 15,              /* 0/1 (0) */
 };
 
-WEIR_CC_PARAM_NAMES("dce_tcp_g\0dce_tcp_rtt_ps\0initial_alpha_q32\0rpg_gd\0rpg_min_dec_fac\0"
-		    "rpg_min_rate_bps\0rate_reduce_monitor_period_ps\0rpg_time_reset_ps\0"
-		    "rpg_byte_reset\0rpg_threshold\0rpg_ai_rate_bps\0rpg_hai_rate_bps\0"
-		    "clamp_tgt_rate\0np_min_time_between_cnps_ps\0trim_as_cnp\0loss_as_cnp\0");
+/* Defaults: NVIDIA ConnectX firmware's, as DcqcnParams::default() (policy/tests/equivalence.rs
+ * checks they stay equal). */
+WEIR_CC_PARAM_NAMES("dce_tcp_g=1019\0dce_tcp_rtt_ps=1000000\0initial_alpha_q32=4294967296\0"
+		    "rpg_gd=11\0rpg_min_dec_fac=50\0rpg_min_rate_bps=1000000\0"
+		    "rate_reduce_monitor_period_ps=4000000\0rpg_time_reset_ps=300000000\0"
+		    "rpg_byte_reset=32767\0rpg_threshold=1\0rpg_ai_rate_bps=5000000\0"
+		    "rpg_hai_rate_bps=50000000\0clamp_tgt_rate=0\0np_min_time_between_cnps_ps=4000000\0"
+		    "trim_as_cnp=1\0loss_as_cnp=0\0");
 
 #define U64_MAX 0xffffffffffffffffULL
 #define ALPHA_ONE (1ULL << 32)

@@ -32,9 +32,12 @@ enum {
 	P_RETX_RESET = 15,
 };
 
-WEIR_CC_PARAM_NAMES("mtu\0line_bps\0base_target_ns\0per_hop_ns\0hops\0fs_range_ns\0fs_inv_lo\0"
-		    "fs_inv_hi\0host_target_ns\0ai_q\0beta_q\0mdf_q\0min_cwnd_q\0max_cwnd_q\0"
-		    "init_cwnd_q\0retx_reset\0");
+/* Defaults: Swift::fixed() of SwiftParams::default() for a 4096-byte MTU at 100 Gb/s
+ * (policy/tests/equivalence.rs checks they stay equal); other paths need their own values. */
+WEIR_CC_PARAM_NAMES("mtu=4096\0line_bps=100000000000\0base_target_ns=25000\0per_hop_ns=1000\0"
+		    "hops=1\0fs_range_ns=100000\0fs_inv_lo=207246\0fs_inv_hi=4096\0"
+		    "host_target_ns=100000\0ai_q=65536\0beta_q=52429\0mdf_q=32768\0min_cwnd_q=655\0"
+		    "max_cwnd_q=16777216\0init_cwnd_q=2097152\0retx_reset=3\0");
 
 #define ONE (1ULL << 16)
 #define MAX_CWND_Q (1ULL << 36)

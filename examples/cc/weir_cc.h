@@ -170,6 +170,8 @@ _Static_assert(sizeof(struct weir_cc_ctx) == WEIR_CC_CTX_SIZE, "ABI size");
 
 /* Parameter names, in index order, as one string of NUL-separated names, e.g.
  *     WEIR_CC_PARAM_NAMES("gain\0period_ps\0");
+ * An entry may carry its default as `name=value` (decimal), e.g. "gain=5\0period_ps=300000\0":
+ * a parameter the loader is not given takes its default (0 without one).
  * Stored in the `weir_cc_params` section; optional. */
 #define WEIR_CC_PARAM_NAMES(names) \
 	char __weir_cc_param_names[] __attribute__((section("weir_cc_params"), used)) = names

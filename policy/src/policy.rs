@@ -82,9 +82,9 @@ impl ParamHandle {
         Ok(handle)
     }
 
-    /// Parameters set by the names `program` declares; unnamed ones are 0.
+    /// The program's declared defaults, then `pairs` by the names it declares.
     pub fn named(program: &Program, pairs: &[(&str, u64)]) -> Result<ParamHandle, ParamError> {
-        let handle = ParamHandle::new(&vec![0; program.param_names().len()])?;
+        let handle = ParamHandle::new(program.param_defaults())?;
         for &(name, value) in pairs {
             handle.set_named(program, name, value)?;
         }

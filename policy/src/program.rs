@@ -39,6 +39,9 @@ pub enum LoadError {
     /// rbpf refused the program (after Weir's verifier accepted it).
     #[error("rbpf: {0}")]
     Vm(String),
+    /// A `name=default` entry of `weir_cc_params` whose default is not a decimal `u64`.
+    #[error("parameter `{0}`: default `{1}` is not a non-negative integer")]
+    BadDefault(String, String),
 }
 
 /// A verified program, ready to run. See the module documentation.
@@ -53,6 +56,8 @@ struct Inner {
     code: Box<[u8]>,
     section: String,
     param_names: Vec<String>,
+    /// Defaults declared as `name=value` (0 where none was given).
+    param_defaults: Vec<u64>,
     report: Report,
 }
 
@@ -79,12 +84,35 @@ impl Program {
     pub fn from_elf_with(object: &[u8], config: &VerifierConfig) -> Result<Program, LoadError> {
         let elf = Object::parse(object)?;
         let found = elf.program()?;
-        Program::build(
+        // Entries are `name` or `name=default` (decimal).
+        let mut names = Vec::with_capacity(found.param_names.len());
+        let mut defaults = Vec::with_capacity(found.param_names.len());
+        for entry in found.param_names {
+            match entry.split_once('=') {
+                None => {
+                    names.push(entry);
+                    defaults.push(0);
+                }
+                Some((name, value)) => {
+                    let v = value
+                        .trim()
+                        .parse::<u64>()
+                        .map_err(|_| LoadError::BadDefault(name.to_string(), value.to_string()))?;
+                    names.push(name.trim().to_string());
+                    defaults.push(v);
+                }
+            }
+        }
+        let mut p = Program::build(
             found.code.to_vec(),
             found.section.to_string(),
-            found.param_names,
+            names,
             config,
-        )
+        )?;
+        if let Some(inner) = Arc::get_mut(&mut p.inner) {
+            inner.param_defaults = defaults;
+        }
+        Ok(p)
     }
 
     /// Loads raw bytecode (8 bytes per instruction, little-endian), without parameter names.
@@ -127,6 +155,7 @@ impl Program {
             inner: Arc::new(Inner {
                 vm: Vm(vm),
                 code,
+                param_defaults: vec![0; param_names.len()],
                 section,
                 param_names,
                 report,
@@ -152,6 +181,12 @@ impl Program {
     /// Parameter names the program declares, in index order.
     pub fn param_names(&self) -> &[String] {
         &self.inner.param_names
+    }
+
+    /// Defaults the program declares (`WEIR_CC_PARAM_NAMES("name=value\0…")`), in index
+    /// order; 0 for a parameter declared without one.
+    pub fn param_defaults(&self) -> &[u64] {
+        &self.inner.param_defaults
     }
 
     /// Index of the parameter called `name`.

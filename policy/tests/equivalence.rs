@@ -580,3 +580,21 @@ fn swift_program_equals_native_swift() {
         run_swift_pair(seed, 3_000, &program, &mut rng);
     }
 }
+
+/// The example programs declare their native twin's defaults (`name=value` in
+/// `WEIR_CC_PARAM_NAMES`), so `weir cc run --policy dcqcn.o` runs ConnectX DCQCN as is; Swift's
+/// are its integer constants for a 4096-byte MTU at 100 Gb/s (the harness's defaults).
+#[test]
+fn examples_declare_their_native_defaults() {
+    let dcqcn = common::example("dcqcn");
+    assert_eq!(
+        dcqcn.param_defaults(),
+        &dcqcn_params(&DcqcnParams::default())[..]
+    );
+    let swift = common::example("swift");
+    let k = SwiftFixed::new(&SwiftParams::default(), 4096, Rate::from_gbps(100));
+    assert_eq!(swift.param_defaults(), &swift_params(&k)[..]);
+    // And the handle starts from them.
+    let h = ParamHandle::named(&dcqcn, &[]).expect("handle");
+    assert_eq!(h.values(), dcqcn_params(&DcqcnParams::default()));
+}

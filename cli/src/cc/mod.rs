@@ -14,6 +14,7 @@
 //! returned, never panicked, and name what was wrong.
 
 mod config;
+mod ebpf;
 mod plot;
 mod registry;
 mod sim;
@@ -107,6 +108,9 @@ fn show(name: &str) -> Result<String, String> {
 
 /// `weir cc check FILE`.
 fn check(file: &Path) -> Result<String, String> {
+    if file.extension().and_then(|e| e.to_str()) == Some("o") {
+        return ebpf::check(file);
+    }
     let policy = load(file, &[])?;
     let a = registry::find(policy.algorithm)?;
     let mut s = String::new();
@@ -136,7 +140,9 @@ fn run_policy(args: &RunArgs) -> Result<String, String> {
     let policy = load(Path::new(&args.policy), &sets)?;
     if policy.algorithm == registry::RECEIVER_DRIVEN {
         return Err(format!(
-            "{}: RCCC is receiver-driven (senders send only against the receiver's credit) and              this bottleneck model has no credit-granting receiver; run it through the transport:              `weir bench transport --cc rccc`, or tests/tests/rccc.rs (16-to-1 incast)",
+            "{}: RCCC is receiver-driven (senders send only against the receiver's credit) and \
+             this bottleneck model has no credit-granting receiver; run it through the \
+             transport: `weir bench transport --cc rccc`, or tests/tests/rccc.rs (16-to-1 incast)",
             args.policy
         ));
     }
@@ -160,10 +166,7 @@ fn run_policy(args: &RunArgs) -> Result<String, String> {
 fn load(spec: &Path, sets: &[(String, f64)]) -> Result<Policy, String> {
     let ext = spec.extension().and_then(|e| e.to_str());
     if ext == Some("o") {
-        return Err(format!(
-            "{}: eBPF policy objects are not supported by `weir cc` yet",
-            spec.display()
-        ));
+        return ebpf::policy(spec, sets);
     }
     let (algo, mut overrides, origin) = if ext == Some("toml") || spec.is_file() {
         let (algo, o) = config::read(spec)?;
@@ -371,6 +374,61 @@ mod tests {
         let args = run_args(&["--policy", "dcqcn", "--set", "rpg_gd"]);
         assert!(run_policy(&args).unwrap_err().contains("NAME=VALUE"));
         let _ = std::fs::remove_file(&path);
+    }
+
+    /// Compile an example program with clang (the CI installs it; a missing clang fails the
+    /// test with the reason, as the policy crate's tests do).
+    fn example_object(name: &str) -> PathBuf {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../examples/cc/{name}.c"));
+        let out = temp(&format!("{name}.o"));
+        let status = std::process::Command::new("clang")
+            .args(["-O2", "-g0", "-target", "bpf", "-c"])
+            .arg(&src)
+            .arg("-o")
+            .arg(&out)
+            .status()
+            .unwrap_or_else(|e| panic!("clang not runnable ({e}): apt-get install -y clang"));
+        assert!(status.success(), "clang failed on {}", src.display());
+        out
+    }
+
+    #[test]
+    fn ebpf_objects_are_checked_and_run_like_their_native_twins() {
+        let obj = example_object("swift");
+        let o = obj.to_string_lossy();
+        let text = check(&obj).expect("verifies");
+        assert!(
+            text.contains("ok, eBPF program") && text.contains("base_target_ns"),
+            "{text}"
+        );
+        // Same trajectory as the native Swift: the summaries match line for line (all but
+        // the first, which names the policy).
+        let summary = |p: &str| {
+            let t = run_policy(&run_args(&[
+                "--policy",
+                p,
+                "--flows",
+                "4",
+                "--duration-ms",
+                "3",
+            ]))
+            .expect("runs");
+            t.lines().skip(1).map(str::to_string).collect::<Vec<_>>()
+        };
+        assert_eq!(summary(&o), summary("swift"));
+        // Parameters by declared name; unknown names and non-integers are refused.
+        let args = run_args(&["--policy", &o, "--set", "hops=2", "--duration-ms", "1"]);
+        assert!(run_policy(&args).is_ok());
+        let args = run_args(&["--policy", &o, "--set", "hopz=2"]);
+        assert!(run_policy(&args).unwrap_err().contains("hopz"));
+        let args = run_args(&["--policy", &o, "--set", "hops=1.5"]);
+        assert!(run_policy(&args).unwrap_err().contains("integers"));
+        // Not a BPF object: refused with the reason.
+        let junk = temp("junk.o");
+        std::fs::write(&junk, b"not an ELF file").expect("write");
+        assert!(check(&junk).unwrap_err().contains("refused"));
+        let _ = std::fs::remove_file(&obj);
+        let _ = std::fs::remove_file(&junk);
     }
 
     #[test]

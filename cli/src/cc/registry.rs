@@ -74,6 +74,19 @@ impl fmt::Debug for Policy {
 }
 
 impl Policy {
+    /// A policy from its parts (eBPF programs, which are not in the table).
+    pub(crate) fn from_parts(
+        algorithm: &'static str,
+        values: Vec<(ParamSpec, f64)>,
+        factory: Factory,
+    ) -> Policy {
+        Policy {
+            algorithm,
+            values,
+            factory,
+        }
+    }
+
     /// A controller for one flow.
     pub(crate) fn build(&self, now: Instant, path: &PathInfo) -> Box<dyn CongestionControl> {
         (self.factory)(now, path)
