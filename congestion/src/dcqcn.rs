@@ -304,6 +304,24 @@ impl Dcqcn {
         &self.params
     }
 
+    /// Hot reload: new parameters from the next input on; the rates, α, stage counters and
+    /// timers are kept (R_C and R_T are clamped into the new [min rate, line rate]). Inputs
+    /// are sanitised as in [`Dcqcn::new`].
+    pub fn set_params(&mut self, mut params: DcqcnParams) {
+        params.initial_alpha = if params.initial_alpha.is_nan() {
+            1.0
+        } else {
+            params.initial_alpha.clamp(0.0, 1.0)
+        };
+        self.min = params.rpg_min_rate.bps().clamp(1, self.line);
+        self.gain = u64::from(params.dce_tcp_g.min(1024));
+        self.keep_pct = u64::from(params.rpg_min_dec_fac.min(100));
+        self.alpha_period = params.dce_tcp_rtt.as_ps().max(1);
+        self.rc = self.rc.clamp(self.min, self.line);
+        self.rt = self.rt.clamp(self.min, self.line);
+        self.params = params;
+    }
+
     /// Counters since creation.
     pub fn stats(&self) -> DcqcnStats {
         self.stats
@@ -762,6 +780,37 @@ fn mul_pct(a: u64, pct: u64) -> u64 {
 
 /// 1.0 in α's Q32 fixed point.
 const ALPHA_ONE: u64 = 1 << 32;
+
+#[cfg(test)]
+mod reload_tests {
+    use super::*;
+
+    #[test]
+    fn set_params_keeps_the_rate_and_applies_the_new_floor() {
+        let path = PathInfo {
+            mtu: 4096,
+            line_rate: Rate::from_gbps(100),
+            base_rtt: None,
+            paths: 1,
+        };
+        let mut d = Dcqcn::new(Instant::ZERO, &path, DcqcnParams::default());
+        let fb = Feedback {
+            cnp: true,
+            ..Feedback::default()
+        };
+        d.on_feedback(Instant::from_nanos(10), &fb);
+        let cut = d.rate();
+        assert!(cut < Rate::from_gbps(100));
+        let mut p = DcqcnParams::default();
+        p.rpg_ai_rate = Rate::from_mbps(100);
+        d.set_params(p);
+        assert_eq!(d.rate(), cut, "state kept");
+        assert_eq!(d.params().rpg_ai_rate, Rate::from_mbps(100));
+        p.rpg_min_rate = Rate::from_gbps(90);
+        d.set_params(p);
+        assert_eq!(d.rate(), Rate::from_gbps(90), "clamped to the new floor");
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -334,6 +334,7 @@ impl Builtin {
     /// `path` at `now` (returns `false`).
     pub fn reconfigure(&mut self, now: Instant, path: &PathInfo, cfg: &CcConfig) -> bool {
         match (&mut *self, cfg) {
+            (Builtin::Dcqcn(c), CcConfig::Dcqcn(p)) => c.set_params(*p),
             (Builtin::Timely(c), CcConfig::Timely(p)) => c.set_params(*p),
             (Builtin::Swift(c), CcConfig::Swift(p)) => c.set_params(*p),
             (Builtin::Hpcc(c), CcConfig::Hpcc(p)) => c.set_params(*p),
