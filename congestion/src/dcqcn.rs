@@ -801,8 +801,10 @@ mod reload_tests {
         d.on_feedback(Instant::from_nanos(10), &fb);
         let cut = d.rate();
         assert!(cut < Rate::from_gbps(100));
-        let mut p = DcqcnParams::default();
-        p.rpg_ai_rate = Rate::from_mbps(100);
+        let mut p = DcqcnParams {
+            rpg_ai_rate: Rate::from_mbps(100),
+            ..DcqcnParams::default()
+        };
         d.set_params(p);
         assert_eq!(d.rate(), cut, "state kept");
         assert_eq!(d.params().rpg_ai_rate, Rate::from_mbps(100));
