@@ -11,10 +11,10 @@ use std::process::Command;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use weir_base::{Duration, Instant, Rate};
-use weir_congestion::swift::SwiftFixed;
 use weir_congestion::{
     CongestionControl, Dcqcn, DcqcnParams, Feedback, PathInfo, Sent, Swift, SwiftParams,
 };
+use weir_policy::twins::{dcqcn as params, swift as swift_params};
 use weir_policy::{BpfPolicy, ParamHandle, Program};
 
 #[derive(Clone, Copy)]
@@ -126,27 +126,6 @@ fn trivial_program() -> Program {
     compile(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bpf/param_rate.c"))
 }
 
-fn params(p: &DcqcnParams) -> Vec<u64> {
-    vec![
-        u64::from(p.dce_tcp_g),
-        p.dce_tcp_rtt.as_ps(),
-        p.initial_alpha_q32(),
-        u64::from(p.rpg_gd),
-        u64::from(p.rpg_min_dec_fac),
-        p.rpg_min_rate.bps(),
-        p.rate_reduce_monitor_period.as_ps(),
-        p.rpg_time_reset.as_ps(),
-        p.rpg_byte_reset,
-        u64::from(p.rpg_threshold),
-        p.rpg_ai_rate.bps(),
-        p.rpg_hai_rate.bps(),
-        u64::from(p.clamp_tgt_rate),
-        p.np_min_time_between_cnps.as_ps(),
-        u64::from(p.trim_as_cnp),
-        u64::from(p.loss_as_cnp),
-    ]
-}
-
 fn per_event(c: &mut Criterion) {
     const N: usize = 20_000;
     let events = trace(N);
@@ -176,27 +155,6 @@ fn per_event(c: &mut Criterion) {
         })
     });
     group.finish();
-}
-
-fn swift_params(k: &SwiftFixed) -> Vec<u64> {
-    vec![
-        k.mtu,
-        k.line_bps,
-        k.base_target_ns,
-        k.per_hop_ns,
-        k.hops,
-        k.fs_range_ns,
-        k.fs_inv_lo,
-        k.fs_inv_hi,
-        k.host_target_ns,
-        k.ai_q,
-        k.beta_q,
-        k.mdf_q,
-        k.min_cwnd_q,
-        k.max_cwnd_q,
-        k.init_cwnd_q,
-        u64::from(k.retx_reset),
-    ]
 }
 
 /// ACKs every 330 ns (4 KiB at 100 Gb/s) with RTTs between 15 and 45 µs (target ≈ 26 µs).

@@ -19,6 +19,7 @@ pub mod abi;
 pub mod elf;
 mod policy;
 mod program;
+pub mod twins;
 pub mod verifier;
 
 pub use policy::{BpfPolicy, MAX_WINDOW, ParamError, ParamHandle, PolicyStats};

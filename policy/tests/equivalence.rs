@@ -14,27 +14,7 @@ use weir_congestion::{
 };
 use weir_policy::{BpfPolicy, ParamHandle, Program};
 
-/// The DCQCN example's parameter vector for `p` (order and units of `examples/cc/dcqcn.c`).
-fn dcqcn_params(p: &DcqcnParams) -> Vec<u64> {
-    vec![
-        u64::from(p.dce_tcp_g),
-        p.dce_tcp_rtt.as_ps(),
-        p.initial_alpha_q32(),
-        u64::from(p.rpg_gd),
-        u64::from(p.rpg_min_dec_fac),
-        p.rpg_min_rate.bps(),
-        p.rate_reduce_monitor_period.as_ps(),
-        p.rpg_time_reset.as_ps(),
-        p.rpg_byte_reset,
-        u64::from(p.rpg_threshold),
-        p.rpg_ai_rate.bps(),
-        p.rpg_hai_rate.bps(),
-        u64::from(p.clamp_tgt_rate),
-        p.np_min_time_between_cnps.as_ps(),
-        u64::from(p.trim_as_cnp),
-        u64::from(p.loss_as_cnp),
-    ]
-}
+use weir_policy::twins::{dcqcn as dcqcn_params, swift as swift_params};
 
 const DCQCN_PARAM_NAMES: [&str; 16] = [
     "dce_tcp_g",
@@ -395,28 +375,6 @@ fn dcqcn_program_equals_native_dcqcn_on_a_paced_flow() {
         native.stats()
     );
     assert_eq!(ebpf.faults(), 0);
-}
-
-/// The Swift example's parameter vector: the native controller's integer constants.
-fn swift_params(k: &SwiftFixed) -> Vec<u64> {
-    vec![
-        k.mtu,
-        k.line_bps,
-        k.base_target_ns,
-        k.per_hop_ns,
-        k.hops,
-        k.fs_range_ns,
-        k.fs_inv_lo,
-        k.fs_inv_hi,
-        k.host_target_ns,
-        k.ai_q,
-        k.beta_q,
-        k.mdf_q,
-        k.min_cwnd_q,
-        k.max_cwnd_q,
-        k.init_cwnd_q,
-        u64::from(k.retx_reset),
-    ]
 }
 
 fn random_swift_params(rng: &mut Rng) -> SwiftParams {

@@ -70,24 +70,7 @@ fn bad_parameter_writes_are_refused() {
 fn dcqcn_parameters_reload_mid_flow() {
     let program = common::example("dcqcn");
     let p = DcqcnParams::default();
-    let values = [
-        u64::from(p.dce_tcp_g),
-        p.dce_tcp_rtt.as_ps(),
-        p.initial_alpha_q32(),
-        u64::from(p.rpg_gd),
-        u64::from(p.rpg_min_dec_fac),
-        p.rpg_min_rate.bps(),
-        p.rate_reduce_monitor_period.as_ps(),
-        p.rpg_time_reset.as_ps(),
-        p.rpg_byte_reset,
-        u64::from(p.rpg_threshold),
-        p.rpg_ai_rate.bps(),
-        p.rpg_hai_rate.bps(),
-        u64::from(p.clamp_tgt_rate),
-        p.np_min_time_between_cnps.as_ps(),
-        u64::from(p.trim_as_cnp),
-        u64::from(p.loss_as_cnp),
-    ];
+    let values = weir_policy::twins::dcqcn(&p);
     let params = ParamHandle::new(&values).unwrap();
     let mut flow = BpfPolicy::new(&program, &params, Instant::ZERO, &path());
     let cnp = Feedback {
