@@ -28,8 +28,9 @@ pub(crate) struct NcclAbiArgs {
     #[arg(long, value_name = "LIST", value_delimiter = ',', value_parser = units::parse_loss)]
     pub(crate) loss: Option<Vec<f64>>,
 
-    /// Requests in flight per comm (NCCL keeps NCCL_STEPS = 8 per channel; at most 32)
-    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=32))]
+    /// Data requests in flight per comm (NCCL keeps NCCL_STEPS = 8 per channel); at most 30,
+    /// as two more of the plugin's 32 carry the start and end markers
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=30))]
     pub(crate) inflight: u32,
 
     /// Payload bytes per point [default: 128M below 1 MiB messages, 512M from 1 MiB;
