@@ -494,6 +494,7 @@ impl Conn {
         let Some(slot) = r.inbound_slot(d.msg_id) else {
             return Placement::Inconsistent;
         };
+        let new = slot.is_none();
         match slot {
             Some(m) if m.tag != d.tag || m.len != d.msg_len || m.done => {
                 return Placement::Inconsistent;
@@ -511,8 +512,10 @@ impl Conn {
                 });
             }
         }
-        // Messages are matched in order; this one may now be matchable.
-        self.match_pending(ctx);
+        // Messages are matched in order; a new one may now be matchable.
+        if new {
+            self.match_new(d.msg_id, ctx);
+        }
         let budget = ctx.config.unexpected_bytes;
         let r = &mut self.recv;
         if weir_wire::psn::lt(d.msg_id, r.in_base) {
@@ -623,34 +626,70 @@ impl Conn {
     /// receive accepts stays unexpected without blocking later messages. Matching stops at the
     /// first message not known yet (none of its packets arrived), since it may claim a receive
     /// before any later message.
+    /// Match posted receives to unmatched messages, oldest message first (after a receive
+    /// was posted), up to the first message that has not arrived. Invariant on return: no
+    /// unmatched message before that gap has a matching posted receive.
     pub(crate) fn match_pending(&mut self, ctx: &mut Ctx<'_>) {
         let mut id = self.recv.match_next;
-        loop {
-            let r = &mut self.recv;
-            if r.posted.is_empty() {
-                break;
-            }
-            let Some((tag, matched)) = r.inbound_get(id).map(|m| (m.tag, m.recv.is_some())) else {
-                break;
-            };
-            if !matched && let Some(recv) = r.take_recv(tag) {
-                let Some(m) = r.inbound_get(id) else { break };
-                m.recv = Some(recv);
-                let early = m.early.take();
-                let reserved = core::mem::take(&mut m.reserved);
-                let complete = m.received >= m.len as u64;
-                if let Some(buf) = early {
-                    write_clipped(ctx.mem, &recv, 0, &buf, false);
-                    r.recycle(buf, ctx.config.unexpected_bytes);
-                }
-                r.unexpected_used -= reserved;
-                if complete {
-                    self.complete_recv(id, ctx);
-                }
+        while self.recv.inbound_get(id).is_some() {
+            if !self.recv.posted.is_empty() {
+                self.try_match(id, ctx);
             }
             id = id.wrapping_add(1);
         }
-        // Every message before `match_next` has a receive.
+        self.recv.frontier = id;
+        self.advance_matched();
+    }
+
+    /// Message `id` arrived (its first packet). Only when it fills the gap at the frontier can
+    /// anything newly match — it and the messages buffered behind it, in order; the ones
+    /// before it were tried against the current receives already (the invariant of
+    /// [`Conn::match_pending`]). So each message is tried once per change of the posted
+    /// receives, not once per packet of every message.
+    fn match_new(&mut self, id: u32, ctx: &mut Ctx<'_>) {
+        if id != self.recv.frontier {
+            return;
+        }
+        let mut k = id;
+        while self.recv.inbound_get(k).is_some() {
+            if !self.recv.posted.is_empty() {
+                self.try_match(k, ctx);
+            }
+            k = k.wrapping_add(1);
+        }
+        self.recv.frontier = k;
+        self.advance_matched();
+    }
+
+    /// Give message `id` the first posted receive that takes its tag, if it has none yet.
+    fn try_match(&mut self, id: u32, ctx: &mut Ctx<'_>) {
+        let r = &mut self.recv;
+        let Some((tag, matched)) = r.inbound_get(id).map(|m| (m.tag, m.recv.is_some())) else {
+            return;
+        };
+        if matched {
+            return;
+        }
+        let Some(recv) = r.take_recv(tag) else {
+            return;
+        };
+        let Some(m) = r.inbound_get(id) else { return };
+        m.recv = Some(recv);
+        let early = m.early.take();
+        let reserved = core::mem::take(&mut m.reserved);
+        let complete = m.received >= m.len as u64;
+        if let Some(buf) = early {
+            write_clipped(ctx.mem, &recv, 0, &buf, false);
+            r.recycle(buf, ctx.config.unexpected_bytes);
+        }
+        r.unexpected_used -= reserved;
+        if complete {
+            self.complete_recv(id, ctx);
+        }
+    }
+
+    /// Every message before `match_next` has a receive; drop the completed head.
+    fn advance_matched(&mut self) {
         let r = &mut self.recv;
         while r
             .inbound_get(r.match_next)

@@ -93,6 +93,9 @@ pub(crate) struct RecvState {
     pub(crate) in_base: u32,
     /// Next send message id to match against a receive.
     pub(crate) match_next: u32,
+    /// The first message id at or after `match_next` that has not arrived (a gap): messages
+    /// are matched in order, so none beyond it may take a receive yet.
+    pub(crate) frontier: u32,
     /// Writes with notify being assembled.
     pub(crate) writes: Vec<InWrite>,
     pub(crate) unexpected_used: u64,
@@ -141,6 +144,7 @@ impl RecvState {
             inbound: VecDeque::new(),
             in_base: 0,
             match_next: 0,
+            frontier: 0,
             writes: Vec::new(),
             unexpected_used: 0,
             pool: Vec::new(),
