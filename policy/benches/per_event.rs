@@ -1,6 +1,7 @@
-//! Per-event cost of the eBPF example policies (rbpf interpreter) against their native twins,
-//! on the same recorded event traces. DCQCN: a 100 Gb/s flow pacing 4 KiB packets, with a CNP
-//! every 20 µs during the congested half of each millisecond, and the controller's own timers.
+//! Per-event cost of the eBPF example policies (Weir's JIT and rbpf's interpreter) against
+//! their native twins, on the same recorded event traces. DCQCN: a 100 Gb/s flow pacing 4 KiB
+//! packets, with a CNP every 20 µs during the congested half of each millisecond, and the
+//! controller's own timers.
 //! Swift: one ACK per packet with an RTT sample swinging around the target delay.
 //!
 //! Run: `cargo bench -p weir-policy --bench per_event` (needs clang, like the tests).
@@ -15,7 +16,7 @@ use weir_congestion::{
     CongestionControl, Dcqcn, DcqcnParams, Feedback, PathInfo, Sent, Swift, SwiftParams,
 };
 use weir_policy::twins::{dcqcn as params, swift as swift_params};
-use weir_policy::{BpfPolicy, ParamHandle, Program};
+use weir_policy::{BpfPolicy, Engine, ParamHandle, Program};
 
 #[derive(Clone, Copy)]
 enum Event {
@@ -140,20 +141,36 @@ fn per_event(c: &mut Criterion) {
             black_box(replay(&mut cc, black_box(&events)))
         })
     });
-    group.bench_function("ebpf_interpreter", |b| {
-        b.iter(|| {
-            let mut cc = BpfPolicy::new(&program, &handle, Instant::ZERO, &path());
-            black_box(replay(&mut cc, black_box(&events)))
-        })
-    });
+    for (name, engine) in [
+        ("ebpf_jit", Engine::Jit),
+        ("ebpf_interpreter", Engine::Interpreter),
+    ] {
+        let program = program
+            .with_engine(engine)
+            .expect("the engine loads the policy");
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let mut cc = BpfPolicy::new(&program, &handle, Instant::ZERO, &path());
+                black_box(replay(&mut cc, black_box(&events)))
+            })
+        });
+    }
     let trivial = trivial_program();
     let trivial_params = ParamHandle::new(&[1_000_000_000, 0]).unwrap();
-    group.bench_function("ebpf_interpreter_trivial_program", |b| {
-        b.iter(|| {
-            let mut cc = BpfPolicy::new(&trivial, &trivial_params, Instant::ZERO, &path());
-            black_box(replay(&mut cc, black_box(&events)))
-        })
-    });
+    for (name, engine) in [
+        ("ebpf_jit_trivial_program", Engine::Jit),
+        ("ebpf_interpreter_trivial_program", Engine::Interpreter),
+    ] {
+        let trivial = trivial
+            .with_engine(engine)
+            .expect("the engine loads the policy");
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let mut cc = BpfPolicy::new(&trivial, &trivial_params, Instant::ZERO, &path());
+                black_box(replay(&mut cc, black_box(&events)))
+            })
+        });
+    }
     group.finish();
 }
 
@@ -197,12 +214,20 @@ fn swift_per_event(c: &mut Criterion) {
             black_box(replay_swift(&mut cc, black_box(&acks)))
         })
     });
-    group.bench_function("ebpf_interpreter", |b| {
-        b.iter(|| {
-            let mut cc = BpfPolicy::new(&program, &handle, Instant::ZERO, &path());
-            black_box(replay_swift(&mut cc, black_box(&acks)))
-        })
-    });
+    for (name, engine) in [
+        ("ebpf_jit", Engine::Jit),
+        ("ebpf_interpreter", Engine::Interpreter),
+    ] {
+        let program = program
+            .with_engine(engine)
+            .expect("the engine loads the policy");
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let mut cc = BpfPolicy::new(&program, &handle, Instant::ZERO, &path());
+                black_box(replay_swift(&mut cc, black_box(&acks)))
+            })
+        });
+    }
     group.finish();
 }
 

@@ -1,6 +1,7 @@
 //! Run-time loadable congestion-control policies: eBPF programs, written in restricted C
 //! against `examples/cc/weir_cc.h`, compiled with `clang -O2 -target bpf -c`, checked by
-//! Weir's own verifier and run by rbpf's interpreter behind the
+//! Weir's own verifier and run as native code from Weir's x86-64 JIT (or by rbpf's
+//! interpreter, [`Engine`]) behind the
 //! [`weir_congestion::CongestionControl`] trait.
 //!
 //! Contract: nothing a program does can crash or stall the engine. Loading refuses any program
@@ -17,11 +18,13 @@
 
 pub mod abi;
 pub mod elf;
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+mod jit;
 mod policy;
 mod program;
 pub mod twins;
 pub mod verifier;
 
 pub use policy::{BpfPolicy, MAX_WINDOW, ParamError, ParamHandle, PolicyStats};
-pub use program::{LoadError, Program};
+pub use program::{Engine, LoadError, Program};
 pub use verifier::{Report, VerifierConfig, VerifyError};

@@ -5,10 +5,15 @@
 //! verifier hook. It is immutable afterwards and cheap to clone (an `Arc`); running it needs
 //! only `&self`, so one program serves any number of flows on any threads.
 //!
-//! Programs run in rbpf's interpreter, which also checks every memory access at run time (an
-//! out-of-bounds access becomes an error the policy counts). rbpf 0.4.1's two compilers are not
-//! used, although the interpreter costs about 130 times the native DCQCN per event: a
-//! differential test against the interpreter found both wrong. The x86-64 JIT (`unsafe` to
+//! Programs run on one of two [`Engine`]s. The default on x86-64 Linux is Weir's own JIT
+//! ([`crate::jit`]), which emits native code for exactly the instructions the verifier accepts
+//! and relies on the verifier's proof instead of run-time bounds checks (in debug builds it
+//! re-checks every access, see [`Engine::JitChecked`]). Elsewhere, and on request, programs run
+//! in rbpf's interpreter, which checks every memory access at run time (an out-of-bounds access
+//! becomes an error the policy counts) and costs about 130 times the native DCQCN per event.
+//! The JIT's results equal the interpreter's bit for bit (pinned by differential tests).
+//! rbpf 0.4.1's two compilers are not used: a differential test against the interpreter found
+//! both wrong. The x86-64 JIT (`unsafe` to
 //! call, no bounds checks) does not zero-extend `mov32` between registers, does not truncate
 //! `le16`/`le32`, and panics (an `assert!` in its emitter) once the machine code passes one
 //! 4 KiB page, which the DCQCN example does by far. The Cranelift back end compares only the
@@ -42,6 +47,38 @@ pub enum LoadError {
     /// A `name=default` entry of `weir_cc_params` whose default is not a decimal `u64`.
     #[error("parameter `{0}`: default `{1}` is not a non-negative integer")]
     BadDefault(String, String),
+    /// The JIT could not compile the program (or is not available on this target).
+    #[error("jit: {0}")]
+    Jit(String),
+}
+
+/// How a [`Program`] is executed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Engine {
+    /// Native x86-64 code from Weir's JIT, without run-time bounds checks (the verifier proved
+    /// every access). x86-64 Linux only.
+    Jit,
+    /// The JIT with every memory access re-checked against the verifier's bounds; a violation
+    /// (a verifier bug) is a fault instead of a stray access. The default in debug builds.
+    JitChecked,
+    /// rbpf's interpreter, with its own run-time memory checks.
+    Interpreter,
+}
+
+impl Default for Engine {
+    /// [`Engine::Jit`] on x86-64 Linux ([`Engine::JitChecked`] in debug builds), else
+    /// [`Engine::Interpreter`].
+    fn default() -> Self {
+        if cfg!(all(target_arch = "x86_64", target_os = "linux")) {
+            if cfg!(debug_assertions) {
+                Engine::JitChecked
+            } else {
+                Engine::Jit
+            }
+        } else {
+            Engine::Interpreter
+        }
+    }
 }
 
 /// A verified program, ready to run. See the module documentation.
@@ -51,6 +88,9 @@ pub struct Program {
 }
 
 struct Inner {
+    engine: Engine,
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    jit: Option<crate::jit::JitCode>,
     // Declared before `code`, so dropped before the bytes it points into.
     vm: Vm,
     code: Box<[u8]>,
@@ -103,7 +143,7 @@ impl Program {
                 }
             }
         }
-        let mut p = Program::build(
+        let mut p = Program::build_default(
             found.code.to_vec(),
             found.section.to_string(),
             names,
@@ -117,7 +157,66 @@ impl Program {
 
     /// Loads raw bytecode (8 bytes per instruction, little-endian), without parameter names.
     pub fn from_bytecode(code: &[u8], config: &VerifierConfig) -> Result<Program, LoadError> {
-        Program::build(code.to_vec(), String::new(), Vec::new(), config)
+        Program::build_default(code.to_vec(), String::new(), Vec::new(), config)
+    }
+
+    /// The same verified program on another engine (compiled afresh; parameter names and
+    /// defaults carried over).
+    pub fn with_engine(&self, engine: Engine) -> Result<Program, LoadError> {
+        let config = VerifierConfig {
+            max_insns: verifier::HARD_MAX_INSNS,
+        };
+        let mut p = Program::build(
+            self.inner.code.to_vec(),
+            self.inner.section.clone(),
+            self.inner.param_names.clone(),
+            &config,
+            engine,
+        )?;
+        if let Some(inner) = Arc::get_mut(&mut p.inner) {
+            inner.param_defaults = self.inner.param_defaults.clone();
+        }
+        Ok(p)
+    }
+
+    /// The engine this program runs on.
+    pub fn engine(&self) -> Engine {
+        self.inner.engine
+    }
+
+    /// Bytes of native code (0 on the interpreter).
+    pub fn native_code_len(&self) -> usize {
+        #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+        if let Some(j) = &self.inner.jit {
+            return j.len();
+        }
+        0
+    }
+
+    /// [`Program::build`] on [`Engine::default`], falling back to the interpreter when the
+    /// JIT cannot get executable memory (a system that forbids it): slower, never refused.
+    fn build_default(
+        code: Vec<u8>,
+        section: String,
+        param_names: Vec<String>,
+        config: &VerifierConfig,
+    ) -> Result<Program, LoadError> {
+        let engine = Engine::default();
+        if engine == Engine::Interpreter {
+            return Program::build(code, section, param_names, config, engine);
+        }
+        match Program::build(
+            code.clone(),
+            section.clone(),
+            param_names.clone(),
+            config,
+            engine,
+        ) {
+            Err(LoadError::Jit(_)) => {
+                Program::build(code, section, param_names, config, Engine::Interpreter)
+            }
+            other => other,
+        }
     }
 
     fn build(
@@ -125,6 +224,7 @@ impl Program {
         section: String,
         param_names: Vec<String>,
         config: &VerifierConfig,
+        engine: Engine,
     ) -> Result<Program, LoadError> {
         if param_names.len() > MAX_PARAMS {
             return Err(LoadError::TooManyParams(param_names.len()));
@@ -151,8 +251,39 @@ impl Program {
             vm.register_helper(helper.id, f).map_err(vm_err)?;
         }
         vm.set_program(prog).map_err(vm_err)?;
+        #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+        let jit = {
+            use crate::jit::{Checks, HelperFn, compile};
+            let checks = match engine {
+                Engine::Jit => Some(Checks::None),
+                Engine::JitChecked => Some(Checks::Bounds),
+                Engine::Interpreter => None,
+            };
+            let helper = |id: u32| -> Option<HelperFn> {
+                match id {
+                    1 => Some(muldiv_sysv),
+                    _ => None,
+                }
+            };
+            match checks {
+                Some(c) => Some(
+                    compile(&code, report.stack_bytes, helper, c)
+                        .map_err(|e| LoadError::Jit(e.to_string()))?,
+                ),
+                None => None,
+            }
+        };
+        #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+        if engine != Engine::Interpreter {
+            return Err(LoadError::Jit(
+                "the JIT needs x86-64 Linux; use Engine::Interpreter".into(),
+            ));
+        }
         Ok(Program {
             inner: Arc::new(Inner {
+                engine,
+                #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+                jit,
                 vm: Vm(vm),
                 code,
                 param_defaults: vec![0; param_names.len()],
@@ -194,26 +325,50 @@ impl Program {
         self.inner.param_names.iter().position(|n| n == name)
     }
 
-    /// Runs the program once on `ctx`: its return value, or rbpf's error.
-    pub(crate) fn run(&self, ctx: &mut Context) -> Result<u64, rbpf::lib::Error> {
+    /// Runs the program once on `ctx` with its engine: its return value, or the engine's
+    /// error (an rbpf run-time error, or a failed bounds check of [`Engine::JitChecked`]).
+    pub fn run(&self, ctx: &mut Context) -> Result<u64, rbpf::lib::Error> {
         let ptr = (ctx as *mut Context).cast::<u8>();
+        #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+        if let Some(jit) = &self.inner.jit {
+            // SAFETY: `ptr` comes from an exclusive borrow of a `Context`, CONTEXT_SIZE bytes
+            // (abi.rs asserts the layout), valid for reads and writes for the whole call, and
+            // the code was compiled from this program's verified bytecode.
+            return unsafe { jit.run(ptr) };
+        }
         // SAFETY: `ctx` is an exclusively borrowed, initialised `repr(C)` value of exactly
         // CONTEXT_SIZE bytes with no implicit padding (abi.rs asserts the layout), so viewing it
         // as bytes is valid. The VM's lifetime parameter forces `'static` on the slice, but the
         // slice is used only for this call: rbpf keeps no reference to it after returning.
         let mem: &'static mut [u8] = unsafe { std::slice::from_raw_parts_mut(ptr, CONTEXT_SIZE) };
-        self.inner.vm.0.execute_program(mem)
+        // rbpf's interpreter computes `neg64` as `-(x as i64)`, which panics on i64::MIN where
+        // overflow checks are on (debug and test builds): a verified program must not take
+        // the engine down, so a panic in the interpreter is an error like any other fault.
+        let vm = &self.inner.vm.0;
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| vm.execute_program(mem)))
+            .unwrap_or_else(|_| {
+                Err(rbpf::lib::Error::other(
+                    "the interpreter panicked (rbpf arithmetic overflow)",
+                ))
+            })
     }
 }
 
 impl fmt::Debug for Program {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Program")
+            .field("engine", &self.inner.engine)
             .field("section", &self.inner.section)
             .field("report", &self.inner.report)
             .field("param_names", &self.inner.param_names)
             .finish()
     }
+}
+
+/// [`muldiv`] with the ABI the JIT calls (the same function the interpreter registers).
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+extern "sysv64" fn muldiv_sysv(a: u64, b: u64, d: u64, x: u64, y: u64) -> u64 {
+    muldiv(a, b, d, x, y)
 }
 
 /// Helper 1, `weir_cc_muldiv(a, b, d)`: ⌊a·b/d⌋ in 128 bits, saturated; `d == 0` gives

@@ -23,8 +23,11 @@
 //!    such a program would not do what its source says.
 //!
 //! Every refusal is a [`VerifyError`] naming the instruction (index and disassembly) and the
-//! reason. rbpf's run-time memory checks remain as a second line of defence; division by zero
-//! is defined (0, or the dividend for modulo) and needs no check.
+//! reason. Item 5 is what makes the JIT (the default engine on x86-64 Linux) sound: its code
+//! accesses memory without run-time checks, except in its checked mode (the default in debug
+//! builds), which re-checks exactly these bounds; on the interpreter, rbpf's run-time memory
+//! checks remain a second line of defence. Division by zero is defined (0, or the dividend
+//! for modulo) and needs no check.
 //!
 //! The analysis merges paths at join points instead of exploring them separately (as the
 //! kernel does), which keeps it linear in the program size; clang's code for restricted C

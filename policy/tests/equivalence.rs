@@ -3,6 +3,8 @@
 //! without host delay, INT records, trims, losses, RTOs, timers on time and late, time going
 //! backwards, huge jumps), the eBPF policy's `Limits` and timer are bit-identical to the native
 //! controller's, and so is the state behind them (rates, α, windows, counters) at the end.
+//! The sequences run on each engine: the JIT (unchecked) and rbpf's interpreter; the other
+//! tests use the default engine (the bounds-checked JIT in debug builds).
 
 mod common;
 
@@ -287,28 +289,30 @@ fn dcqcn_program_equals_native_dcqcn_on_default_parameters() {
         base_rtt: Some(Duration::from_micros(8)),
         paths: 4,
     };
-    let program = common::example("dcqcn");
-    for seed in 0..40 {
-        let mut rng = Rng(seed);
-        run_pair(
-            seed,
-            5_000,
-            &program,
-            DcqcnParams::default(),
-            path,
-            &mut rng,
-        );
+    for program in common::engines(&common::example("dcqcn")) {
+        for seed in 0..40 {
+            let mut rng = Rng(seed);
+            run_pair(
+                seed,
+                5_000,
+                &program,
+                DcqcnParams::default(),
+                path,
+                &mut rng,
+            );
+        }
     }
 }
 
 #[test]
 fn dcqcn_program_equals_native_dcqcn_on_random_parameters_and_paths() {
-    let program = common::example("dcqcn");
-    for seed in 1_000..1_400 {
-        let mut rng = Rng(seed);
-        let params = random_params(&mut rng);
-        let path = random_path(&mut rng);
-        run_pair(seed, 2_000, &program, params, path, &mut rng);
+    for program in common::engines(&common::example("dcqcn")) {
+        for seed in 1_000..1_400 {
+            let mut rng = Rng(seed);
+            let params = random_params(&mut rng);
+            let path = random_path(&mut rng);
+            run_pair(seed, 2_000, &program, params, path, &mut rng);
+        }
     }
 }
 
@@ -531,11 +535,12 @@ fn run_swift_pair(seed: u64, events: usize, program: &Program, rng: &mut Rng) {
 
 #[test]
 fn swift_program_equals_native_swift() {
-    let program = common::example("swift");
-    assert_eq!(program.param_names().len(), 16);
-    for seed in 0..300 {
-        let mut rng = Rng(0x5717 + seed);
-        run_swift_pair(seed, 3_000, &program, &mut rng);
+    for program in common::engines(&common::example("swift")) {
+        assert_eq!(program.param_names().len(), 16);
+        for seed in 0..300 {
+            let mut rng = Rng(0x5717 + seed);
+            run_swift_pair(seed, 3_000, &program, &mut rng);
+        }
     }
 }
 

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use weir_policy::{Program, VerifierConfig};
+use weir_policy::{Engine, Program, VerifierConfig};
 
 /// `examples/cc` in the repository.
 pub(crate) fn examples_dir() -> PathBuf {
@@ -82,4 +82,23 @@ pub(crate) fn asm(text: &str) -> Result<Program, weir_policy::LoadError> {
 /// Assembles rbpf assembler text.
 pub(crate) fn bytecode(text: &str) -> Vec<u8> {
     rbpf::assembler::assemble(text).unwrap_or_else(|e| panic!("assembler: {e}\n{text}"))
+}
+
+/// `program` on each engine worth comparing: the unchecked JIT (where there is one) and rbpf's
+/// interpreter.
+pub(crate) fn engines(program: &Program) -> Vec<Program> {
+    let mut all = Vec::new();
+    if cfg!(all(target_arch = "x86_64", target_os = "linux")) {
+        all.push(
+            program
+                .with_engine(Engine::Jit)
+                .expect("the JIT compiles the program"),
+        );
+    }
+    all.push(
+        program
+            .with_engine(Engine::Interpreter)
+            .expect("the interpreter loads the program"),
+    );
+    all
 }
