@@ -445,6 +445,10 @@ mod tests {
             (&["--sample-us", "0"][..], "--sample-us"),
             (&["--policy", "cubic"][..], "unknown algorithm"),
             (&["--policy", "rccc"][..], "receiver-driven"),
+            (
+                &["--policy", "hpcc", "--int", "off"][..],
+                "needs in-band network telemetry",
+            ),
         ] {
             let e = run_policy(&run_args(flags)).unwrap_err();
             assert!(e.contains(want), "{flags:?}: {e}");

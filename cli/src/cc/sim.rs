@@ -111,6 +111,17 @@ pub(crate) struct Outcome {
 /// Runs `policy` as `args` describe (files are written by the caller).
 pub(crate) fn simulate(policy: &Policy, args: &RunArgs) -> Result<Outcome, String> {
     let (cfg, flows) = scenario(args)?;
+    // An INT-driven law on a path without INT is refused, not run blind.
+    if cfg.int == IntHops::Off
+        && let Some(f) = flows.first()
+        && policy.build(Instant::ZERO, &cfg.path_info(f)).needs_int()
+    {
+        return Err(format!(
+            "{} needs in-band network telemetry, and this run has none (--int off); use \
+             --int bottleneck or --int nic",
+            policy.algorithm
+        ));
+    }
     let trace = testing::run_with(&cfg, &flows, |_, now, path| policy.build(now, path));
     let summary = summary(policy, args, &cfg, &trace);
     Ok(Outcome { trace, summary })
