@@ -256,6 +256,13 @@ impl CreditScheduler {
         self.rate
     }
 
+    /// Pace at `rate` (at least 1 kbit/s) from the next grant on; demands, grants and the
+    /// round-robin order are kept (the receiver's link changed speed, or its operator
+    /// reloaded the configuration).
+    pub fn set_rate(&mut self, rate: Rate) {
+        self.rate = rate.max(Rate::from_bps(1000));
+    }
+
     /// Bytes per pull.
     pub fn pull(&self) -> u64 {
         self.pull

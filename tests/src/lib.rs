@@ -484,7 +484,15 @@ impl Net {
         );
     }
 
-    /// What the bottleneck in front of `dst` did (`None`: there is none).
+    /// Change the rate of the bottleneck in front of `dst` (its queue and counters are kept):
+    /// a link-rate step.
+    pub fn set_ingress_rate(&mut self, dst: usize, rate: Rate) {
+        if let Some(q) = self.ingress.get_mut(&dst) {
+            q.rate = rate;
+        }
+    }
+
+    /// Counters of the bottleneck in front of `dst`, if it has one.
     pub fn ingress_stats(&self, dst: usize) -> Option<IngressStats> {
         self.ingress.get(&dst).map(|q| q.stats)
     }

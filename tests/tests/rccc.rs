@@ -381,3 +381,155 @@ fn the_receiver_paces_grants_at_its_link_rate() {
         o.elapsed
     );
 }
+
+/// A long-running RCCC incast: `n` senders each with `msgs` messages of `SIZE` posted at once
+/// into endpoint 0 behind its bottleneck. `step(net, done)` runs before every simulation step
+/// with the number of receives completed so far; the returned trace has, per sender, how many
+/// of its receives had completed each time `done` crossed a multiple of `every`.
+fn staged(
+    receiver: Config,
+    n: usize,
+    msgs: usize,
+    every: usize,
+    mut step: impl FnMut(&mut Net, usize),
+) -> (Net, Vec<Vec<usize>>, Vec<weir_base::Instant>) {
+    let sender = config(rccc(false, 128 << 10));
+    let link = Link {
+        latency: Duration::from_micros(2),
+        rate: RATE,
+        ..Link::default()
+    };
+    let mut net = Net::new(n + 1, receiver, link, 21);
+    for i in 1..=n {
+        let mut e = Endpoint::new(sender, net.addrs[i], 21 ^ (i as u64) << 8).unwrap();
+        e.listen(true);
+        net.eps[i] = e;
+    }
+    net.set_ingress(0, RATE, BUFFER);
+    let mut conns = Vec::new();
+    for i in 1..=n {
+        conns.push(
+            net.connect(i, 0, Duration::from_millis(10))
+                .expect("connect"),
+        );
+    }
+    let (dst, _) = net.region(0, SIZE, |_| 0, false);
+    let start = net.now;
+    for (i, &(cs, cr)) in conns.iter().enumerate() {
+        let (src, _) = net.region(i + 1, SIZE, |b| b as u8, false);
+        for m in 0..msgs {
+            let recv = WorkRequest::Recv {
+                region: dst,
+                offset: 0,
+                len: SIZE as u64,
+                tag: Some(m as u64),
+            };
+            net.eps[0].post(start, cr, recv).unwrap();
+            let send = WorkRequest::Send {
+                region: src,
+                offset: 0,
+                len: SIZE as u64,
+                tag: m as u64,
+            };
+            net.eps[i + 1].post(start, cs, send).unwrap();
+        }
+    }
+    let total = n * msgs;
+    let mut trace = Vec::new();
+    let mut times = Vec::new();
+    let deadline = start + Duration::from_secs(2);
+    loop {
+        let done: Vec<usize> = conns
+            .iter()
+            .map(|&(_, cr)| {
+                net.completions(0)
+                    .filter(|c| c.conn == cr && c.status.is_ok())
+                    .count()
+            })
+            .collect();
+        let sum: usize = done.iter().sum();
+        if sum >= every * (trace.len() + 1) {
+            trace.push(done);
+            times.push(net.now);
+        }
+        if sum == total {
+            break;
+        }
+        step(&mut net, sum);
+        assert!(
+            net.now < deadline && net.step(deadline),
+            "stalled at {sum}/{total}"
+        );
+    }
+    (net, trace, times)
+}
+
+fn jain(xs: &[f64]) -> f64 {
+    let s: f64 = xs.iter().sum();
+    let q: f64 = xs.iter().map(|x| x * x).sum();
+    if q == 0.0 {
+        1.0
+    } else {
+        s * s / (xs.len() as f64 * q)
+    }
+}
+
+/// Eight backlogged RCCC senders get equal shares of the receiver's credit: at every
+/// quarter of the transfer, each has had (nearly) the same number of messages delivered.
+#[test]
+fn eight_credit_senders_share_the_link_fairly() {
+    let (net, trace, _) = staged(config(fixed()), 8, 32, 64, |_, _| {});
+    assert_eq!(trace.len(), 4);
+    for (k, done) in trace.iter().enumerate() {
+        let xs: Vec<f64> = done.iter().map(|&d| d as f64).collect();
+        let j = jain(&xs);
+        eprintln!(
+            "after {} messages: per sender {done:?}, Jain {j:.4}",
+            64 * (k + 1)
+        );
+        assert!(j >= 0.95, "Jain {j} with {done:?}");
+    }
+    let q = net.ingress_stats(0).unwrap();
+    assert_eq!(q.dropped, 0, "{q:?}");
+}
+
+/// The receiver's link steps from 100 to 25 Gb/s and back; its operator reloads RCCC with the
+/// new rate (`Endpoint::set_cc`). Credit follows: no drops at the bottleneck, and goodput
+/// tracks each rate.
+#[test]
+fn credit_follows_a_rate_step() {
+    let at = |gbps| {
+        let mut p = RcccParams::default();
+        p.link_rate = Rate::from_gbps(gbps);
+        CcConfig::Rccc(p)
+    };
+    let receiver = config(at(100));
+    let (n, msgs, every) = (4, 48, 48);
+    let mut stepped = [false; 2];
+    let (net, _, times) = staged(receiver, n, msgs, every, |net, done| {
+        let now = net.now;
+        if done >= every && !stepped[0] {
+            stepped[0] = true;
+            net.set_ingress_rate(0, Rate::from_gbps(25));
+            net.eps[0].set_cc(now, at(25));
+        }
+        if done >= 2 * every && !stepped[1] {
+            stepped[1] = true;
+            net.set_ingress_rate(0, RATE);
+            net.eps[0].set_cc(now, at(100));
+        }
+    });
+    let q = net.ingress_stats(0).unwrap();
+    assert_eq!(q.dropped, 0, "{q:?}");
+    // Goodput of each third (48 messages of 64 KiB) against the rate in force.
+    let bits = (every * SIZE * 8) as f64;
+    let phases = [(times[0], times[1], 25.0), (times[1], times[2], 100.0)];
+    for (from, to, gbps) in phases {
+        let got = bits / to.saturating_since(from).as_secs_f64() / 1e9;
+        eprintln!("phase at {gbps} Gb/s: goodput {got:.1} Gb/s");
+        assert!(
+            got >= 0.9 * gbps && got <= 1.02 * gbps,
+            "{got} Gb/s at {gbps} Gb/s"
+        );
+    }
+}

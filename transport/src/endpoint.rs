@@ -63,10 +63,10 @@ impl Endpoint {
         config.validate()?;
         //= reference/transport-cc.md#1.8
         //# In htsim, credit is granted 4 MTUs per pull.
-        let (rate, params) = match config.cc {
-            CcConfig::Rccc(p) if p.link_rate.bps() > 0 => (p.link_rate, p),
-            CcConfig::Rccc(p) => (config.line_rate, p),
-            _ => (config.line_rate, RcccParams::default()),
+        let rate = credit_rate(&config);
+        let params = match config.cc {
+            CcConfig::Rccc(p) => p,
+            _ => RcccParams::default(),
         };
         let pull = params.pull_bytes(u64::from(config.max_payload) + DATA_HEADER);
         Ok(Endpoint {
@@ -546,6 +546,8 @@ impl Endpoint {
     /// A `cc` that needs INT also turns INT requests on for data sent from now on.
     pub fn set_cc(&mut self, now: Instant, cc: weir_congestion::CcConfig) -> (usize, usize) {
         self.config.cc = cc;
+        // The credit this endpoint meters as a receiver follows the new configuration too.
+        self.credit.set_rate(credit_rate(&self.config));
         let (mut kept, mut fresh) = (0, 0);
         for c in self.conns.iter_mut().flatten() {
             if c.reconfigure_cc(now, &cc) {
@@ -668,5 +670,14 @@ fn close_header(c: &Conn, reason: u32) -> Header {
         },
         ext: Ext::Close(CloseExt { reason }),
         int: IntList::new(),
+    }
+}
+
+/// The rate a receiver meters credit at: its RCCC `link_rate` when it runs RCCC with one set,
+/// else its line rate.
+fn credit_rate(config: &Config) -> weir_base::Rate {
+    match config.cc {
+        CcConfig::Rccc(p) if p.link_rate.bps() > 0 => p.link_rate,
+        _ => config.line_rate,
     }
 }
