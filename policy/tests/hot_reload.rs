@@ -109,3 +109,19 @@ fn the_readme_example_runs() {
     flow.on_feedback(Instant::from_ps(2), &cnp);
     assert_eq!(flow.limits().rate, Some(Rate::from_gbps(30)));
 }
+
+/// Declared defaults (`name=value`) fill what the loader is not given; a default that is not
+/// a number is refused at load, naming the parameter.
+#[test]
+fn declared_defaults_apply_and_bad_ones_are_refused() {
+    let program = common::load_test_program("defaults").unwrap();
+    assert_eq!(program.param_names(), ["rate_bps", "window"]);
+    assert_eq!(program.param_defaults(), [25_000_000_000, 65_536]);
+    let params = ParamHandle::named(&program, &[("window", 4096)]).unwrap();
+    let flow = BpfPolicy::new(&program, &params, Instant::ZERO, &path());
+    assert_eq!(flow.limits().rate, Some(Rate::from_gbps(25)));
+    assert_eq!(flow.limits().window, Some(4096));
+    let e = common::load_test_program("bad_default").unwrap_err();
+    assert!(e.to_string().contains("`rate_bps`"), "{e}");
+    assert!(e.to_string().contains("fast"), "{e}");
+}
