@@ -1,0 +1,276 @@
+//! Topologies as port graphs, plus their shortest-path route tables.
+//!
+//! Contract: nodes `0..hosts` are hosts (one port each, to their top-of-rack switch); the rest
+//! are switches. Every link is two directed ports with a rate and a propagation delay. Routes
+//! are all shortest paths: for each switch and each destination top-of-rack switch, the list of
+//! output ports that bring the packet one hop closer (computed by BFS from every ToR, so any
+//! topology built here gets ECMP for free).
+
+use std::collections::VecDeque;
+
+use weir_base::{Duration, Rate};
+
+use crate::scenario::Topology;
+
+/// One direction of a link.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PortSpec {
+    /// Node at the far end.
+    pub(crate) peer: u32,
+    pub(crate) rate: Rate,
+    pub(crate) delay: Duration,
+}
+
+/// A built topology.
+#[derive(Debug)]
+pub(crate) struct Graph {
+    pub(crate) hosts: u32,
+    /// Ports of each node.
+    pub(crate) ports: Vec<Vec<PortSpec>>,
+    /// Index of each host's ToR in `tors`.
+    pub(crate) host_tor: Vec<u32>,
+    /// Port of the ToR that leads to each host.
+    pub(crate) host_port: Vec<u16>,
+    /// Node ids of the ToR switches.
+    pub(crate) tors: Vec<u32>,
+    /// `routes[node][tor]`: range into `route_ports` (empty for hosts).
+    route_index: Vec<Vec<(u32, u16)>>,
+    route_ports: Vec<u16>,
+    /// `dist[tor][node]`: hops from `node` to ToR `tor` (u16::MAX: unreachable).
+    dist: Vec<Vec<u16>>,
+}
+
+impl Graph {
+    /// Build a topology (the scenario was validated).
+    pub(crate) fn build(t: &Topology) -> Graph {
+        let mut b = Builder::default();
+        match *t {
+            Topology::FatTree {
+                k,
+                link_gbps,
+                link_delay_ns,
+            } => {
+                let (rate, delay) = (
+                    Rate::from_gbps(link_gbps),
+                    Duration::from_nanos(link_delay_ns),
+                );
+                let h = k / 2;
+                let hosts = k * k * k / 4;
+                b.nodes(hosts);
+                let edge0 = hosts;
+                let agg0 = edge0 + k * h;
+                let core0 = agg0 + k * h;
+                b.nodes(k * h * 2 + h * h);
+                for pod in 0..k {
+                    for e in 0..h {
+                        let edge = edge0 + pod * h + e;
+                        for i in 0..h {
+                            b.link(pod * h * h + e * h + i, edge, rate, delay);
+                        }
+                    }
+                }
+                for pod in 0..k {
+                    for e in 0..h {
+                        for a in 0..h {
+                            b.link(edge0 + pod * h + e, agg0 + pod * h + a, rate, delay);
+                        }
+                    }
+                    for a in 0..h {
+                        for c in 0..h {
+                            b.link(agg0 + pod * h + a, core0 + a * h + c, rate, delay);
+                        }
+                    }
+                }
+                b.finish(hosts)
+            }
+            Topology::LeafSpine {
+                leaves,
+                spines,
+                hosts_per_leaf,
+                host_gbps,
+                fabric_gbps,
+                link_delay_ns,
+            } => {
+                let delay = Duration::from_nanos(link_delay_ns);
+                let hosts = leaves * hosts_per_leaf;
+                b.nodes(hosts + leaves + spines);
+                for l in 0..leaves {
+                    for i in 0..hosts_per_leaf {
+                        b.link(
+                            l * hosts_per_leaf + i,
+                            hosts + l,
+                            Rate::from_gbps(host_gbps),
+                            delay,
+                        );
+                    }
+                }
+                for l in 0..leaves {
+                    for s in 0..spines {
+                        b.link(
+                            hosts + l,
+                            hosts + leaves + s,
+                            Rate::from_gbps(fabric_gbps),
+                            delay,
+                        );
+                    }
+                }
+                b.finish(hosts)
+            }
+        }
+    }
+
+    /// Equal-cost output ports of switch `node` towards ToR index `tor`.
+    pub(crate) fn next_hops(&self, node: u32, tor: u32) -> &[u16] {
+        let Some(&(start, len)) = self
+            .route_index
+            .get(node as usize)
+            .and_then(|r| r.get(tor as usize))
+        else {
+            return &[];
+        };
+        let start = start as usize;
+        self.route_ports
+            .get(start..start + usize::from(len))
+            .unwrap_or(&[])
+    }
+
+    /// Links on a shortest path from host `src` to host `dst`.
+    pub(crate) fn path_links(&self, src: u32, dst: u32) -> u64 {
+        let (ts, td) = (self.host_tor[src as usize], self.host_tor[dst as usize]);
+        let tor_node = self.tors[ts as usize];
+        u64::from(self.dist[td as usize][tor_node as usize]) + 2
+    }
+}
+
+#[derive(Default)]
+struct Builder {
+    ports: Vec<Vec<PortSpec>>,
+}
+
+impl Builder {
+    fn nodes(&mut self, n: u32) {
+        self.ports.extend((0..n).map(|_| Vec::new()));
+    }
+
+    fn link(&mut self, a: u32, b: u32, rate: Rate, delay: Duration) {
+        self.ports[a as usize].push(PortSpec {
+            peer: b,
+            rate,
+            delay,
+        });
+        self.ports[b as usize].push(PortSpec {
+            peer: a,
+            rate,
+            delay,
+        });
+    }
+
+    fn finish(self, hosts: u32) -> Graph {
+        let ports = self.ports;
+        let n = ports.len();
+        let mut tors: Vec<u32> = Vec::new();
+        let mut host_tor = Vec::with_capacity(hosts as usize);
+        let mut host_port = Vec::with_capacity(hosts as usize);
+        for h in 0..hosts {
+            let tor = ports[h as usize][0].peer;
+            let idx = match tors.iter().position(|&t| t == tor) {
+                Some(i) => i,
+                None => {
+                    tors.push(tor);
+                    tors.len() - 1
+                }
+            };
+            host_tor.push(idx as u32);
+            let p = ports[tor as usize]
+                .iter()
+                .position(|p| p.peer == h)
+                .unwrap_or(0);
+            host_port.push(p as u16);
+        }
+        // BFS over switches only (hosts never forward).
+        let mut dist = Vec::with_capacity(tors.len());
+        for &tor in &tors {
+            let mut d = vec![u16::MAX; n];
+            d[tor as usize] = 0;
+            let mut q = VecDeque::from([tor]);
+            while let Some(u) = q.pop_front() {
+                for p in &ports[u as usize] {
+                    let v = p.peer as usize;
+                    if v >= hosts as usize && d[v] == u16::MAX {
+                        d[v] = d[u as usize].saturating_add(1);
+                        q.push_back(p.peer);
+                    }
+                }
+            }
+            dist.push(d);
+        }
+        let mut route_index = vec![Vec::new(); n];
+        let mut route_ports = Vec::new();
+        for (node, ps) in ports.iter().enumerate().skip(hosts as usize) {
+            for d in &dist {
+                let start = route_ports.len() as u32;
+                let here = d[node];
+                for (i, p) in ps.iter().enumerate() {
+                    let v = p.peer as usize;
+                    if v >= hosts as usize && here != u16::MAX && d[v].saturating_add(1) == here {
+                        route_ports.push(i as u16);
+                    }
+                }
+                let len = (route_ports.len() as u32 - start) as u16;
+                route_index[node].push((start, len));
+            }
+        }
+        Graph {
+            hosts,
+            ports,
+            host_tor,
+            host_port,
+            tors,
+            route_index,
+            route_ports,
+            dist,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fat_tree_k4_shape_and_routes() {
+        let g = Graph::build(&Topology::FatTree {
+            k: 4,
+            link_gbps: 100,
+            link_delay_ns: 1000,
+        });
+        assert_eq!(g.hosts, 16);
+        assert_eq!(g.ports.len(), 16 + 8 + 8 + 4);
+        assert_eq!(g.tors.len(), 8);
+        // Every switch has radix k.
+        assert!(g.ports[16..].iter().all(|p| p.len() == 4));
+        // Same ToR: 2 links; same pod: 4; across pods: 6.
+        assert_eq!(g.path_links(0, 1), 2);
+        assert_eq!(g.path_links(0, 2), 4);
+        assert_eq!(g.path_links(0, 4), 6);
+        // An edge switch has 2 uplinks towards a remote ToR; a core switch exactly 1 port.
+        let remote = g.host_tor[4];
+        assert_eq!(g.next_hops(16, remote).len(), 2);
+        assert_eq!(g.next_hops(32, remote).len(), 1);
+    }
+
+    #[test]
+    fn leaf_spine_routes_over_every_spine() {
+        let g = Graph::build(&Topology::LeafSpine {
+            leaves: 4,
+            spines: 3,
+            hosts_per_leaf: 2,
+            host_gbps: 100,
+            fabric_gbps: 100,
+            link_delay_ns: 500,
+        });
+        assert_eq!(g.hosts, 8);
+        assert_eq!(g.next_hops(8, g.host_tor[7]).len(), 3);
+        assert_eq!(g.path_links(0, 7), 4);
+    }
+}
