@@ -8,6 +8,7 @@
 
 mod bench;
 mod cc;
+mod sim;
 
 use std::process::ExitCode;
 
@@ -33,6 +34,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Congestion control: list, show, check and run policies on a model bottleneck.
     Cc(cc::CcArgs),
+    /// The packet-level simulator: run a scenario file (docs/sim.md).
+    Sim(sim::SimArgs),
     /// Internal: one side of a two-process benchmark (spawned by `weir bench`). Reads its
     /// parameters as one JSON line on stdin and answers with JSON lines on stdout.
     #[command(name = "bench-peer", hide = true)]
@@ -44,6 +47,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Bench(args) => bench::run(args).map_err(|e| e.to_string()),
         Command::Cc(args) => cc::run(args).map_err(|e| e.to_string()),
+        Command::Sim(args) => sim::run(args),
         Command::BenchPeer => bench::peer::main().map_err(|e| e.to_string()),
     };
     match result {
