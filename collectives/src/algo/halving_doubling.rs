@@ -1,0 +1,92 @@
+//! Rabenseifner's AllReduce: recursive-halving reduce-scatter followed by recursive-doubling
+//! allgather (Thakur, Rabenseifner & Gropp 2005, §4.4 and Fig. 8; Rabenseifner 2004).
+//!
+//! Contract: for `n = 2^k + rem` members, the first `2·rem` members fold in pairs (member `2i`
+//! reduces its whole range into member `2i + 1`, then sits out), the remaining `2^k` run the
+//! power-of-two algorithm, and the odd members of the folded pairs copy the result back
+//! (§4.4, "the number of processes is not a power of two"). Steps: `2·k`, plus 2 when
+//! `rem > 0`.
+
+use alloc::vec;
+use alloc::vec::Vec;
+use core::ops::Range;
+
+use super::{Steps, same, split};
+use crate::schedule::Action;
+
+/// Plans the AllReduce of `range` over `group`.
+pub(super) fn allreduce(group: &[usize], range: Range<usize>) -> Steps {
+    let n = group.len();
+    if n < 2 || range.is_empty() {
+        return Steps::new();
+    }
+    let p = 1usize << (usize::BITS - 1 - n.leading_zeros());
+    let rem = n - p;
+    // Participant j's member index.
+    let member = |j: usize| if j < rem { 2 * j + 1 } else { j + rem };
+    let chunks = split(range.clone(), p);
+    let span = |lo: usize, hi: usize| -> Range<usize> {
+        if lo < hi {
+            chunks[lo].start..chunks[hi - 1].end
+        } else {
+            0..0
+        }
+    };
+    let mut steps = Steps::new();
+    if rem > 0 {
+        let fold =
+            (0..rem).filter_map(|i| same(group[2 * i], group[2 * i + 1], &range, Action::Reduce));
+        steps.push(fold.collect());
+    }
+    // Reduce-scatter by recursive halving: distance p/2 first, so participant j ends owning
+    // chunk j.
+    let (mut lo, mut hi) = (vec![0usize; p], vec![p; p]);
+    let mut d = p / 2;
+    while d > 0 {
+        let mut step = Vec::new();
+        for j in 0..p {
+            let partner = j ^ d;
+            let mid = lo[j] + (hi[j] - lo[j]) / 2;
+            let (keep, give) = if j & d == 0 {
+                ((lo[j], mid), (mid, hi[j]))
+            } else {
+                ((mid, hi[j]), (lo[j], mid))
+            };
+            step.extend(same(
+                group[member(j)],
+                group[member(partner)],
+                &span(give.0, give.1),
+                Action::Reduce,
+            ));
+            (lo[j], hi[j]) = keep;
+        }
+        steps.push(step);
+        d /= 2;
+    }
+    // Allgather by recursive doubling, distance 1 first (the reverse order).
+    let mut d = 1;
+    while d < p {
+        let mut step = Vec::new();
+        for j in 0..p {
+            step.extend(same(
+                group[member(j)],
+                group[member(j ^ d)],
+                &span(lo[j], hi[j]),
+                Action::Copy,
+            ));
+        }
+        let prev = (lo.clone(), hi.clone());
+        for j in 0..p {
+            lo[j] = prev.0[j].min(prev.0[j ^ d]);
+            hi[j] = prev.1[j].max(prev.1[j ^ d]);
+        }
+        steps.push(step);
+        d *= 2;
+    }
+    if rem > 0 {
+        let unfold =
+            (0..rem).filter_map(|i| same(group[2 * i + 1], group[2 * i], &range, Action::Copy));
+        steps.push(unfold.collect());
+    }
+    steps
+}
