@@ -247,24 +247,19 @@ impl Default for DcqcnParams {
 impl Dcqcn {
     /// A controller starting at line rate. A zero `path.line_rate` is taken as 1 bit/s, and the
     /// minimum rate is clamped into [1 bit/s, line rate], so the output is always positive.
-    pub fn new(now: Instant, path: &PathInfo, mut params: DcqcnParams) -> Self {
+    pub fn new(now: Instant, path: &PathInfo, params: DcqcnParams) -> Self {
         let line = path.line_rate.bps().max(1);
-        let min = params.rpg_min_rate.bps().clamp(1, line);
-        params.initial_alpha = if params.initial_alpha.is_nan() {
-            1.0
-        } else {
-            params.initial_alpha.clamp(0.0, 1.0)
-        };
-        Dcqcn {
+        let mut d = Dcqcn {
             params,
             line,
-            min,
-            gain: u64::from(params.dce_tcp_g.min(1024)),
-            keep_pct: u64::from(params.rpg_min_dec_fac.min(100)),
-            alpha_period: params.dce_tcp_rtt.as_ps().max(1),
+            // Derived from `params` by `set_params` below.
+            min: 1,
+            gain: 0,
+            keep_pct: 0,
+            alpha_period: 1,
             rc: line,
             rt: line,
-            alpha: params.initial_alpha_q32(),
+            alpha: 0,
             alpha_next: None,
             alpha_cnp: false,
             last_cut: None,
@@ -276,7 +271,10 @@ impl Dcqcn {
             bytes: 0,
             now,
             stats: DcqcnStats::default(),
-        }
+        };
+        d.set_params(params);
+        d.alpha = d.params.initial_alpha_q32();
+        d
     }
 
     /// Current rate R_C.

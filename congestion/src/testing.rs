@@ -485,6 +485,20 @@ impl Trace {
             .map(|s| (s.t - self.interval) - after)
     }
 
+    /// Time from `after` to the end of the first sample after it in which the link carried
+    /// at least `percent` % of its capacity (`None`: never).
+    pub fn recovered(&self, after: Instant, percent: u64) -> Option<Duration> {
+        self.samples
+            .iter()
+            .find(|s| s.t > after && s.link_bytes * 100 >= s.capacity_bytes * percent)
+            .map(|s| s.t - after)
+    }
+
+    /// Retransmission timeouts, all flows together.
+    pub fn rtos(&self) -> u64 {
+        self.flows.iter().map(|f| f.rtos).sum()
+    }
+
     /// A compact text table for snapshot tests: one row per block of `every` samples (at
     /// least 1; a last partial block is left out) with the block's end time (µs), the backlog
     /// at that time and the largest in the block (KB), the link utilisation over the block

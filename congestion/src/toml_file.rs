@@ -58,6 +58,24 @@ pub fn parse(text: &str) -> Result<(String, Vec<(String, f64)>), String> {
     Ok((algorithm, overrides))
 }
 
+/// A built-in's name (its published defaults), or the path of a TOML file with a `[cc]`
+/// table (a path ending in `.toml`, whose text `read_file` returns — this crate does no
+/// I/O): what `WEIR_CC` and `--cc` take. Errors say why.
+pub fn load(
+    spec: &str,
+    read_file: impl FnOnce(&str) -> Result<String, String>,
+) -> Result<CcConfig, String> {
+    if spec.ends_with(".toml") {
+        return cc_config(&read_file(spec)?);
+    }
+    CcConfig::by_name(spec).ok_or_else(|| {
+        format!(
+            "unknown algorithm `{spec}` (built-ins: {}; or a .toml file with a [cc] table)",
+            crate::ALGORITHMS.join(", ")
+        )
+    })
+}
+
 /// The configuration `text` describes (see [`parse`] and [`CcConfig::from_named`]).
 pub fn cc_config(text: &str) -> Result<CcConfig, String> {
     let (algorithm, overrides) = parse(text)?;

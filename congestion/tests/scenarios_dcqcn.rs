@@ -127,7 +127,7 @@ fn a_trimmed_incast_recovers_without_timeouts() {
     let t = run(&cfg, &incast_flows());
     assert!(t.link.trims > 0);
     assert_eq!(t.link.overflow_drops, 0);
-    assert_eq!(t.flows.iter().map(|f| f.rtos).sum::<u64>(), 0);
+    assert_eq!(t.rtos(), 0);
     let drain = t.drain_time(ms(5), 400_000).expect("drains below Kmax");
     assert!(drain <= Duration::from_micros(500), "drained in {drain}");
     assert!(t.utilisation(ms(6), ms(20)) >= 0.85);

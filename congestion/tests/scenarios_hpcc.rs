@@ -100,7 +100,7 @@ fn queue_drains_after_a_16_to_1_incast() {
          Jain {jain:.4}",
         t.link.max_queue,
         t.link.overflow_drops,
-        t.flows.iter().map(|f| f.rtos).sum::<u64>()
+        t.rtos()
     );
     // Sixteen flows starting at line rate (W_init each) overflow the buffer first.
     assert!(t.link.max_queue > 500_000);
@@ -177,7 +177,7 @@ fn recovers_after_loss() {
         "hpcc loss burst (64 KB drop-tail, 16 flows): {} drops, {} RTOs; [2, 6] ms utilisation \
          {util:.4}, Jain {jain:.4}, slowest flow {slowest:.2} Gb/s",
         t.link.overflow_drops,
-        t.flows.iter().map(|f| f.rtos).sum::<u64>()
+        t.rtos()
     );
     assert!(t.link.overflow_drops > 1_000);
     assert!(util >= 0.9 && jain >= 0.95, "{util} {jain}");
@@ -193,11 +193,7 @@ fn recovers_after_loss() {
     };
     let flows = FlowSpec::many(4, Instant::ZERO);
     let t = hpcc(&cfg, &flows);
-    let back = t
-        .samples
-        .iter()
-        .find(|s| s.t > us(2_500) && s.link_bytes * 100 >= s.capacity_bytes * 90)
-        .map(|s| s.t - us(2_500));
+    let back = t.recovered(us(2_500), 90);
     let (util, jain) = (
         t.utilisation(us(3_500), us(6_000)),
         t.jain(us(3_500), us(6_000)),
@@ -206,7 +202,7 @@ fn recovers_after_loss() {
         "hpcc loss episode (30 % for 0.5 ms, 4 flows): {} losses, {} RTOs; back above 90 % \
          utilisation {back:?} after it; [3.5, 6] ms utilisation {util:.4}, Jain {jain:.4}",
         t.link.random_losses,
-        t.flows.iter().map(|f| f.rtos).sum::<u64>()
+        t.rtos()
     );
     assert!(t.link.random_losses > 100);
     assert!(

@@ -115,11 +115,11 @@ fn queue_drains_after_a_16_to_1_incast() {
          {q:.0} B, max {qmax} B, utilisation {util:.4}, Jain {jain:.4}",
         t.link.max_queue,
         t.link.trims,
-        t.flows.iter().map(|f| f.rtos).sum::<u64>()
+        t.rtos()
     );
     // Sixteen windows of 1.5 BDP overflow the buffer; trims, not timeouts, recover it.
     assert!(t.link.trims > 0);
-    assert_eq!(t.flows.iter().map(|f| f.rtos).sum::<u64>(), 0);
+    assert_eq!(t.rtos(), 0);
     assert!(trimming <= Duration::from_micros(500), "{trimming:?}");
     // Back at the operating point: mean below Kmax, never full again.
     assert!(q <= KMAX as f64 && qmax < BUFFER, "queue {q} / {qmax}");
@@ -165,7 +165,7 @@ fn follows_a_rate_step() {
     );
     assert!(peak < BUFFER, "peak {peak}");
     assert!(util >= 0.9, "{util}");
-    assert_eq!(t.flows.iter().map(|f| f.rtos).sum::<u64>(), 0);
+    assert_eq!(t.rtos(), 0);
 }
 
 #[test]
@@ -196,7 +196,7 @@ fn recovers_after_loss() {
         "nscc loss burst (64 KB trimming buffer, 16 flows): {} trims, {} RTOs; [2, 6] ms \
          utilisation {util:.4}, Jain {jain:.4}, slowest flow {slowest:.2} Gb/s",
         t.link.trims,
-        t.flows.iter().map(|f| f.rtos).sum::<u64>()
+        t.rtos()
     );
     assert!(t.link.trims > 1_000);
     assert!(util >= 0.95 && jain >= 0.95, "{util} {jain}");
@@ -212,11 +212,7 @@ fn recovers_after_loss() {
     };
     let flows = FlowSpec::many(4, Instant::ZERO);
     let t = nscc(&cfg, &flows);
-    let back = t
-        .samples
-        .iter()
-        .find(|s| s.t > us(2_500) && s.link_bytes * 100 >= s.capacity_bytes * 90)
-        .map(|s| s.t - us(2_500));
+    let back = t.recovered(us(2_500), 90);
     let (util, jain) = (
         t.utilisation(us(3_500), us(6_000)),
         t.jain(us(3_500), us(6_000)),
@@ -225,7 +221,7 @@ fn recovers_after_loss() {
         "nscc loss episode (30 % for 0.5 ms, 4 flows): {} losses, {} RTOs; back above 90 % \
          utilisation {back:?} after it; [3.5, 6] ms utilisation {util:.4}, Jain {jain:.4}",
         t.link.random_losses,
-        t.flows.iter().map(|f| f.rtos).sum::<u64>()
+        t.rtos()
     );
     assert!(t.link.random_losses > 100);
     assert!(

@@ -94,7 +94,7 @@ fn incast_16_to_1_queue_drains_to_the_target() {
     assert!(trace.max_queue(ms(3), ms(10)) <= STANDING_QUEUE + 100_000);
     assert!(util >= 0.95, "utilisation {util}");
     assert!(jain >= 0.95, "Jain {jain}");
-    assert_eq!(trace.flows.iter().map(|f| f.rtos).sum::<u64>(), 0);
+    assert_eq!(trace.rtos(), 0);
     // No drops once drained: a run cut at 2 ms (the same events, the model is deterministic)
     // already has them all.
     let early = testing::run_with(&config(2), &FlowSpec::many(16, ms(1)), swift);

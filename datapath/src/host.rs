@@ -410,8 +410,7 @@ impl Host {
         let now = self.shared.clock.now();
         self.with_engine(|e| {
             if cc.needs_int() && e.dp.int.is_none() {
-                let mbps = e.ep.config().line_rate.bps() / 1_000_000;
-                e.dp.int = Some((mbps.clamp(1, u64::from(u32::MAX)) as u32, 0));
+                e.dp.int = Some(HostHop::new(e.ep.config().line_rate));
             }
             e.ep.set_cc(now, cc)
         })
@@ -640,8 +639,41 @@ struct Datapath {
     icrc: bool,
     icrc_errors: u64,
     headers: Vec<[u8; MAX_HEADER_LEN]>,
-    /// Host INT hop: the line rate in Mb/s, and bytes received so far.
-    int: Option<(u32, u64)>,
+    /// This host as an INT hop (`HostConfig::host_int`).
+    int: Option<HostHop>,
+}
+
+/// The receiving host as an INT hop: one record per datagram describing its receive queue.
+#[derive(Debug)]
+struct HostHop {
+    /// Line rate in Mb/s.
+    rate_mbps: u32,
+    /// Wire bytes received so far (the hop's transmit counter).
+    rx_bytes: u64,
+    /// Receive-queue bytes when the current receive round started (read once per round).
+    qlen: u64,
+}
+
+impl HostHop {
+    fn new(line_rate: weir_base::Rate) -> Self {
+        HostHop {
+            rate_mbps: (line_rate.bps() / 1_000_000).clamp(1, u64::from(u32::MAX)) as u32,
+            rx_bytes: 0,
+            qlen: 0,
+        }
+    }
+
+    /// The record for a datagram of `len` bytes arriving at `now`.
+    fn record(&mut self, len: usize, now: Instant) -> weir_wire::IntHop {
+        // Wire bytes: payload + UDP/IPv4/Ethernet headers.
+        self.rx_bytes = self.rx_bytes.wrapping_add(len as u64 + 42);
+        weir_wire::IntHop {
+            qlen: self.qlen.min(u64::from(u32::MAX)) as u32,
+            rate_mbps: self.rate_mbps,
+            tx_bytes: self.rx_bytes,
+            ts_ns: now.as_nanos(),
+        }
+    }
 }
 
 impl Datapath {
@@ -664,10 +696,7 @@ impl Datapath {
             icrc: cfg.icrc,
             icrc_errors: 0,
             headers: vec![[0u8; MAX_HEADER_LEN]; tx_burst],
-            int: cfg.host_int.then(|| {
-                let mbps = cfg.transport.line_rate.bps() / 1_000_000;
-                (mbps.clamp(1, u64::from(u32::MAX)) as u32, 0)
-            }),
+            int: cfg.host_int.then(|| HostHop::new(cfg.transport.line_rate)),
         }
     }
 }
@@ -844,21 +873,14 @@ impl Datapath {
         let rx_fault = &mut self.rx_fault;
         let icrc_errors = &mut self.icrc_errors;
         // One queue reading per round: the backlog the round starts from.
-        let qlen = self.int.map(|_| self.sockets.rx_queued());
+        if let Some(h) = &mut self.int {
+            h.qlen = self.sockets.rx_queued();
+        }
         let int = &mut self.int;
         let received = self
             .sockets
             .recv_some(RX_MSGS_PER_ROUND, &mut |d| {
-                let int_hop = int.as_mut().map(|(mbps, rx_bytes)| {
-                    // Wire bytes: payload + UDP/IPv4/Ethernet headers.
-                    *rx_bytes = rx_bytes.wrapping_add(d.data.len() as u64 + 42);
-                    weir_wire::IntHop {
-                        qlen: qlen.unwrap_or(0).min(u64::from(u32::MAX)) as u32,
-                        rate_mbps: *mbps,
-                        tx_bytes: *rx_bytes,
-                        ts_ns: now.as_nanos(),
-                    }
-                });
+                let int_hop = int.as_mut().map(|h| h.record(d.data.len(), now));
                 let meta = RxMeta {
                     from: d.from,
                     ecn: d.ecn,
@@ -909,15 +931,10 @@ impl Datapath {
                     self.icrc_errors += 1;
                     continue;
                 };
-                let int_hop = self.int.as_mut().map(|(mbps, rx_bytes)| {
-                    *rx_bytes = rx_bytes.wrapping_add(p.packet.bytes.len() as u64 + 42);
-                    weir_wire::IntHop {
-                        qlen: qlen.unwrap_or(0).min(u64::from(u32::MAX)) as u32,
-                        rate_mbps: *mbps,
-                        tx_bytes: *rx_bytes,
-                        ts_ns: now.as_nanos(),
-                    }
-                });
+                let int_hop = self
+                    .int
+                    .as_mut()
+                    .map(|h| h.record(p.packet.bytes.len(), now));
                 let meta = RxMeta {
                     from: p.packet.from,
                     ecn,

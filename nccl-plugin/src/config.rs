@@ -84,17 +84,8 @@ impl Config {
 
 /// `WEIR_CC`: a built-in's name (published defaults) or the path of a TOML file.
 fn cc_from(v: &str) -> Result<weir_congestion::CcConfig, String> {
-    if v.ends_with(".toml") {
-        let text = std::fs::read_to_string(v).map_err(|e| format!("WEIR_CC={v}: {e}"))?;
-        return weir_congestion::toml_file::cc_config(&text)
-            .map_err(|e| format!("WEIR_CC={v}: {e}"));
-    }
-    weir_congestion::CcConfig::by_name(v).ok_or_else(|| {
-        format!(
-            "WEIR_CC={v}: unknown algorithm (built-ins: {}; or a .toml file with a [cc] table)",
-            weir_congestion::ALGORITHMS.join(", ")
-        )
-    })
+    weir_congestion::toml_file::load(v, |p| std::fs::read_to_string(p).map_err(|e| e.to_string()))
+        .map_err(|e| format!("WEIR_CC={v}: {e}"))
 }
 
 /// One network device as NCCL sees it.

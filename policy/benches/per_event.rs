@@ -10,7 +10,8 @@ use std::hint::black_box;
 use std::path::Path;
 use std::process::Command;
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
 use weir_base::{Duration, Instant, Rate};
 use weir_congestion::{
     CongestionControl, Dcqcn, DcqcnParams, Feedback, PathInfo, Sent, Swift, SwiftParams,
@@ -127,6 +128,31 @@ fn trivial_program() -> Program {
     compile(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bpf/param_rate.c"))
 }
 
+/// `ebpf_jit{suffix}` and `ebpf_interpreter{suffix}`: `program` on each engine, a fresh flow
+/// per iteration, driven by `replay`.
+fn on_every_engine(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    suffix: &str,
+    program: &Program,
+    handle: &ParamHandle,
+    replay: impl Fn(&mut BpfPolicy) -> u64,
+) {
+    for (name, engine) in [
+        ("ebpf_jit", Engine::Jit),
+        ("ebpf_interpreter", Engine::Interpreter),
+    ] {
+        let program = program
+            .with_engine(engine)
+            .expect("the engine loads the policy");
+        group.bench_function(format!("{name}{suffix}"), |b| {
+            b.iter(|| {
+                let mut cc = BpfPolicy::new(&program, handle, Instant::ZERO, &path());
+                black_box(replay(&mut cc))
+            })
+        });
+    }
+}
+
 fn per_event(c: &mut Criterion) {
     const N: usize = 20_000;
     let events = trace(N);
@@ -141,36 +167,17 @@ fn per_event(c: &mut Criterion) {
             black_box(replay(&mut cc, black_box(&events)))
         })
     });
-    for (name, engine) in [
-        ("ebpf_jit", Engine::Jit),
-        ("ebpf_interpreter", Engine::Interpreter),
-    ] {
-        let program = program
-            .with_engine(engine)
-            .expect("the engine loads the policy");
-        group.bench_function(name, |b| {
-            b.iter(|| {
-                let mut cc = BpfPolicy::new(&program, &handle, Instant::ZERO, &path());
-                black_box(replay(&mut cc, black_box(&events)))
-            })
-        });
-    }
-    let trivial = trivial_program();
+    on_every_engine(&mut group, "", &program, &handle, |cc| {
+        replay(cc, black_box(&events))
+    });
     let trivial_params = ParamHandle::new(&[1_000_000_000, 0]).unwrap();
-    for (name, engine) in [
-        ("ebpf_jit_trivial_program", Engine::Jit),
-        ("ebpf_interpreter_trivial_program", Engine::Interpreter),
-    ] {
-        let trivial = trivial
-            .with_engine(engine)
-            .expect("the engine loads the policy");
-        group.bench_function(name, |b| {
-            b.iter(|| {
-                let mut cc = BpfPolicy::new(&trivial, &trivial_params, Instant::ZERO, &path());
-                black_box(replay(&mut cc, black_box(&events)))
-            })
-        });
-    }
+    on_every_engine(
+        &mut group,
+        "_trivial_program",
+        &trivial_program(),
+        &trivial_params,
+        |cc| replay(cc, black_box(&events)),
+    );
     group.finish();
 }
 
@@ -214,20 +221,9 @@ fn swift_per_event(c: &mut Criterion) {
             black_box(replay_swift(&mut cc, black_box(&acks)))
         })
     });
-    for (name, engine) in [
-        ("ebpf_jit", Engine::Jit),
-        ("ebpf_interpreter", Engine::Interpreter),
-    ] {
-        let program = program
-            .with_engine(engine)
-            .expect("the engine loads the policy");
-        group.bench_function(name, |b| {
-            b.iter(|| {
-                let mut cc = BpfPolicy::new(&program, &handle, Instant::ZERO, &path());
-                black_box(replay_swift(&mut cc, black_box(&acks)))
-            })
-        });
-    }
+    on_every_engine(&mut group, "", &program, &handle, |cc| {
+        replay_swift(cc, black_box(&acks))
+    });
     group.finish();
 }
 

@@ -36,6 +36,7 @@ use std::fmt;
 use std::io;
 
 use crate::abi::{CONTEXT_SIZE, WRITABLE_START};
+use crate::insn::*;
 
 /// Bytes of eBPF stack below r10.
 const STACK: i32 = 512;
@@ -174,68 +175,6 @@ const CC_L: u8 = 0xc;
 const CC_GE: u8 = 0xd;
 const CC_LE: u8 = 0xe;
 const CC_G: u8 = 0xf;
-
-// --- eBPF encoding (as in the verifier) ---------------------------------------------------
-
-const CLS_LD: u8 = 0x00;
-const CLS_LDX: u8 = 0x01;
-const CLS_ST: u8 = 0x02;
-const CLS_STX: u8 = 0x03;
-const CLS_ALU: u8 = 0x04;
-const CLS_JMP: u8 = 0x05;
-const CLS_JMP32: u8 = 0x06;
-const CLS_ALU64: u8 = 0x07;
-const MODE_MEM: u8 = 0x60;
-const LD_DW_IMM: u8 = 0x18;
-const ADD: u8 = 0x00;
-const SUB: u8 = 0x10;
-const MUL: u8 = 0x20;
-const DIV: u8 = 0x30;
-const OR: u8 = 0x40;
-const AND: u8 = 0x50;
-const LSH: u8 = 0x60;
-const RSH: u8 = 0x70;
-const NEG: u8 = 0x80;
-const MOD: u8 = 0x90;
-const XOR: u8 = 0xa0;
-const MOV: u8 = 0xb0;
-const ARSH: u8 = 0xc0;
-const END: u8 = 0xd0;
-const JA: u8 = 0x00;
-const JEQ: u8 = 0x10;
-const JGT: u8 = 0x20;
-const JGE: u8 = 0x30;
-const JSET: u8 = 0x40;
-const JNE: u8 = 0x50;
-const JSGT: u8 = 0x60;
-const JSGE: u8 = 0x70;
-const CALL: u8 = 0x80;
-const EXIT: u8 = 0x90;
-const JLT: u8 = 0xa0;
-const JLE: u8 = 0xb0;
-const JSLT: u8 = 0xc0;
-const JSLE: u8 = 0xd0;
-
-#[derive(Clone, Copy, Debug)]
-struct Insn {
-    opc: u8,
-    dst: u8,
-    src: u8,
-    off: i16,
-    imm: i32,
-}
-
-impl Insn {
-    fn decode(b: &[u8]) -> Insn {
-        Insn {
-            opc: b[0],
-            dst: b[1] & 0x0f,
-            src: b[1] >> 4,
-            off: i16::from_le_bytes([b[2], b[3]]),
-            imm: i32::from_le_bytes([b[4], b[5], b[6], b[7]]),
-        }
-    }
-}
 
 /// Compiles verified bytecode. `stack_bytes` is the verifier's deepest stack use (the part
 /// zeroed on entry); `helper` maps a call number to its native function.
@@ -574,7 +513,7 @@ fn emit_program(
         return err(format!("bytecode of {} bytes", code.len()));
     }
     let n = code.len() / 8;
-    let insns: Vec<Insn> = code.chunks_exact(8).map(Insn::decode).collect();
+    let insns: Vec<Insn> = (0..code.len() / 8).map(|i| Insn::decode(code, i)).collect();
     let mut a = Asm {
         b: Vec::with_capacity(64 + n * 16),
         fixups: Vec::new(),

@@ -19,6 +19,7 @@
 pub mod abi;
 pub mod elf;
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+mod insn;
 mod jit;
 mod policy;
 mod program;

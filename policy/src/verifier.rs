@@ -37,6 +37,7 @@ use std::collections::HashMap;
 use std::fmt;
 
 use crate::abi::{CONTEXT_SIZE, WRITABLE_START};
+use crate::insn::*;
 
 /// Instruction budget when none is configured.
 pub const DEFAULT_MAX_INSNS: usize = 16_384;
@@ -176,131 +177,6 @@ pub fn rbpf_hook(prog: &[u8]) -> Result<(), std::io::Error> {
     verify(prog, &config)
         .map(|_| ())
         .map_err(|e| std::io::Error::other(e.to_string()))
-}
-
-/// A decoded instruction.
-#[derive(Clone, Copy, Debug)]
-struct Insn {
-    opc: u8,
-    dst: u8,
-    src: u8,
-    off: i16,
-    imm: i32,
-}
-
-impl Insn {
-    fn decode(code: &[u8], i: usize) -> Insn {
-        let b = &code[i * 8..i * 8 + 8];
-        Insn {
-            opc: b[0],
-            dst: b[1] & 0x0f,
-            src: b[1] >> 4,
-            off: i16::from_le_bytes([b[2], b[3]]),
-            imm: i32::from_le_bytes([b[4], b[5], b[6], b[7]]),
-        }
-    }
-
-    fn class(self) -> u8 {
-        self.opc & 0x07
-    }
-
-    /// ALU/JMP operation bits.
-    fn op(self) -> u8 {
-        self.opc & 0xf0
-    }
-
-    /// Source is a register (BPF_X).
-    fn reg_src(self) -> bool {
-        self.opc & 0x08 != 0
-    }
-
-    /// Access size of a load/store.
-    fn size(self) -> i64 {
-        match self.opc & 0x18 {
-            0x00 => 4,
-            0x08 => 2,
-            0x10 => 1,
-            _ => 8,
-        }
-    }
-
-    /// A rough disassembly for messages.
-    fn text(self, next: Option<Insn>) -> String {
-        let (d, s, off, imm) = (self.dst, self.src, self.off, self.imm);
-        let src = if self.reg_src() {
-            format!("r{s}")
-        } else {
-            format!("{imm}")
-        };
-        let sz = match self.opc & 0x18 {
-            0x00 => "w",
-            0x08 => "h",
-            0x10 => "b",
-            _ => "dw",
-        };
-        match self.class() {
-            CLS_LD if self.opc == LD_DW_IMM => {
-                let hi = next.map_or(0, |n| n.imm as u32 as u64);
-                format!("lddw r{d}, {:#x}", (hi << 32) | u64::from(imm as u32))
-            }
-            CLS_LD => format!("ld (legacy) {:#04x}", self.opc),
-            CLS_LDX => format!("ldx{sz} r{d}, [r{s}{off:+}]"),
-            CLS_ST => format!("st{sz} [r{d}{off:+}], {imm}"),
-            CLS_STX => format!("stx{sz} [r{d}{off:+}], r{s}"),
-            CLS_ALU | CLS_ALU64 => {
-                let w = if self.class() == CLS_ALU { "32" } else { "" };
-                let name = match self.op() {
-                    ADD => "add",
-                    SUB => "sub",
-                    MUL => "mul",
-                    DIV => "div",
-                    OR => "or",
-                    AND => "and",
-                    LSH => "lsh",
-                    RSH => "rsh",
-                    NEG => return format!("neg{w} r{d}"),
-                    MOD => "mod",
-                    XOR => "xor",
-                    MOV => "mov",
-                    ARSH => "arsh",
-                    END => {
-                        let e = if self.reg_src() { "be" } else { "le" };
-                        return format!("{e}{imm} r{d}");
-                    }
-                    _ => "alu?",
-                };
-                format!("{name}{w} r{d}, {src}")
-            }
-            CLS_JMP | CLS_JMP32 => {
-                let w = if self.class() == CLS_JMP32 { "32" } else { "" };
-                let name = match self.op() {
-                    JA => return format!("ja {off:+}"),
-                    CALL => {
-                        return if s == 1 {
-                            format!("call local {imm:+}")
-                        } else {
-                            format!("call {imm}")
-                        };
-                    }
-                    EXIT => return "exit".to_string(),
-                    JEQ => "jeq",
-                    JGT => "jgt",
-                    JGE => "jge",
-                    JSET => "jset",
-                    JNE => "jne",
-                    JSGT => "jsgt",
-                    JSGE => "jsge",
-                    JLT => "jlt",
-                    JLE => "jle",
-                    JSLT => "jslt",
-                    JSLE => "jsle",
-                    _ => "jmp?",
-                };
-                format!("{name}{w} r{d}, {src}, {off:+}")
-            }
-            _ => format!("{:#04x}", self.opc),
-        }
-    }
 }
 
 /// The control-flow graph: successors of each instruction.
@@ -1041,43 +917,3 @@ fn at(insns: &[Insn], i: usize, reason: &str) -> VerifyError {
         reason: reason.to_string(),
     }
 }
-
-// Instruction classes and fields (the Linux eBPF encoding, as rbpf implements it).
-const CLS_LD: u8 = 0x00;
-const CLS_LDX: u8 = 0x01;
-const CLS_ST: u8 = 0x02;
-const CLS_STX: u8 = 0x03;
-const CLS_ALU: u8 = 0x04;
-const CLS_JMP: u8 = 0x05;
-const CLS_JMP32: u8 = 0x06;
-const CLS_ALU64: u8 = 0x07;
-const MODE_MEM: u8 = 0x60;
-const LD_DW_IMM: u8 = 0x18;
-const ADD: u8 = 0x00;
-const SUB: u8 = 0x10;
-const MUL: u8 = 0x20;
-const DIV: u8 = 0x30;
-const OR: u8 = 0x40;
-const AND: u8 = 0x50;
-const LSH: u8 = 0x60;
-const RSH: u8 = 0x70;
-const NEG: u8 = 0x80;
-const MOD: u8 = 0x90;
-const XOR: u8 = 0xa0;
-const MOV: u8 = 0xb0;
-const ARSH: u8 = 0xc0;
-const END: u8 = 0xd0;
-const JA: u8 = 0x00;
-const JEQ: u8 = 0x10;
-const JGT: u8 = 0x20;
-const JGE: u8 = 0x30;
-const JSET: u8 = 0x40;
-const JNE: u8 = 0x50;
-const JSGT: u8 = 0x60;
-const JSGE: u8 = 0x70;
-const CALL: u8 = 0x80;
-const EXIT: u8 = 0x90;
-const JLT: u8 = 0xa0;
-const JLE: u8 = 0xb0;
-const JSLT: u8 = 0xc0;
-const JSLE: u8 = 0xd0;

@@ -4,7 +4,34 @@
 use weir_base::{Duration, Rate};
 use weir_congestion::{CcConfig, DcqcnParams};
 use weir_tests::{Link, Net};
-use weir_transport::{Config, Event, WorkRequest};
+use weir_transport::{Config, ConnId, Event, RegionId, WorkRequest};
+
+/// Message `m`: `size` bytes from the start of `src`, sent by endpoint 0 on `c0`, into slot
+/// `m` of `dst` (a receive posted at endpoint 1 on `c1`), tagged `m`.
+fn post_message(
+    net: &mut Net,
+    (c0, src): (ConnId, RegionId),
+    (c1, dst): (ConnId, RegionId),
+    m: usize,
+    size: usize,
+) {
+    let now = net.now;
+    let len = size as u64;
+    let recv = WorkRequest::Recv {
+        region: dst,
+        offset: m as u64 * len,
+        len,
+        tag: None,
+    };
+    net.eps[1].post(now, c1, recv).unwrap();
+    let send = WorkRequest::Send {
+        region: src,
+        offset: 0,
+        len,
+        tag: m as u64,
+    };
+    net.eps[0].post(now, c0, send).unwrap();
+}
 
 /// Move `total` bytes in 256 KiB messages from endpoint 0 to 1; returns the virtual time it
 /// took and the sender's controller state at the end.
@@ -39,31 +66,7 @@ fn run_with(
     let (dst, ptr) = net.region(1, size * count, |_| 0, false);
     let start = net.now;
     for m in 0..count {
-        let now = net.now;
-        net.eps[1]
-            .post(
-                now,
-                c1,
-                WorkRequest::Recv {
-                    region: dst,
-                    offset: (m * size) as u64,
-                    len: size as u64,
-                    tag: None,
-                },
-            )
-            .unwrap();
-        net.eps[0]
-            .post(
-                now,
-                c0,
-                WorkRequest::Send {
-                    region: src,
-                    offset: 0,
-                    len: size as u64,
-                    tag: m as u64,
-                },
-            )
-            .unwrap();
+        post_message(&mut net, (c0, src), (c1, dst), m, size);
     }
     let done = net.run_until(Duration::from_secs(5), |n| {
         n.events[1]
@@ -198,30 +201,7 @@ fn a_late_pacer_catches_up_by_at_most_its_burst() {
         let (src, _) = net.region(0, size, |i| i as u8, false);
         let (dst, _) = net.region(1, size, |_| 0, false);
         let now = net.now;
-        net.eps[1]
-            .post(
-                now,
-                c1,
-                WorkRequest::Recv {
-                    region: dst,
-                    offset: 0,
-                    len: size as u64,
-                    tag: None,
-                },
-            )
-            .unwrap();
-        net.eps[0]
-            .post(
-                now,
-                c0,
-                WorkRequest::Send {
-                    region: src,
-                    offset: 0,
-                    len: size as u64,
-                    tag: 0,
-                },
-            )
-            .unwrap();
+        post_message(&mut net, (c0, src), (c1, dst), 0, size);
         let mut hdr = [0u8; 1024];
         // Drain what may go now (the first packet), then poll 1 ms late.
         while net.eps[0].poll_transmit(now, &mut hdr).is_some() {}
@@ -251,33 +231,7 @@ fn congestion_control_reloads_without_restart() {
     let size = 256 << 10;
     let (src, _) = net.region(0, size, |i| i as u8, false);
     let (dst, _) = net.region(1, size * 8, |_| 0, false);
-    let post = |net: &mut Net, m: usize| {
-        let now = net.now;
-        net.eps[1]
-            .post(
-                now,
-                c1,
-                WorkRequest::Recv {
-                    region: dst,
-                    offset: (m * size) as u64,
-                    len: size as u64,
-                    tag: None,
-                },
-            )
-            .unwrap();
-        net.eps[0]
-            .post(
-                now,
-                c0,
-                WorkRequest::Send {
-                    region: src,
-                    offset: 0,
-                    len: size as u64,
-                    tag: m as u64,
-                },
-            )
-            .unwrap();
-    };
+    let post = |net: &mut Net, m: usize| post_message(net, (c0, src), (c1, dst), m, size);
     let received = |n: &Net| {
         n.events[1]
             .iter()

@@ -296,10 +296,7 @@ impl Plan {
                 let mut out = Vec::new();
                 for name in list {
                     if name.ends_with(".toml") {
-                        let text = std::fs::read_to_string(name)
-                            .map_err(|e| BenchError::new(format!("--cc {name}: {e}")))?;
-                        weir_congestion::toml_file::cc_config(&text)
-                            .map_err(|e| BenchError::new(format!("--cc {name}: {e}")))?;
+                        weir_side::load_cc(name)?;
                         out.push(Some(name.clone()));
                         continue;
                     }
@@ -520,7 +517,7 @@ fn measure_stream(
             row
         })
         .collect();
-    median_row(runs)
+    median_by(runs, |r| r.goodput_gbps)
 }
 
 /// A row from the two peers' reports.
@@ -532,57 +529,20 @@ fn stream_row(mode: Mode, loss: f64, size: u64, window: u32, o: &PairOutcome) ->
         window,
         ..Row::default()
     };
-    let mut notes = Vec::new();
-    match &o.receiver {
-        Ok(r) => {
-            row.messages = r.messages;
-            row.bytes = r.bytes;
-            row.goodput_gbps = r.gbps();
-            row.complete = r.complete;
-            notes.extend(r.note.iter().map(|n| format!("receiver: {n}")));
-        }
-        Err(e) => notes.push(e.clone()),
+    if let Ok(r) = &o.receiver {
+        row.messages = r.messages;
+        row.bytes = r.bytes;
+        row.goodput_gbps = r.gbps();
     }
-    match &o.sender {
-        Ok(s) => {
-            row.sender_gbps = s.gbps();
-            row.retx_ratio = s.retx_ratio();
-            row.p50_us = s.lat_p50_us;
-            row.p99_us = s.lat_p99_us;
-            row.complete &= s.complete;
-            notes.extend(s.note.iter().map(|n| format!("sender: {n}")));
-        }
-        Err(e) => {
-            row.complete = false;
-            if o.receiver.as_ref().err() != Some(e) {
-                notes.push(e.clone());
-            }
-        }
+    if let Ok(s) = &o.sender {
+        row.sender_gbps = s.gbps();
+        row.retx_ratio = s.retx_ratio();
+        row.p50_us = s.lat_p50_us;
+        row.p99_us = s.lat_p99_us;
     }
-    if !notes.is_empty() {
-        row.note = Some(notes.join("; "));
-    }
+    row.complete = o.complete();
+    row.note = o.note();
     row
-}
-
-/// The run with the median receiver goodput (runs without one only if all lack it).
-fn median_row(mut runs: Vec<Row>) -> Row {
-    let measured: Vec<Row> = runs
-        .iter()
-        .filter(|r| r.goodput_gbps.is_some())
-        .cloned()
-        .collect();
-    if measured.is_empty() {
-        return runs.swap_remove(0);
-    }
-    let mut measured = measured;
-    measured.sort_by(|a, b| {
-        a.goodput_gbps
-            .partial_cmp(&b.goodput_gbps)
-            .unwrap_or(std::cmp::Ordering::Equal)
-    });
-    let mid = measured.len() / 2;
-    measured.swap_remove(mid)
 }
 
 fn measure_pingpong(plan: &Plan, mode: Mode, machine: &mut Machine) -> PingPong {
@@ -747,14 +707,19 @@ mod tests {
             ..Row::default()
         };
         assert_eq!(
-            median_row(vec![r(Some(3.0)), r(Some(1.0)), r(Some(2.0))]).goodput_gbps,
+            median_by(vec![r(Some(3.0)), r(Some(1.0)), r(Some(2.0))], |r| r
+                .goodput_gbps)
+            .goodput_gbps,
             Some(2.0)
         );
         assert_eq!(
-            median_row(vec![r(None), r(Some(1.0))]).goodput_gbps,
+            median_by(vec![r(None), r(Some(1.0))], |r| r.goodput_gbps).goodput_gbps,
             Some(1.0)
         );
-        assert_eq!(median_row(vec![r(None)]).goodput_gbps, None);
+        assert_eq!(
+            median_by(vec![r(None)], |r| r.goodput_gbps).goodput_gbps,
+            None
+        );
     }
 
     #[test]

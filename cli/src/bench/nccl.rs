@@ -317,36 +317,18 @@ fn row(mode: Mode, size: u64, loss: f64, o: &PairOutcome) -> NcclRow {
         size,
         ..NcclRow::default()
     };
-    let mut notes = Vec::new();
-    match &o.receiver {
-        Ok(rep) => {
-            r.count = rep.messages;
-            r.complete = rep.complete;
-            if rep.messages > 0 && rep.elapsed_ns > 0 {
-                let t = rep.elapsed_ns as f64 / 1e3 / rep.messages as f64;
-                r.time_us = Some(t);
-                r.algbw = rep.gbps();
-                r.busbw = r.algbw;
-            }
-            notes.extend(rep.note.iter().map(|n| format!("receiver: {n}")));
-        }
-        Err(e) => notes.push(e.clone()),
-    }
-    match &o.sender {
-        Ok(s) => {
-            r.p50_us = s.lat_p50_us;
-            r.complete &= s.complete;
-            notes.extend(s.note.iter().map(|n| format!("sender: {n}")));
-        }
-        Err(e) => {
-            r.complete = false;
-            if o.receiver.as_ref().err() != Some(e) {
-                notes.push(e.clone());
-            }
+    if let Ok(rep) = &o.receiver {
+        r.count = rep.messages;
+        if rep.messages > 0 && rep.elapsed_ns > 0 {
+            r.time_us = Some(rep.elapsed_ns as f64 / 1e3 / rep.messages as f64);
+            r.algbw = rep.gbps();
+            r.busbw = r.algbw;
         }
     }
-    if !notes.is_empty() {
-        r.note = Some(notes.join("; "));
+    if let Ok(s) = &o.sender {
+        r.p50_us = s.lat_p50_us;
     }
+    r.complete = o.complete();
+    r.note = o.note();
     r
 }

@@ -38,7 +38,10 @@ use std::path::Path;
 use std::ptr::null_mut;
 use std::time::{Duration, Instant};
 
-use nccl_net_weir::ffi::{NCCL_PTR_HOST, NCCL_SUCCESS, NcclResult, NetV12T};
+use nccl_net_weir::ffi::{
+    NCCL_INTERNAL_ERROR, NCCL_INVALID_ARGUMENT, NCCL_INVALID_USAGE, NCCL_PTR_HOST, NCCL_SUCCESS,
+    NCCL_SYSTEM_ERROR, NcclResult, NetV12T,
+};
 
 use super::BenchError;
 use super::peer::{PeerParams, PeerReport};
@@ -68,10 +71,10 @@ fn ck(rc: NcclResult, what: &str) -> Result<(), BenchError> {
         Ok(())
     } else {
         let name = match rc {
-            2 => "ncclSystemError",
-            3 => "ncclInternalError",
-            4 => "ncclInvalidArgument",
-            5 => "ncclInvalidUsage",
+            NCCL_SYSTEM_ERROR => "ncclSystemError",
+            NCCL_INTERNAL_ERROR => "ncclInternalError",
+            NCCL_INVALID_ARGUMENT => "ncclInvalidArgument",
+            NCCL_INVALID_USAGE => "ncclInvalidUsage",
             _ => "ncclResult",
         };
         Err(BenchError::new(format!("plugin {what}: {name} ({rc})")))

@@ -231,6 +231,28 @@ pub(crate) struct PairOutcome {
     pub(crate) receiver_sched: Option<SchedApplied>,
 }
 
+impl PairOutcome {
+    /// Both peers reported, and each moved everything it was asked to.
+    pub(crate) fn complete(&self) -> bool {
+        matches!((&self.receiver, &self.sender), (Ok(r), Ok(s)) if r.complete && s.complete)
+    }
+
+    /// The peers' notes and errors, labelled and joined (an error both share, once).
+    pub(crate) fn note(&self) -> Option<String> {
+        let mut notes = Vec::new();
+        match &self.receiver {
+            Ok(r) => notes.extend(r.note.iter().map(|n| format!("receiver: {n}"))),
+            Err(e) => notes.push(e.clone()),
+        }
+        match &self.sender {
+            Ok(s) => notes.extend(s.note.iter().map(|n| format!("sender: {n}"))),
+            Err(e) if self.receiver.as_ref().err() != Some(e) => notes.push(e.clone()),
+            Err(_) => {}
+        }
+        (!notes.is_empty()).then(|| notes.join("; "))
+    }
+}
+
 /// Run one measurement: spawn the receiver, then the sender, collect both reports.
 pub(crate) fn run_pair(receiver: &PeerParams, sender: &PeerParams) -> PairOutcome {
     let fail = |e: String| PairOutcome {

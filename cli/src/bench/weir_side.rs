@@ -420,15 +420,7 @@ fn start_host(p: &PeerParams) -> Result<Host, BenchError> {
         Mode::Tcp | Mode::Weir => weir_transport::Config::default(),
     };
     if let Some(name) = &p.cc {
-        transport.cc = if name.ends_with(".toml") {
-            let text = std::fs::read_to_string(name)
-                .map_err(|e| BenchError::new(format!("{name}: {e}")))?;
-            weir_congestion::toml_file::cc_config(&text)
-                .map_err(|e| BenchError::new(format!("{name}: {e}")))?
-        } else {
-            weir_congestion::CcConfig::by_name(name)
-                .ok_or_else(|| BenchError::new(format!("unknown congestion control `{name}`")))?
-        };
+        transport.cc = load_cc(name)?;
     }
     let fault_rx = if p.role == Role::Receiver && p.loss > 0.0 {
         FaultConfig {
@@ -516,4 +508,12 @@ fn ctx(what: &'static str) -> impl Fn(HostError) -> BenchError {
 
 fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// `--cc NAME|FILE.toml`: a built-in by name, or a `[cc]` table from a file.
+pub(crate) fn load_cc(spec: &str) -> Result<weir_congestion::CcConfig, BenchError> {
+    weir_congestion::toml_file::load(spec, |p| {
+        std::fs::read_to_string(p).map_err(|e| e.to_string())
+    })
+    .map_err(|e| BenchError::new(format!("congestion control {spec}: {e}")))
 }

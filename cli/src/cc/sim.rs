@@ -266,7 +266,7 @@ fn summary(policy: &Policy, args: &RunArgs, cfg: &Config, t: &Trace) -> String {
         let _ = write!(s, " f{i} {:.2}", r.bps_f64() / 1e9);
     }
     s.push('\n');
-    let rtos: u64 = t.flows.iter().map(|f| f.rtos).sum();
+    let rtos: u64 = t.rtos();
     let _ = writeln!(
         s,
         "whole run: {} drops, {} random losses, {} trims, {} ECN marks, {} RTOs, max queue {} KB",

@@ -630,15 +630,7 @@ impl Conn {
     /// was posted), up to the first message that has not arrived. Invariant on return: no
     /// unmatched message before that gap has a matching posted receive.
     pub(crate) fn match_pending(&mut self, ctx: &mut Ctx<'_>) {
-        let mut id = self.recv.match_next;
-        while self.recv.inbound_get(id).is_some() {
-            if !self.recv.posted.is_empty() {
-                self.try_match(id, ctx);
-            }
-            id = id.wrapping_add(1);
-        }
-        self.recv.frontier = id;
-        self.advance_matched();
+        self.match_from(self.recv.match_next, ctx);
     }
 
     /// Message `id` arrived (its first packet). Only when it fills the gap at the frontier can
@@ -647,17 +639,22 @@ impl Conn {
     /// [`Conn::match_pending`]). So each message is tried once per change of the posted
     /// receives, not once per packet of every message.
     fn match_new(&mut self, id: u32, ctx: &mut Ctx<'_>) {
-        if id != self.recv.frontier {
-            return;
+        if id == self.recv.frontier {
+            self.match_from(id, ctx);
         }
-        let mut k = id;
-        while self.recv.inbound_get(k).is_some() {
+    }
+
+    /// Try messages `start`, `start + 1`, … up to the first that has not arrived, which
+    /// becomes the frontier.
+    fn match_from(&mut self, start: u32, ctx: &mut Ctx<'_>) {
+        let mut id = start;
+        while self.recv.inbound_get(id).is_some() {
             if !self.recv.posted.is_empty() {
-                self.try_match(k, ctx);
+                self.try_match(id, ctx);
             }
-            k = k.wrapping_add(1);
+            id = id.wrapping_add(1);
         }
-        self.recv.frontier = k;
+        self.recv.frontier = id;
         self.advance_matched();
     }
 
