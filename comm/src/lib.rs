@@ -1,0 +1,2 @@
+//! Weir communicators (placeholder; see issue 6).
+#![warn(missing_docs)]
