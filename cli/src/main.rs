@@ -9,6 +9,7 @@
 mod bench;
 mod cc;
 mod sim;
+mod sweep;
 
 use std::process::ExitCode;
 

@@ -29,6 +29,8 @@ enum SimCommand {
         #[arg(long, requires = "json")]
         fcts: bool,
     },
+    /// Run a scenario over a grid of parameter values and seeds, one simulation per core
+    Sweep(crate::sweep::SweepArgs),
 }
 
 /// Run `weir sim`.
@@ -48,6 +50,7 @@ pub(crate) fn run(args: SimArgs) -> Result<(), String> {
             print!("{}", run_text(&text, &origin, json, fcts)?);
             Ok(())
         }
+        SimCommand::Sweep(a) => crate::sweep::run(a, DEFAULT_SCENARIO),
     }
 }
 
