@@ -1,13 +1,16 @@
 //! `weir`: the one command-line front end of the Weir stack.
 //!
-//! Today it has `weir bench transport` (the transport benchmark against kernel TCP); `sim`, `cc`
-//! and `fw` follow. This crate is an I/O crate in the sense of rule 1 of STYLE.md: it reads the
+//! `weir bench` (transport, nccl-abi, allreduce/allgather/reduce-scatter: each against its
+//! baseline in the same run), `weir cc` (congestion-control policies), `weir sim` (the
+//! simulator: run, sweep) and `weir run` (a local launcher with torchrun's environment). This
+//! crate is an I/O crate in the sense of rule 1 of STYLE.md: it reads the
 //! OS clock, spawns threads and processes and opens sockets, so the workspace's sans-IO lints
 //! are switched off here.
 #![allow(clippy::disallowed_methods)]
 
 mod bench;
 mod cc;
+mod launch;
 mod sim;
 mod sweep;
 
@@ -37,6 +40,9 @@ enum Command {
     Cc(cc::CcArgs),
     /// The packet-level simulator: run a scenario file (docs/sim.md).
     Sim(sim::SimArgs),
+    /// Start N local ranks of a program with torchrun's environment (RANK, WORLD_SIZE,
+    /// LOCAL_RANK, MASTER_ADDR, MASTER_PORT) and wait for all of them.
+    Run(launch::RunArgs),
     /// Internal: one side of a two-process benchmark (spawned by `weir bench`). Reads its
     /// parameters as one JSON line on stdin and answers with JSON lines on stdout.
     #[command(name = "bench-peer", hide = true)]
@@ -49,6 +55,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::run(args).map_err(|e| e.to_string()),
         Command::Cc(args) => cc::run(args).map_err(|e| e.to_string()),
         Command::Sim(args) => sim::run(args),
+        Command::Run(args) => launch::run(args),
         Command::BenchPeer => bench::peer::main().map_err(|e| e.to_string()),
     };
     match result {

@@ -1,0 +1,161 @@
+//! `weir run -n N -- PROGRAM ARGS…`: start N local ranks of a program with the environment
+//! torchrun sets (`RANK`, `WORLD_SIZE`, `LOCAL_RANK`, `LOCAL_WORLD_SIZE`, `MASTER_ADDR`,
+//! `MASTER_PORT`), so that `weir_comm::Communicator::from_env` bootstraps them.
+//!
+//! Contract: every rank's stdout and stderr pass through unchanged; `weir run` waits for all of
+//! them and succeeds only if every rank does. When one rank fails (non-zero exit or a signal),
+//! the others get `--grace` seconds to notice (the communicator reports the failed peer on every
+//! rank) and are then killed; the error names the first rank that failed and how.
+
+use std::process::{Child, Command, ExitStatus};
+use std::time::{Duration, Instant};
+
+use clap::Args;
+
+/// Options of `weir run`.
+#[derive(Debug, Args)]
+#[command(after_help = "Example: weir run -n 4 -- ./target/release/examples/allreduce")]
+pub(crate) struct RunArgs {
+    /// Ranks to start on this host
+    #[arg(short = 'n', long, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    ranks: u32,
+    /// Address of rank 0's bootstrap listener
+    #[arg(long, default_value = "127.0.0.1")]
+    master_addr: String,
+    /// Port of rank 0's bootstrap listener [default: a free port]
+    #[arg(long)]
+    master_port: Option<u16>,
+    /// Seconds the other ranks get to exit after one fails, before they are killed
+    #[arg(long, default_value_t = 10.0)]
+    grace: f64,
+    /// The program and its arguments
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    command: Vec<String>,
+}
+
+/// Run `weir run`.
+pub(crate) fn run(a: RunArgs) -> Result<(), String> {
+    let (program, args) = a.command.split_first().ok_or("no program given")?;
+    if !(a.grace.is_finite() && a.grace >= 0.0) {
+        return Err("--grace must be a non-negative number of seconds".into());
+    }
+    let port = match a.master_port {
+        Some(p) => p,
+        None => std::net::TcpListener::bind(("127.0.0.1", 0))
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .map_err(|e| format!("no free port for the bootstrap: {e}"))?,
+    };
+    let mut children: Vec<Option<Child>> = Vec::new();
+    for rank in 0..a.ranks {
+        let child = Command::new(program)
+            .args(args)
+            .env("RANK", rank.to_string())
+            .env("WORLD_SIZE", a.ranks.to_string())
+            .env("LOCAL_RANK", rank.to_string())
+            .env("LOCAL_WORLD_SIZE", a.ranks.to_string())
+            .env("MASTER_ADDR", &a.master_addr)
+            .env("MASTER_PORT", port.to_string())
+            .spawn();
+        match child {
+            Ok(c) => children.push(Some(c)),
+            Err(e) => {
+                kill_all(&mut children);
+                return Err(format!("rank {rank}: cannot start {program}: {e}"));
+            }
+        }
+    }
+    let mut first_failure: Option<(usize, ExitStatus)> = None;
+    let mut failed_at: Option<Instant> = None;
+    loop {
+        let mut running = 0;
+        for (rank, slot) in children.iter_mut().enumerate() {
+            let Some(c) = slot else { continue };
+            match c.try_wait() {
+                Ok(Some(status)) => {
+                    if !status.success() && first_failure.is_none() {
+                        first_failure = Some((rank, status));
+                        failed_at = Some(Instant::now());
+                    }
+                    *slot = None;
+                }
+                Ok(None) => running += 1,
+                Err(e) => {
+                    kill_all(&mut children);
+                    return Err(format!("rank {rank}: wait failed: {e}"));
+                }
+            }
+        }
+        if running == 0 {
+            break;
+        }
+        if failed_at.is_some_and(|t| t.elapsed() > Duration::from_secs_f64(a.grace)) {
+            kill_all(&mut children);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    match first_failure {
+        None => Ok(()),
+        Some((rank, status)) => Err(format!(
+            "rank {rank} of {} failed ({status}); the remaining ranks were given {} s",
+            a.ranks, a.grace
+        )),
+    }
+}
+
+fn kill_all(children: &mut [Option<Child>]) {
+    for c in children.iter_mut().flatten() {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(ranks: u32, cmd: &[&str]) -> RunArgs {
+        RunArgs {
+            ranks,
+            master_addr: "127.0.0.1".into(),
+            master_port: None,
+            grace: 5.0,
+            command: cmd.iter().map(|s| (*s).to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn every_rank_sees_its_environment() {
+        let dir = std::env::temp_dir().join(format!("weir-run-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let script = format!(
+            "echo \"$RANK $WORLD_SIZE $LOCAL_RANK $MASTER_ADDR\" > {}/$RANK",
+            dir.display()
+        );
+        run(args(3, &["sh", "-c", &script])).expect("all ranks succeed");
+        for r in 0..3 {
+            let text = std::fs::read_to_string(dir.join(r.to_string())).expect("rank wrote");
+            assert_eq!(text.trim(), format!("{r} 3 {r} 127.0.0.1"));
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_failing_rank_is_named_and_the_others_are_stopped() {
+        // Rank 1 fails at once; the others would sleep for a minute.
+        let script = "if [ \"$RANK\" = 1 ]; then exit 3; fi; sleep 60";
+        let mut a = args(3, &["sh", "-c", script]);
+        a.grace = 0.2;
+        let t0 = Instant::now();
+        let err = run(a).unwrap_err();
+        assert!(err.starts_with("rank 1 of 3 failed"), "{err}");
+        assert!(t0.elapsed() < Duration::from_secs(50), "the sleepers were killed");
+    }
+
+    #[test]
+    fn a_missing_program_is_an_error() {
+        let err = run(args(2, &["/nonexistent/weir-no-such-program"])).unwrap_err();
+        assert!(err.contains("cannot start"), "{err}");
+    }
+}
