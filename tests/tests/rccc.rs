@@ -533,3 +533,55 @@ fn credit_follows_a_rate_step() {
         );
     }
 }
+
+#[test]
+fn a_peer_that_never_grants_credit_fails_the_sender_with_a_reason() {
+    // The receiver's CREDITs never arrive (as with a peer that does not speak RCCC and drops
+    // opcodes 9 and 10); keepalives and ACKs still do, so the peer is not silent. The send
+    // must fail with the reason after the peer timeout instead of waiting forever.
+    let mut credit = config(rccc(false, 64 << 10));
+    credit.peer_timeout = Duration::from_millis(20);
+    credit.keepalive = Duration::from_millis(2);
+    let link = Link {
+        latency: Duration::from_micros(2),
+        rate: RATE,
+        ..Link::default()
+    };
+    let mut net = Net::new(2, credit, link, 5);
+    let (c, r) = net.connect(1, 0, Duration::from_millis(10)).unwrap();
+    net.tap = Some(Box::new(|_, bytes| {
+        match weir_wire::Opcode::try_from(bytes[1]) {
+            Ok(Opcode::Credit | Opcode::CreditReq) => Fate::Drop,
+            _ => Fate::Pass,
+        }
+    }));
+    let size = 64 << 10;
+    let (dst, _) = net.region(0, size, |_| 0, false);
+    let (src, _) = net.region(1, size, |_| 1, false);
+    let now = net.now;
+    let recv = WorkRequest::Recv {
+        region: dst,
+        offset: 0,
+        len: size as u64,
+        tag: None,
+    };
+    net.eps[0].post(now, r, recv).unwrap();
+    let send = WorkRequest::Send {
+        region: src,
+        offset: 0,
+        len: size as u64,
+        tag: 0,
+    };
+    net.eps[1].post(now, c, send).unwrap();
+    let failed = net.run_until(Duration::from_millis(200), |n| {
+        n.completions(1).any(|c| c.status.is_err())
+    });
+    assert!(failed, "the starved sender never failed");
+    let err = net
+        .completions(1)
+        .find_map(|c| c.status.err())
+        .expect("an error completion");
+    let text = err.to_string();
+    assert!(text.contains("no credit from the peer"), "{text}");
+    assert!(net.eps[1].conn_stats(c).unwrap().credit_stalls >= 1);
+}

@@ -167,6 +167,12 @@ pub enum ConnError {
     /// A one-sided write named a region key the target does not have, or fell outside the
     /// region. As with an RDMA remote access error, the connection fails on both sides.
     RemoteAccess,
+    /// RCCC: data waited for the peer's credit for the whole peer timeout while the peer kept
+    /// answering (a peer that does not grant credit, e.g. one without RCCC support).
+    CreditStarved {
+        /// How long the data waited.
+        waited_for: weir_base::Duration,
+    },
 }
 
 /// Why a request could not be posted.
@@ -310,6 +316,10 @@ impl fmt::Display for ConnError {
             ConnError::RemoteAccess => {
                 f.write_str("remote access error (bad region key or bounds)")
             }
+            ConnError::CreditStarved { waited_for } => write!(
+                f,
+                "no credit from the peer for {waited_for} (RCCC: does the peer grant credit?)"
+            ),
         }
     }
 }

@@ -107,8 +107,9 @@ pub(crate) struct Conn {
     /// Receiver side of RCCC: repeat this cumulative credit at once (the peer's request shows
     /// it missed the CREDIT that carried it).
     credit_echo: Option<u64>,
-    /// Sender side of RCCC: data is waiting for credit (to count stalls once each).
-    credit_blocked: bool,
+    /// Sender side of RCCC: data has been waiting for credit since this instant (`None`: not
+    /// blocked). Counts stalls once each, and fails the connection after `peer_timeout`.
+    credit_blocked: Option<Instant>,
     /// Packets of the current burst on one path, so the endpoint can keep serving this
     /// connection while it produces a batch.
     pub(crate) in_ready: bool,
@@ -184,7 +185,7 @@ impl Conn {
             close_code: None,
             nacks: VecDeque::new(),
             credit_echo: None,
-            credit_blocked: false,
+            credit_blocked: None,
             in_ready: false,
         }
     }
@@ -1148,9 +1149,9 @@ impl Conn {
                 }
             }
         }
-        if data_waiting && !held && !self.credit_blocked && self.credit_starved() {
+        if data_waiting && !held && self.credit_blocked.is_none() && self.credit_starved() {
             self.stats.credit_stalls += 1;
-            self.credit_blocked = true;
+            self.credit_blocked = Some(now);
         }
         // A tail-loss probe goes even without credit: it is the last resort against a hang
         // and costs one packet (its bytes are charged, so the next request covers them).
@@ -1368,7 +1369,7 @@ impl Conn {
         };
         let wire_bytes = header_len + p.len as usize;
         self.paced(now, wire_bytes, config);
-        self.credit_blocked = false;
+        self.credit_blocked = None;
         let sent = Sent {
             bytes: wire_bytes as u32,
             path: p.path,
@@ -1417,6 +1418,9 @@ impl Conn {
                 }
                 at(self.last_sent + config.keepalive);
                 at(self.last_heard + config.peer_timeout);
+                if let Some(since) = self.credit_blocked {
+                    at(since + config.peer_timeout);
+                }
                 if let Some(x) = self.blocked_until {
                     at(x);
                 }
@@ -1472,6 +1476,21 @@ impl Conn {
                 ConnError::PeerTimeout {
                     silent_for: silent,
                     retries,
+                },
+                events,
+                now,
+            );
+            return;
+        }
+        // RCCC: a peer that answers (so it is not silent) but grants no credit for as long as
+        // the peer timeout, e.g. one that drops CREDIT_REQ, would otherwise hold the sender
+        // forever.
+        if let Some(since) = self.credit_blocked
+            && now >= since + config.peer_timeout
+        {
+            self.fail(
+                ConnError::CreditStarved {
+                    waited_for: now.saturating_since(since),
                 },
                 events,
                 now,
