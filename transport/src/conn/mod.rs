@@ -579,6 +579,13 @@ impl Conn {
         let Some(dst) = d.tag.checked_add(d.msg_offset as u64) else {
             return Placement::AccessError;
         };
+        // Every packet carries the whole write's extent (remote offset `tag`, `msg_len`): check
+        // it all, so that no packet of a write that overruns the region is placed (InfiniBand
+        // checks the whole extent against the memory key at the first packet; with spraying,
+        // any packet may arrive first).
+        if !ctx.mem.check(region, d.tag, u64::from(d.msg_len)) {
+            return Placement::AccessError;
+        }
         let plen = c.payload_len as u64;
         let ok = if virt || payload.len() as u64 != plen {
             ctx.mem.check(region, dst, plen)
