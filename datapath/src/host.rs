@@ -402,6 +402,14 @@ impl Host {
         s.connected.remove(&conn);
     }
 
+    /// Close a connection gracefully (`Endpoint::close_graceful`): new requests are refused,
+    /// what was posted is still delivered and acknowledged (completions follow as usual), then
+    /// the connection closes; after the transport's peer timeout it closes regardless.
+    pub fn close_graceful(&self, conn: ConnId) {
+        let now = self.shared.clock.now();
+        self.with_engine(|e| e.ep.close_graceful(now, conn));
+    }
+
     /// Hot reload of congestion control (see `Endpoint::set_cc`): new connections use `cc`,
     /// live ones switch at once, keeping state where only parameters changed. Returns
     /// (connections that kept their state, connections given a fresh controller). A `cc` that

@@ -43,6 +43,8 @@ pub struct Endpoint {
     /// (peer address, peer's connection id) → our connection id, for duplicate SYNs.
     by_peer: BTreeMap<(SocketAddr, u32), u32>,
     half_open: usize,
+    /// Connections in a graceful close (so the check costs nothing when there are none).
+    closing: usize,
     listening: bool,
     events: VecDeque<Event>,
     /// Connections that may have something to send, round-robin.
@@ -80,6 +82,7 @@ impl Endpoint {
             generation: 1,
             by_peer: BTreeMap::new(),
             half_open: 0,
+            closing: 0,
             listening: false,
             events: VecDeque::new(),
             ready: VecDeque::new(),
@@ -165,7 +168,7 @@ impl Endpoint {
         let c = self.conns[idx]
             .as_mut()
             .ok_or(PostError::UnknownConnection)?;
-        if c.state == State::Failed {
+        if c.state == State::Failed || c.closing.is_some() {
             return Err(PostError::NotConnected);
         }
         let (region, offset, len) = match wr {
@@ -267,6 +270,51 @@ impl Endpoint {
             self.events.push_back(Event::Closed { conn });
         }
         self.forget(idx, c);
+    }
+
+    /// Close `conn` gracefully: refuse new requests at once (`PostError::NotConnected`), keep
+    /// sending and retransmitting what was posted, acknowledge what arrived, and close (as
+    /// [`Endpoint::close`] does) once every outgoing message is acknowledged. Receives still
+    /// posted then complete with `WrError::Closed`. If the peer does not acknowledge within
+    /// `Config::peer_timeout`, the close happens anyway and what is left completes with
+    /// `WrError::Closed`. A connection that is not established closes at once.
+    pub fn close_graceful(&mut self, now: Instant, conn: ConnId) {
+        let Some(idx) = self.index(conn.0) else {
+            return;
+        };
+        let Some(c) = self.conns[idx].as_mut() else {
+            return;
+        };
+        if c.state != State::Established {
+            self.close(now, conn);
+            return;
+        }
+        if c.closing.is_none() {
+            c.closing = Some(now + self.config.peer_timeout);
+            self.closing += 1;
+        }
+        self.finish_closing(now);
+        self.mark_ready(idx);
+    }
+
+    /// Close the gracefully closing connections that are drained or past their deadline.
+    fn finish_closing(&mut self, now: Instant) {
+        if self.closing == 0 {
+            return;
+        }
+        let done: Vec<u32> = self
+            .conns
+            .iter()
+            .flatten()
+            .filter(|c| {
+                c.closing
+                    .is_some_and(|t| now >= t || c.drained() || c.state == State::Failed)
+            })
+            .map(|c| c.id)
+            .collect();
+        for id in done {
+            self.close(now, ConnId(id));
+        }
     }
 
     /// Close every connection (see [`Endpoint::close`]), e.g. before shutting down.
@@ -417,6 +465,7 @@ impl Endpoint {
     /// [`weir_wire::MAX_HEADER_LEN`] bytes), its payload described by the returned
     /// [`Transmit`].
     pub fn poll_transmit(&mut self, now: Instant, header: &mut [u8]) -> Option<Transmit> {
+        self.finish_closing(now);
         if let Some((to, h)) = self.stateless.pop_front() {
             let header_len = h.emit(header).ok()?;
             self.stats.tx_packets += 1;
@@ -522,6 +571,7 @@ impl Endpoint {
                 self.mark_ready(idx);
             }
         }
+        self.finish_closing(now);
     }
 
     /// The next event for the application.
@@ -613,6 +663,9 @@ impl Endpoint {
     }
 
     fn forget(&mut self, idx: usize, c: Conn) {
+        if c.closing.is_some() {
+            self.closing = self.closing.saturating_sub(1);
+        }
         self.by_peer.remove(&(c.peer, c.peer_id));
         self.credit.remove(c.id);
         self.free.push(idx as u32);

@@ -113,6 +113,10 @@ pub(crate) struct Conn {
     /// Packets of the current burst on one path, so the endpoint can keep serving this
     /// connection while it produces a batch.
     pub(crate) in_ready: bool,
+    /// A graceful close is under way ([`crate::Endpoint::close_graceful`]): no new requests;
+    /// the close happens once every outgoing message is acknowledged and every received packet
+    /// acknowledged, or at this deadline.
+    pub(crate) closing: Option<Instant>,
 }
 
 /// Everything a connection needs from its endpoint while handling an input.
@@ -187,6 +191,7 @@ impl Conn {
             credit_echo: None,
             credit_blocked: None,
             in_ready: false,
+            closing: None,
         }
     }
 
@@ -243,6 +248,11 @@ impl Conn {
     }
 
     /// Whether anything is outstanding in either direction.
+    /// Graceful close: nothing left to send or to acknowledge.
+    pub(crate) fn drained(&self) -> bool {
+        self.send.outstanding() == 0 && self.recv.unacked_since.is_none() && !self.recv.ack_now
+    }
+
     pub(crate) fn has_work(&self) -> bool {
         self.send.outstanding() > 0 || !self.recv.posted.is_empty() || !self.recv.inbound.is_empty()
     }
@@ -1425,6 +1435,9 @@ impl Conn {
                 }
                 at(self.last_sent + config.keepalive);
                 at(self.last_heard + config.peer_timeout);
+                if let Some(x) = self.closing {
+                    at(x);
+                }
                 if let Some(since) = self.credit_blocked {
                     at(since + config.peer_timeout);
                 }
