@@ -150,7 +150,10 @@ mod tests {
         let t0 = Instant::now();
         let err = run(a).unwrap_err();
         assert!(err.starts_with("rank 1 of 3 failed"), "{err}");
-        assert!(t0.elapsed() < Duration::from_secs(50), "the sleepers were killed");
+        assert!(
+            t0.elapsed() < Duration::from_secs(50),
+            "the sleepers were killed"
+        );
     }
 
     #[test]

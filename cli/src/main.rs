@@ -47,6 +47,9 @@ enum Command {
     /// parameters as one JSON line on stdin and answers with JSON lines on stdout.
     #[command(name = "bench-peer", hide = true)]
     BenchPeer,
+    /// Internal: one rank of `weir bench allreduce|allgather|reduce-scatter`.
+    #[command(name = "bench-coll-worker", hide = true)]
+    BenchCollWorker(bench::coll::WorkerArgs),
 }
 
 fn main() -> ExitCode {
@@ -57,6 +60,7 @@ fn main() -> ExitCode {
         Command::Sim(args) => sim::run(args),
         Command::Run(args) => launch::run(args),
         Command::BenchPeer => bench::peer::main().map_err(|e| e.to_string()),
+        Command::BenchCollWorker(w) => bench::coll::worker(w).map_err(|e| e.to_string()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

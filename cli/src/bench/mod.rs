@@ -6,6 +6,7 @@
 //! round trips come last. Only [`weir_side`] knows the weir engine; everything else (process
 //! orchestration, the TCP baseline, histograms, output) works without it.
 
+pub(crate) mod coll;
 mod nccl;
 mod nccl_side;
 pub(crate) mod peer;
@@ -44,6 +45,14 @@ pub(crate) enum BenchCommand {
     /// NCCL-socket-like TCP path in the same run; nccl-tests columns.
     #[command(name = "nccl-abi")]
     NcclAbi(nccl::NcclAbiArgs),
+    /// Weir's AllReduce over N local ranks against Open MPI over TCP in the same run
+    /// (nccl-tests columns; spawns the ranks itself)
+    Allreduce(coll::CollArgs),
+    /// Weir's AllGather over N local ranks against Open MPI over TCP in the same run
+    Allgather(coll::CollArgs),
+    /// Weir's ReduceScatter over N local ranks against Open MPI over TCP in the same run
+    #[command(name = "reduce-scatter")]
+    ReduceScatter(coll::CollArgs),
 }
 
 const TRANSPORT_ABOUT: &str = "\
@@ -203,6 +212,9 @@ pub(crate) fn run(args: BenchArgs) -> Result<(), BenchError> {
     match args.command {
         BenchCommand::Transport(t) => run_transport(&t),
         BenchCommand::NcclAbi(a) => nccl::run(&a),
+        BenchCommand::Allreduce(a) => coll::run(coll::CollOp::Allreduce, a),
+        BenchCommand::Allgather(a) => coll::run(coll::CollOp::Allgather, a),
+        BenchCommand::ReduceScatter(a) => coll::run(coll::CollOp::ReduceScatter, a),
     }
 }
 
