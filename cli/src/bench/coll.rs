@@ -81,6 +81,16 @@ pub(crate) enum CollTransport {
     Udp,
 }
 
+/// Open MPI's byte transfer layer for the baseline.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub(crate) enum MpiBtl {
+    /// TCP over loopback (`--mca btl tcp,self --mca btl_tcp_if_include lo`).
+    #[default]
+    Tcp,
+    /// Shared memory (`--mca btl vader,self`).
+    Vader,
+}
+
 /// Options of `weir bench allreduce|allgather|reduce-scatter`.
 #[derive(Debug, Args)]
 pub(crate) struct CollArgs {
@@ -108,6 +118,11 @@ pub(crate) struct CollArgs {
     /// Skip the Open MPI baseline
     #[arg(long)]
     pub(crate) no_mpi: bool,
+
+    /// Open MPI's byte transfer layer for the baseline: `tcp` (over loopback, the issue's
+    /// baseline) or `vader` (its shared memory, single-copy CMA)
+    #[arg(long, value_enum, default_value_t = MpiBtl::Tcp)]
+    pub(crate) mpi_btl: MpiBtl,
 
     /// Alternate the Weir and MPI sweeps this many times; each size reports its median run
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=9))]
@@ -330,9 +345,13 @@ fn table(op: CollOp, a: &CollArgs, budget: f64, mpi: bool, rows: &[Row]) -> Stri
         let _ = writeln!(s, "# CPU pressure (some avg10) at the end: {p:.1} %");
     }
     if mpi {
+        let btl = match a.mpi_btl {
+            MpiBtl::Tcp => "--mca btl tcp,self on lo",
+            MpiBtl::Vader => "--mca btl vader,self (shared memory)",
+        };
         let _ = writeln!(
             s,
-            "# baseline: Open MPI, --mca pml ob1 --mca btl tcp,self on lo, same sizes and method, same run"
+            "# baseline: Open MPI, --mca pml ob1 {btl}, same sizes and method, same run"
         );
     }
     let _ = writeln!(
@@ -603,15 +622,21 @@ fn mpi_sweep(
     } else {
         Command::new("mpirun")
     };
-    // SAFETY-free: geteuid has no preconditions.
+    // SAFETY: geteuid has no preconditions and cannot fail.
     if unsafe { libc::geteuid() } == 0 {
         cmd.arg("--allow-run-as-root");
     }
     cmd.args(["--oversubscribe", "-np"])
         .arg(a.ranks.to_string())
-        .args(["--mca", "pml", "ob1", "--mca", "btl", "tcp,self"])
-        .args(["--mca", "btl_tcp_if_include", "lo"])
-        .args(["--mca", "oob_tcp_if_include", "lo"])
+        .args(["--mca", "pml", "ob1"]);
+    match a.mpi_btl {
+        MpiBtl::Tcp => {
+            cmd.args(["--mca", "btl", "tcp,self"])
+                .args(["--mca", "btl_tcp_if_include", "lo"])
+        }
+        MpiBtl::Vader => cmd.args(["--mca", "btl", "vader,self"]),
+    };
+    cmd.args(["--mca", "oob_tcp_if_include", "lo"])
         .arg(prog)
         .arg(op.mpi_name())
         .arg("1")
