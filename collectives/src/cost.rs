@@ -97,6 +97,7 @@ pub fn choose(collective: Collective, bytes: u64, ranks: usize, fabric: &Fabric)
     let mut candidates = vec![
         Algorithm::Ring,
         Algorithm::HalvingDoubling,
+        Algorithm::RecursiveDoubling,
         Algorithm::DoubleBinaryTree,
         Algorithm::Tree,
         Algorithm::Chain,
@@ -150,6 +151,15 @@ fn model(
         }
         (Collective::AllReduce, Algorithm::HalvingDoubling) if unpipelined => {
             halving_doubling(p, m, a, b)
+        }
+        // Recursive doubling (§4.4): ⌈log₂ p⌉·(α + mβ), plus a fold and an unfold of the whole
+        // buffer when p is not a power of two.
+        (Collective::AllReduce, Algorithm::RecursiveDoubling) if unpipelined => {
+            let mut t = d * (a + m * b);
+            if !p.is_power_of_two() {
+                t += 2.0 * (a + m * b);
+            }
+            t
         }
         (Collective::AllReduce, Algorithm::Tree) => tree_reduce(m, 1.0) + tree_bcast(m, 1.0),
         // Two trees on m/2 each; a rank is interior in one and a leaf in the other, so its link
@@ -208,7 +218,7 @@ mod tests {
     #[test]
     fn small_messages_prefer_log_latency_and_large_ones_bandwidth() {
         let small = choose(Collective::AllReduce, 8, 64, &FLAT).unwrap();
-        assert_ne!(small.algorithm, Algorithm::Ring, "{small:?}");
+        assert_eq!(small.algorithm, Algorithm::RecursiveDoubling, "{small:?}");
         let large = choose(Collective::AllReduce, 1 << 30, 8, &FLAT).unwrap();
         assert!(
             matches!(

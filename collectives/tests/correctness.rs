@@ -128,6 +128,7 @@ fn pairs(n: usize) -> Vec<(Collective, Algorithm)> {
     let mut v = vec![
         (Collective::AllReduce, Algorithm::Ring),
         (Collective::AllReduce, Algorithm::HalvingDoubling),
+        (Collective::AllReduce, Algorithm::RecursiveDoubling),
         (Collective::AllReduce, Algorithm::DoubleBinaryTree),
         (Collective::AllReduce, Algorithm::Tree),
         (Collective::AllReduce, Algorithm::Chain),
@@ -261,6 +262,27 @@ fn pipelining_adds_steps_not_volume() {
     )
     .unwrap();
     assert_eq!(hd.steps().len(), 6);
+    // Recursive doubling: log₂ 8 steps of the whole buffer; 6 ranks fold and unfold around
+    // log₂ 4 steps.
+    let rd8 = plan(
+        Collective::AllReduce,
+        Algorithm::RecursiveDoubling,
+        8,
+        1000,
+        1,
+    )
+    .unwrap();
+    assert_eq!(rd8.steps().len(), 3);
+    assert_eq!(rd8.elements_sent(), 3 * 8 * 1000);
+    let rd6 = plan(
+        Collective::AllReduce,
+        Algorithm::RecursiveDoubling,
+        6,
+        1000,
+        1,
+    )
+    .unwrap();
+    assert_eq!(rd6.steps().len(), 2 + 2);
     let bruck = plan(Collective::AllToAll, Algorithm::Bruck, 8, 4, 1).unwrap();
     assert_eq!(
         bruck.steps().len(),

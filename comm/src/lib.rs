@@ -80,7 +80,8 @@ pub struct CommOptions {
     /// pair uses the transport). Both ranks of a pair must agree; a pair uses shared memory
     /// only when both enable it.
     pub shm: bool,
-    /// Force an algorithm (`WEIR_ALGO`: ring, tree, dbtree, hd, hier, chain, pairwise, bruck).
+    /// Force an algorithm (`WEIR_ALGO`: ring, tree, dbtree, hd, rd, hier, chain, pairwise,
+    /// bruck).
     /// When the forced algorithm does not implement an operation (a ring broadcast, say), the
     /// cost model chooses for that operation.
     pub algorithm: Option<Algorithm>,
@@ -158,7 +159,7 @@ impl CommOptions {
     }
 }
 
-/// Parses an algorithm name as `WEIR_ALGO` spells it: `ring`, `tree`, `dbtree`, `hd`, `hier`
+/// Parses an algorithm name as `WEIR_ALGO` spells it: `ring`, `tree`, `dbtree`, `hd`, `rd`, `hier`
 /// (hierarchical; ranks per node from the bootstrap table), `chain`, `pairwise`, `bruck`.
 pub fn parse_algorithm(name: &str) -> Option<Algorithm> {
     Some(match name.trim().to_ascii_lowercase().as_str() {
@@ -166,6 +167,7 @@ pub fn parse_algorithm(name: &str) -> Option<Algorithm> {
         "tree" => Algorithm::Tree,
         "dbtree" | "double_binary_tree" => Algorithm::DoubleBinaryTree,
         "hd" | "halving_doubling" | "rabenseifner" => Algorithm::HalvingDoubling,
+        "rd" | "recursive_doubling" => Algorithm::RecursiveDoubling,
         // The real group shape is filled in per communicator.
         "hier" | "hierarchical" => Algorithm::Hierarchical { ranks_per_node: 0 },
         "chain" => Algorithm::Chain,

@@ -114,12 +114,13 @@ fn check_all_types(c: &Communicator, counts: &[usize]) {
     check_type::<u64>(c, counts, true);
 }
 
-const ALGOS: [Option<Algorithm>; 9] = [
+const ALGOS: [Option<Algorithm>; 10] = [
     None,
     Some(Algorithm::Ring),
     Some(Algorithm::Tree),
     Some(Algorithm::DoubleBinaryTree),
     Some(Algorithm::HalvingDoubling),
+    Some(Algorithm::RecursiveDoubling),
     Some(Algorithm::Chain),
     Some(Algorithm::Hierarchical { ranks_per_node: 0 }),
     Some(Algorithm::Pairwise),
@@ -393,6 +394,10 @@ fn options_read_the_environment_names() {
     assert_eq!(
         weir_comm::parse_algorithm("HD"),
         Some(Algorithm::HalvingDoubling)
+    );
+    assert_eq!(
+        weir_comm::parse_algorithm("rd"),
+        Some(Algorithm::RecursiveDoubling)
     );
     assert_eq!(weir_comm::parse_algorithm("bogus"), None);
     let o = CommOptions::default();

@@ -111,7 +111,7 @@ pub(crate) struct CollArgs {
     #[arg(long, value_enum, default_value_t = CollTransport::Auto)]
     pub(crate) transport: CollTransport,
 
-    /// Force an algorithm (WEIR_ALGO: ring, tree, dbtree, hd, hier, chain, pairwise, bruck)
+    /// Force an algorithm (WEIR_ALGO: ring, tree, dbtree, hd, rd, hier, chain, pairwise, bruck)
     #[arg(long, value_name = "NAME")]
     pub(crate) algo: Option<String>,
 

@@ -1,5 +1,6 @@
 //! Rabenseifner's AllReduce: recursive-halving reduce-scatter followed by recursive-doubling
-//! allgather (Thakur, Rabenseifner & Gropp 2005, §4.4 and Fig. 8; Rabenseifner 2004).
+//! allgather (Thakur, Rabenseifner & Gropp 2005, §4.4 and Fig. 8; Rabenseifner 2004); and the
+//! short-message recursive-doubling AllReduce ([`recursive_doubling`]).
 //!
 //! Contract: for `n = 2^k + rem` members, the first `2·rem` members fold in pairs (member `2i`
 //! reduces its whole range into member `2i + 1`, then sits out), the remaining `2^k` run the
@@ -80,6 +81,49 @@ pub(super) fn allreduce(group: &[usize], range: Range<usize>) -> Steps {
             lo[j] = prev.0[j].min(prev.0[j ^ d]);
             hi[j] = prev.1[j].max(prev.1[j ^ d]);
         }
+        steps.push(step);
+        d *= 2;
+    }
+    if rem > 0 {
+        let unfold =
+            (0..rem).filter_map(|i| same(group[2 * i + 1], group[2 * i], &range, Action::Copy));
+        steps.push(unfold.collect());
+    }
+    steps
+}
+
+/// Plans the latency-optimal AllReduce of `range` over `group` by recursive doubling (Thakur,
+/// Rabenseifner & Gropp 2005, §4.4, "recursive doubling … for short messages"): in step `k`
+/// participant `j` exchanges its whole range with `j XOR 2^k` and both combine, so every
+/// participant holds the full reduction after `log₂ p` steps. Non-powers of two fold and
+/// unfold pairs as [`allreduce`] does. Both partners combine the same two operands, so every
+/// rank ends with bit-identical results (the combine is commutative).
+pub(super) fn recursive_doubling(group: &[usize], range: Range<usize>) -> Steps {
+    let n = group.len();
+    if n < 2 || range.is_empty() {
+        return Steps::new();
+    }
+    let p = 1usize << (usize::BITS - 1 - n.leading_zeros());
+    let rem = n - p;
+    let member = |j: usize| if j < rem { 2 * j + 1 } else { j + rem };
+    let mut steps = Steps::new();
+    if rem > 0 {
+        let fold =
+            (0..rem).filter_map(|i| same(group[2 * i], group[2 * i + 1], &range, Action::Reduce));
+        steps.push(fold.collect());
+    }
+    let mut d = 1;
+    while d < p {
+        let step = (0..p)
+            .filter_map(|j| {
+                same(
+                    group[member(j)],
+                    group[member(j ^ d)],
+                    &range,
+                    Action::Reduce,
+                )
+            })
+            .collect();
         steps.push(step);
         d *= 2;
     }

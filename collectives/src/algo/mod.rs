@@ -58,6 +58,10 @@ pub enum Algorithm {
     },
     /// Pairwise exchange all-to-all: in step `k`, rank `r` sends to `r + k` (mod n).
     Pairwise,
+    /// Recursive-doubling AllReduce for short messages: `⌈log₂ n⌉` steps (plus a fold and an
+    /// unfold for non-powers of two), each exchanging the whole buffer with the partner
+    /// `r XOR 2^k`. Latency-optimal; sends `log₂ n` times the data.
+    RecursiveDoubling,
     /// Ring (AllReduce = reduce-scatter + allgather; AllGather; ReduceScatter).
     Ring,
     /// Single binary tree (Broadcast, Reduce, and AllReduce as reduce + broadcast).
@@ -127,6 +131,12 @@ pub fn plan(
             all.clone(),
             all,
             whole(&|r| halving_doubling::allreduce(&group, r)),
+        ),
+        (Collective::AllReduce, Algorithm::RecursiveDoubling) => (
+            count,
+            all.clone(),
+            all,
+            whole(&|r| halving_doubling::recursive_doubling(&group, r)),
         ),
         (Collective::AllReduce, Algorithm::Tree) => (
             count,
