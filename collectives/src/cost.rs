@@ -225,7 +225,11 @@ mod tests {
         assert_eq!(small.algorithm, Algorithm::RecursiveDoubling, "{small:?}");
         for ranks in [2, 3, 8] {
             let big = choose(Collective::AllReduce, 8 << 20, ranks, &FLAT).unwrap();
-            assert_ne!(big.algorithm, Algorithm::RecursiveDoubling, "{ranks}: {big:?}");
+            assert_ne!(
+                big.algorithm,
+                Algorithm::RecursiveDoubling,
+                "{ranks}: {big:?}"
+            );
         }
         let large = choose(Collective::AllReduce, 1 << 30, 8, &FLAT).unwrap();
         assert!(

@@ -34,11 +34,7 @@ pub(super) fn allreduce(group: &[usize], range: Range<usize>) -> Steps {
         }
     };
     let mut steps = Steps::new();
-    if rem > 0 {
-        let fold =
-            (0..rem).filter_map(|i| same(group[2 * i], group[2 * i + 1], &range, Action::Reduce));
-        steps.push(fold.collect());
-    }
+    fold(&mut steps, group, rem, &range);
     // Reduce-scatter by recursive halving: distance p/2 first, so participant j ends owning
     // chunk j.
     let (mut lo, mut hi) = (vec![0usize; p], vec![p; p]);
@@ -84,11 +80,7 @@ pub(super) fn allreduce(group: &[usize], range: Range<usize>) -> Steps {
         steps.push(step);
         d *= 2;
     }
-    if rem > 0 {
-        let unfold =
-            (0..rem).filter_map(|i| same(group[2 * i + 1], group[2 * i], &range, Action::Copy));
-        steps.push(unfold.collect());
-    }
+    unfold(&mut steps, group, rem, &range);
     steps
 }
 
@@ -107,11 +99,7 @@ pub(super) fn recursive_doubling(group: &[usize], range: Range<usize>) -> Steps 
     let rem = n - p;
     let member = |j: usize| if j < rem { 2 * j + 1 } else { j + rem };
     let mut steps = Steps::new();
-    if rem > 0 {
-        let fold =
-            (0..rem).filter_map(|i| same(group[2 * i], group[2 * i + 1], &range, Action::Reduce));
-        steps.push(fold.collect());
-    }
+    fold(&mut steps, group, rem, &range);
     let mut d = 1;
     while d < p {
         let step = (0..p)
@@ -127,10 +115,24 @@ pub(super) fn recursive_doubling(group: &[usize], range: Range<usize>) -> Steps 
         steps.push(step);
         d *= 2;
     }
-    if rem > 0 {
-        let unfold =
-            (0..rem).filter_map(|i| same(group[2 * i + 1], group[2 * i], &range, Action::Copy));
-        steps.push(unfold.collect());
-    }
+    unfold(&mut steps, group, rem, &range);
     steps
+}
+
+/// Non-powers of two, before the power-of-two part (§4.4): member `2i` of the first `2·rem`
+/// reduces its whole range into member `2i + 1` and sits out.
+fn fold(steps: &mut Steps, group: &[usize], rem: usize, range: &Range<usize>) {
+    if rem > 0 {
+        let t =
+            (0..rem).filter_map(|i| same(group[2 * i], group[2 * i + 1], range, Action::Reduce));
+        steps.push(t.collect());
+    }
+}
+
+/// After the power-of-two part: member `2i + 1` copies the result back to member `2i`.
+fn unfold(steps: &mut Steps, group: &[usize], rem: usize, range: &Range<usize>) {
+    if rem > 0 {
+        let t = (0..rem).filter_map(|i| same(group[2 * i + 1], group[2 * i], range, Action::Copy));
+        steps.push(t.collect());
+    }
 }
