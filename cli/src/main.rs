@@ -12,6 +12,7 @@ mod bench;
 mod cc;
 mod launch;
 mod sim;
+mod simplot;
 mod sweep;
 
 use std::process::ExitCode;

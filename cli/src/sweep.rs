@@ -441,9 +441,7 @@ fn table(points: &[Point], jobs: usize, wall: f64) -> String {
 mod tests {
     use super::*;
 
-    const SMALL: &str = "seed = 3\n\
-        [topology]\nkind = \"fat_tree\"\nk = 4\nlink_gbps = 100\nlink_delay_ns = 1000\n\
-        [workload]\nkind = \"permutation\"\nbytes = 50000\n";
+    use crate::sim::tests::SMALL;
 
     #[test]
     fn seeds_parse_as_range_or_list() {

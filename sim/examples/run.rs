@@ -1,5 +1,6 @@
 //! Run one scenario file and print its summary as JSON plus wall time and events/s:
-//! `cargo run --release -p weir-sim --example run -- examples/sim/perm-128.toml`.
+//! `cargo run --release -p weir-sim --example run -- examples/sim/perm-128.toml`. Progress goes
+//! to stderr every 10 s of wall time.
 #![allow(clippy::disallowed_methods)] // a driver may read the wall clock
 
 use std::process::ExitCode;
@@ -24,8 +25,22 @@ fn main() -> ExitCode {
         }
     };
     let t0 = std::time::Instant::now();
-    let summary = match weir_sim::run(&scenario) {
-        Ok(s) => s,
+    let mut last = 0.0;
+    let mut progress = |p: weir_sim::Progress| {
+        let wall = t0.elapsed().as_secs_f64();
+        if wall - last >= 10.0 {
+            last = wall;
+            eprintln!(
+                "[{wall:.0} s] simulated {:.1} us, {} M events, {}/{} messages",
+                p.now_ps as f64 / 1e6,
+                p.events / 1_000_000,
+                p.messages_done,
+                p.messages
+            );
+        }
+    };
+    let summary = match weir_sim::run_with(&scenario, &mut progress) {
+        Ok(r) => r.summary,
         Err(e) => {
             eprintln!("{e}");
             return ExitCode::FAILURE;

@@ -1,9 +1,8 @@
-//! The event queue: a binary min-heap keyed by `(time, seq)`.
+//! The event queue: a monotone priority queue keyed by `(time, seq)`.
 //!
 //! Contract: events pop in time order; events at the same instant pop in the order they were
 //! pushed (`seq` is a per-queue counter), so a run is a pure function of its inputs. There is
-//! no global state: each simulation owns its queue. A calendar queue can replace the heap if
-//! profiling says so (DESIGN.md, `sim/event`).
+//! no global state: each simulation owns its queue.
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
@@ -19,11 +18,23 @@ pub(crate) enum Ev {
     PortFree { node: u32, port: u16 },
     /// Host `host`'s endpoint timer, armed for `at` (stale when the host re-armed since).
     Timer { host: u32, at: Instant },
+    /// A PFC PAUSE (`on`) or RESUME frame reaches output port `port` of `node`.
+    Pause { node: u32, port: u16, on: bool },
+    /// Job `job` starts.
+    JobStart { job: u32 },
+    /// Message `msg`'s start time has come (its dependencies were delivered).
+    Start { msg: u32 },
+    /// Intra-server transfer of message `msg` is delivered.
+    NvDone { msg: u32 },
+    /// Take a time-series sample.
+    Sample,
+    /// Fault event `idx` of the scenario happens.
+    Fault { idx: u32 },
 }
 
 #[derive(Debug)]
 struct Entry {
-    at: Instant,
+    at: u64,
     seq: u64,
     ev: Ev,
 }
@@ -40,33 +51,157 @@ impl PartialOrd for Entry {
     }
 }
 impl Ord for Entry {
-    /// Reversed, so the max-heap pops the earliest `(at, seq)`.
+    /// Reversed, so a max-heap pops the earliest `(at, seq)`.
     fn cmp(&self, o: &Self) -> Ordering {
         (o.at, o.seq).cmp(&(self.at, self.seq))
     }
 }
 
-/// Deterministic future-event list.
-#[derive(Debug, Default)]
+/// log2 of a slot's width in ps (65.5 ns: about one 4 KB frame at 400 Gb/s).
+const SLOT_BITS: u32 = 16;
+/// log2 of the slots in the wheel (4,096 slots: a 268 µs horizon).
+const WHEEL_BITS: u32 = 12;
+const SLOTS: u64 = 1 << WHEEL_BITS;
+const MASK: u64 = SLOTS - 1;
+
+/// Deterministic future-event list: a timing wheel (a calendar queue, Brown 1988) of 65.5 ns
+/// slots over a 268 µs horizon, plus a binary heap for events beyond it. The current slot's
+/// events sit in a small binary heap ordered by `(time, seq)`; later slots are unsorted
+/// vectors, heapified when the wheel reaches them; a bitmap finds the next occupied slot.
+/// Push is O(1) within the horizon, pop O(log k) for k events in one slot, against O(log n)
+/// with cache misses for a single heap of n pending events (30 % of the profile at 8,192
+/// hosts, where n is ~10⁵).
+#[derive(Debug)]
 pub(crate) struct EventQueue {
-    heap: BinaryHeap<Entry>,
+    /// Events of the current slot (and any pushed for an earlier time).
+    cur: BinaryHeap<Entry>,
+    cur_slot: u64,
+    wheel: Vec<Vec<Entry>>,
+    /// Bit `b` of word `b / 64` set: `wheel[b]` is not empty.
+    occupied: Vec<u64>,
+    /// Events at or beyond `cur_slot + SLOTS`.
+    far: BinaryHeap<Entry>,
+    last: u64,
+    len: usize,
     seq: u64,
 }
 
+impl Default for EventQueue {
+    fn default() -> Self {
+        EventQueue {
+            cur: BinaryHeap::new(),
+            cur_slot: 0,
+            wheel: (0..SLOTS).map(|_| Vec::new()).collect(),
+            occupied: vec![0; (SLOTS / 64) as usize],
+            far: BinaryHeap::new(),
+            last: 0,
+            len: 0,
+            seq: 0,
+        }
+    }
+}
+
 impl EventQueue {
-    /// Schedule `ev` at `at`.
+    /// Schedule `ev` at `at` (a time before the last popped one counts as that time).
     pub(crate) fn push(&mut self, at: Instant, ev: Ev) {
         self.seq = self.seq.wrapping_add(1);
-        self.heap.push(Entry {
-            at,
+        let e = Entry {
+            at: at.as_ps().max(self.last),
             seq: self.seq,
             ev,
-        });
+        };
+        self.len += 1;
+        self.place(e);
     }
 
-    /// The earliest event.
+    fn place(&mut self, e: Entry) {
+        let slot = e.at >> SLOT_BITS;
+        if slot <= self.cur_slot {
+            self.cur.push(e);
+        } else if slot - self.cur_slot < SLOTS {
+            let b = (slot & MASK) as usize;
+            self.wheel[b].push(e);
+            self.occupied[b / 64] |= 1 << (b % 64);
+        } else {
+            self.far.push(e);
+        }
+    }
+
+    /// The earliest event (ties in push order).
     pub(crate) fn pop(&mut self) -> Option<(Instant, Ev)> {
-        self.heap.pop().map(|e| (e.at, e.ev))
+        loop {
+            if let Some(e) = self.cur.pop() {
+                self.len -= 1;
+                self.last = e.at;
+                return Some((Instant::from_ps(e.at), e.ev));
+            }
+            if !self.advance() {
+                return None;
+            }
+        }
+    }
+
+    /// The current slot is empty: move to the next occupied slot (of the wheel or the far
+    /// heap) and load it. False when nothing is pending.
+    fn advance(&mut self) -> bool {
+        let next_wheel = self.next_occupied();
+        let next_far = self.far.peek().map(|e| e.at >> SLOT_BITS);
+        let slot = match (next_wheel, next_far) {
+            (Some(w), Some(f)) => w.min(f),
+            (Some(w), None) => w,
+            (None, Some(f)) => f,
+            (None, None) => return false,
+        };
+        self.cur_slot = slot;
+        if next_wheel == Some(slot) {
+            let b = (slot & MASK) as usize;
+            self.occupied[b / 64] &= !(1 << (b % 64));
+            let mut v = std::mem::take(&mut self.wheel[b]);
+            self.cur.extend(v.drain(..));
+            if v.capacity() <= 64 {
+                self.wheel[b] = v; // keep small allocations, free bursts
+            }
+        }
+        // Far events that the moved horizon now covers join the wheel (or this slot).
+        while self
+            .far
+            .peek()
+            .is_some_and(|e| (e.at >> SLOT_BITS) - self.cur_slot < SLOTS)
+        {
+            if let Some(e) = self.far.pop() {
+                self.place(e);
+            }
+        }
+        true
+    }
+
+    /// The first occupied wheel slot after the current one, as an absolute slot number.
+    fn next_occupied(&self) -> Option<u64> {
+        let start = ((self.cur_slot + 1) & MASK) as usize;
+        let words = self.occupied.len();
+        let (w0, bit0) = (start / 64, start % 64);
+        for k in 0..=words {
+            let w = (w0 + k) % words;
+            let mut bits = self.occupied[w];
+            if k == 0 {
+                bits &= !0u64 << bit0;
+            }
+            if k == words {
+                bits &= (1u64 << bit0).wrapping_sub(1);
+            }
+            if bits != 0 {
+                let b = (w * 64 + bits.trailing_zeros() as usize) as u64;
+                let ahead = b.wrapping_sub(self.cur_slot + 1) & MASK;
+                return Some(self.cur_slot + 1 + ahead);
+            }
+        }
+        None
+    }
+
+    /// Pending events.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.len
     }
 }
 
@@ -90,5 +225,46 @@ mod tests {
             .collect();
         assert_eq!(order, [1, 3, 0, 2]);
         assert!(q.pop().is_none());
+    }
+
+    #[test]
+    fn matches_a_sorted_reference_under_random_monotone_use() {
+        let mut q = EventQueue::default();
+        let mut rng = weir_base::Rng::new(9);
+        let mut reference: Vec<(u64, u64, u32)> = Vec::new(); // (time, seq, id)
+        let (mut now, mut seq, mut id) = (0u64, 0u64, 0u32);
+        for round in 0..20_000 {
+            let pushes = rng.below(3);
+            for _ in 0..pushes {
+                let dt = match rng.below(4) {
+                    0 => 0,
+                    1 => rng.below(10),
+                    2 => rng.below(1 << 20),
+                    _ => rng.below(1 << 40),
+                };
+                seq += 1;
+                id += 1;
+                q.push(Instant::from_ps(now + dt), Ev::JobStart { job: id });
+                reference.push((now + dt, seq, id));
+            }
+            if round % 2 == 0 || pushes == 0 {
+                reference.sort_unstable();
+                let want = if reference.is_empty() {
+                    None
+                } else {
+                    Some(reference.remove(0))
+                };
+                let got = q.pop();
+                match (want, got) {
+                    (None, None) => {}
+                    (Some((t, _, i)), Some((at, Ev::JobStart { job }))) => {
+                        assert_eq!((t, i), (at.as_ps(), job));
+                        now = t;
+                    }
+                    (w, g) => panic!("{w:?} vs {g:?}"),
+                }
+            }
+            assert_eq!(q.len(), reference.len());
+        }
     }
 }

@@ -1,5 +1,5 @@
-//! The simulated network: switch output queues, host NICs driving real `Endpoint`s, and the
-//! workload bookkeeping.
+//! The simulated network: switch output queues, PFC, host NICs driving real `Endpoint`s, the
+//! intra-server interconnect, faults, time-series sampling, and the message bookkeeping.
 //!
 //! Contract: single-threaded and deterministic; every random draw comes from one seeded
 //! [`Rng`] in event order. The transport runs unchanged in length-only mode
@@ -7,16 +7,31 @@
 //!
 //! Model (store-and-forward, no switch latency):
 //! * a host NIC pulls one datagram from its endpoint (`poll_transmit`) whenever its port is
-//!   idle, so the endpoint's own pacing and CC decide what leaves; timers are driven from
-//!   `poll_timeout`;
+//!   idle and not paused, so the endpoint's own pacing and CC decide what leaves; timers are
+//!   driven from `poll_timeout`;
 //! * a switch output port is a FIFO with a byte buffer plus a priority FIFO for trimmed
 //!   headers (served first); RED ECN marks on enqueue by the queue in bytes; INT records are
 //!   stamped when a packet starts serialising (queue behind it, rate, bytes sent, time) and
 //!   handed to the endpoint at delivery: all hops but the last are written into the header
 //!   with `weir_wire` (parse, push, emit), the last goes through `RxMeta::int_hop`;
-//! * every link may lose a packet with `link_loss`.
+//! * PFC (one priority class): every switch counts the bytes each ingress port has buffered
+//!   (from arrival until the packet starts leaving); at `pfc_xoff_bytes` it sends PAUSE to the
+//!   upstream port, which stops starting new packets one link delay later (the frame being
+//!   serialised finishes); at `pfc_xon_bytes` it sends RESUME. Admission is then per ingress
+//!   port (`buffer_bytes` each), and validation guarantees xoff + headroom fits, so nothing
+//!   drops; head-of-line blocking and pause propagation follow from the one class;
+//! * every link may lose a packet with `link_loss` (or a per-link loss set by a fault event);
+//!   a failed link loses what is sent on it or was in flight on it, and routes are recomputed;
+//! * a message's `Send` is handed to the transport once its sender is ready *and* its `Recv`
+//!   is posted (rendezvous, as NCCL's receiver-posted buffers enforce; the credit is modelled
+//!   as free), so a collective rank never runs ahead of its receivers into unexpected buffers;
+//! * messages between GPUs of one server take the intra-server link: serialised on the source
+//!   GPU's egress and the destination GPU's ingress at the interconnect rate, delivered after
+//!   its latency (no packets).
 //!
-//! Not modelled yet: PFC, switch processing latency, cut-through forwarding.
+//! After every event, [`Net::settle`] runs the consequences to a fixed point: completions
+//! release dependent messages or advance collective ranks, which post work requests, whose
+//! hosts are then serviced.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -27,9 +42,14 @@ use weir_transport::{
 };
 use weir_wire::{Flags, IntHop, MAX_HEADER_LEN, Opcode, PayloadMode};
 
+use crate::Progress;
 use crate::event::{Ev, EventQueue};
-use crate::scenario::{QueuePolicy, Routing, SwitchConfig};
+use crate::scenario::{FaultAction, FaultEvent, QueuePolicy, Routing, SwitchConfig};
 use crate::topology::Graph;
+use crate::workload::{Driver, NEVER, NVLINK, Work};
+
+/// Most samples the time series keeps.
+pub(crate) const MAX_SAMPLES: usize = 20_000;
 
 /// A packet in flight.
 #[derive(Debug, Default)]
@@ -44,55 +64,74 @@ struct Pkt {
     data: bool,
     int: bool,
     trimmed: bool,
+    /// Port of the current node the packet arrived on.
+    in_port: u16,
+    /// Counted against `in_port`'s PFC ingress bytes.
+    counted: bool,
     hops: Vec<IntHop>,
 }
 
-/// An output port.
+/// An output port (one direction of a link).
 #[derive(Debug)]
-struct Port {
-    peer: u32,
-    rate: Rate,
+pub(crate) struct Port {
+    pub(crate) peer: u32,
+    peer_port: u16,
+    pub(crate) rate: Rate,
     delay: Duration,
     queue: VecDeque<u32>,
     prio: VecDeque<u32>,
-    queued: u64,
+    pub(crate) queued: u64,
     prio_queued: u64,
-    busy: bool,
-    tx_bytes: u64,
-}
-
-/// One flow of the workload.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Flow {
-    pub(crate) src: u32,
-    pub(crate) dst: u32,
-    pub(crate) bytes: u64,
-    pub(crate) src_conn: Option<ConnId>,
-    pub(crate) dst_conn: Option<ConnId>,
-    pub(crate) send_done: Option<Instant>,
-    pub(crate) recv_done: Option<Instant>,
-    /// Completions with an error, a wrong length, or more than one per request.
-    pub(crate) bad: u32,
+    /// Serialising until then (idle once `now` reaches it).
+    busy_until: Instant,
+    /// Switch ports: a `PortFree` wake-up is scheduled (only while packets wait).
+    wake: bool,
+    pub(crate) tx_bytes: u64,
+    /// PFC: transmission paused by the peer.
+    paused: bool,
+    paused_since: Instant,
+    pub(crate) paused_ps: u64,
+    /// PFC: bytes buffered at this node that arrived through this port.
+    ingress: u64,
+    /// PFC: this node has paused the peer.
+    pause_sent: bool,
+    pub(crate) up: bool,
+    loss: f64,
+    sampled: u64,
 }
 
 /// Network-wide counters.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Counters {
     pub(crate) drops: u64,
+    pub(crate) fault_drops: u64,
     pub(crate) trims: u64,
     pub(crate) ecn_marks: u64,
     pub(crate) max_queue: u64,
     pub(crate) events: u64,
     pub(crate) packets: u64,
     pub(crate) int_records: u64,
+    pub(crate) pauses: u64,
+}
+
+/// The sampled time series, raw.
+#[derive(Debug, Default)]
+pub(crate) struct SeriesRec {
+    pub(crate) t: Vec<u64>,
+    pub(crate) qmax: Vec<u64>,
+    pub(crate) qmean: Vec<f64>,
+    /// Per sample, bytes each directed port sent in the interval (port order of `ports`,
+    /// flattened).
+    pub(crate) bytes: Vec<u32>,
+    pub(crate) nports: usize,
 }
 
 /// The whole simulation state.
 #[allow(missing_debug_implementations)] // Endpoint is not Debug
 pub(crate) struct Net {
     pub(crate) now: Instant,
-    g: Graph,
-    ports: Vec<Vec<Port>>,
+    pub(crate) g: Graph,
+    pub(crate) ports: Vec<Vec<Port>>,
     pub(crate) eps: Vec<Endpoint>,
     timer: Vec<Option<Instant>>,
     q: EventQueue,
@@ -101,11 +140,28 @@ pub(crate) struct Net {
     rng: Rng,
     sw: SwitchConfig,
     overhead: u32,
-    pub(crate) flows: Vec<Flow>,
-    /// (host, request) → (flow, is send).
-    wrs: HashMap<(u32, WrId), (usize, bool)>,
     pub(crate) c: Counters,
     hdr: Vec<u8>,
+    pub(crate) w: Work,
+    pub(crate) conns: Vec<(Option<ConnId>, Option<ConnId>)>,
+    accepted: usize,
+    sends: HashMap<(u32, WrId), u32>,
+    region: Vec<RegionId>,
+    /// Intra-server link: when each GPU's egress and ingress are free.
+    nv_free: Vec<Instant>,
+    nv_in_free: Vec<Instant>,
+    pfc: Option<(u64, u64)>,
+    done_q: VecDeque<(u32, bool)>,
+    dirty: Vec<u32>,
+    is_dirty: Vec<bool>,
+    scratch: Vec<u32>,
+    /// Time zero of the workload (after the handshakes).
+    pub(crate) start: Instant,
+    pub(crate) msgs_done: usize,
+    faults: Vec<FaultEvent>,
+    sample_every: Duration,
+    pub(crate) series: SeriesRec,
+    progress_every: u64,
 }
 
 /// Address of host `h`.
@@ -127,44 +183,86 @@ fn mix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// Settings of a [`Net`] besides the graph and the workload.
+pub(crate) struct NetConfig {
+    pub(crate) transport: Config,
+    pub(crate) switch: SwitchConfig,
+    pub(crate) overhead: u32,
+    pub(crate) seed: u64,
+    pub(crate) faults: Vec<FaultEvent>,
+    pub(crate) sample_every: Duration,
+    pub(crate) progress_every: u64,
+}
+
 impl Net {
-    pub(crate) fn new(
-        g: Graph,
-        config: Config,
-        sw: SwitchConfig,
-        overhead: u32,
-        seed: u64,
-    ) -> Result<Net, String> {
-        let mut rng = Rng::new(seed);
-        let mut eps = Vec::with_capacity(g.hosts as usize);
+    pub(crate) fn new(g: Graph, w: Work, cfg: NetConfig) -> Result<Net, String> {
+        let mut rng = Rng::new(cfg.seed);
+        let hosts = g.hosts as usize;
+        let mut eps = Vec::with_capacity(hosts);
+        let mut region = Vec::with_capacity(hosts);
         for h in 0..g.hosts {
             let mut e =
-                Endpoint::new(config, addr(h), rng.next_u64()).map_err(|e| e.to_string())?;
+                Endpoint::new(cfg.transport, addr(h), rng.next_u64()).map_err(|e| e.to_string())?;
             e.listen(true);
+            // One virtual region per host covers every message (payloads are lengths only).
+            region.push(e.register_virtual(1 << 40, false));
             eps.push(e);
         }
-        let ports = g
+        let sw = cfg.switch;
+        let ports: Vec<Vec<Port>> = g
             .ports
             .iter()
             .map(|ps| {
                 ps.iter()
                     .map(|p| Port {
                         peer: p.peer,
+                        peer_port: p.peer_port,
                         rate: p.rate,
                         delay: p.delay,
                         queue: VecDeque::new(),
                         prio: VecDeque::new(),
                         queued: 0,
                         prio_queued: 0,
-                        busy: false,
+                        busy_until: Instant::ZERO,
+                        wake: false,
                         tx_bytes: 0,
+                        paused: false,
+                        paused_since: Instant::ZERO,
+                        paused_ps: 0,
+                        ingress: 0,
+                        pause_sent: false,
+                        up: true,
+                        loss: sw.link_loss,
+                        sampled: 0,
                     })
                     .collect()
             })
             .collect();
+        let nports = ports.iter().map(Vec::len).sum();
+        let pfc = sw.pfc_xoff_bytes.zip(sw.pfc_xon_bytes);
         Ok(Net {
             now: Instant::ZERO,
-            timer: vec![None; g.hosts as usize],
+            timer: vec![None; hosts],
+            conns: vec![(None, None); w.pairs.len()],
+            accepted: 0,
+            sends: HashMap::new(),
+            region,
+            nv_free: vec![Instant::ZERO; hosts],
+            nv_in_free: vec![Instant::ZERO; hosts],
+            pfc,
+            done_q: VecDeque::new(),
+            dirty: Vec::new(),
+            is_dirty: vec![false; hosts],
+            scratch: Vec::new(),
+            start: Instant::ZERO,
+            msgs_done: 0,
+            faults: cfg.faults,
+            sample_every: cfg.sample_every,
+            series: SeriesRec {
+                nports,
+                ..SeriesRec::default()
+            },
+            progress_every: cfg.progress_every.max(1),
             g,
             ports,
             eps,
@@ -173,11 +271,10 @@ impl Net {
             free: Vec::new(),
             rng,
             sw,
-            overhead,
-            flows: Vec::new(),
-            wrs: HashMap::new(),
+            overhead: cfg.overhead,
             c: Counters::default(),
             hdr: vec![0; MAX_HEADER_LEN],
+            w,
         })
     }
 
@@ -186,71 +283,52 @@ impl Net {
         self.g.hosts
     }
 
-    /// Links on a shortest path between two hosts.
-    pub(crate) fn path_links(&self, src: u32, dst: u32) -> u64 {
-        self.g.path_links(src, dst)
+    /// Open one connection per host pair that needs one and run until all are accepted (or
+    /// `limit`).
+    pub(crate) fn connect_all(
+        &mut self,
+        limit: Instant,
+        progress: &mut dyn FnMut(Progress),
+    ) -> bool {
+        for i in 0..self.w.pairs.len() {
+            let (src, dst) = self.w.pairs[i];
+            let c = self.eps[src as usize].connect(self.now, addr(dst), i as u64);
+            self.conns[i].0 = Some(c);
+            self.mark_dirty(src);
+        }
+        self.settle();
+        let pairs = self.w.pairs.len();
+        self.run_until(limit, &|n: &Net| n.accepted >= pairs, progress)
     }
 
-    /// Open the connection of every flow and run until all are established (or `limit`).
-    pub(crate) fn connect_all(&mut self, limit: Instant) -> bool {
-        for i in 0..self.flows.len() {
-            let f = self.flows[i];
-            let c = self.eps[f.src as usize].connect(self.now, addr(f.dst), i as u64);
-            self.flows[i].src_conn = Some(c);
-            self.service(f.src, false);
+    /// Time zero of the workload: schedule the jobs, the samples and the faults.
+    pub(crate) fn start_workload(&mut self) {
+        self.start = self.now;
+        for j in 0..self.w.jobs.len() {
+            let at = self.start + Duration::from_ps(self.w.jobs[j].start_ps);
+            self.q.push(at, Ev::JobStart { job: j as u32 });
         }
-        self.run_until(limit, |n| {
-            n.flows
-                .iter()
-                .all(|f| f.src_conn.is_some() && f.dst_conn.is_some())
-        })
+        for (i, f) in self.faults.iter().enumerate() {
+            let at = self.start + Duration::from_micros(f.at_us);
+            self.q.push(at, Ev::Fault { idx: i as u32 });
+        }
+        if self.sample_every > Duration::ZERO {
+            self.q.push(self.start, Ev::Sample);
+        }
     }
 
-    /// Post every flow's receive and send now.
-    pub(crate) fn start_flows(&mut self) -> Result<(), String> {
-        for i in 0..self.flows.len() {
-            let f = self.flows[i];
-            let (Some(sc), Some(dc)) = (f.src_conn, f.dst_conn) else {
-                return Err(format!("flow {i} has no connection"));
-            };
-            let now = self.now;
-            let rr: RegionId = self.eps[f.dst as usize].register_virtual(f.bytes, false);
-            let rw = self.eps[f.dst as usize]
-                .post(
-                    now,
-                    dc,
-                    WorkRequest::Recv {
-                        region: rr,
-                        offset: 0,
-                        len: f.bytes,
-                        tag: Some(i as u64),
-                    },
-                )
-                .map_err(|e| format!("flow {i}: recv: {e:?}"))?;
-            self.wrs.insert((f.dst, rw), (i, false));
-            let sr = self.eps[f.src as usize].register_virtual(f.bytes, false);
-            let sw = self.eps[f.src as usize]
-                .post(
-                    now,
-                    sc,
-                    WorkRequest::Send {
-                        region: sr,
-                        offset: 0,
-                        len: f.bytes,
-                        tag: i as u64,
-                    },
-                )
-                .map_err(|e| format!("flow {i}: send: {e:?}"))?;
-            self.wrs.insert((f.src, sw), (i, true));
-        }
-        for h in 0..self.g.hosts {
-            self.service(h, false);
-        }
-        Ok(())
+    /// Whether every message completed.
+    pub(crate) fn all_done(&self) -> bool {
+        self.msgs_done >= self.w.msgs.len()
     }
 
     /// Process events until `done` holds or the next event is past `limit`.
-    pub(crate) fn run_until(&mut self, limit: Instant, done: impl Fn(&Net) -> bool) -> bool {
+    pub(crate) fn run_until(
+        &mut self,
+        limit: Instant,
+        done: &dyn Fn(&Net) -> bool,
+        progress: &mut dyn FnMut(Progress),
+    ) -> bool {
         loop {
             if done(self) {
                 return true;
@@ -264,32 +342,61 @@ impl Net {
             }
             self.now = at;
             self.c.events += 1;
-            match ev {
-                Ev::Arrive { node, pkt } => {
-                    if node < self.g.hosts {
-                        self.deliver(node, pkt);
-                    } else {
-                        self.forward(node, pkt);
-                    }
-                }
-                Ev::PortFree { node, port } => {
-                    if let Some(p) = self.port(node, port) {
-                        p.busy = false;
-                    }
-                    if node < self.g.hosts {
-                        self.service(node, false);
-                    } else {
-                        self.start_tx(node, port);
-                    }
-                }
-                Ev::Timer { host, at } => {
-                    if self.timer[host as usize] == Some(at) {
-                        self.timer[host as usize] = None;
-                        self.eps[host as usize].handle_timeout(self.now);
-                        self.service(host, true);
-                    }
+            if self.c.events.is_multiple_of(self.progress_every) {
+                progress(Progress {
+                    now_ps: self.now.saturating_since(self.start).as_ps(),
+                    events: self.c.events,
+                    messages_done: self.msgs_done as u64,
+                    messages: self.w.msgs.len() as u64,
+                });
+            }
+            self.dispatch(ev);
+            self.settle();
+        }
+    }
+
+    fn dispatch(&mut self, ev: Ev) {
+        match ev {
+            Ev::Arrive { node, pkt } => {
+                let in_port = self.pkts[pkt as usize].in_port;
+                let link_up = self.port(node, in_port).is_some_and(|p| p.up);
+                if !link_up {
+                    // In flight on a link that failed meanwhile.
+                    self.c.drops += 1;
+                    self.c.fault_drops += 1;
+                    self.release(pkt);
+                } else if node < self.g.hosts {
+                    self.deliver(node, pkt);
+                } else {
+                    self.forward(node, pkt);
                 }
             }
+            Ev::PortFree { node, port } => {
+                if let Some(p) = self.port(node, port) {
+                    p.wake = false;
+                }
+                if node < self.g.hosts {
+                    self.service(node, false);
+                } else {
+                    self.start_tx(node, port);
+                }
+            }
+            Ev::Timer { host, at } => {
+                if self.timer[host as usize] == Some(at) {
+                    self.timer[host as usize] = None;
+                    self.eps[host as usize].handle_timeout(self.now);
+                    self.service(host, true);
+                }
+            }
+            Ev::Pause { node, port, on } => self.pause(node, port, on),
+            Ev::JobStart { job } => self.job_start(job as usize),
+            Ev::Start { msg } => self.post_both(msg),
+            Ev::NvDone { msg } => {
+                self.done_q.push_back((msg, false));
+                self.done_q.push_back((msg, true));
+            }
+            Ev::Sample => self.sample(),
+            Ev::Fault { idx } => self.fault(idx as usize),
         }
     }
 
@@ -299,12 +406,262 @@ impl Net {
             .and_then(|p| p.get_mut(usize::from(port)))
     }
 
+    fn mark_dirty(&mut self, h: u32) {
+        if let Some(d) = self.is_dirty.get_mut(h as usize)
+            && !*d
+        {
+            *d = true;
+            self.dirty.push(h);
+        }
+    }
+
+    /// Run completions and host services to a fixed point.
+    fn settle(&mut self) {
+        loop {
+            if let Some((m, send)) = self.done_q.pop_front() {
+                self.side_done(m, send);
+            } else if let Some(h) = self.dirty.pop() {
+                self.is_dirty[h as usize] = false;
+                self.service(h, false);
+            } else {
+                return;
+            }
+        }
+    }
+
+    // ----- workload -----
+
+    fn job_start(&mut self, j: usize) {
+        let job = &self.w.jobs[j];
+        let (first, count) = (job.first_msg, job.msgs);
+        if count == 0 {
+            self.w.jobs[j].done_at = self.now;
+            return;
+        }
+        match &job.driver {
+            Driver::Dag { .. } => {
+                for m in first..first + count {
+                    if self.w.msgs[m as usize].deps_left == 0 {
+                        self.release_msg(m);
+                    }
+                }
+            }
+            Driver::Steps(p) => {
+                for r in 0..p.pending.len() {
+                    self.advance(j, r);
+                }
+            }
+        }
+    }
+
+    /// A DAG message whose dependencies are delivered: post it at its start time.
+    fn release_msg(&mut self, m: u32) {
+        let msg = self.w.msgs[m as usize];
+        let job = &self.w.jobs[msg.job as usize];
+        let Driver::Dag { start_off, .. } = &job.driver else {
+            return;
+        };
+        let off = start_off
+            .get((m - job.first_msg) as usize)
+            .copied()
+            .unwrap_or(0);
+        let at = self.start + Duration::from_ps(job.start_ps.saturating_add(off));
+        if at > self.now {
+            self.q.push(at, Ev::Start { msg: m });
+        } else {
+            self.post_both(m);
+        }
+    }
+
+    /// Rank `r` of collective job `j` enters its current group: post its sides.
+    fn advance(&mut self, j: usize, r: usize) {
+        let Driver::Steps(p) = &mut self.w.jobs[j].driver else {
+            return;
+        };
+        let g = p.cur[r] as usize;
+        if g + 1 >= p.rank_groups[r + 1] as usize {
+            return; // this rank is done
+        }
+        let (a, b) = (p.gstart[g] as usize, p.gstart[g + 1] as usize);
+        p.pending[r] = (b - a) as u32;
+        let mut items = std::mem::take(&mut self.scratch);
+        items.clear();
+        items.extend_from_slice(&p.items[a..b]);
+        for &m in &items {
+            if self.w.msgs[m as usize].src_rank == r as u32 {
+                self.post_send(m);
+            } else {
+                self.post_recv(m);
+            }
+        }
+        self.scratch = items;
+    }
+
+    fn post_both(&mut self, m: u32) {
+        self.post_recv(m);
+        self.post_send(m);
+    }
+
+    /// The sender is ready to send `m`. The send starts once the receive is posted too
+    /// (rendezvous: NCCL's receiver-posted buffers and credits; the credit is free here).
+    fn post_send(&mut self, m: u32) {
+        let msg = &mut self.w.msgs[m as usize];
+        msg.send_ready = self.now;
+        if msg.recv_ready != NEVER {
+            self.start_send(m);
+        }
+    }
+
+    /// Both sides of `m` are posted: hand the send to the transport (or the intra-server link).
+    fn start_send(&mut self, m: u32) {
+        let now = self.now;
+        let msg = &mut self.w.msgs[m as usize];
+        if msg.pair == NVLINK {
+            self.nv_start(m);
+            return;
+        }
+        let (src, len) = (msg.src, u64::from(msg.bytes));
+        let Some(conn) = self.conns.get(msg.pair as usize).and_then(|c| c.0) else {
+            msg.bad = msg.bad.saturating_add(1);
+            return;
+        };
+        let wr = WorkRequest::Send {
+            region: self.region[src as usize],
+            offset: 0,
+            len,
+            tag: u64::from(m),
+        };
+        match self.eps[src as usize].post(now, conn, wr) {
+            Ok(id) => {
+                self.sends.insert((src, id), m);
+                self.mark_dirty(src);
+            }
+            Err(_) => {
+                let msg = &mut self.w.msgs[m as usize];
+                msg.bad = msg.bad.saturating_add(1);
+            }
+        }
+    }
+
+    fn post_recv(&mut self, m: u32) {
+        let now = self.now;
+        let msg = &mut self.w.msgs[m as usize];
+        msg.recv_ready = now;
+        if msg.pair == NVLINK {
+            if msg.send_ready != NEVER {
+                self.nv_start(m);
+            }
+            return;
+        }
+        let waiting = msg.send_ready != NEVER;
+        let (dst, len) = (msg.dst, u64::from(msg.bytes));
+        let Some(conn) = self.conns.get(msg.pair as usize).and_then(|c| c.1) else {
+            msg.bad = msg.bad.saturating_add(1);
+            return;
+        };
+        let wr = WorkRequest::Recv {
+            region: self.region[dst as usize],
+            offset: 0,
+            len,
+            tag: Some(u64::from(m)),
+        };
+        if self.eps[dst as usize].post(now, conn, wr).is_ok() {
+            self.mark_dirty(dst);
+        } else {
+            let msg = &mut self.w.msgs[m as usize];
+            msg.bad = msg.bad.saturating_add(1);
+        }
+        if waiting {
+            self.start_send(m);
+        }
+    }
+
+    /// Both sides of an intra-server message are posted: serialise it once the source GPU's
+    /// egress and the destination GPU's ingress are free (each direction of a GPU's links
+    /// carries one transfer at a time, at the full per-direction rate), deliver after the
+    /// latency.
+    fn nv_start(&mut self, m: u32) {
+        let msg = self.w.msgs[m as usize];
+        let (rate, lat) = self.g.nvlink;
+        let (s, d) = (msg.src as usize, msg.dst as usize);
+        let begin = self.nv_free[s].max(self.nv_in_free[d]).max(self.now);
+        let end = begin + rate.serialization_time(u64::from(msg.bytes));
+        self.nv_free[s] = end;
+        self.nv_in_free[d] = end;
+        self.q.push(end + lat, Ev::NvDone { msg: m });
+    }
+
+    /// One side of message `m` completed (`send`: the sender's; else the receiver's).
+    fn side_done(&mut self, m: u32, send: bool) {
+        let now = self.now;
+        let Some(msg) = self.w.msgs.get_mut(m as usize) else {
+            return;
+        };
+        let slot = if send {
+            &mut msg.send_done
+        } else {
+            &mut msg.recv_done
+        };
+        if *slot != NEVER {
+            msg.bad = msg.bad.saturating_add(1);
+            return;
+        }
+        *slot = now;
+        let msg = *msg;
+        let j = msg.job as usize;
+        let first = self.w.jobs[j].first_msg;
+        match &mut self.w.jobs[j].driver {
+            Driver::Steps(p) => {
+                let r = if send { msg.src_rank } else { msg.dst_rank } as usize;
+                p.pending[r] = p.pending[r].saturating_sub(1);
+                if p.pending[r] == 0 {
+                    p.cur[r] += 1;
+                    self.advance(j, r);
+                }
+            }
+            Driver::Dag {
+                dep_off,
+                dependents,
+                ..
+            } => {
+                if !send {
+                    let l = (m - first) as usize;
+                    let (a, b) = (dep_off[l] as usize, dep_off[l + 1] as usize);
+                    let mut ready = std::mem::take(&mut self.scratch);
+                    ready.clear();
+                    for &d in &dependents[a..b] {
+                        let dm = &mut self.w.msgs[(first + d) as usize];
+                        dm.deps_left = dm.deps_left.saturating_sub(1);
+                        if dm.deps_left == 0 {
+                            ready.push(first + d);
+                        }
+                    }
+                    for &d in &ready {
+                        self.release_msg(d);
+                    }
+                    self.scratch = ready;
+                }
+            }
+        }
+        if self.w.msgs[m as usize].complete() {
+            self.msgs_done += 1;
+            let job = &mut self.w.jobs[j];
+            job.left = job.left.saturating_sub(1);
+            if job.left == 0 {
+                job.done_at = now;
+            }
+        }
+    }
+
+    // ----- hosts -----
+
     /// After any input to host `h`: collect events, let the NIC pull a datagram, re-arm the
     /// timer.
     fn service(&mut self, h: u32, from_timer: bool) {
         let hi = h as usize;
         self.drain_events(h);
-        if !self.ports[hi][0].busy {
+        let nic = &self.ports[hi][0];
+        if self.now >= nic.busy_until && !nic.paused {
             let mut hdr = std::mem::take(&mut self.hdr);
             hdr.resize(MAX_HEADER_LEN, 0);
             if let Some(t) = self.eps[hi].poll_transmit(self.now, &mut hdr) {
@@ -329,6 +686,8 @@ impl Net {
                         data,
                         int,
                         trimmed: false,
+                        in_port: 0,
+                        counted: false,
                         hops: Vec::new(),
                     });
                     let p = &mut self.pkts[id as usize];
@@ -361,30 +720,33 @@ impl Net {
                 Event::Accepted {
                     conn, user_data, ..
                 } => {
-                    if let Some(f) = self.flows.get_mut(user_data as usize)
-                        && f.dst == h
+                    if let Some(&(_, dst)) = self.w.pairs.get(user_data as usize)
+                        && dst == h
+                        && self.conns[user_data as usize].1.is_none()
                     {
-                        f.dst_conn = Some(conn);
+                        self.conns[user_data as usize].1 = Some(conn);
+                        self.accepted += 1;
                     }
                 }
                 Event::Completion(c) => {
-                    let Some(&(i, send)) = self.wrs.get(&(h, c.wr)) else {
-                        continue;
+                    let (m, send) = match c.kind {
+                        CompletionKind::Send => match self.sends.remove(&(h, c.wr)) {
+                            Some(m) => (m, true),
+                            None => continue,
+                        },
+                        CompletionKind::Recv => match u32::try_from(c.tag) {
+                            Ok(m) if self.w.msgs.get(m as usize).is_some_and(|x| x.dst == h) => {
+                                (m, false)
+                            }
+                            _ => continue,
+                        },
+                        _ => continue,
                     };
-                    let f = &mut self.flows[i];
-                    let slot = if send {
-                        &mut f.send_done
+                    let msg = &mut self.w.msgs[m as usize];
+                    if c.status.is_ok() && c.len == u64::from(msg.bytes) {
+                        self.done_q.push_back((m, send));
                     } else {
-                        &mut f.recv_done
-                    };
-                    let kind_ok = matches!(
-                        (send, c.kind),
-                        (true, CompletionKind::Send) | (false, CompletionKind::Recv)
-                    );
-                    if c.status.is_ok() && kind_ok && c.len == f.bytes && slot.is_none() {
-                        *slot = Some(self.now);
-                    } else {
-                        f.bad += 1;
+                        msg.bad = msg.bad.saturating_add(1);
                     }
                 }
                 _ => {}
@@ -430,8 +792,41 @@ impl Net {
         self.service(h, false);
     }
 
-    /// Switch `node` received packet `id`: pick the output port and enqueue.
+    // ----- switches -----
+
+    /// Switch `node` received packet `id`: PFC ingress accounting, pick the output port,
+    /// enqueue.
     fn forward(&mut self, node: u32, id: u32) {
+        let wire = u64::from(self.pkts[id as usize].wire);
+        if let Some((xoff, _)) = self.pfc {
+            let in_port = self.pkts[id as usize].in_port;
+            let buffer = self.sw.buffer_bytes;
+            let Some(ing) = self.port(node, in_port) else {
+                self.drop_pkt(node, id);
+                return;
+            };
+            if ing.ingress + wire > buffer {
+                // Only reachable when the headroom check was bypassed.
+                self.drop_pkt(node, id);
+                return;
+            }
+            ing.ingress += wire;
+            let send = ing.ingress >= xoff && !ing.pause_sent;
+            let (peer, peer_port, delay) = (ing.peer, ing.peer_port, ing.delay);
+            if send {
+                ing.pause_sent = true;
+                self.c.pauses += 1;
+                self.q.push(
+                    self.now + delay,
+                    Ev::Pause {
+                        node: peer,
+                        port: peer_port,
+                        on: true,
+                    },
+                );
+            }
+            self.pkts[id as usize].counted = true;
+        }
         let p = &self.pkts[id as usize];
         let (src, dst, entropy) = (p.src, p.dst, p.entropy);
         let tor = self.g.host_tor[dst as usize];
@@ -439,42 +834,116 @@ impl Net {
             self.g.host_port[dst as usize]
         } else {
             let hops = self.g.next_hops(node, tor);
+            let key = (u64::from(src) << 40)
+                ^ (u64::from(dst) << 16)
+                ^ u64::from(entropy)
+                ^ (u64::from(node) << 56).rotate_left(7);
             match hops.len() {
                 0 => {
-                    self.c.drops += 1;
-                    self.release(id);
+                    self.drop_pkt(node, id);
                     return;
                 }
                 1 => hops[0],
-                n => {
-                    let i = match self.sw.routing {
-                        Routing::Ecmp => {
-                            let key = (u64::from(src) << 40)
-                                ^ (u64::from(dst) << 16)
-                                ^ u64::from(entropy)
-                                ^ (u64::from(node) << 56).rotate_left(7);
-                            mix(key) % n as u64
+                n => match self.sw.routing {
+                    Routing::Ecmp => hops[(mix(key) % n as u64) as usize],
+                    Routing::Spray => hops[self.rng.below(n as u64) as usize],
+                    Routing::Adaptive => {
+                        // Least-queued egress; the hash picks where the scan starts, so ties
+                        // spread like ECMP.
+                        let ps = &self.ports[node as usize];
+                        let now = self.now;
+                        let start = (mix(key) % n as u64) as usize;
+                        let mut best = hops[start];
+                        let mut best_q = u64::MAX;
+                        for k in 0..n {
+                            let h = hops[(start + k) % n];
+                            let p = &ps[usize::from(h)];
+                            let q = p.queued + p.prio_queued + u64::from(p.busy_until > now);
+                            if q < best_q {
+                                best_q = q;
+                                best = h;
+                            }
                         }
-                        Routing::Spray => self.rng.below(n as u64),
-                    };
-                    hops[i as usize]
-                }
+                        best
+                    }
+                },
             }
         };
+        if self.ports[node as usize]
+            .get(usize::from(port))
+            .is_none_or(|p| !p.up)
+        {
+            self.c.fault_drops += 1;
+            self.drop_pkt(node, id);
+            return;
+        }
         self.enqueue(node, port, id);
+    }
+
+    /// Drop packet `id` at switch `node`.
+    fn drop_pkt(&mut self, node: u32, id: u32) {
+        self.c.drops += 1;
+        self.uncount(node, id);
+        self.release(id);
+    }
+
+    /// Packet `id` leaves switch `node`'s buffer: PFC ingress accounting, RESUME.
+    fn uncount(&mut self, node: u32, id: u32) {
+        let p = &mut self.pkts[id as usize];
+        if !p.counted {
+            return;
+        }
+        p.counted = false;
+        let (in_port, wire) = (p.in_port, u64::from(p.wire));
+        let Some((_, xon)) = self.pfc else {
+            return;
+        };
+        let now = self.now;
+        let Some(ing) = self.port(node, in_port) else {
+            return;
+        };
+        ing.ingress = ing.ingress.saturating_sub(wire);
+        if ing.pause_sent && ing.ingress <= xon {
+            ing.pause_sent = false;
+            let ev = Ev::Pause {
+                node: ing.peer,
+                port: ing.peer_port,
+                on: false,
+            };
+            let at = now + ing.delay;
+            self.q.push(at, ev);
+        }
+    }
+
+    /// A PAUSE or RESUME reaches output port `port` of `node`.
+    fn pause(&mut self, node: u32, port: u16, on: bool) {
+        let now = self.now;
+        let Some(p) = self.port(node, port) else {
+            return;
+        };
+        if on {
+            if !p.paused {
+                p.paused = true;
+                p.paused_since = now;
+            }
+            return;
+        }
+        if !p.paused {
+            return;
+        }
+        p.paused = false;
+        p.paused_ps += now.saturating_since(p.paused_since).as_ps();
+        if node < self.g.hosts {
+            self.mark_dirty(node);
+        } else {
+            self.start_tx(node, port);
+        }
     }
 
     fn enqueue(&mut self, node: u32, port: u16, id: u32) {
         let sw = self.sw;
-        let Some(q) = self
-            .ports
-            .get_mut(node as usize)
-            .and_then(|p| p.get_mut(usize::from(port)))
-        else {
-            self.c.drops += 1;
-            self.release(id);
-            return;
-        };
+        let pfc = self.pfc.is_some();
+        let q = &mut self.ports[node as usize][usize::from(port)];
         let p = &mut self.pkts[id as usize];
         let wire = u64::from(p.wire);
         // RED marking on the queue the packet joins (Floyd & Jacobson 1993; DCQCN's
@@ -494,10 +963,13 @@ impl Net {
                 self.c.ecn_marks += 1;
             }
         }
-        if q.queued + wire <= sw.buffer_bytes {
+        // With PFC the ingress admission above bounds the buffer; without it, the output
+        // queue's own buffer does.
+        let admitted = if pfc || q.queued + wire <= sw.buffer_bytes {
             q.queued += wire;
             q.queue.push_back(id);
             self.c.max_queue = self.c.max_queue.max(q.queued);
+            true
         } else if sw.policy == QueuePolicy::Trim && p.data && !p.trimmed {
             // UET packet trimming: forward the header at priority; the receiver NACKs it.
             let mut buf = [0u8; MAX_HEADER_LEN];
@@ -521,25 +993,25 @@ impl Net {
                     q.prio_queued += u64::from(p.wire);
                     q.prio.push_back(id);
                     self.c.trims += 1;
+                    true
                 }
-                _ => {
-                    self.c.drops += 1;
-                    self.release(id);
-                    return;
-                }
+                _ => false,
             }
         } else {
-            self.c.drops += 1;
-            self.release(id);
+            false
+        };
+        if !admitted {
+            self.drop_pkt(node, id);
             return;
         }
-        if !q.busy {
-            self.start_tx(node, port);
-        }
+        self.start_tx(node, port);
     }
 
-    /// Start serialising the next queued packet of a switch port, if idle.
+    /// Start serialising the next queued packet of a switch port, if idle and not paused; if
+    /// busy, make sure a wake-up is scheduled for when it frees. A port with an empty queue
+    /// schedules no wake-up at all (one event per packet and hop saved on idle links).
     fn start_tx(&mut self, node: u32, port: u16) {
+        let now = self.now;
         let Some(q) = self
             .ports
             .get_mut(node as usize)
@@ -547,7 +1019,15 @@ impl Net {
         else {
             return;
         };
-        if q.busy {
+        if q.paused || (q.queue.is_empty() && q.prio.is_empty()) {
+            return;
+        }
+        if now < q.busy_until {
+            if !q.wake {
+                q.wake = true;
+                let at = q.busy_until;
+                self.q.push(at, Ev::PortFree { node, port });
+            }
             return;
         }
         let id = if let Some(id) = q.prio.pop_front() {
@@ -563,33 +1043,50 @@ impl Net {
         } else {
             return;
         };
+        let (queued, rate, tx_bytes) = (q.queued, q.rate, q.tx_bytes);
         let p = &mut self.pkts[id as usize];
         if self.sw.int && p.int && p.data {
             p.hops.push(IntHop {
-                qlen: q.queued.min(u64::from(u32::MAX)) as u32,
-                rate_mbps: (q.rate.bps() / 1_000_000).min(u64::from(u32::MAX)) as u32,
-                tx_bytes: q.tx_bytes.wrapping_add(u64::from(p.wire)),
+                qlen: queued.min(u64::from(u32::MAX)) as u32,
+                rate_mbps: (rate.bps() / 1_000_000).min(u64::from(u32::MAX)) as u32,
+                tx_bytes: tx_bytes.wrapping_add(u64::from(p.wire)),
                 ts_ns: self.now.as_nanos(),
             });
             self.c.int_records += 1;
         }
+        self.uncount(node, id);
         self.transmit(node, port, id);
+        let q = &mut self.ports[node as usize][usize::from(port)];
+        let waiting = !q.queue.is_empty() || !q.prio.is_empty();
+        if waiting && !q.wake {
+            q.wake = true;
+            let at = q.busy_until;
+            self.q.push(at, Ev::PortFree { node, port });
+        }
     }
 
     /// Put packet `id` on the wire of `node`'s `port` (idle).
     fn transmit(&mut self, node: u32, port: u16, id: u32) {
         let wire = u64::from(self.pkts[id as usize].wire);
         let q = &mut self.ports[node as usize][usize::from(port)];
-        q.busy = true;
         q.tx_bytes = q.tx_bytes.wrapping_add(wire);
         let done = self.now + q.rate.serialization_time(wire);
+        q.busy_until = done;
         let arrive = done + q.delay;
-        let peer = q.peer;
-        self.q.push(done, Ev::PortFree { node, port });
-        if self.sw.link_loss > 0.0 && self.rng.chance(self.sw.link_loss) {
+        let (peer, peer_port, up, loss) = (q.peer, q.peer_port, q.up, q.loss);
+        if node < self.g.hosts {
+            // The NIC pulls its next datagram from the endpoint when it frees.
+            self.q.push(done, Ev::PortFree { node, port });
+        }
+        if !up {
+            self.c.drops += 1;
+            self.c.fault_drops += 1;
+            self.release(id);
+        } else if loss > 0.0 && self.rng.chance(loss) {
             self.c.drops += 1;
             self.release(id);
         } else {
+            self.pkts[id as usize].in_port = peer_port;
             self.q.push(
                 arrive,
                 Ev::Arrive {
@@ -618,19 +1115,139 @@ impl Net {
     fn release(&mut self, id: u32) {
         if let Some(p) = self.pkts.get_mut(id as usize) {
             p.hops.clear();
+            p.counted = false;
             self.free.push(id);
         }
     }
 
+    // ----- faults and sampling -----
+
+    fn fault(&mut self, idx: usize) {
+        let Some(f) = self.faults.get(idx).copied() else {
+            return;
+        };
+        let mut affected: Vec<(u32, u16)> = Vec::new();
+        if let Some([a, b]) = f.link {
+            if let Some(i) = self
+                .ports
+                .get(a as usize)
+                .and_then(|ps| ps.iter().position(|p| p.peer == b))
+            {
+                let back = self.ports[a as usize][i].peer_port;
+                affected.push((a, i as u16));
+                affected.push((b, back));
+            }
+        } else if let Some(s) = f.switch
+            && let Some(ps) = self.ports.get(s as usize)
+        {
+            for (i, p) in ps.iter().enumerate() {
+                affected.push((s, i as u16));
+                affected.push((p.peer, p.peer_port));
+            }
+        }
+        let now = self.now;
+        for &(n, i) in &affected {
+            let link_loss = self.sw.link_loss;
+            let Some(p) = self.port(n, i) else { continue };
+            match f.action {
+                FaultAction::Down => {
+                    p.up = false;
+                    if p.paused {
+                        p.paused = false;
+                        p.paused_ps += now.saturating_since(p.paused_since).as_ps();
+                    }
+                }
+                FaultAction::Up => p.up = true,
+                FaultAction::Loss => p.loss = if f.loss > 0.0 { f.loss } else { link_loss },
+            }
+        }
+        if f.action != FaultAction::Loss {
+            let ports = &self.ports;
+            let up = |n: u32, i: u16| {
+                ports
+                    .get(n as usize)
+                    .and_then(|p| p.get(usize::from(i)))
+                    .is_some_and(|p| p.up)
+            };
+            self.g.reroute(&up);
+            for &(n, i) in &affected {
+                if n < self.g.hosts {
+                    self.mark_dirty(n);
+                } else {
+                    self.start_tx(n, i);
+                }
+            }
+        }
+    }
+
+    fn sample(&mut self) {
+        let s = &mut self.series;
+        if s.t.len() >= MAX_SAMPLES {
+            return;
+        }
+        s.t.push(self.now.saturating_since(self.start).as_ps());
+        let (mut max, mut sum, mut n) = (0u64, 0u64, 0u64);
+        for (node, ps) in self.ports.iter_mut().enumerate() {
+            let switch = node >= self.g.hosts as usize;
+            for p in ps {
+                if switch {
+                    let q = p.queued + p.prio_queued;
+                    max = max.max(q);
+                    sum += q;
+                    n += 1;
+                }
+                let d = p.tx_bytes.wrapping_sub(p.sampled);
+                p.sampled = p.tx_bytes;
+                s.bytes.push(d.min(u64::from(u32::MAX)) as u32);
+            }
+        }
+        s.qmax.push(max);
+        s.qmean
+            .push(if n > 0 { sum as f64 / n as f64 } else { 0.0 });
+        self.q.push(self.now + self.sample_every, Ev::Sample);
+    }
+
+    /// Close the books at the end of the run: pauses still in force count until now.
+    pub(crate) fn paused_ps(&self) -> u64 {
+        self.ports
+            .iter()
+            .flatten()
+            .map(|p| {
+                p.paused_ps
+                    + if p.paused {
+                        self.now.saturating_since(p.paused_since).as_ps()
+                    } else {
+                        0
+                    }
+            })
+            .sum()
+    }
+
     /// Sum of the senders' retransmissions.
     pub(crate) fn retransmits(&self) -> u64 {
-        self.flows
+        self.conns
             .iter()
-            .filter_map(|f| {
-                f.src_conn
-                    .and_then(|c| self.eps[f.src as usize].conn_stats(c))
+            .zip(&self.w.pairs)
+            .filter_map(|(c, &(src, _))| {
+                c.0.and_then(|c| self.eps[src as usize].conn_stats(c))
                     .map(|s| s.retransmits)
             })
             .sum()
+    }
+
+    /// Sum of per-connection statistics the report shows (retransmits, RTO events, TLPs,
+    /// out-of-order drops at go-back-N receivers).
+    pub(crate) fn conn_totals(&self) -> (u64, u64, u64) {
+        let mut t = (0, 0, 0);
+        for (c, &(src, dst)) in self.conns.iter().zip(&self.w.pairs) {
+            if let Some(s) = c.0.and_then(|c| self.eps[src as usize].conn_stats(c)) {
+                t.0 += s.rto_events;
+                t.1 += s.tlp_probes;
+            }
+            if let Some(s) = c.1.and_then(|c| self.eps[dst as usize].conn_stats(c)) {
+                t.2 += s.rx_duplicates;
+            }
+        }
+        t
     }
 }

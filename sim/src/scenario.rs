@@ -24,11 +24,75 @@ pub struct Scenario {
     /// Transport configuration of every host.
     #[serde(default)]
     pub transport: TransportConfig,
-    /// The traffic.
-    pub workload: Workload,
-    /// Limits and framing.
+    /// The traffic of a single job over every host (`[workload]`). Either this or `[[jobs]]`
+    /// (or both: the `[workload]` job comes first).
+    #[serde(default)]
+    pub workload: Option<Workload>,
+    /// Several jobs at once, each on its own hosts (`[[jobs]]`).
+    #[serde(default)]
+    pub jobs: Vec<Job>,
+    /// Failures and degradations at given times (`[[events]]`).
+    #[serde(default)]
+    pub events: Vec<FaultEvent>,
+    /// Limits, framing and reporting.
     #[serde(default)]
     pub run: RunConfig,
+}
+
+/// One job: a workload on a set of hosts, starting at a given time.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Job {
+    /// Name in the per-job results (default `job<i>`).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Explicit host list (job rank `i` is `hosts[i]`).
+    #[serde(default)]
+    pub hosts: Option<Vec<u32>>,
+    /// Otherwise a host range: the first host ...
+    #[serde(default)]
+    pub first_host: u32,
+    /// ... and the number of hosts (default: every host from `first_host` on).
+    #[serde(default)]
+    pub host_count: Option<u32>,
+    /// Start time in µs after the connections are up.
+    #[serde(default)]
+    pub start_us: u64,
+    /// The traffic.
+    pub workload: Workload,
+}
+
+/// What a fault event does.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultAction {
+    /// The link (both directions) or every link of the switch fails: packets on it are lost,
+    /// routes are recomputed around it.
+    Down,
+    /// The link or switch comes back; routes are recomputed.
+    Up,
+    /// The link (both directions) or every link of the switch loses packets with probability
+    /// `loss` from now on (0 restores `switch.link_loss`).
+    Loss,
+}
+
+/// A failure or degradation at a given time (`[[events]]`).
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FaultEvent {
+    /// When, in µs after the connections are up.
+    pub at_us: u64,
+    /// The link, as its two node ids (hosts are `0..hosts`, switches follow; see docs/sim.md).
+    #[serde(default)]
+    pub link: Option<[u32; 2]>,
+    /// Or a switch, by node id.
+    #[serde(default)]
+    pub switch: Option<u32>,
+    /// What happens.
+    pub action: FaultAction,
+    /// Loss probability for `action = "loss"`.
+    #[serde(default)]
+    pub loss: f64,
 }
 
 /// Topology kinds. Every link has the same propagation delay.
@@ -66,6 +130,39 @@ pub enum Topology {
         #[serde(default = "thousand")]
         link_delay_ns: u64,
     },
+    /// Rail-optimised GPU cluster: `servers × gpus_per_server` GPUs, one NIC each; GPU `i` of
+    /// every server attaches to the rail-`i` leaf of its server group (`servers_per_leaf`
+    /// servers); every leaf connects to every spine. GPUs of one server also share an
+    /// intra-server interconnect (NVLink-like), modelled as a latency-bandwidth link. Host
+    /// (GPU) `s·gpus_per_server + i` is GPU `i` of server `s` (server-major numbering).
+    Rail {
+        /// Servers.
+        servers: u32,
+        /// GPUs (and NICs, and rails) per server.
+        #[serde(default = "eight")]
+        gpus_per_server: u32,
+        /// Servers under one leaf of each rail.
+        #[serde(default = "thirty_two")]
+        servers_per_leaf: u32,
+        /// Spine switches (each connects to every leaf).
+        spines: u32,
+        /// NIC (GPU–leaf) link rate in Gb/s.
+        #[serde(default = "hundred")]
+        host_gbps: u64,
+        /// Leaf–spine link rate in Gb/s.
+        #[serde(default = "hundred")]
+        fabric_gbps: u64,
+        /// One-way propagation delay of every network link in ns.
+        #[serde(default = "thousand")]
+        link_delay_ns: u64,
+        /// Intra-server interconnect bandwidth per GPU and direction in Gb/s (3600 = 450 GB/s:
+        /// H100 NVLink 4, 18 links, 900 GB/s counted in both directions).
+        #[serde(default = "nvlink_gbps")]
+        nvlink_gbps: u64,
+        /// Intra-server transfer latency in ns.
+        #[serde(default = "five_hundred")]
+        nvlink_latency_ns: u64,
+    },
 }
 
 /// What a full output queue does with a packet.
@@ -90,6 +187,9 @@ pub enum Routing {
     Ecmp,
     /// A random equal-cost next hop per packet (switch-side spraying).
     Spray,
+    /// Adaptive routing: the equal-cost next hop with the fewest queued bytes (ties broken
+    /// by the ECMP hash), per packet.
+    Adaptive,
 }
 
 /// Switch behaviour (every output port of every switch alike).
@@ -113,6 +213,13 @@ pub struct SwitchConfig {
     pub int: bool,
     /// Probability that any link (host or switch egress) loses a packet.
     pub link_loss: f64,
+    /// PFC (IEEE 802.1Qbb, one priority): an ingress port whose buffered bytes reach this
+    /// sends PAUSE upstream. Off unless both PFC thresholds are set. With PFC on, admission is
+    /// per ingress port (at most `buffer_bytes` each) instead of per output queue, and
+    /// `pfc_xoff_bytes` + headroom must fit in `buffer_bytes` (docs/sim.md), so nothing drops.
+    pub pfc_xoff_bytes: Option<u64>,
+    /// PFC: a paused ingress whose buffered bytes fall to this sends RESUME.
+    pub pfc_xon_bytes: Option<u64>,
 }
 
 impl Default for SwitchConfig {
@@ -126,6 +233,8 @@ impl Default for SwitchConfig {
             ecn_pmax: 1.0,
             int: true,
             link_loss: 0.0,
+            pfc_xoff_bytes: None,
+            pfc_xon_bytes: None,
         }
     }
 }
@@ -151,6 +260,14 @@ pub struct TransportConfig {
     pub initial_rto_us: u64,
     /// Ask for INT on every data packet.
     pub request_int: bool,
+    /// Bytes a connection accepts before the matching receive is posted (the transport's
+    /// `unexpected_bytes`). Payloads are virtual, so this costs no memory; the default
+    /// (1 GiB) stands in for the receive buffers NCCL posts ahead of time.
+    pub unexpected_bytes: u64,
+    /// The receiver ACKs after this many data packets (the transport's `ack_every`) ...
+    pub ack_every: u32,
+    /// ... or this many ns after the first unacknowledged one (`ack_delay`).
+    pub ack_delay_ns: u64,
 }
 
 impl Default for TransportConfig {
@@ -164,38 +281,144 @@ impl Default for TransportConfig {
             min_rto_us: 100,
             initial_rto_us: 200,
             request_int: false,
+            unexpected_bytes: 1 << 30,
+            ack_every: Config::default().ack_every,
+            ack_delay_ns: Config::default().ack_delay.as_nanos(),
         }
     }
 }
 
-/// Traffic patterns; every flow is one `Send` of `bytes` matched by one `Recv`.
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq)]
+/// Traffic patterns. Every workload is a set of messages (source, destination, bytes): a `Send`
+/// on the source matched by a `Recv` on the destination (tagged with the message id). Host
+/// indices inside a workload are job ranks (`0..` the job's host count).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Workload {
-    /// Every host sends one flow to a partner drawn as a random derangement (nobody sends to
-    /// itself, everybody receives exactly one flow); all flows start together.
+    /// Every rank sends one message to a partner drawn as a random derangement (nobody sends to
+    /// itself, everybody receives exactly one message); all start together.
     Permutation {
-        /// Flow size in bytes.
+        /// Message size in bytes.
         bytes: u64,
     },
-    /// `senders` hosts (1..=senders) each send one flow to host 0, all at once.
+    /// Ranks `1..=senders` each send one message to rank 0, all at once.
     Incast {
-        /// Flow size in bytes.
+        /// Message size in bytes.
         bytes: u64,
         /// Number of senders.
         senders: u32,
     },
+    /// A collective from `weir_collectives::plan`. Per rank, a step's transfers are posted when
+    /// that rank's previous step finished (its sends and its receives); no global barrier.
+    Collective {
+        /// Operation.
+        op: CollectiveOp,
+        /// Algorithm.
+        algorithm: CollectiveAlgorithm,
+        /// Size in bytes, as nccl-tests counts it: allreduce the buffer per rank; allgather the
+        /// gathered output; reduce-scatter the input; all-to-all the send buffer per rank.
+        bytes: u64,
+        /// Element size in bytes (4: f32).
+        #[serde(default = "four")]
+        elem_bytes: u32,
+        /// Pipeline segments (`plan`'s `pipeline`).
+        #[serde(default = "one_u32")]
+        pipeline: u32,
+        /// Ranks per node for `hierarchical` (default: the topology's GPUs per server).
+        #[serde(default)]
+        ranks_per_node: Option<u32>,
+    },
+    /// Flows with sizes drawn from a CDF, Poisson arrivals per rank at `load` × host link rate,
+    /// uniformly random destinations (as the HPCC/ns-3 `traffic_gen.py`).
+    FlowSize {
+        /// Built-in CDF: `"websearch"` or `"hadoop"` (examples/sim/cdf/); or use `cdf_points`.
+        #[serde(default)]
+        cdf: Option<String>,
+        /// Inline CDF: `[[bytes, cumulative percent], ...]`, increasing, ending at 100.
+        #[serde(default)]
+        cdf_points: Option<Vec<[f64; 2]>>,
+        /// Offered load per rank as a fraction of the host link rate (0 < load ≤ 1).
+        load: f64,
+        /// Arrivals during this many µs from the job's start.
+        duration_us: u64,
+    },
+    /// Explicit messages with dependencies (a DAG).
+    Messages {
+        /// The messages; a message's id is its index in this list.
+        messages: Vec<MessageSpec>,
+    },
 }
 
-/// Run limits and framing.
+/// One explicit message of a `messages` workload.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MessageSpec {
+    /// Sending rank.
+    pub src: u32,
+    /// Receiving rank.
+    pub dst: u32,
+    /// Size in bytes.
+    pub bytes: u64,
+    /// Ids of messages that must be delivered before this one is posted.
+    #[serde(default)]
+    pub after: Vec<u32>,
+    /// Earliest post time in µs after the job's start.
+    #[serde(default)]
+    pub start_us: u64,
+}
+
+/// Collective operations the simulator runs.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum CollectiveOp {
+    /// AllReduce.
+    Allreduce,
+    /// AllGather.
+    Allgather,
+    /// ReduceScatter.
+    ReduceScatter,
+    /// All-to-all.
+    Alltoall,
+}
+
+/// Collective algorithms (`weir_collectives::Algorithm`).
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum CollectiveAlgorithm {
+    /// Ring.
+    Ring,
+    /// Single binary tree.
+    Tree,
+    /// NCCL's double binary tree.
+    DoubleBinaryTree,
+    /// Recursive halving-doubling (Rabenseifner).
+    HalvingDoubling,
+    /// Intra-node ring, inter-node halving-doubling, intra-node ring.
+    Hierarchical,
+    /// Pairwise-exchange all-to-all.
+    Pairwise,
+    /// Bruck all-to-all.
+    Bruck,
+}
+
+/// Run limits, framing and reporting.
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct RunConfig {
-    /// Stop after this much simulated time (µs), counted from the flows' start.
+    /// Stop after this much simulated time (µs), counted from the workload's start.
     pub max_time_us: u64,
     /// Bytes each packet occupies on the wire besides the Weir header and payload (Ethernet
     /// 14 + FCS 4 + IPv4 20 + UDP 8 = 46 by default).
     pub frame_overhead_bytes: u32,
+    /// Host (NIC + PCIe) delay in ns, added to the propagation delay of every host link in
+    /// each direction.
+    pub host_delay_ns: u64,
+    /// Sample the time series (queue depth, link utilisation) every this many µs; 0 = off.
+    pub sample_interval_us: u64,
+    /// Links kept in the time series, busiest first; 0 (default): every link when the topology
+    /// has at most 256 directed links, else the 32 busiest.
+    pub series_links: u32,
+    /// Call the progress callback every this many events.
+    pub progress_events: u64,
 }
 
 impl Default for RunConfig {
@@ -203,6 +426,10 @@ impl Default for RunConfig {
         RunConfig {
             max_time_us: 1_000_000,
             frame_overhead_bytes: 46,
+            host_delay_ns: 0,
+            sample_interval_us: 0,
+            series_links: 0,
+            progress_events: 1 << 20,
         }
     }
 }
@@ -219,6 +446,13 @@ impl std::fmt::Display for ScenarioError {
 
 impl std::error::Error for ScenarioError {}
 
+/// Largest message the transport takes in one request.
+const MAX_MSG: u64 = u32::MAX as u64;
+
+/// Most messages a scenario may generate (about 64 B each, plus the schedule while it is
+/// converted: 2^25 messages take about 4 GB at peak).
+const MAX_MESSAGES: u64 = 1 << 25;
+
 impl Scenario {
     /// Parse and validate a TOML scenario.
     pub fn from_toml(text: &str) -> Result<Scenario, ScenarioError> {
@@ -227,10 +461,78 @@ impl Scenario {
         Ok(s)
     }
 
+    /// Parse a TOML scenario after overriding some keys, then validate: the building block of
+    /// parameter sweeps. Each override is a dotted key path (`"switch.buffer_bytes"`,
+    /// `"transport.cc"`, `"jobs.1.workload.bytes"`: a number indexes an array) and a value in
+    /// TOML syntax (`"65536"`, `"0.2"`, `"true"`, `"[0, 1]"`); a value that is not valid TOML
+    /// is taken as a string (`hpcc` = `"hpcc"`). Missing tables are created.
+    pub fn from_toml_with(
+        text: &str,
+        overrides: &[(&str, &str)],
+    ) -> Result<Scenario, ScenarioError> {
+        let err = |e: &dyn std::fmt::Display| ScenarioError(e.to_string());
+        let mut root: toml::Table = text.parse().map_err(|e| err(&e))?;
+        for &(path, value) in overrides {
+            let v = match format!("v = {value}").parse::<toml::Table>() {
+                Ok(mut t) => t.remove("v").unwrap_or_else(|| value.into()),
+                Err(_) => toml::Value::String(value.to_string()),
+            };
+            set_path(&mut root, path, v)
+                .map_err(|e| ScenarioError(format!("override {path}: {e}")))?;
+        }
+        let s: Scenario = toml::Value::Table(root).try_into().map_err(|e| err(&e))?;
+        s.validate()?;
+        Ok(s)
+    }
+
+    /// Hosts (NICs, GPUs) in the topology.
+    pub fn hosts(&self) -> u64 {
+        match self.topology {
+            Topology::FatTree { k, .. } => u64::from(k).pow(3) / 4,
+            Topology::LeafSpine {
+                leaves,
+                hosts_per_leaf,
+                ..
+            } => u64::from(leaves) * u64::from(hosts_per_leaf),
+            Topology::Rail {
+                servers,
+                gpus_per_server,
+                ..
+            } => u64::from(servers) * u64::from(gpus_per_server),
+        }
+    }
+
+    /// Hosts per server sharing the intra-server interconnect (1 outside rail topologies).
+    pub fn gpus_per_server(&self) -> u32 {
+        match self.topology {
+            Topology::Rail {
+                gpus_per_server, ..
+            } => gpus_per_server,
+            _ => 1,
+        }
+    }
+
+    /// The jobs to run: the `[workload]` job over every host, then `[[jobs]]`.
+    pub fn all_jobs(&self) -> Vec<Job> {
+        let mut v = Vec::new();
+        if let Some(w) = &self.workload {
+            v.push(Job {
+                name: Some("workload".into()),
+                hosts: None,
+                first_host: 0,
+                host_count: None,
+                start_us: 0,
+                workload: w.clone(),
+            });
+        }
+        v.extend(self.jobs.iter().cloned());
+        v
+    }
+
     /// Check that the simulator can run this scenario.
     pub fn validate(&self) -> Result<(), ScenarioError> {
         let bad = |m: &str| Err(ScenarioError(m.into()));
-        let hosts = match self.topology {
+        match self.topology {
             Topology::FatTree { k, link_gbps, .. } => {
                 if !(2..=64).contains(&k) || k % 2 != 0 {
                     return bad("fat_tree.k must be even and within 2..=64");
@@ -238,7 +540,6 @@ impl Scenario {
                 if link_gbps == 0 {
                     return bad("link_gbps must be positive");
                 }
-                u64::from(k).pow(3) / 4
             }
             Topology::LeafSpine {
                 leaves,
@@ -257,22 +558,96 @@ impl Scenario {
                 if host_gbps == 0 || fabric_gbps == 0 {
                     return bad("link rates must be positive");
                 }
-                u64::from(leaves) * u64::from(hosts_per_leaf)
             }
-        };
+            Topology::Rail {
+                servers,
+                gpus_per_server,
+                servers_per_leaf,
+                spines,
+                host_gbps,
+                fabric_gbps,
+                nvlink_gbps,
+                ..
+            } => {
+                if servers == 0 || gpus_per_server == 0 || servers_per_leaf == 0 || spines == 0 {
+                    return bad(
+                        "servers, gpus_per_server, servers_per_leaf, spines must be positive",
+                    );
+                }
+                if gpus_per_server > 64 || servers_per_leaf > 4096 || spines > 4096 {
+                    return bad("gpus_per_server ≤ 64, servers_per_leaf and spines ≤ 4096");
+                }
+                if host_gbps == 0 || fabric_gbps == 0 || nvlink_gbps == 0 {
+                    return bad("link rates must be positive");
+                }
+            }
+        }
+        let hosts = self.hosts();
         if !(2..=1 << 20).contains(&hosts) {
             return bad("the topology must have 2..=1048576 hosts");
         }
-        match self.workload {
-            Workload::Permutation { bytes } | Workload::Incast { bytes, .. }
-                if bytes == 0 || bytes > u64::from(u32::MAX) =>
-            {
-                return bad("workload.bytes must be within 1..=4294967295");
+        // Route tables hold a hop count per (ToR, node): keep them within ~512 MB.
+        let tors = match self.topology {
+            Topology::FatTree { k, .. } => u64::from(k) * u64::from(k) / 2,
+            Topology::LeafSpine { leaves, .. } => u64::from(leaves),
+            Topology::Rail {
+                servers,
+                gpus_per_server,
+                servers_per_leaf,
+                ..
+            } => u64::from(servers.div_ceil(servers_per_leaf)) * u64::from(gpus_per_server),
+        };
+        if tors.saturating_mul(self.nodes()) > 1 << 28 {
+            return bad("topology too large: ToR switches × nodes must stay within 2^28");
+        }
+        let jobs = self.all_jobs();
+        if jobs.is_empty() {
+            return bad("no workload: give [workload] or [[jobs]]");
+        }
+        let mut total_msgs = 0u64;
+        for (i, j) in jobs.iter().enumerate() {
+            let n = match &j.hosts {
+                Some(list) => {
+                    if list.iter().any(|&h| u64::from(h) >= hosts) {
+                        return Err(ScenarioError(format!("job {i}: host out of range")));
+                    }
+                    let mut sorted = list.clone();
+                    sorted.sort_unstable();
+                    sorted.dedup();
+                    if sorted.len() != list.len() {
+                        return Err(ScenarioError(format!("job {i}: duplicate host")));
+                    }
+                    list.len() as u64
+                }
+                None => {
+                    let first = u64::from(j.first_host);
+                    let count = j.host_count.map_or(hosts.saturating_sub(first), u64::from);
+                    if first.saturating_add(count) > hosts {
+                        return Err(ScenarioError(format!("job {i}: hosts out of range")));
+                    }
+                    count
+                }
+            };
+            self.validate_workload(&j.workload, n)
+                .map_err(|e| ScenarioError(format!("job {i}: {e}")))?;
+            total_msgs = total_msgs.saturating_add(self.estimate_messages(&j.workload, n));
+        }
+        if total_msgs > MAX_MESSAGES {
+            return Err(ScenarioError(format!(
+                "the workload has about {total_msgs} messages, more than {MAX_MESSAGES} \
+                 (a flat ring over thousands of ranks is too big as plain data: use \
+                 algorithm = \"hierarchical\")"
+            )));
+        }
+        for e in &self.events {
+            match (e.link, e.switch) {
+                (Some([a, b]), None) if a != b && u64::from(a.max(b)) < self.nodes() => {}
+                (None, Some(s)) if u64::from(s) >= hosts && u64::from(s) < self.nodes() => {}
+                _ => return bad("events: give one `link = [a, b]` (node ids) or one `switch` id"),
             }
-            Workload::Incast { senders, .. } if senders == 0 || u64::from(senders) >= hosts => {
-                return bad("incast.senders must be within 1..hosts");
+            if !(0.0..=1.0).contains(&e.loss) {
+                return bad("events: loss must be within 0..=1");
             }
-            _ => {}
         }
         let sw = &self.switch;
         if !(0.0..=1.0).contains(&sw.link_loss) || !(0.0..=1.0).contains(&sw.ecn_pmax) {
@@ -286,8 +661,27 @@ impl Scenario {
         if sw.buffer_bytes == 0 {
             return bad("buffer_bytes must be positive");
         }
+        match (sw.pfc_xoff_bytes, sw.pfc_xon_bytes) {
+            (None, None) => {}
+            (Some(xoff), Some(xon)) => {
+                if xon >= xoff {
+                    return bad("pfc_xon_bytes must be below pfc_xoff_bytes");
+                }
+                let head = self.pfc_headroom();
+                if xoff.saturating_add(head) > sw.buffer_bytes {
+                    return Err(ScenarioError(format!(
+                        "pfc_xoff_bytes + headroom ({head} B: what arrives in one link round \
+                         trip plus two frames) must not exceed buffer_bytes"
+                    )));
+                }
+            }
+            _ => return bad("PFC needs both pfc_xoff_bytes and pfc_xon_bytes"),
+        }
         if self.run.max_time_us == 0 {
             return bad("max_time_us must be positive");
+        }
+        if self.run.progress_events == 0 {
+            return bad("progress_events must be positive");
         }
         self.transport
             .config(self.line_rate())
@@ -295,12 +689,219 @@ impl Scenario {
             .map_err(ScenarioError)
     }
 
+    fn validate_workload(&self, w: &Workload, n: u64) -> Result<(), String> {
+        let size = |b: u64| {
+            if b == 0 || b > MAX_MSG {
+                Err("bytes must be within 1..=4294967295".to_string())
+            } else {
+                Ok(())
+            }
+        };
+        if n == 0 {
+            return Err("a job needs at least one host".into());
+        }
+        match w {
+            Workload::Permutation { bytes } => {
+                size(*bytes)?;
+                if n < 2 {
+                    return Err("permutation needs two hosts".into());
+                }
+            }
+            Workload::Incast { bytes, senders } => {
+                size(*bytes)?;
+                if *senders == 0 || u64::from(*senders) >= n {
+                    return Err("incast.senders must be within 1..hosts".into());
+                }
+            }
+            Workload::Collective {
+                op,
+                algorithm,
+                bytes,
+                elem_bytes,
+                pipeline,
+                ranks_per_node,
+            } => {
+                if *elem_bytes == 0 || *elem_bytes > 16 {
+                    return Err("elem_bytes must be within 1..=16".into());
+                }
+                if *bytes == 0 || *bytes > 1 << 40 {
+                    return Err("collective bytes must be within 1..=2^40".into());
+                }
+                if *pipeline == 0 || *pipeline > 1024 {
+                    return Err("pipeline must be within 1..=1024".into());
+                }
+                if n > weir_collectives::MAX_RANKS as u64 {
+                    return Err("too many ranks for a collective".into());
+                }
+                if *algorithm == CollectiveAlgorithm::Hierarchical {
+                    let l = u64::from(ranks_per_node.unwrap_or(self.gpus_per_server()));
+                    if l < 1 || !n.is_multiple_of(l) {
+                        return Err("hierarchical: ranks_per_node must divide the ranks".into());
+                    }
+                }
+                if *op == CollectiveOp::Alltoall && n.saturating_mul(n) > 1 << 22 {
+                    return Err("all-to-all limited to 2048 ranks (one connection per pair)".into());
+                }
+            }
+            Workload::FlowSize {
+                cdf,
+                cdf_points,
+                load,
+                duration_us,
+            } => {
+                if !(*load > 0.0 && *load <= 1.0) {
+                    return Err("load must be within (0, 1]".into());
+                }
+                if *duration_us == 0 {
+                    return Err("duration_us must be positive".into());
+                }
+                if n < 2 {
+                    return Err("flow_size needs two hosts".into());
+                }
+                crate::workload::Cdf::from_spec(cdf.as_deref(), cdf_points.as_deref())?;
+            }
+            Workload::Messages { messages } => {
+                if messages.len() > 1 << 24 {
+                    return Err("at most 2^24 messages".into());
+                }
+                for (i, m) in messages.iter().enumerate() {
+                    size(m.bytes)?;
+                    if u64::from(m.src) >= n || u64::from(m.dst) >= n || m.src == m.dst {
+                        return Err(format!("message {i}: src/dst must be distinct ranks"));
+                    }
+                    if m.after.iter().any(|&d| d as usize >= i) {
+                        return Err(format!(
+                            "message {i}: `after` may only name earlier messages"
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// An upper estimate of the messages a workload on `n` ranks generates.
+    fn estimate_messages(&self, w: &Workload, n: u64) -> u64 {
+        let log = u64::from(64 - n.leading_zeros());
+        match w {
+            Workload::Permutation { .. } => n,
+            Workload::Incast { senders, .. } => u64::from(*senders),
+            Workload::Messages { messages } => messages.len() as u64,
+            Workload::FlowSize {
+                cdf,
+                cdf_points,
+                load,
+                duration_us,
+            } => {
+                // Twice the expected arrivals; the generator stops at 2^24 anyway.
+                let mean = crate::workload::Cdf::from_spec(cdf.as_deref(), cdf_points.as_deref())
+                    .map_or(1.0, |c| c.mean().max(1.0));
+                let bytes = self.line_rate().bps() as f64 / 8.0 * load * *duration_us as f64 * 1e-6;
+                ((2.0 * n as f64 * bytes / mean) as u64).min(1 << 24)
+            }
+            Workload::Collective {
+                op,
+                algorithm,
+                pipeline,
+                ranks_per_node,
+                ..
+            } => {
+                let p = u64::from(*pipeline);
+                let per = match (op, algorithm) {
+                    (CollectiveOp::Allreduce, CollectiveAlgorithm::Ring) => {
+                        2 * n * n.saturating_sub(1)
+                    }
+                    (_, CollectiveAlgorithm::Ring | CollectiveAlgorithm::Pairwise) => {
+                        n * n.saturating_sub(1)
+                    }
+                    (_, CollectiveAlgorithm::Hierarchical) => {
+                        let l = u64::from(ranks_per_node.unwrap_or(self.gpus_per_server()));
+                        2 * n * l + 4 * n * (log + 2)
+                    }
+                    _ => 4 * n * (log + 2),
+                };
+                per.saturating_mul(p)
+            }
+        }
+    }
+
+    /// Nodes (hosts and switches) in the topology.
+    pub fn nodes(&self) -> u64 {
+        let hosts = self.hosts();
+        match self.topology {
+            Topology::FatTree { k, .. } => {
+                let k = u64::from(k);
+                hosts + k * k + k * k / 4
+            }
+            Topology::LeafSpine { leaves, spines, .. } => {
+                hosts + u64::from(leaves) + u64::from(spines)
+            }
+            Topology::Rail {
+                servers,
+                gpus_per_server,
+                servers_per_leaf,
+                spines,
+                ..
+            } => {
+                let groups = u64::from(servers.div_ceil(servers_per_leaf));
+                hosts + groups * u64::from(gpus_per_server) + u64::from(spines)
+            }
+        }
+    }
+
     /// Host link rate.
     pub fn line_rate(&self) -> Rate {
         match self.topology {
             Topology::FatTree { link_gbps, .. } => Rate::from_gbps(link_gbps),
-            Topology::LeafSpine { host_gbps, .. } => Rate::from_gbps(host_gbps),
+            Topology::LeafSpine { host_gbps, .. } | Topology::Rail { host_gbps, .. } => {
+                Rate::from_gbps(host_gbps)
+            }
         }
+    }
+
+    /// Fastest network link rate.
+    pub fn max_link_rate(&self) -> Rate {
+        match self.topology {
+            Topology::FatTree { link_gbps, .. } => Rate::from_gbps(link_gbps),
+            Topology::LeafSpine {
+                host_gbps,
+                fabric_gbps,
+                ..
+            }
+            | Topology::Rail {
+                host_gbps,
+                fabric_gbps,
+                ..
+            } => Rate::from_gbps(host_gbps.max(fabric_gbps)),
+        }
+    }
+
+    /// One-way propagation delay of the network links.
+    pub fn link_delay(&self) -> Duration {
+        match self.topology {
+            Topology::FatTree { link_delay_ns, .. }
+            | Topology::LeafSpine { link_delay_ns, .. }
+            | Topology::Rail { link_delay_ns, .. } => Duration::from_nanos(link_delay_ns),
+        }
+    }
+
+    /// PFC headroom per ingress port: the bytes that can still arrive after the switch decides
+    /// to pause, i.e. one round trip of the fastest link (the PAUSE travels one delay, frames
+    /// already on the wire take another) at its rate, plus two maximum frames (the one the
+    /// upstream port is serialising when the PAUSE lands, and the one that crossed the
+    /// threshold). Host links include `host_delay_ns` each way.
+    pub fn pfc_headroom(&self) -> u64 {
+        let rate = self.max_link_rate();
+        let delay = self
+            .link_delay()
+            .as_ps()
+            .saturating_add(self.run.host_delay_ns.saturating_mul(1000));
+        let rtt_bytes = (rate.bps() as u128 * u128::from(delay) * 2 / 8 / 1_000_000_000_000)
+            .min(u128::from(u64::MAX)) as u64;
+        let frame = u64::from(self.transport.max_payload)
+            + weir_wire::MAX_HEADER_LEN as u64
+            + u64::from(self.run.frame_overhead_bytes);
+        rtt_bytes.saturating_add(2 * frame)
     }
 }
 
@@ -323,17 +924,74 @@ impl TransportConfig {
         c.min_rto = Duration::from_micros(self.min_rto_us);
         c.initial_rto = Duration::from_micros(self.initial_rto_us);
         c.request_int = self.request_int;
+        c.unexpected_bytes = self.unexpected_bytes;
+        c.ack_every = self.ack_every;
+        c.ack_delay = Duration::from_nanos(self.ack_delay_ns);
         c.validate().map_err(|e| e.to_string())?;
         Ok(c)
     }
 }
 
+/// Set `path` (dotted; numeric parts index arrays) in `root` to `v`, creating tables.
+fn set_path(root: &mut toml::Table, path: &str, v: toml::Value) -> Result<(), String> {
+    let parts: Vec<&str> = path.split('.').collect();
+    let Some((last, inner)) = parts.split_last() else {
+        return Err("empty key".into());
+    };
+    if parts.iter().any(|p| p.is_empty()) {
+        return Err("empty key segment".into());
+    }
+    let mut cur = root
+        .entry(inner.first().copied().unwrap_or(*last).to_string())
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    if inner.is_empty() {
+        *cur = v;
+        return Ok(());
+    }
+    for part in inner.iter().skip(1).chain(std::iter::once(last)) {
+        cur = match cur {
+            toml::Value::Table(t) => t
+                .entry(part.to_string())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new())),
+            toml::Value::Array(a) => {
+                let i: usize = part
+                    .parse()
+                    .map_err(|_| format!("{part:?} does not index an array"))?;
+                let len = a.len();
+                a.get_mut(i)
+                    .ok_or_else(|| format!("index {i} out of range (length {len})"))?
+            }
+            _ => return Err(format!("{part:?} is below a value, not a table")),
+        };
+    }
+    *cur = v;
+    Ok(())
+}
+
 fn one() -> u64 {
     1
+}
+fn one_u32() -> u32 {
+    1
+}
+fn four() -> u32 {
+    4
+}
+fn eight() -> u32 {
+    8
+}
+fn thirty_two() -> u32 {
+    32
 }
 fn hundred() -> u64 {
     100
 }
+fn five_hundred() -> u64 {
+    500
+}
 fn thousand() -> u64 {
     1000
+}
+fn nvlink_gbps() -> u64 {
+    3600
 }

@@ -4,7 +4,8 @@
 //! are switches. Every link is two directed ports with a rate and a propagation delay. Routes
 //! are all shortest paths: for each switch and each destination top-of-rack switch, the list of
 //! output ports that bring the packet one hop closer (computed by BFS from every ToR, so any
-//! topology built here gets ECMP for free).
+//! topology built here gets ECMP for free). [`Graph::reroute`] recomputes the tables with some
+//! ports marked dead (link and switch failures).
 
 use std::collections::VecDeque;
 
@@ -17,6 +18,8 @@ use crate::scenario::Topology;
 pub(crate) struct PortSpec {
     /// Node at the far end.
     pub(crate) peer: u32,
+    /// Index of the reverse port at `peer`.
+    pub(crate) peer_port: u16,
     pub(crate) rate: Rate,
     pub(crate) delay: Duration,
 }
@@ -36,14 +39,20 @@ pub(crate) struct Graph {
     /// `routes[node][tor]`: range into `route_ports` (empty for hosts).
     route_index: Vec<Vec<(u32, u16)>>,
     route_ports: Vec<u16>,
-    /// `dist[tor][node]`: hops from `node` to ToR `tor` (u16::MAX: unreachable).
+    /// `dist[tor][node]`: hops from `node` to ToR `tor` on the intact topology.
     dist: Vec<Vec<u16>>,
+    /// Intra-server interconnect rate and latency.
+    pub(crate) nvlink: (Rate, Duration),
 }
 
 impl Graph {
-    /// Build a topology (the scenario was validated).
-    pub(crate) fn build(t: &Topology) -> Graph {
-        let mut b = Builder::default();
+    /// Build a topology (the scenario was validated); `host_delay` is added to the
+    /// propagation delay of every host link.
+    pub(crate) fn build(t: &Topology, host_delay: Duration) -> Graph {
+        let mut b = Builder {
+            host_delay,
+            ..Builder::default()
+        };
         match *t {
             Topology::FatTree {
                 k,
@@ -116,7 +125,56 @@ impl Graph {
                 }
                 b.finish(hosts)
             }
+            Topology::Rail {
+                servers,
+                gpus_per_server,
+                servers_per_leaf,
+                spines,
+                host_gbps,
+                fabric_gbps,
+                link_delay_ns,
+                nvlink_gbps,
+                nvlink_latency_ns,
+            } => {
+                let delay = Duration::from_nanos(link_delay_ns);
+                let g = gpus_per_server;
+                let hosts = servers * g;
+                let groups = servers.div_ceil(servers_per_leaf);
+                let leaves = groups * g;
+                b.nodes(hosts + leaves + spines);
+                // Leaf of (group, rail) is node hosts + group·g + rail.
+                for s in 0..servers {
+                    for i in 0..g {
+                        let leaf = hosts + (s / servers_per_leaf) * g + i;
+                        b.link(s * g + i, leaf, Rate::from_gbps(host_gbps), delay);
+                    }
+                }
+                for l in 0..leaves {
+                    for sp in 0..spines {
+                        b.link(
+                            hosts + l,
+                            hosts + leaves + sp,
+                            Rate::from_gbps(fabric_gbps),
+                            delay,
+                        );
+                    }
+                }
+                b.nvlink = (
+                    Rate::from_gbps(nvlink_gbps),
+                    Duration::from_nanos(nvlink_latency_ns),
+                );
+                b.finish(hosts)
+            }
         }
+    }
+
+    /// Recompute the route tables using only ports for which `up(node, port)` holds (a link
+    /// is usable when both directions are up).
+    pub(crate) fn reroute(&mut self, up: &dyn Fn(u32, u16) -> bool) {
+        let dist = bfs(&self.ports, self.hosts, &self.tors, up);
+        let (ri, rp) = route_tables(&self.ports, self.hosts, &dist, up);
+        self.route_index = ri;
+        self.route_ports = rp;
     }
 
     /// Equal-cost output ports of switch `node` towards ToR index `tor`.
@@ -145,6 +203,8 @@ impl Graph {
 #[derive(Default)]
 struct Builder {
     ports: Vec<Vec<PortSpec>>,
+    host_delay: Duration,
+    nvlink: (Rate, Duration),
 }
 
 impl Builder {
@@ -152,22 +212,37 @@ impl Builder {
         self.ports.extend((0..n).map(|_| Vec::new()));
     }
 
+    /// A link between `a` and `b` (both directions).
     fn link(&mut self, a: u32, b: u32, rate: Rate, delay: Duration) {
+        let (pa, pb) = (
+            self.ports[b as usize].len() as u16,
+            self.ports[a as usize].len() as u16,
+        );
         self.ports[a as usize].push(PortSpec {
             peer: b,
+            peer_port: pa,
             rate,
             delay,
         });
         self.ports[b as usize].push(PortSpec {
             peer: a,
+            peer_port: pb,
             rate,
             delay,
         });
     }
 
     fn finish(self, hosts: u32) -> Graph {
-        let ports = self.ports;
-        let n = ports.len();
+        let mut ports = self.ports;
+        // Host links carry the host (NIC + PCIe) delay on top of propagation, both ways.
+        for h in 0..hosts as usize {
+            for i in 0..ports[h].len() {
+                let p = ports[h][i];
+                ports[h][i].delay = p.delay.saturating_add(self.host_delay);
+                let back = &mut ports[p.peer as usize][usize::from(p.peer_port)];
+                back.delay = back.delay.saturating_add(self.host_delay);
+            }
+        }
         let mut tors: Vec<u32> = Vec::new();
         let mut host_tor = Vec::with_capacity(hosts as usize);
         let mut host_port = Vec::with_capacity(hosts as usize);
@@ -187,39 +262,9 @@ impl Builder {
                 .unwrap_or(0);
             host_port.push(p as u16);
         }
-        // BFS over switches only (hosts never forward).
-        let mut dist = Vec::with_capacity(tors.len());
-        for &tor in &tors {
-            let mut d = vec![u16::MAX; n];
-            d[tor as usize] = 0;
-            let mut q = VecDeque::from([tor]);
-            while let Some(u) = q.pop_front() {
-                for p in &ports[u as usize] {
-                    let v = p.peer as usize;
-                    if v >= hosts as usize && d[v] == u16::MAX {
-                        d[v] = d[u as usize].saturating_add(1);
-                        q.push_back(p.peer);
-                    }
-                }
-            }
-            dist.push(d);
-        }
-        let mut route_index = vec![Vec::new(); n];
-        let mut route_ports = Vec::new();
-        for (node, ps) in ports.iter().enumerate().skip(hosts as usize) {
-            for d in &dist {
-                let start = route_ports.len() as u32;
-                let here = d[node];
-                for (i, p) in ps.iter().enumerate() {
-                    let v = p.peer as usize;
-                    if v >= hosts as usize && here != u16::MAX && d[v].saturating_add(1) == here {
-                        route_ports.push(i as u16);
-                    }
-                }
-                let len = (route_ports.len() as u32 - start) as u16;
-                route_index[node].push((start, len));
-            }
-        }
+        let all = |_: u32, _: u16| true;
+        let dist = bfs(&ports, hosts, &tors, &all);
+        let (route_index, route_ports) = route_tables(&ports, hosts, &dist, &all);
         Graph {
             hosts,
             ports,
@@ -229,8 +274,71 @@ impl Builder {
             route_index,
             route_ports,
             dist,
+            nvlink: self.nvlink,
         }
     }
+}
+
+/// Hop counts from every node to every ToR over usable switch links (hosts never forward).
+fn bfs(
+    ports: &[Vec<PortSpec>],
+    hosts: u32,
+    tors: &[u32],
+    up: &dyn Fn(u32, u16) -> bool,
+) -> Vec<Vec<u16>> {
+    let n = ports.len();
+    let mut dist = Vec::with_capacity(tors.len());
+    for &tor in tors {
+        let mut d = vec![u16::MAX; n];
+        d[tor as usize] = 0;
+        let mut q = VecDeque::from([tor]);
+        while let Some(u) = q.pop_front() {
+            for (i, p) in ports[u as usize].iter().enumerate() {
+                let v = p.peer as usize;
+                if v >= hosts as usize
+                    && d[v] == u16::MAX
+                    && up(u, i as u16)
+                    && up(p.peer, p.peer_port)
+                {
+                    d[v] = d[u as usize].saturating_add(1);
+                    q.push_back(p.peer);
+                }
+            }
+        }
+        dist.push(d);
+    }
+    dist
+}
+
+/// For each switch and ToR, the usable output ports one hop closer to the ToR.
+fn route_tables(
+    ports: &[Vec<PortSpec>],
+    hosts: u32,
+    dist: &[Vec<u16>],
+    up: &dyn Fn(u32, u16) -> bool,
+) -> (Vec<Vec<(u32, u16)>>, Vec<u16>) {
+    let mut route_index = vec![Vec::new(); ports.len()];
+    let mut route_ports = Vec::new();
+    for (node, ps) in ports.iter().enumerate().skip(hosts as usize) {
+        for d in dist {
+            let start = route_ports.len() as u32;
+            let here = d[node];
+            for (i, p) in ps.iter().enumerate() {
+                let v = p.peer as usize;
+                if v >= hosts as usize
+                    && here != u16::MAX
+                    && d[v].saturating_add(1) == here
+                    && up(node as u32, i as u16)
+                    && up(p.peer, p.peer_port)
+                {
+                    route_ports.push(i as u16);
+                }
+            }
+            let len = (route_ports.len() as u32 - start) as u16;
+            route_index[node].push((start, len));
+        }
+    }
+    (route_index, route_ports)
 }
 
 #[cfg(test)]
@@ -239,11 +347,14 @@ mod tests {
 
     #[test]
     fn fat_tree_k4_shape_and_routes() {
-        let g = Graph::build(&Topology::FatTree {
-            k: 4,
-            link_gbps: 100,
-            link_delay_ns: 1000,
-        });
+        let g = Graph::build(
+            &Topology::FatTree {
+                k: 4,
+                link_gbps: 100,
+                link_delay_ns: 1000,
+            },
+            Duration::ZERO,
+        );
         assert_eq!(g.hosts, 16);
         assert_eq!(g.ports.len(), 16 + 8 + 8 + 4);
         assert_eq!(g.tors.len(), 8);
@@ -261,16 +372,60 @@ mod tests {
 
     #[test]
     fn leaf_spine_routes_over_every_spine() {
-        let g = Graph::build(&Topology::LeafSpine {
-            leaves: 4,
-            spines: 3,
-            hosts_per_leaf: 2,
-            host_gbps: 100,
-            fabric_gbps: 100,
-            link_delay_ns: 500,
-        });
+        let mut g = Graph::build(
+            &Topology::LeafSpine {
+                leaves: 4,
+                spines: 3,
+                hosts_per_leaf: 2,
+                host_gbps: 100,
+                fabric_gbps: 100,
+                link_delay_ns: 500,
+            },
+            Duration::ZERO,
+        );
         assert_eq!(g.hosts, 8);
         assert_eq!(g.next_hops(8, g.host_tor[7]).len(), 3);
         assert_eq!(g.path_links(0, 7), 4);
+        // Leaf 8's link to spine 12 (its port 2 after two hosts) fails: two next hops left.
+        let dead = |n: u32, p: u16| !(n == 8 && p == 2 || n == 12 && p == 0);
+        g.reroute(&dead);
+        assert_eq!(g.next_hops(8, g.host_tor[7]), &[3, 4]);
+        // The spine reaches leaf 8 only through a detour over another leaf now.
+        let back = g.next_hops(12, g.host_tor[0]);
+        assert!(!back.is_empty() && !back.contains(&0), "{back:?}");
+    }
+
+    #[test]
+    fn rail_topology_attaches_gpu_i_to_rail_i() {
+        let g = Graph::build(
+            &Topology::Rail {
+                servers: 4,
+                gpus_per_server: 2,
+                servers_per_leaf: 2,
+                spines: 2,
+                host_gbps: 400,
+                fabric_gbps: 400,
+                link_delay_ns: 500,
+                nvlink_gbps: 3600,
+                nvlink_latency_ns: 500,
+            },
+            Duration::ZERO,
+        );
+        assert_eq!(g.hosts, 8);
+        // 2 groups × 2 rails = 4 leaves, then 2 spines.
+        assert_eq!(g.ports.len(), 8 + 4 + 2);
+        // GPU 1 of server 0 (host 1) and GPU 1 of server 1 (host 3) share the rail-1 leaf.
+        assert_eq!(g.ports[1][0].peer, 9);
+        assert_eq!(g.ports[3][0].peer, 9);
+        assert_eq!(g.path_links(1, 3), 2);
+        // GPU 0 of server 0 to GPU 1 of server 2: leaf, spine, leaf.
+        assert_eq!(g.path_links(0, 5), 4);
+        // Every port knows its reverse.
+        for (n, ps) in g.ports.iter().enumerate() {
+            for (i, p) in ps.iter().enumerate() {
+                let back = g.ports[p.peer as usize][usize::from(p.peer_port)];
+                assert_eq!((back.peer, back.peer_port), (n as u32, i as u16));
+            }
+        }
     }
 }

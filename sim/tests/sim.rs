@@ -15,7 +15,7 @@ fn scenario(topology: Topology, workload: Workload) -> Scenario {
     )
     .expect("base scenario");
     s.topology = topology;
-    s.workload = workload;
+    s.workload = Some(workload);
     s
 }
 
@@ -176,7 +176,7 @@ fn red_marks_ecn_and_int_reaches_hpcc() {
 fn example_file_parses_and_bad_keys_are_rejected() {
     let text = include_str!("../../examples/sim/perm-128.toml");
     let s = Scenario::from_toml(text).expect("example parses");
-    assert_eq!(s.workload, Workload::Permutation { bytes: 2_000_000 });
+    assert_eq!(s.workload, Some(Workload::Permutation { bytes: 2_000_000 }));
     assert!(Scenario::from_toml(&text.replace("k = 8", "k = 7")).is_err());
     assert!(Scenario::from_toml(&format!("{text}\n[extra]\nx = 1\n")).is_err());
     assert!(Scenario::from_toml(&text.replace("\"nscc\"", "\"nope\"")).is_err());
