@@ -488,7 +488,18 @@ impl Conn {
         if r.unacked_since.is_none() {
             r.unacked_since = Some(now);
         }
-        if r.unacked >= ctx.config.ack_every || c.flags.contains(Flags::ACK_REQ) || r.has_hole() {
+        //= RFC 5681 §4.2
+        //# An immediate ACK SHOULD be generated when a segment arrives that fills in all or part
+        //# of a gap in the sequence space.
+        // (Part of a gap leaves a hole, which acks at once already; a packet that closes the
+        // last hole moves `cum` over the packets buffered behind it.) Without this the sender's
+        // tail-loss probe could fire first and resend a delivered packet.
+        let filled_gap = r.cum.wrapping_sub(cum_before) > 1;
+        if r.unacked >= ctx.config.ack_every
+            || c.flags.contains(Flags::ACK_REQ)
+            || r.has_hole()
+            || filled_gap
+        {
             r.ack_now = true;
         }
     }
