@@ -59,7 +59,9 @@ struct PointResult {
     last_fct_us: f64,
     slowdown_p50: f64,
     slowdown_p99: f64,
+    slowdown_p999: f64,
     drops: u64,
+    pauses: u64,
     trims: u64,
     ecn_marks: u64,
     max_queue_bytes: u64,
@@ -78,7 +80,9 @@ impl PointResult {
             last_fct_us: s.last_fct_ps as f64 / 1e6,
             slowdown_p50: s.slowdown_p50,
             slowdown_p99: s.slowdown_p99,
+            slowdown_p999: s.slowdown_p999,
             drops: s.drops,
+            pauses: s.pauses,
             trims: s.trims,
             ecn_marks: s.ecn_marks,
             max_queue_bytes: s.max_queue_bytes,
@@ -96,7 +100,9 @@ impl PointResult {
             last_fct_us: 0.0,
             slowdown_p50: 0.0,
             slowdown_p99: 0.0,
+            slowdown_p999: 0.0,
             drops: 0,
+            pauses: 0,
             trims: 0,
             ecn_marks: 0,
             max_queue_bytes: 0,
@@ -310,14 +316,16 @@ fn json_lines(points: &[Point]) -> Result<String, String> {
     Ok(s)
 }
 
-const COLUMNS: [&str; 12] = [
+const COLUMNS: [&str; 14] = [
     "seed",
     "flows",
     "completed",
     "last_fct_us",
     "slowdown_p50",
     "slowdown_p99",
+    "slowdown_p999",
     "drops",
+    "pauses",
     "trims",
     "ecn_marks",
     "max_queue_bytes",
@@ -325,7 +333,7 @@ const COLUMNS: [&str; 12] = [
     "events",
 ];
 
-fn values(p: &Point) -> [String; 12] {
+fn values(p: &Point) -> [String; 14] {
     let r = &p.result;
     [
         p.seed.to_string(),
@@ -334,7 +342,9 @@ fn values(p: &Point) -> [String; 12] {
         format!("{:.3}", r.last_fct_us),
         format!("{:.3}", r.slowdown_p50),
         format!("{:.3}", r.slowdown_p99),
+        format!("{:.3}", r.slowdown_p999),
         r.drops.to_string(),
+        r.pauses.to_string(),
         r.trims.to_string(),
         r.ecn_marks.to_string(),
         r.max_queue_bytes.to_string(),
@@ -400,13 +410,14 @@ fn table(points: &[Point], jobs: usize, wall: f64) -> String {
     }
     let _ = writeln!(
         s,
-        "{:>6} {:>9} {:>12} {:>8} {:>8} {:>8} {:>8} {:>12} {:>8}",
+        "{:>6} {:>9} {:>12} {:>8} {:>8} {:>8} {:>8} {:>8} {:>12} {:>8}",
         "seed",
         "completed",
         "last FCT us",
         "sd p50",
         "sd p99",
         "drops",
+        "pauses",
         "trims",
         "max queue B",
         "retx"
@@ -422,13 +433,14 @@ fn table(points: &[Point], jobs: usize, wall: f64) -> String {
         }
         let _ = writeln!(
             s,
-            "{:>6} {:>9} {:>12.1} {:>8.2} {:>8.2} {:>8} {:>8} {:>12} {:>8}",
+            "{:>6} {:>9} {:>12.1} {:>8.2} {:>8.2} {:>8} {:>8} {:>8} {:>12} {:>8}",
             p.seed,
             format!("{}/{}", r.completed, r.flows),
             r.last_fct_us,
             r.slowdown_p50,
             r.slowdown_p99,
             r.drops,
+            r.pauses,
             r.trims,
             r.max_queue_bytes,
             r.retransmits
