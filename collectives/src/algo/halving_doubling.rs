@@ -17,14 +17,10 @@ use crate::schedule::Action;
 
 /// Plans the AllReduce of `range` over `group`.
 pub(super) fn allreduce(group: &[usize], range: Range<usize>) -> Steps {
-    let n = group.len();
-    if n < 2 || range.is_empty() {
+    let Some((p, rem)) = participants(group.len(), &range) else {
         return Steps::new();
-    }
-    let p = 1usize << (usize::BITS - 1 - n.leading_zeros());
-    let rem = n - p;
-    // Participant j's member index.
-    let member = |j: usize| if j < rem { 2 * j + 1 } else { j + rem };
+    };
+    let member = |j: usize| member(rem, j);
     let chunks = split(range.clone(), p);
     let span = |lo: usize, hi: usize| -> Range<usize> {
         if lo < hi {
@@ -91,13 +87,10 @@ pub(super) fn allreduce(group: &[usize], range: Range<usize>) -> Steps {
 /// unfold pairs as [`allreduce`] does. Both partners combine the same two operands, so every
 /// rank ends with bit-identical results (the combine is commutative).
 pub(super) fn recursive_doubling(group: &[usize], range: Range<usize>) -> Steps {
-    let n = group.len();
-    if n < 2 || range.is_empty() {
+    let Some((p, rem)) = participants(group.len(), &range) else {
         return Steps::new();
-    }
-    let p = 1usize << (usize::BITS - 1 - n.leading_zeros());
-    let rem = n - p;
-    let member = |j: usize| if j < rem { 2 * j + 1 } else { j + rem };
+    };
+    let member = |j: usize| member(rem, j);
     let mut steps = Steps::new();
     fold(&mut steps, group, rem, &range);
     let mut d = 1;
@@ -135,4 +128,19 @@ fn unfold(steps: &mut Steps, group: &[usize], rem: usize, range: &Range<usize>) 
         let t = (0..rem).filter_map(|i| same(group[2 * i + 1], group[2 * i], range, Action::Copy));
         steps.push(t.collect());
     }
+}
+
+/// `(p, rem)` for `n = p + rem` members with `p` the largest power of two ≤ `n`; `None` when
+/// there is nothing to do (fewer than two members or an empty range).
+fn participants(n: usize, range: &Range<usize>) -> Option<(usize, usize)> {
+    if n < 2 || range.is_empty() {
+        return None;
+    }
+    let p = 1usize << (usize::BITS - 1 - n.leading_zeros());
+    Some((p, n - p))
+}
+
+/// Participant `j`'s member index: the odd member of each folded pair, then the rest.
+fn member(rem: usize, j: usize) -> usize {
+    if j < rem { 2 * j + 1 } else { j + rem }
 }
