@@ -248,6 +248,10 @@ pub struct TransportConfig {
     /// Congestion control by name (`CcConfig::by_name`: fixed, dcqcn, timely, swift, hpcc,
     /// nscc, ...).
     pub cc: String,
+    /// Parameter overrides of `cc` by name, in the units `weir cc show NAME` lists (e.g.
+    /// `[transport.cc_params]` with `t_low = 10` for TIMELY); unknown names and values out of
+    /// range are refused.
+    pub cc_params: std::collections::BTreeMap<String, f64>,
     /// Entropy values to spray over.
     pub paths: u16,
     /// Packets per entropy value before moving on (1 = per-packet spraying).
@@ -275,6 +279,7 @@ impl Default for TransportConfig {
         TransportConfig {
             mode: "weir".into(),
             cc: "fixed".into(),
+            cc_params: std::collections::BTreeMap::new(),
             paths: 8,
             spray_burst: 1,
             max_payload: 4096,
@@ -913,8 +918,18 @@ impl TransportConfig {
             "go_back_n" => Config::go_back_n(),
             m => return Err(format!("transport.mode {m:?}: expected weir or go_back_n")),
         };
-        c.cc = CcConfig::by_name(&self.cc)
-            .ok_or_else(|| format!("transport.cc {:?}: unknown algorithm", self.cc))?;
+        c.cc = if self.cc_params.is_empty() {
+            CcConfig::by_name(&self.cc)
+                .ok_or_else(|| format!("transport.cc {:?}: unknown algorithm", self.cc))?
+        } else {
+            let overrides: Vec<(&str, f64)> = self
+                .cc_params
+                .iter()
+                .map(|(k, &v)| (k.as_str(), v))
+                .collect();
+            CcConfig::from_named(&self.cc, &overrides)
+                .map_err(|e| format!("transport.cc_params ({}): {e}", self.cc))?
+        };
         if c.mode != Mode::GoBackN {
             c.paths = self.paths;
         }
