@@ -139,6 +139,8 @@ pub(crate) struct Net {
     free: Vec<u32>,
     rng: Rng,
     sw: SwitchConfig,
+    /// Bytes each node holds in its output queues' shared buffer (`shared_buffer_bytes`).
+    shared_used: Vec<u64>,
     overhead: u32,
     pub(crate) c: Counters,
     hdr: Vec<u8>,
@@ -209,6 +211,7 @@ impl Net {
             eps.push(e);
         }
         let sw = cfg.switch;
+        let nodes = g.ports.len();
         let ports: Vec<Vec<Port>> = g
             .ports
             .iter()
@@ -273,6 +276,7 @@ impl Net {
             sw,
             overhead: cfg.overhead,
             c: Counters::default(),
+            shared_used: vec![0; nodes],
             hdr: vec![0; MAX_HEADER_LEN],
             w,
         })
@@ -965,7 +969,18 @@ impl Net {
         }
         // With PFC the ingress admission above bounds the buffer; without it, the output
         // queue's own buffer does.
-        let admitted = if pfc || q.queued + wire <= sw.buffer_bytes {
+        let fits = q.queued + wire <= sw.buffer_bytes
+            && sw.shared_buffer_bytes.is_none_or(|total| {
+                // Dynamic thresholds (Choudhury & Hahne 1998): the queue may grow to
+                // α × (free shared buffer), and the switch's total stays within the pool.
+                let used = self.shared_used[node as usize];
+                let free = total.saturating_sub(used);
+                used + wire <= total && (q.queued + wire) as f64 <= sw.dt_alpha * free as f64
+            });
+        let admitted = if pfc || fits {
+            if sw.shared_buffer_bytes.is_some() {
+                self.shared_used[node as usize] += wire;
+            }
             q.queued += wire;
             q.queue.push_back(id);
             self.c.max_queue = self.c.max_queue.max(q.queued);
@@ -1036,9 +1051,12 @@ impl Net {
                 .saturating_sub(u64::from(self.pkts[id as usize].wire));
             id
         } else if let Some(id) = q.queue.pop_front() {
-            q.queued = q
-                .queued
-                .saturating_sub(u64::from(self.pkts[id as usize].wire));
+            let wire = u64::from(self.pkts[id as usize].wire);
+            q.queued = q.queued.saturating_sub(wire);
+            if self.sw.shared_buffer_bytes.is_some() {
+                let used = &mut self.shared_used[node as usize];
+                *used = used.saturating_sub(wire);
+            }
             id
         } else {
             return;

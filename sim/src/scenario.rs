@@ -220,6 +220,16 @@ pub struct SwitchConfig {
     pub pfc_xoff_bytes: Option<u64>,
     /// PFC: a paused ingress whose buffered bytes fall to this sends RESUME.
     pub pfc_xon_bytes: Option<u64>,
+    /// A buffer shared by all output queues of a switch, in bytes (`None`: every output queue
+    /// has its own `buffer_bytes`). With it, a queue admits a packet while the switch's total
+    /// stays within this and the queue stays within `dt_alpha` × the free shared buffer:
+    /// Choudhury & Hahne's dynamic thresholds (IEEE/ACM ToN 6(2), 1998), as shared-buffer
+    /// datacenter switches implement them. `buffer_bytes` still caps one queue. Not combined
+    /// with PFC (whose headroom accounting is per ingress port).
+    pub shared_buffer_bytes: Option<u64>,
+    /// Dynamic-threshold factor α for `shared_buffer_bytes` (a queue may hold up to α times
+    /// the unused shared buffer).
+    pub dt_alpha: f64,
 }
 
 impl Default for SwitchConfig {
@@ -235,6 +245,8 @@ impl Default for SwitchConfig {
             link_loss: 0.0,
             pfc_xoff_bytes: None,
             pfc_xon_bytes: None,
+            shared_buffer_bytes: None,
+            dt_alpha: 1.0,
         }
     }
 }
@@ -665,6 +677,19 @@ impl Scenario {
         }
         if sw.buffer_bytes == 0 {
             return bad("buffer_bytes must be positive");
+        }
+        if let Some(shared) = sw.shared_buffer_bytes {
+            if shared == 0 {
+                return bad("shared_buffer_bytes must be positive");
+            }
+            if !(sw.dt_alpha.is_finite() && sw.dt_alpha > 0.0 && sw.dt_alpha <= 64.0) {
+                return bad("dt_alpha must be within (0, 64]");
+            }
+            if sw.pfc_xoff_bytes.is_some() {
+                return bad(
+                    "shared_buffer_bytes cannot be combined with PFC (its headroom is per ingress port)",
+                );
+            }
         }
         match (sw.pfc_xoff_bytes, sw.pfc_xon_bytes) {
             (None, None) => {}

@@ -687,3 +687,49 @@ fn cc_params_are_checked_by_name_and_range() {
     let e = with("t_low = -5\n").unwrap_err();
     assert!(e.contains("t_low"), "{e}");
 }
+
+#[test]
+fn shared_buffer_with_dynamic_thresholds_absorbs_an_incast_and_caps_one_queue() {
+    // 8-to-1 incast of 200 kB each on a k=4 fat-tree, drop-tail, fixed window: the last hop
+    // overflows. Per-port buffers of 64 KiB drop; a 512 KiB shared pool with α = 1 lets the
+    // hot queue grow to half the pool (q ≤ α·(S − q)) and drops less.
+    let run = |switch: &str| {
+        ok(&parse(&format!(
+            "{K4}[switch]\npolicy = \"drop_tail\"\n{switch}\
+             [transport]\ncc = \"fixed\"\n\
+             [workload]\nkind = \"incast\"\nbytes = 200000\nsenders = 8\n"
+        )))
+    };
+    let per_port = run("buffer_bytes = 65536\n");
+    let shared = run("buffer_bytes = 524288\nshared_buffer_bytes = 524288\ndt_alpha = 1.0\n");
+    assert_eq!(per_port.completed, 8);
+    assert_eq!(shared.completed, 8);
+    assert!(per_port.drops > 0, "{per_port:?}");
+    assert!(
+        shared.drops < per_port.drops,
+        "{} vs {}",
+        shared.drops,
+        per_port.drops
+    );
+    assert!(per_port.max_queue_bytes <= 65536);
+    // Half the pool, plus at most the frame that crossed the threshold test.
+    assert!(
+        shared.max_queue_bytes <= 262144 + 4096 + 200,
+        "{}",
+        shared.max_queue_bytes
+    );
+    assert!(shared.max_queue_bytes > 65536, "{}", shared.max_queue_bytes);
+    // Not combined with PFC, and α is checked.
+    assert!(Scenario::from_toml(&format!(
+        "{K4}[switch]\nshared_buffer_bytes = 524288\npfc_xoff_bytes = 100000\npfc_xon_bytes = 80000\n\
+         [workload]\nkind = \"permutation\"\nbytes = 1\n"
+    ))
+    .is_err());
+    assert!(
+        Scenario::from_toml(&format!(
+            "{K4}[switch]\nshared_buffer_bytes = 524288\ndt_alpha = 0\n\
+         [workload]\nkind = \"permutation\"\nbytes = 1\n"
+        ))
+        .is_err()
+    );
+}
