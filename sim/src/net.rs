@@ -1177,9 +1177,17 @@ impl Net {
                 }
                 FaultAction::Up => p.up = true,
                 FaultAction::Loss => p.loss = if f.loss > 0.0 { f.loss } else { link_loss },
+                FaultAction::Set => {
+                    if let Some(r) = f.rate_gbps {
+                        p.rate = Rate::from_gbps(r);
+                    }
+                    if let Some(d) = f.delay_ns {
+                        p.delay = Duration::from_nanos(d);
+                    }
+                }
             }
         }
-        if f.action != FaultAction::Loss {
+        if matches!(f.action, FaultAction::Down | FaultAction::Up) {
             let ports = &self.ports;
             let up = |n: u32, i: u16| {
                 ports

@@ -74,6 +74,12 @@ pub enum FaultAction {
     /// The link (both directions) or every link of the switch loses packets with probability
     /// `loss` from now on (0 restores `switch.link_loss`).
     Loss,
+    /// The link (both directions) or every link of the switch changes its rate (`rate_gbps`)
+    /// and/or propagation delay (`delay_ns`) from now on: per-link speeds and delays (at
+    /// `at_us = 0`) or a link renegotiating to a lower speed. Packets already serialising
+    /// finish at the old rate. A host link's change is not told to its transport (whose
+    /// `line_rate` stays the topology's).
+    Set,
 }
 
 /// A failure or degradation at a given time (`[[events]]`).
@@ -93,6 +99,12 @@ pub struct FaultEvent {
     /// Loss probability for `action = "loss"`.
     #[serde(default)]
     pub loss: f64,
+    /// New link rate in Gb/s for `action = "set"`.
+    #[serde(default)]
+    pub rate_gbps: Option<u64>,
+    /// New one-way propagation delay in ns for `action = "set"`.
+    #[serde(default)]
+    pub delay_ns: Option<u64>,
 }
 
 /// Topology kinds. Every link has the same propagation delay.
@@ -664,6 +676,33 @@ impl Scenario {
             }
             if !(0.0..=1.0).contains(&e.loss) {
                 return bad("events: loss must be within 0..=1");
+            }
+            if e.action == FaultAction::Set {
+                if e.rate_gbps.is_none() && e.delay_ns.is_none() {
+                    return bad("events: action = \"set\" needs rate_gbps and/or delay_ns");
+                }
+                if e.rate_gbps == Some(0) || e.rate_gbps.is_some_and(|r| r > 100_000) {
+                    return bad("events: rate_gbps must be within 1..=100000");
+                }
+                if e.delay_ns.is_some_and(|d| d > 1_000_000_000) {
+                    return bad("events: delay_ns must be at most 1 s");
+                }
+                // PFC's headroom is sized for the topology's fastest link and its delay; a
+                // faster or longer link would void the no-drop guarantee.
+                if self.switch.pfc_xoff_bytes.is_some()
+                    && (e
+                        .rate_gbps
+                        .is_some_and(|r| Rate::from_gbps(r) > self.max_link_rate())
+                        || e.delay_ns
+                            .is_some_and(|d| Duration::from_nanos(d) > self.link_delay()))
+                {
+                    return bad(
+                        "events: with PFC, a link may not become faster or longer than the \
+                         topology's (the headroom is sized for those)",
+                    );
+                }
+            } else if e.rate_gbps.is_some() || e.delay_ns.is_some() {
+                return bad("events: rate_gbps and delay_ns belong to action = \"set\"");
             }
         }
         let sw = &self.switch;

@@ -332,6 +332,8 @@ fn link_failure_loses_in_flight_packets_and_reroutes() {
             switch: Some(32),
             action: FaultAction::Down,
             loss: 0.0,
+            rate_gbps: None,
+            delay_ns: None,
         },
         FaultEvent {
             at_us: 40,
@@ -339,6 +341,8 @@ fn link_failure_loses_in_flight_packets_and_reroutes() {
             switch: None,
             action: FaultAction::Down,
             loss: 0.0,
+            rate_gbps: None,
+            delay_ns: None,
         },
         FaultEvent {
             at_us: 120,
@@ -346,6 +350,8 @@ fn link_failure_loses_in_flight_packets_and_reroutes() {
             switch: None,
             action: FaultAction::Up,
             loss: 0.0,
+            rate_gbps: None,
+            delay_ns: None,
         },
     ];
     let r = ok(&s);
@@ -360,6 +366,8 @@ fn link_failure_loses_in_flight_packets_and_reroutes() {
         switch: None,
         action: FaultAction::Loss,
         loss: 0.05,
+        rate_gbps: None,
+        delay_ns: None,
     }];
     let rd = ok(&d);
     assert_eq!(rd.completed, 16);
@@ -439,6 +447,8 @@ fn every_feature_is_deterministic() {
         switch: None,
         action: FaultAction::Down,
         loss: 0.0,
+        rate_gbps: None,
+        delay_ns: None,
     }];
     let a = run_report(&s).unwrap();
     let b = run_report(&s).unwrap();
@@ -732,4 +742,34 @@ fn shared_buffer_with_dynamic_thresholds_absorbs_an_incast_and_caps_one_queue() 
         ))
         .is_err()
     );
+}
+
+#[test]
+fn set_events_give_links_their_own_speed_and_delay() {
+    // Leaf-spine, one host per leaf: host 0 — leaf 2 — spine 4 — leaf 3 — host 1.
+    let base = "[topology]\nkind = \"leaf_spine\"\nleaves = 2\nspines = 1\nhosts_per_leaf = 1\n\
+                [workload]\nkind = \"messages\"\n[[workload.messages]]\nsrc = 0\ndst = 1\n\
+                bytes = 1000000\n";
+    let fct = |events: &str| {
+        let r = ok(&parse(&format!("{base}{events}")));
+        assert_eq!(r.completed, 1);
+        r.fct_ps[0].expect("delivered")
+    };
+    let plain = fct("");
+    // Host 0's link at 10 Gb/s: 1 MB takes at least 800 µs.
+    let slow = fct("[[events]]\nat_us = 0\nlink = [0, 2]\naction = \"set\"\nrate_gbps = 10\n");
+    assert!(slow >= 800_000_000 && slow > 5 * plain, "{plain} {slow}");
+    // 50 µs more propagation on the leaf–spine link: one more one-way delay at least.
+    let long = fct("[[events]]\nat_us = 0\nlink = [2, 4]\naction = \"set\"\ndelay_ns = 50000\n");
+    assert!(long >= plain + 49_000_000, "{plain} {long}");
+    for bad in [
+        "[[events]]\nat_us = 0\nlink = [0, 2]\naction = \"set\"\n",
+        "[[events]]\nat_us = 0\nlink = [0, 2]\naction = \"set\"\nrate_gbps = 0\n",
+        "[[events]]\nat_us = 0\nlink = [0, 2]\naction = \"down\"\nrate_gbps = 10\n",
+    ] {
+        assert!(
+            Scenario::from_toml(&format!("{base}{bad}")).is_err(),
+            "{bad}"
+        );
+    }
 }
