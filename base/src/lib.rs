@@ -9,9 +9,11 @@
 #![warn(missing_docs)]
 
 mod rng;
+mod scheduled;
 mod time;
 mod units;
 
 pub use rng::Rng;
+pub use scheduled::Scheduled;
 pub use time::{Clock, Duration, Instant};
 pub use units::Rate;

@@ -41,73 +41,141 @@ pub(crate) fn run(a: RunArgs) -> Result<(), String> {
     }
     let port = match a.master_port {
         Some(p) => p,
-        None => std::net::TcpListener::bind(("127.0.0.1", 0))
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .map_err(|e| format!("no free port for the bootstrap: {e}"))?,
+        None => free_port().map_err(|e| format!("no free port for the bootstrap: {e}"))?,
     };
-    let mut children: Vec<Option<Child>> = Vec::new();
-    for rank in 0..a.ranks {
-        let child = Command::new(program)
-            .args(args)
-            .env("RANK", rank.to_string())
-            .env("WORLD_SIZE", a.ranks.to_string())
-            .env("LOCAL_RANK", rank.to_string())
-            .env("LOCAL_WORLD_SIZE", a.ranks.to_string())
-            .env("MASTER_ADDR", &a.master_addr)
-            .env("MASTER_PORT", port.to_string())
-            .spawn();
-        match child {
-            Ok(c) => children.push(Some(c)),
-            Err(e) => {
-                kill_all(&mut children);
-                return Err(format!("rank {rank}: cannot start {program}: {e}"));
-            }
-        }
-    }
-    let mut first_failure: Option<(usize, ExitStatus)> = None;
-    let mut failed_at: Option<Instant> = None;
-    loop {
-        let mut running = 0;
-        for (rank, slot) in children.iter_mut().enumerate() {
-            let Some(c) = slot else { continue };
-            match c.try_wait() {
-                Ok(Some(status)) => {
-                    if !status.success() && first_failure.is_none() {
-                        first_failure = Some((rank, status));
-                        failed_at = Some(Instant::now());
-                    }
-                    *slot = None;
-                }
-                Ok(None) => running += 1,
-                Err(e) => {
-                    kill_all(&mut children);
-                    return Err(format!("rank {rank}: wait failed: {e}"));
-                }
-            }
-        }
-        if running == 0 {
-            break;
-        }
-        if failed_at.is_some_and(|t| t.elapsed() > Duration::from_secs_f64(a.grace)) {
-            kill_all(&mut children);
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    match first_failure {
-        None => Ok(()),
-        Some((rank, status)) => Err(format!(
+    let mut ranks = Ranks::spawn(a.ranks, &a.master_addr, port, |_| {
+        let mut c = Command::new(program);
+        c.args(args);
+        c
+    })
+    .map_err(|(rank, e)| format!("rank {rank}: cannot start {program}: {e}"))?;
+    match ranks.wait(Duration::from_secs_f64(a.grace), None) {
+        Ok(()) => Ok(()),
+        Err(RankEnd::Failed(rank, status)) => Err(format!(
             "rank {rank} of {} failed ({status}); the remaining ranks were given {} s",
             a.ranks, a.grace
         )),
+        Err(e) => Err(e.to_string()),
     }
 }
 
-fn kill_all(children: &mut [Option<Child>]) {
-    for c in children.iter_mut().flatten() {
-        let _ = c.kill();
-        let _ = c.wait();
+/// A free TCP port on loopback for a bootstrap listener (bound and released; rank 0 binds it
+/// moments later).
+pub(crate) fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind(("127.0.0.1", 0))?
+        .local_addr()?
+        .port())
+}
+
+/// Local ranks started with torchrun's environment. Ranks still running when this is dropped
+/// are killed and reaped, so an error path leaves no strays.
+#[derive(Debug)]
+pub(crate) struct Ranks {
+    /// `None` once the rank's exit has been collected.
+    procs: Vec<Option<Child>>,
+}
+
+/// How [`Ranks::wait`] ended other than with every rank succeeding.
+#[derive(Debug)]
+pub(crate) enum RankEnd {
+    /// The first rank that failed, and how (the others were stopped after the grace period).
+    Failed(usize, ExitStatus),
+    /// A rank was still running at the limit (all were then killed).
+    Running(usize),
+    /// Waiting on a rank failed.
+    Wait(usize, std::io::Error),
+}
+
+impl std::fmt::Display for RankEnd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RankEnd::Failed(rank, status) => write!(f, "rank {rank} failed ({status})"),
+            RankEnd::Running(rank) => write!(f, "rank {rank} did not exit in time"),
+            RankEnd::Wait(rank, e) => write!(f, "rank {rank}: wait failed: {e}"),
+        }
+    }
+}
+
+impl Ranks {
+    /// Start `ranks` processes, rank `r` from `command(r)` with `RANK`, `WORLD_SIZE`,
+    /// `LOCAL_RANK`, `LOCAL_WORLD_SIZE`, `MASTER_ADDR` and `MASTER_PORT` added. On a failed
+    /// start the ranks already running are stopped and the rank is returned with the error.
+    pub(crate) fn spawn(
+        ranks: u32,
+        master_addr: &str,
+        port: u16,
+        mut command: impl FnMut(u32) -> Command,
+    ) -> Result<Ranks, (u32, std::io::Error)> {
+        let mut out = Ranks { procs: Vec::new() };
+        for rank in 0..ranks {
+            let child = command(rank)
+                .env("RANK", rank.to_string())
+                .env("WORLD_SIZE", ranks.to_string())
+                .env("LOCAL_RANK", rank.to_string())
+                .env("LOCAL_WORLD_SIZE", ranks.to_string())
+                .env("MASTER_ADDR", master_addr)
+                .env("MASTER_PORT", port.to_string())
+                .spawn()
+                .map_err(|e| (rank, e))?;
+            out.procs.push(Some(child));
+        }
+        Ok(out)
+    }
+
+    /// Rank `rank`'s piped stdout (once).
+    pub(crate) fn take_stdout(&mut self, rank: usize) -> Option<std::process::ChildStdout> {
+        self.procs.get_mut(rank)?.as_mut()?.stdout.take()
+    }
+
+    /// Wait for every rank. After the first failure the others get `grace` to exit and are
+    /// then killed; with a `limit`, ranks still running after it are killed too.
+    pub(crate) fn wait(&mut self, grace: Duration, limit: Option<Duration>) -> Result<(), RankEnd> {
+        let start = Instant::now();
+        let mut failure: Option<(RankEnd, Instant)> = None;
+        loop {
+            let mut running = None;
+            for (rank, slot) in self.procs.iter_mut().enumerate() {
+                let Some(c) = slot else { continue };
+                match c.try_wait() {
+                    Ok(Some(status)) => {
+                        if !status.success() && failure.is_none() {
+                            failure = Some((RankEnd::Failed(rank, status), Instant::now()));
+                        }
+                        *slot = None;
+                    }
+                    Ok(None) => running = running.or(Some(rank)),
+                    Err(e) => {
+                        self.kill_all();
+                        return Err(RankEnd::Wait(rank, e));
+                    }
+                }
+            }
+            let Some(rank) = running else { break };
+            if failure.as_ref().is_some_and(|(_, t)| t.elapsed() > grace) {
+                self.kill_all();
+                break;
+            }
+            if limit.is_some_and(|l| start.elapsed() > l) {
+                self.kill_all();
+                return Err(failure.map_or(RankEnd::Running(rank), |(f, _)| f));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        failure.map_or(Ok(()), |(f, _)| Err(f))
+    }
+
+    fn kill_all(&mut self) {
+        for c in self.procs.iter_mut().filter_map(Option::take) {
+            let mut c = c;
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Ranks {
+    fn drop(&mut self) {
+        self.kill_all();
     }
 }
 

@@ -1,11 +1,12 @@
 //! `weir sim sweep`: one scenario over a grid of parameter values and seeds, one single-threaded
 //! simulation per core (rayon), with a progress bar and a table, CSV or JSON lines at the end.
 //!
-//! A parameter is a dotted path into the scenario's TOML (`switch.routing`,
-//! `transport.cc.algorithm`, `workload.bytes`, `seed`); its values are TOML literals (`spray`,
-//! `"spray"`, `100000`, `0.01`, `true`), bare words taken as strings. The grid is the Cartesian
-//! product of every `--set` list and the seeds; each point is checked by the same parser as
-//! `weir sim run`, so a bad key or value fails before any simulation starts.
+//! A parameter is a dotted path into the scenario's TOML (`switch.routing`, `transport.cc`,
+//! `workload.bytes`, `jobs.0.start_us`); its values are TOML literals (`spray`, `"spray"`,
+//! `100000`, `0.01`, `true`), bare words taken as strings. The grid is the Cartesian product of
+//! every `--set` list and the seeds; each point is built by `Scenario::from_toml_with` (the
+//! simulator's own override mechanism), so a bad key or value fails before any simulation
+//! starts.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -137,42 +138,11 @@ fn parse_seeds(s: &str) -> Result<Vec<u64>, String> {
         .collect()
 }
 
-/// A `--set` value as a TOML value: a literal if it parses as one, a string otherwise.
-fn literal(v: &str) -> toml::Value {
-    let doc = format!("x = {v}");
-    match toml::from_str::<toml::Table>(&doc) {
-        Ok(mut t) => t
-            .remove("x")
-            .unwrap_or_else(|| toml::Value::String(v.into())),
-        Err(_) => toml::Value::String(v.to_string()),
-    }
-}
-
-/// Set `path` (dotted) in `root` to `value`, creating tables on the way.
-fn set_path(root: &mut toml::Table, path: &str, value: toml::Value) -> Result<(), String> {
-    let parts: Vec<&str> = path.split('.').collect();
-    if parts.iter().any(|p| p.is_empty()) {
-        return Err(format!("--set: bad path {path:?}"));
-    }
-    let (last, prefix) = parts.split_last().ok_or("--set: empty path")?;
-    let mut t = root;
-    for p in prefix {
-        let entry = t
-            .entry((*p).to_string())
-            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-        t = entry
-            .as_table_mut()
-            .ok_or_else(|| format!("--set {path}: {p} is not a table"))?;
-    }
-    t.insert((*last).to_string(), value);
-    Ok(())
-}
-
 /// Every (params, seed, scenario) of the grid, each scenario parsed and validated.
 type Grid = Vec<(Vec<(String, String)>, u64, weir_sim::Scenario)>;
 
 fn grid(text: &str, sets: &[String], seeds: Option<&str>) -> Result<Grid, String> {
-    let base: toml::Table = toml::from_str(text).map_err(|e| e.to_string())?;
+    let base = weir_sim::Scenario::from_toml(text).map_err(|e| e.to_string())?;
     let mut axes: Vec<(String, Vec<String>)> = Vec::new();
     for s in sets {
         let (path, values) = s
@@ -186,12 +156,7 @@ fn grid(text: &str, sets: &[String], seeds: Option<&str>) -> Result<Grid, String
     }
     let seeds = match seeds {
         Some(s) => parse_seeds(s)?,
-        None => vec![
-            base.get("seed")
-                .and_then(toml::Value::as_integer)
-                .and_then(|v| u64::try_from(v).ok())
-                .unwrap_or(1),
-        ],
+        None => vec![base.seed],
     };
     let mut combos: Vec<Vec<(String, String)>> = vec![Vec::new()];
     for (path, values) in &axes {
@@ -212,14 +177,16 @@ fn grid(text: &str, sets: &[String], seeds: Option<&str>) -> Result<Grid, String
     let mut out = Vec::new();
     for c in &combos {
         for &seed in &seeds {
-            let mut t = base.clone();
-            for (path, v) in c {
-                set_path(&mut t, path, literal(v))?;
+            if i64::try_from(seed).is_err() {
+                return Err(format!("seed {seed} too large"));
             }
-            let seed_value = i64::try_from(seed).map_err(|_| format!("seed {seed} too large"))?;
-            t.insert("seed".into(), toml::Value::Integer(seed_value));
-            let text = toml::to_string(&t).map_err(|e| e.to_string())?;
-            let scenario = weir_sim::Scenario::from_toml(&text).map_err(|e| {
+            let seed_text = seed.to_string();
+            let overrides: Vec<(&str, &str)> = c
+                .iter()
+                .map(|(p, v)| (p.as_str(), v.as_str()))
+                .chain([("seed", seed_text.as_str())])
+                .collect();
+            let scenario = weir_sim::Scenario::from_toml_with(text, &overrides).map_err(|e| {
                 let at: Vec<String> = c.iter().map(|(p, v)| format!("{p}={v}")).collect();
                 format!("{} seed {seed}: {e}", at.join(" "))
             })?;
@@ -465,10 +432,22 @@ mod tests {
 
     #[test]
     fn literals_and_bare_words() {
-        assert_eq!(literal("3"), toml::Value::Integer(3));
-        assert_eq!(literal("0.5"), toml::Value::Float(0.5));
-        assert_eq!(literal("spray"), toml::Value::String("spray".into()));
-        assert_eq!(literal("\"ecmp\""), toml::Value::String("ecmp".into()));
+        let one = |set: &str| {
+            let g = grid(SMALL, &[set.to_string()], None).expect(set);
+            assert_eq!(g.len(), 1);
+            g.into_iter().next().expect("one point").2
+        };
+        // An integer, a float, a bare word and a quoted string.
+        assert_eq!(one("run.max_time_us=3").run.max_time_us, 3);
+        assert_eq!(one("switch.ecn_pmax=0.5").switch.ecn_pmax, 0.5);
+        assert_eq!(
+            one("switch.routing=spray").switch.routing,
+            weir_sim::Routing::Spray
+        );
+        assert_eq!(
+            one("switch.routing=\"ecmp\"").switch.routing,
+            weir_sim::Routing::Ecmp
+        );
     }
 
     #[test]

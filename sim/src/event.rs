@@ -4,10 +4,9 @@
 //! pushed (`seq` is a per-queue counter), so a run is a pure function of its inputs. There is
 //! no global state: each simulation owns its queue.
 
-use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
-use weir_base::Instant;
+use weir_base::{Instant, Scheduled};
 
 /// What happens at an instant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,30 +31,8 @@ pub(crate) enum Ev {
     Fault { idx: u32 },
 }
 
-#[derive(Debug)]
-struct Entry {
-    at: u64,
-    seq: u64,
-    ev: Ev,
-}
-
-impl PartialEq for Entry {
-    fn eq(&self, o: &Self) -> bool {
-        (self.at, self.seq) == (o.at, o.seq)
-    }
-}
-impl Eq for Entry {}
-impl PartialOrd for Entry {
-    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl Ord for Entry {
-    /// Reversed, so a max-heap pops the earliest `(at, seq)`.
-    fn cmp(&self, o: &Self) -> Ordering {
-        (o.at, o.seq).cmp(&(self.at, self.seq))
-    }
-}
+/// A queued event: due time in ps, push order, the event.
+type Entry = Scheduled<u64, Ev>;
 
 /// log2 of a slot's width in ps (65.5 ns: about one 4 KB frame at 400 Gb/s).
 const SLOT_BITS: u32 = 16;

@@ -100,6 +100,29 @@ pub(crate) struct Port {
     sampled: u64,
 }
 
+impl Port {
+    /// A RESUME (or the link failing) ends a pause: count its duration. False when the port
+    /// was not paused.
+    fn unpause(&mut self, now: Instant) -> bool {
+        if !self.paused {
+            return false;
+        }
+        self.paused = false;
+        self.paused_ps += now.saturating_since(self.paused_since).as_ps();
+        true
+    }
+
+    /// Time paused so far, counting a pause still in force until `now`.
+    fn paused_total(&self, now: Instant) -> u64 {
+        let open = if self.paused {
+            now.saturating_since(self.paused_since).as_ps()
+        } else {
+            0
+        };
+        self.paused_ps + open
+    }
+}
+
 /// Network-wide counters.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Counters {
@@ -932,11 +955,9 @@ impl Net {
             }
             return;
         }
-        if !p.paused {
+        if !p.unpause(now) {
             return;
         }
-        p.paused = false;
-        p.paused_ps += now.saturating_since(p.paused_since).as_ps();
         if node < self.g.hosts {
             self.mark_dirty(node);
         } else {
@@ -1170,10 +1191,7 @@ impl Net {
             match f.action {
                 FaultAction::Down => {
                     p.up = false;
-                    if p.paused {
-                        p.paused = false;
-                        p.paused_ps += now.saturating_since(p.paused_since).as_ps();
-                    }
+                    p.unpause(now);
                 }
                 FaultAction::Up => p.up = true,
                 FaultAction::Loss => p.loss = if f.loss > 0.0 { f.loss } else { link_loss },
@@ -1238,40 +1256,23 @@ impl Net {
         self.ports
             .iter()
             .flatten()
-            .map(|p| {
-                p.paused_ps
-                    + if p.paused {
-                        self.now.saturating_since(p.paused_since).as_ps()
-                    } else {
-                        0
-                    }
-            })
+            .map(|p| p.paused_total(self.now))
             .sum()
     }
 
-    /// Sum of the senders' retransmissions.
-    pub(crate) fn retransmits(&self) -> u64 {
-        self.conns
-            .iter()
-            .zip(&self.w.pairs)
-            .filter_map(|(c, &(src, _))| {
-                c.0.and_then(|c| self.eps[src as usize].conn_stats(c))
-                    .map(|s| s.retransmits)
-            })
-            .sum()
-    }
-
-    /// Sum of per-connection statistics the report shows (retransmits, RTO events, TLPs,
-    /// out-of-order drops at go-back-N receivers).
-    pub(crate) fn conn_totals(&self) -> (u64, u64, u64) {
-        let mut t = (0, 0, 0);
+    /// Sums of the per-connection statistics the report shows: the senders' retransmits,
+    /// RTO events and TLPs, and the receivers' duplicates (out-of-order drops at go-back-N
+    /// receivers), in that order.
+    pub(crate) fn conn_totals(&self) -> (u64, u64, u64, u64) {
+        let mut t = (0, 0, 0, 0);
         for (c, &(src, dst)) in self.conns.iter().zip(&self.w.pairs) {
             if let Some(s) = c.0.and_then(|c| self.eps[src as usize].conn_stats(c)) {
-                t.0 += s.rto_events;
-                t.1 += s.tlp_probes;
+                t.0 += s.retransmits;
+                t.1 += s.rto_events;
+                t.2 += s.tlp_probes;
             }
             if let Some(s) = c.1.and_then(|c| self.eps[dst as usize].conn_stats(c)) {
-                t.2 += s.rx_duplicates;
+                t.3 += s.rx_duplicates;
             }
         }
         t

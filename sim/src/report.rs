@@ -323,7 +323,7 @@ pub(crate) fn build(net: &Net, s: &Scenario, config: &weir_transport::Config) ->
             }
         })
         .collect();
-    let (rto_events, tlp_probes, rx_duplicates) = net.conn_totals();
+    let (retransmits, rto_events, tlp_probes, rx_duplicates) = net.conn_totals();
     let summary = Summary {
         hosts: net.hosts(),
         flows: msgs.len(),
@@ -346,7 +346,7 @@ pub(crate) fn build(net: &Net, s: &Scenario, config: &weir_transport::Config) ->
         max_queue_bytes: net.c.max_queue,
         pauses: net.c.pauses,
         paused_ps: net.paused_ps(),
-        retransmits: net.retransmits(),
+        retransmits,
         rto_events,
         tlp_probes,
         rx_duplicates,

@@ -100,29 +100,15 @@ impl Graph {
                 fabric_gbps,
                 link_delay_ns,
             } => {
-                let delay = Duration::from_nanos(link_delay_ns);
                 let hosts = leaves * hosts_per_leaf;
-                b.nodes(hosts + leaves + spines);
-                for l in 0..leaves {
-                    for i in 0..hosts_per_leaf {
-                        b.link(
-                            l * hosts_per_leaf + i,
-                            hosts + l,
-                            Rate::from_gbps(host_gbps),
-                            delay,
-                        );
-                    }
-                }
-                for l in 0..leaves {
-                    for s in 0..spines {
-                        b.link(
-                            hosts + l,
-                            hosts + leaves + s,
-                            Rate::from_gbps(fabric_gbps),
-                            delay,
-                        );
-                    }
-                }
+                b.two_tier(
+                    hosts,
+                    leaves,
+                    spines,
+                    |h| h / hosts_per_leaf,
+                    (Rate::from_gbps(host_gbps), Rate::from_gbps(fabric_gbps)),
+                    Duration::from_nanos(link_delay_ns),
+                );
                 b.finish(hosts)
             }
             Topology::Rail {
@@ -136,29 +122,19 @@ impl Graph {
                 nvlink_gbps,
                 nvlink_latency_ns,
             } => {
-                let delay = Duration::from_nanos(link_delay_ns);
                 let g = gpus_per_server;
                 let hosts = servers * g;
-                let groups = servers.div_ceil(servers_per_leaf);
-                let leaves = groups * g;
-                b.nodes(hosts + leaves + spines);
-                // Leaf of (group, rail) is node hosts + group·g + rail.
-                for s in 0..servers {
-                    for i in 0..g {
-                        let leaf = hosts + (s / servers_per_leaf) * g + i;
-                        b.link(s * g + i, leaf, Rate::from_gbps(host_gbps), delay);
-                    }
-                }
-                for l in 0..leaves {
-                    for sp in 0..spines {
-                        b.link(
-                            hosts + l,
-                            hosts + leaves + sp,
-                            Rate::from_gbps(fabric_gbps),
-                            delay,
-                        );
-                    }
-                }
+                let leaves = servers.div_ceil(servers_per_leaf) * g;
+                // Leaf of (group, rail) is leaf index group·g + rail; host s·g + i is GPU i
+                // of server s.
+                b.two_tier(
+                    hosts,
+                    leaves,
+                    spines,
+                    |h| (h / g / servers_per_leaf) * g + h % g,
+                    (Rate::from_gbps(host_gbps), Rate::from_gbps(fabric_gbps)),
+                    Duration::from_nanos(link_delay_ns),
+                );
                 b.nvlink = (
                     Rate::from_gbps(nvlink_gbps),
                     Duration::from_nanos(nvlink_latency_ns),
@@ -230,6 +206,29 @@ impl Builder {
             rate,
             delay,
         });
+    }
+
+    /// A two-tier Clos: nodes `0..hosts` are hosts, then `leaves` leaf switches, then `spines`
+    /// spine switches. Host `h` links to leaf `leaf_of(h)` at `rates.0` (hosts in order), then
+    /// every leaf links to every spine at `rates.1` (leaf-major), all with `delay`.
+    fn two_tier(
+        &mut self,
+        hosts: u32,
+        leaves: u32,
+        spines: u32,
+        leaf_of: impl Fn(u32) -> u32,
+        rates: (Rate, Rate),
+        delay: Duration,
+    ) {
+        self.nodes(hosts + leaves + spines);
+        for h in 0..hosts {
+            self.link(h, hosts + leaf_of(h), rates.0, delay);
+        }
+        for l in 0..leaves {
+            for s in 0..spines {
+                self.link(hosts + l, hosts + leaves + s, rates.1, delay);
+            }
+        }
     }
 
     fn finish(self, hosts: u32) -> Graph {

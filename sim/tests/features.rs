@@ -16,6 +16,24 @@ fn ok(s: &Scenario) -> Summary {
     r
 }
 
+/// A fault event on a link (`[a, b]`) or a switch, with no loss, rate or delay set.
+fn fault(
+    at_us: u64,
+    link: Option<[u32; 2]>,
+    switch: Option<u32>,
+    action: FaultAction,
+) -> FaultEvent {
+    FaultEvent {
+        at_us,
+        link,
+        switch,
+        action,
+        loss: 0.0,
+        rate_gbps: None,
+        delay_ns: None,
+    }
+}
+
 const K4: &str = "[topology]\nkind = \"fat_tree\"\nk = 4\n";
 
 fn incast(extra: &str) -> Scenario {
@@ -326,33 +344,9 @@ fn link_failure_loses_in_flight_packets_and_reroutes() {
     ));
     // Nodes: 16 hosts, 8 edge (16..24), 8 aggregation (24..32), 4 core (32..36).
     s.events = vec![
-        FaultEvent {
-            at_us: 20,
-            link: None,
-            switch: Some(32),
-            action: FaultAction::Down,
-            loss: 0.0,
-            rate_gbps: None,
-            delay_ns: None,
-        },
-        FaultEvent {
-            at_us: 40,
-            link: Some([16, 24]),
-            switch: None,
-            action: FaultAction::Down,
-            loss: 0.0,
-            rate_gbps: None,
-            delay_ns: None,
-        },
-        FaultEvent {
-            at_us: 120,
-            link: Some([16, 24]),
-            switch: None,
-            action: FaultAction::Up,
-            loss: 0.0,
-            rate_gbps: None,
-            delay_ns: None,
-        },
+        fault(20, None, Some(32), FaultAction::Down),
+        fault(40, Some([16, 24]), None, FaultAction::Down),
+        fault(120, Some([16, 24]), None, FaultAction::Up),
     ];
     let r = ok(&s);
     assert_eq!(r.completed, 16, "{r:?}");
@@ -361,13 +355,8 @@ fn link_failure_loses_in_flight_packets_and_reroutes() {
     // A degraded link: 5 % loss on one edge uplink.
     let mut d = s.clone();
     d.events = vec![FaultEvent {
-        at_us: 0,
-        link: Some([16, 24]),
-        switch: None,
-        action: FaultAction::Loss,
         loss: 0.05,
-        rate_gbps: None,
-        delay_ns: None,
+        ..fault(0, Some([16, 24]), None, FaultAction::Loss)
     }];
     let rd = ok(&d);
     assert_eq!(rd.completed, 16);
@@ -441,15 +430,7 @@ fn every_feature_is_deterministic() {
          routing = \"adaptive\"\nlink_loss = 0.001\n[transport]\ncc = \"dcqcn\"\n",
     );
     s.switch.policy = QueuePolicy::DropTail;
-    s.events = vec![FaultEvent {
-        at_us: 10,
-        link: Some([16, 24]),
-        switch: None,
-        action: FaultAction::Down,
-        loss: 0.0,
-        rate_gbps: None,
-        delay_ns: None,
-    }];
+    s.events = vec![fault(10, Some([16, 24]), None, FaultAction::Down)];
     let a = run_report(&s).unwrap();
     let b = run_report(&s).unwrap();
     assert_eq!(a, b);

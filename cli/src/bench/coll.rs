@@ -12,15 +12,16 @@
 //! checked exactly. With `--repeat R` the two sweeps alternate R times and each size reports its
 //! median run.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read as _};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 use serde::{Deserialize, Serialize};
 
 use super::{BenchError, rt_permitted, sys, units};
+use crate::launch::{Ranks, free_port};
 
 /// The collective `weir bench` measures.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
@@ -394,25 +395,6 @@ fn table(op: CollOp, a: &CollArgs, budget: f64, mpi: bool, rows: &[Row]) -> Stri
     s
 }
 
-/// A free TCP port on loopback for the bootstrap (bound and released; the ranks bind it
-/// moments later).
-fn free_port() -> Result<u16, BenchError> {
-    let l = std::net::TcpListener::bind(("127.0.0.1", 0))?;
-    Ok(l.local_addr()?.port())
-}
-
-/// Kill every child on drop (a failed sweep leaves no stray ranks).
-struct Children(Vec<std::process::Child>);
-
-impl Drop for Children {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
 /// One sweep of Weir's communicator over every size.
 fn weir_sweep(
     op: CollOp,
@@ -428,8 +410,7 @@ fn weir_sweep(
         .map(u64::to_string)
         .collect::<Vec<_>>()
         .join(",");
-    let mut children = Children(Vec::new());
-    for rank in 0..a.ranks {
+    let mut ranks = Ranks::spawn(a.ranks, "127.0.0.1", port, |rank| {
         let mut cmd = Command::new(&exe);
         cmd.arg("bench-coll-worker")
             .arg("--op")
@@ -438,12 +419,6 @@ fn weir_sweep(
             .arg(&sizes_arg)
             .arg("--budget")
             .arg(budget.to_string())
-            .env("RANK", rank.to_string())
-            .env("WORLD_SIZE", a.ranks.to_string())
-            .env("LOCAL_RANK", rank.to_string())
-            .env("LOCAL_WORLD_SIZE", a.ranks.to_string())
-            .env("MASTER_ADDR", "127.0.0.1")
-            .env("MASTER_PORT", port.to_string())
             .stdin(Stdio::null())
             .stdout(if rank == 0 {
                 Stdio::piped()
@@ -464,11 +439,11 @@ fn weir_sweep(
         if let Some(algo) = &a.algo {
             cmd.env("WEIR_ALGO", algo);
         }
-        children.0.push(cmd.spawn()?);
-    }
-    let stdout = children.0[0]
-        .stdout
-        .take()
+        cmd
+    })
+    .map_err(|(rank, e)| BenchError::new(format!("weir rank {rank}: {e}")))?;
+    let stdout = ranks
+        .take_stdout(0)
         .ok_or_else(|| BenchError::new("rank 0 has no stdout"))?;
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -485,8 +460,7 @@ fn weir_sweep(
         }
         let _ = tx.send(Ok(rows));
     });
-    let deadline = Duration::from_secs(a.timeout);
-    let rows = match rx.recv_timeout(deadline) {
+    let rows = match rx.recv_timeout(Duration::from_secs(a.timeout)) {
         Ok(Ok(rows)) => rows,
         Ok(Err(e)) => return Err(BenchError::new(e)),
         Err(_) => {
@@ -496,23 +470,9 @@ fn weir_sweep(
             )));
         }
     };
-    let start = Instant::now();
-    for (rank, c) in children.0.iter_mut().enumerate() {
-        loop {
-            if let Some(status) = c.try_wait()? {
-                if !status.success() {
-                    return Err(BenchError::new(format!(
-                        "weir rank {rank} failed: {status}"
-                    )));
-                }
-                break;
-            }
-            if start.elapsed() > Duration::from_secs(30) {
-                return Err(BenchError::new(format!("weir rank {rank} did not exit")));
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
+    ranks
+        .wait(Duration::ZERO, Some(Duration::from_secs(30)))
+        .map_err(|e| BenchError::new(format!("weir {e}")))?;
     if rows.len() != sizes.len() {
         return Err(BenchError::new(format!(
             "rank 0 reported {} of {} sizes",
@@ -646,33 +606,32 @@ fn mpi_sweep(
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let child = cmd.spawn()?;
-    let mut guard = Children(vec![child]);
-    let (tx, rx) = std::sync::mpsc::channel();
-    let stdout = guard.0[0].stdout.take();
-    let stderr = guard.0[0].stderr.take();
-    std::thread::spawn(move || {
-        let mut text = String::new();
-        if let Some(o) = stdout {
-            for line in BufReader::new(o).lines().map_while(Result::ok) {
-                text.push_str(&line);
-                text.push('\n');
+    let mut child = cmd.spawn()?;
+    // Drain stdout and stderr on threads of their own, so neither pipe can fill and stall
+    // mpirun while the other is read.
+    let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_string(&mut text);
             }
-        }
-        let mut err = String::new();
-        if let Some(e) = stderr {
-            for line in BufReader::new(e).lines().map_while(Result::ok) {
-                err.push_str(&line);
-                err.push('\n');
-            }
-        }
-        let _ = tx.send((text, err));
-    });
-    let (text, err) = rx
-        .recv_timeout(Duration::from_secs(a.timeout))
-        .map_err(|_| BenchError::new(format!("mpirun did not finish within {} s", a.timeout)))?;
-    let status = guard.0[0].wait()?;
-    guard.0.clear();
+            let _ = tx.send(text);
+        });
+        rx
+    };
+    let out = drain(child.stdout.take().map(|p| Box::new(p) as _));
+    let err = drain(child.stderr.take().map(|p| Box::new(p) as _));
+    let limit = Duration::from_secs(a.timeout);
+    let (Ok(text), Ok(err)) = (out.recv_timeout(limit), err.recv_timeout(limit)) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(BenchError::new(format!(
+            "mpirun did not finish within {} s",
+            a.timeout
+        )));
+    };
+    let status = child.wait()?;
     let rows = parse_mpi(&text);
     if !status.success() || rows.len() != sizes.len() {
         return Err(BenchError::new(format!(
