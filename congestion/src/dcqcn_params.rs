@@ -9,9 +9,8 @@
 //! [`Params::get`] after a successful [`Params::set`] returns the value set (to within a
 //! picosecond or a bit per second). Defaults are [`DcqcnParams::connectx`].
 
-use weir_base::{Duration, Rate};
-
 use crate::DcqcnParams;
+use crate::params::convert::{flag, from_gbps, from_micros, gbps, micros};
 use crate::params::{ParamError, ParamSpec, Params, Unit, check};
 
 /// Longest duration accepted: one second.
@@ -216,44 +215,18 @@ impl Params for DcqcnParams {
     }
 }
 
-fn micros(d: Duration) -> f64 {
-    d.as_ps() as f64 / 1e6
-}
-
-/// µs (checked non-negative and finite) to the nearest picosecond.
-fn from_micros(us: f64) -> Duration {
-    Duration::from_ps((us * 1e6 + 0.5) as u64)
-}
-
-fn gbps(r: Rate) -> f64 {
-    r.bps_f64() / 1e9
-}
-
-/// Gbit/s (checked non-negative and finite) to the nearest bit/s.
-fn from_gbps(g: f64) -> Rate {
-    Rate::from_bps((g * 1e9 + 0.5) as u64)
-}
-
-fn flag(b: bool) -> f64 {
-    if b { 1.0 } else { 0.0 }
-}
-
 #[cfg(test)]
 mod tests {
     use alloc::format;
+
+    use weir_base::{Duration, Rate};
 
     use super::*;
 
     #[test]
     fn every_spec_reads_back_and_defaults_are_in_range() {
+        crate::params::assert_defaults_round_trip::<DcqcnParams>();
         let d = DcqcnParams::default();
-        for s in DcqcnParams::specs() {
-            let v = d.get(s.name).expect("every spec has a value");
-            assert!(v >= s.min && v <= s.max, "{} = {v}", s.name);
-            let mut p = DcqcnParams::default();
-            p.set(s.name, v).expect("the default is accepted");
-            assert_eq!(p, d, "{}", s.name);
-        }
         assert_eq!(DcqcnParams::specs().len(), 16);
         assert_eq!(d.get("nope"), None);
     }

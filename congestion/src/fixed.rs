@@ -6,6 +6,7 @@
 
 use weir_base::{Instant, Rate};
 
+use crate::params::convert::{from_gbps, gbps};
 use crate::params::{ParamError, ParamSpec, Params, Unit, check};
 use crate::{CongestionControl, Feedback, Limits, Sent};
 
@@ -99,7 +100,7 @@ impl Params for FixedParams {
     fn get(&self, name: &str) -> Option<f64> {
         match name {
             "window" => Some(self.window as f64),
-            "rate" => Some(self.rate.bps_f64() / 1e9),
+            "rate" => Some(gbps(self.rate)),
             _ => None,
         }
     }
@@ -119,7 +120,7 @@ impl Params for FixedParams {
                 }
                 self.window = value as u64;
             }
-            _ => self.rate = Rate::from_bps_f64(value * 1e9 + 0.5),
+            _ => self.rate = from_gbps(value),
         }
         Ok(())
     }

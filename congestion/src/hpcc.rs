@@ -70,6 +70,7 @@
 
 use weir_base::{Duration, Instant, Rate};
 
+use crate::params::convert::{flag, from_gbps, from_micros, gbps, micros};
 use crate::params::{ParamError, ParamSpec, Params, Unit, check};
 use crate::{CongestionControl, Feedback, HopTelemetry, Limits, PathInfo, Sent};
 
@@ -193,10 +194,10 @@ impl Params for HpccParams {
         Some(match name {
             "eta" => self.eta,
             "max_stage" => f64::from(self.max_stage),
-            "rate_ai" => self.rate_ai.bps_f64() / 1e9,
-            "base_rtt" => self.base_rtt.as_ps() as f64 / 1e6,
-            "min_rate" => self.min_rate.bps_f64() / 1e9,
-            "fast_react" => f64::from(u8::from(self.fast_react)),
+            "rate_ai" => gbps(self.rate_ai),
+            "base_rtt" => micros(self.base_rtt),
+            "min_rate" => gbps(self.min_rate),
+            "fast_react" => flag(self.fast_react),
             _ => return None,
         })
     }
@@ -206,24 +207,14 @@ impl Params for HpccParams {
         match spec.name {
             "eta" => self.eta = value,
             "max_stage" => self.max_stage = value as u32,
-            "rate_ai" => self.rate_ai = gbps(value),
-            "base_rtt" => self.base_rtt = micros(value),
-            "min_rate" => self.min_rate = gbps(value),
+            "rate_ai" => self.rate_ai = from_gbps(value),
+            "base_rtt" => self.base_rtt = from_micros(value),
+            "min_rate" => self.min_rate = from_gbps(value),
             "fast_react" => self.fast_react = value == 1.0,
             _ => unreachable!("every spec has a field"),
         }
         Ok(())
     }
-}
-
-/// A checked, non-negative number of µs as a [`Duration`], rounded to the picosecond.
-fn micros(us: f64) -> Duration {
-    Duration::from_ps((us * 1e6 + 0.5) as u64)
-}
-
-/// A checked, non-negative number of Gbit/s as a [`Rate`], rounded to the bit/s.
-fn gbps(g: f64) -> Rate {
-    Rate::from_bps((g * 1e9 + 0.5) as u64)
 }
 
 /// Counters for tests, logs and plots.
@@ -916,13 +907,8 @@ mod tests {
 
     #[test]
     fn params_by_name() {
+        crate::params::assert_defaults_round_trip::<HpccParams>();
         let mut p = HpccParams::default();
-        for s in HpccParams::specs() {
-            let v = p.get(s.name).unwrap();
-            assert!(v >= s.min && v <= s.max, "{} default {v} in range", s.name);
-            p.set(s.name, v).unwrap();
-        }
-        assert_eq!(p, HpccParams::default());
         p.set("eta", 0.99).unwrap();
         p.set("base_rtt", 12.5).unwrap();
         p.set("rate_ai", 0.05).unwrap();

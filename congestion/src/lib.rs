@@ -232,16 +232,8 @@ pub const ALGORITHMS: &[&str] = &["fixed", "dcqcn", "timely", "swift", "hpcc", "
 impl CcConfig {
     /// The built-in `name` (case-insensitive) with its published defaults.
     pub fn by_name(name: &str) -> Option<CcConfig> {
-        Some(match name.to_ascii_lowercase().as_str() {
-            "fixed" => CcConfig::default(),
-            "dcqcn" => CcConfig::Dcqcn(DcqcnParams::default()),
-            "timely" => CcConfig::Timely(TimelyParams::default()),
-            "swift" => CcConfig::Swift(SwiftParams::default()),
-            "hpcc" => CcConfig::Hpcc(HpccParams::default()),
-            "nscc" => CcConfig::Nscc(NsccParams::default()),
-            "rccc" => CcConfig::Rccc(RcccParams::default()),
-            _ => return None,
-        })
+        // With no overrides the only error is an unknown name.
+        CcConfig::from_named(name, &[]).ok()
     }
 
     /// The built-in `algorithm` (case-insensitive) with `overrides` applied to its published
@@ -435,6 +427,7 @@ mod tests {
             let l = cc.limits();
             assert!(l.window.is_some() || l.rate.is_some(), "{name}: {l:?}");
         }
+        assert_eq!(CcConfig::by_name("fixed"), Some(CcConfig::default()));
         assert_eq!(CcConfig::by_name("cubic"), None);
     }
 }

@@ -75,6 +75,7 @@
 
 use weir_base::{Duration, Instant, Rate};
 
+use crate::params::convert::{flag, from_gbps, from_micros, gbps, micros};
 use crate::params::{ParamError, ParamSpec, Params, Unit, check};
 use crate::{CongestionControl, Feedback, Limits, LossKind, PathHint, PathInfo, Sent};
 
@@ -321,24 +322,6 @@ const SPECS: &[ParamSpec] = &[
     },
 ];
 
-/// A checked, non-negative number of µs as a [`Duration`], rounded to the picosecond.
-fn micros(us: f64) -> Duration {
-    Duration::from_ps((us * 1e6 + 0.5) as u64)
-}
-
-/// A checked, non-negative number of Gbit/s as a [`Rate`], rounded to the bit/s.
-fn gbps(g: f64) -> Rate {
-    Rate::from_bps((g * 1e9 + 0.5) as u64)
-}
-
-fn as_micros(d: Duration) -> f64 {
-    d.as_ps() as f64 / 1e6
-}
-
-fn flag(b: bool) -> f64 {
-    f64::from(u8::from(b))
-}
-
 impl Params for NsccParams {
     const ALGORITHM: &'static str = "nscc";
     const CITATION: &'static str = "Ultra Ethernet Consortium, UE 1.0 NSCC (Network-Signal \
@@ -351,9 +334,9 @@ impl Params for NsccParams {
 
     fn get(&self, name: &str) -> Option<f64> {
         Some(match name {
-            "base_rtt" => as_micros(self.base_rtt),
-            "network_rtt" => as_micros(self.network_rtt),
-            "target_qdelay" => as_micros(self.target_qdelay),
+            "base_rtt" => micros(self.base_rtt),
+            "network_rtt" => micros(self.network_rtt),
+            "target_qdelay" => micros(self.target_qdelay),
             "trimming" => flag(self.trimming),
             "gamma" => self.gamma,
             "md_floor" => self.md_floor,
@@ -365,11 +348,11 @@ impl Params for NsccParams {
             "fi_mss" => self.fi_mss,
             "eta_mss" => self.eta_mss,
             "fast_increase_scale" => self.fast_increase_scale,
-            "fast_increase_delay" => as_micros(self.fast_increase_delay),
+            "fast_increase_delay" => micros(self.fast_increase_delay),
             "adjust_mtus" => f64::from(self.adjust_mtus),
             "max_wnd_bdp" => self.max_wnd_bdp,
-            "reference_rate" => self.reference_rate.bps_f64() / 1e9,
-            "reference_rtt" => as_micros(self.reference_rtt),
+            "reference_rate" => gbps(self.reference_rate),
+            "reference_rtt" => micros(self.reference_rtt),
             "path_hint" => flag(self.path_hint),
             "last_hop_trim_decrease" => flag(self.last_hop_trim_decrease),
             _ => return None,
@@ -380,9 +363,9 @@ impl Params for NsccParams {
         let spec = check(Self::ALGORITHM, SPECS, name, value)?;
         let on = value == 1.0;
         match spec.name {
-            "base_rtt" => self.base_rtt = micros(value),
-            "network_rtt" => self.network_rtt = micros(value),
-            "target_qdelay" => self.target_qdelay = micros(value),
+            "base_rtt" => self.base_rtt = from_micros(value),
+            "network_rtt" => self.network_rtt = from_micros(value),
+            "target_qdelay" => self.target_qdelay = from_micros(value),
             "trimming" => self.trimming = on,
             "gamma" => self.gamma = value,
             "md_floor" => self.md_floor = value,
@@ -394,11 +377,11 @@ impl Params for NsccParams {
             "fi_mss" => self.fi_mss = value,
             "eta_mss" => self.eta_mss = value,
             "fast_increase_scale" => self.fast_increase_scale = value,
-            "fast_increase_delay" => self.fast_increase_delay = micros(value),
+            "fast_increase_delay" => self.fast_increase_delay = from_micros(value),
             "adjust_mtus" => self.adjust_mtus = value as u32,
             "max_wnd_bdp" => self.max_wnd_bdp = value,
-            "reference_rate" => self.reference_rate = gbps(value),
-            "reference_rtt" => self.reference_rtt = micros(value),
+            "reference_rate" => self.reference_rate = from_gbps(value),
+            "reference_rtt" => self.reference_rtt = from_micros(value),
             "path_hint" => self.path_hint = on,
             "last_hop_trim_decrease" => self.last_hop_trim_decrease = on,
             _ => unreachable!("every spec has a field"),
@@ -1362,13 +1345,8 @@ mod tests {
 
     #[test]
     fn params_by_name() {
+        crate::params::assert_defaults_round_trip::<NsccParams>();
         let mut p = NsccParams::default();
-        for s in NsccParams::specs() {
-            let v = p.get(s.name).unwrap();
-            assert!(v >= s.min && v <= s.max, "{} default {v} in range", s.name);
-            p.set(s.name, v).unwrap();
-        }
-        assert_eq!(p, NsccParams::default());
         p.set("target_qdelay", 4.5).unwrap();
         p.set("reference_rate", 400.0).unwrap();
         p.set("qa_gate", 2.0).unwrap();

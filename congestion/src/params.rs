@@ -138,6 +138,38 @@ pub fn check(
     }
 }
 
+/// Unit conversions shared by the [`Params`] impls: a parameter's number in its [`Unit`] to
+/// and from the field's type. The `from_*` functions take values that [`check`] accepted
+/// (finite, non-negative, in range) and round to the nearest picosecond / bit/s.
+pub(crate) mod convert {
+    use weir_base::{Duration, Rate};
+
+    /// A [`Duration`] in µs.
+    pub(crate) fn micros(d: Duration) -> f64 {
+        d.as_ps() as f64 / 1e6
+    }
+
+    /// A checked, non-negative number of µs as a [`Duration`], rounded to the picosecond.
+    pub(crate) fn from_micros(us: f64) -> Duration {
+        Duration::from_ps((us * 1e6 + 0.5) as u64)
+    }
+
+    /// A [`Rate`] in Gbit/s.
+    pub(crate) fn gbps(r: Rate) -> f64 {
+        r.bps_f64() / 1e9
+    }
+
+    /// A checked, non-negative number of Gbit/s as a [`Rate`], rounded to the bit/s.
+    pub(crate) fn from_gbps(g: f64) -> Rate {
+        Rate::from_bps((g * 1e9 + 0.5) as u64)
+    }
+
+    /// A switch as 0/1.
+    pub(crate) fn flag(b: bool) -> f64 {
+        f64::from(u8::from(b))
+    }
+}
+
 /// A small inline copy of an unknown parameter name, so errors need no allocation.
 pub mod heapless_name {
     /// Up to 64 bytes of a name (cut at a character boundary).
@@ -171,6 +203,20 @@ pub mod heapless_name {
         fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
             core::fmt::Debug::fmt(self.as_str(), f)
         }
+    }
+}
+
+/// Test helper for every [`Params`] impl: each spec's name has a getter, its default lies in
+/// the spec's range, and setting the default back leaves the struct equal to the default.
+#[cfg(test)]
+pub(crate) fn assert_defaults_round_trip<P: Params + PartialEq>() {
+    let d = P::default();
+    for s in P::specs() {
+        let v = d.get(s.name).expect("every spec has a getter");
+        assert!(v >= s.min && v <= s.max, "{} default {v} in range", s.name);
+        let mut p = P::default();
+        p.set(s.name, v).expect("the default is accepted");
+        assert_eq!(p, d, "get/set round-trips the default of {}", s.name);
     }
 }
 

@@ -48,6 +48,7 @@ use alloc::collections::{BTreeMap, VecDeque};
 
 use weir_base::{Duration, Instant, Rate};
 
+use crate::params::convert::{flag, from_gbps, from_micros, gbps, micros};
 use crate::params::{ParamError, ParamSpec, Params, Unit, check};
 use crate::{CongestionControl, Feedback, Limits, PathInfo, Sent};
 
@@ -168,10 +169,10 @@ impl Params for RcccParams {
         Some(match name {
             "pull_mtus" => f64::from(self.pull_mtus),
             "max_wnd" => self.max_wnd as f64,
-            "speculative" => f64::from(u8::from(self.speculative)),
-            "link_rate" => self.link_rate.bps_f64() / 1e9,
+            "speculative" => flag(self.speculative),
+            "link_rate" => gbps(self.link_rate),
             "request_cap" => self.request_cap as f64,
-            "request_timeout" => self.request_timeout.as_ps() as f64 / 1e6,
+            "request_timeout" => micros(self.request_timeout),
             _ => return None,
         })
     }
@@ -182,11 +183,9 @@ impl Params for RcccParams {
             "pull_mtus" => self.pull_mtus = value as u32,
             "max_wnd" => self.max_wnd = value as u64,
             "speculative" => self.speculative = value == 1.0,
-            "link_rate" => self.link_rate = Rate::from_bps_f64(value * 1e9 + 0.5),
+            "link_rate" => self.link_rate = from_gbps(value),
             "request_cap" => self.request_cap = value as u64,
-            "request_timeout" => {
-                self.request_timeout = Duration::from_ps((value * 1e6 + 0.5) as u64)
-            }
+            "request_timeout" => self.request_timeout = from_micros(value),
             _ => unreachable!("every spec has a field"),
         }
         Ok(())

@@ -117,6 +117,7 @@
 
 use weir_base::{Duration, Instant, Rate};
 
+use crate::params::convert::{from_micros, micros};
 use crate::params::{self, ParamError, ParamSpec, Params, Unit};
 use crate::{CongestionControl, Feedback, Limits, LossKind, PathInfo, Sent};
 
@@ -816,14 +817,6 @@ fn round(x: f64) -> u64 {
     (x + 0.5) as u64
 }
 
-fn micros(d: Duration) -> f64 {
-    d.as_ps() as f64 / 1e6
-}
-
-fn from_micros(us: f64) -> Duration {
-    Duration::from_ps(round(us * 1e6))
-}
-
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
@@ -1317,17 +1310,8 @@ mod tests {
 
     #[test]
     fn params_by_name() {
+        crate::params::assert_defaults_round_trip::<SwiftParams>();
         let mut p = SwiftParams::default();
-        for spec in SwiftParams::specs() {
-            let v = p.get(spec.name).expect("every spec has a getter");
-            assert!(v >= spec.min && v <= spec.max, "{} default {v}", spec.name);
-            p.set(spec.name, v).expect("the default is in range");
-        }
-        assert_eq!(
-            p,
-            SwiftParams::default(),
-            "get/set round-trips the defaults"
-        );
         p.set("base_target", 12.5).unwrap();
         assert_eq!(p.base_target, Duration::from_nanos(12_500));
         p.set("hops", 3.0).unwrap();

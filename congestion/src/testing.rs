@@ -48,10 +48,9 @@ use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, BinaryHeap, VecDeque};
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::cmp::Ordering;
 use core::fmt::Write as _;
 
-use weir_base::{Duration, Instant, Rate, Rng};
+use weir_base::{Duration, Instant, Rate, Rng, Scheduled};
 
 use crate::{CongestionControl, Feedback, HopTelemetry, LossKind, PathInfo, Sent};
 
@@ -485,6 +484,18 @@ impl Trace {
             .map(|s| (s.t - self.interval) - after)
     }
 
+    /// How long after `after` the backlog last exceeded `level` bytes: the end of the last
+    /// sample interval whose largest backlog was above it, minus `after` (zero if it never
+    /// was). Unlike [`Trace::drain_time`], a later rebound above `level` counts.
+    pub fn settled_after(&self, after: Instant, level: u64) -> Duration {
+        self.samples
+            .iter()
+            .filter(|s| s.t > after && s.queue_max > level)
+            .map(|s| s.t - after)
+            .max()
+            .unwrap_or(Duration::ZERO)
+    }
+
     /// Time from `after` to the end of the first sample after it in which the link carried
     /// at least `percent` % of its capacity (`None`: never).
     pub fn recovered(&self, after: Instant, percent: u64) -> Option<Duration> {
@@ -694,30 +705,8 @@ enum Ev {
     Sample,
 }
 
-#[derive(Debug)]
-struct Entry {
-    at: Instant,
-    seq: u64,
-    ev: Ev,
-}
-
-impl PartialEq for Entry {
-    fn eq(&self, o: &Self) -> bool {
-        (self.at, self.seq) == (o.at, o.seq)
-    }
-}
-impl Eq for Entry {}
-impl PartialOrd for Entry {
-    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl Ord for Entry {
-    /// Reversed, so the max-heap pops the earliest (then first scheduled) event.
-    fn cmp(&self, o: &Self) -> Ordering {
-        (o.at, o.seq).cmp(&(self.at, self.seq))
-    }
-}
+/// A queued model event: due time, push order, the event.
+type Entry = Scheduled<Instant, Ev>;
 
 /// Per-flow model state (sender and receiver).
 #[derive(Debug, Default)]

@@ -75,6 +75,7 @@
 
 use weir_base::{Duration, Instant, Rate};
 
+use crate::params::convert::{from_gbps, from_micros, gbps, micros};
 use crate::params::{self, ParamError, ParamSpec, Params, Unit};
 use crate::{CongestionControl, Feedback, Limits, PathInfo, Sent};
 
@@ -519,22 +520,6 @@ fn round(x: f64) -> u64 {
     (x + 0.5) as u64
 }
 
-fn micros(d: Duration) -> f64 {
-    d.as_ps() as f64 / 1e6
-}
-
-fn from_micros(us: f64) -> Duration {
-    Duration::from_ps(round(us * 1e6))
-}
-
-fn gbps(r: Rate) -> f64 {
-    r.bps() as f64 / 1e9
-}
-
-fn from_gbps(g: f64) -> Rate {
-    Rate::from_bps(round(g * 1e9))
-}
-
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
@@ -887,17 +872,8 @@ mod tests {
 
     #[test]
     fn params_by_name() {
+        crate::params::assert_defaults_round_trip::<TimelyParams>();
         let mut p = TimelyParams::default();
-        for spec in TimelyParams::specs() {
-            let v = p.get(spec.name).expect("every spec has a getter");
-            assert!(v >= spec.min && v <= spec.max, "{} default {v}", spec.name);
-            p.set(spec.name, v).expect("the default is in range");
-        }
-        assert_eq!(
-            p,
-            TimelyParams::default(),
-            "get/set round-trips the defaults"
-        );
         p.set("t_low", 25.5).unwrap();
         assert_eq!(p.t_low, Duration::from_nanos(25_500));
         p.set("delta", 0.1).unwrap();

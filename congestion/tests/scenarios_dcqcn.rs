@@ -8,21 +8,12 @@
 
 use std::fmt::Write as _;
 
+mod common;
+
+use common::{gbps, ms, us};
 use weir_base::{Duration, Instant, Rate};
 use weir_congestion::testing::{self, Config, FlowSpec, Overflow, Trace};
 use weir_congestion::{Dcqcn, DcqcnParams};
-
-fn us(n: u64) -> Instant {
-    Instant::ZERO + Duration::from_micros(n)
-}
-
-fn ms(n: u64) -> Instant {
-    Instant::ZERO + Duration::from_millis(n)
-}
-
-fn gbps(r: Rate) -> f64 {
-    r.bps_f64() / 1e9
-}
 
 fn run(cfg: &Config, flows: &[FlowSpec]) -> Trace {
     testing::run_with(cfg, flows, |_, now, path| {

@@ -9,14 +9,13 @@
 //! With 4 KB packets the published defaults do *not* converge to a fair share; see
 //! `sampled_queue_bias_with_large_packets` for the measurement and the reason.
 
+mod common;
+
+use common::{gbps, loss_episode_and_random_loss, us};
 use weir_base::{Duration, Instant, Rate};
 use weir_congestion::hpcc::{Hpcc, HpccParams};
 use weir_congestion::testing::{Config, FlowSpec, IntHops, Overflow, Trace, run, run_with};
 use weir_congestion::{CongestionControl, Feedback, Limits, PathInfo, Sent};
-
-fn us(t: u64) -> Instant {
-    Instant::from_ps(t * 1_000_000)
-}
 
 /// The HPCC paper's setting on the harness.
 fn paper() -> Config {
@@ -31,21 +30,6 @@ fn hpcc(cfg: &Config, flows: &[FlowSpec]) -> Trace {
     run_with(cfg, flows, |_, start, path| {
         Box::new(Hpcc::new(start, path, HpccParams::default()))
     })
-}
-
-/// How long after `after` the backlog last exceeded `level` bytes: the end of the last sample
-/// interval whose largest backlog was above it, minus `after` (zero if it never was).
-fn settled_after(t: &Trace, after: Instant, level: u64) -> Duration {
-    t.samples
-        .iter()
-        .filter(|s| s.t > after && s.queue_max > level)
-        .map(|s| s.t - after)
-        .max()
-        .unwrap_or(Duration::ZERO)
-}
-
-fn gbps(r: Rate) -> f64 {
-    r.bps_f64() / 1e9
 }
 
 /// Eight flows, one every 500 µs, over 25 ms.
@@ -89,7 +73,7 @@ fn queue_drains_after_a_16_to_1_incast() {
     let flows = FlowSpec::many(16, us(100));
     let t = hpcc(&cfg, &flows);
     // Time until the backlog is back to a couple of packets' worth for good.
-    let drained = settled_after(&t, us(100), 16_000);
+    let drained = t.settled_after(us(100), 16_000);
     let (from, to) = (us(1_000), us(5_000));
     let (q, qmax) = (t.mean_queue(from, to), t.max_queue(from, to));
     let util = t.utilisation(from, to);
@@ -183,54 +167,8 @@ fn recovers_after_loss() {
     assert!(util >= 0.9 && jain >= 0.95, "{util} {jain}");
     assert!(slowest >= 0.5 * 100.0 / 16.0 * 0.9, "{slowest}");
 
-    // A loss episode: 30 % of the packets reaching the bottleneck in [2, 2.5) ms are lost,
-    // retransmissions included (timeouts follow). Then no loss.
-    let cfg = Config {
-        loss: 0.3,
-        loss_period: Some((us(2_000), us(2_500))),
-        duration: Duration::from_millis(6),
-        ..paper()
-    };
-    let flows = FlowSpec::many(4, Instant::ZERO);
-    let t = hpcc(&cfg, &flows);
-    let back = t.recovered(us(2_500), 90);
-    let (util, jain) = (
-        t.utilisation(us(3_500), us(6_000)),
-        t.jain(us(3_500), us(6_000)),
-    );
-    eprintln!(
-        "hpcc loss episode (30 % for 0.5 ms, 4 flows): {} losses, {} RTOs; back above 90 % \
-         utilisation {back:?} after it; [3.5, 6] ms utilisation {util:.4}, Jain {jain:.4}",
-        t.link.random_losses,
-        t.rtos()
-    );
-    assert!(t.link.random_losses > 100);
-    assert!(
-        back.is_some_and(|d| d <= Duration::from_micros(500)),
-        "{back:?}"
-    );
-    assert!(util >= 0.9 && jain >= 0.95, "{util} {jain}");
-
-    // Random, non-congestive loss: goodput and fairness hold.
-    for loss in [0.01, 0.05] {
-        let cfg = Config {
-            loss,
-            duration: Duration::from_millis(10),
-            ..paper()
-        };
-        let flows = FlowSpec::many(4, Instant::ZERO);
-        let t = hpcc(&cfg, &flows);
-        let (from, to) = (us(1_000), us(10_000));
-        let (util, jain) = (t.utilisation(from, to), t.jain(from, to));
-        let retx: u64 = t.flows.iter().map(|f| f.retransmitted_bytes).sum();
-        eprintln!(
-            "hpcc {}% random loss: {} losses, {retx} B retransmitted; utilisation {util:.4}, Jain {jain:.4}",
-            loss * 100.0,
-            t.link.random_losses
-        );
-        assert!(t.link.random_losses > 0 && retx > 0);
-        assert!(util >= 0.9 && jain >= 0.95, "{util} {jain}");
-    }
+    // A 30 % loss episode, then random, non-congestive loss: goodput and fairness hold.
+    loss_episode_and_random_loss("hpcc", &paper(), hpcc, 0.9);
 }
 
 #[test]

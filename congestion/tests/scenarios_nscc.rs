@@ -13,13 +13,12 @@
 //! target, about 200 KB (16 µs) of queue with this marking profile, above the 9 µs target.
 //! The queue bounds below are that operating point, not "empty".
 
+mod common;
+
+use common::{gbps, loss_episode_and_random_loss, us};
 use weir_base::{Duration, Instant, Rate};
 use weir_congestion::nscc::{Nscc, NsccParams};
 use weir_congestion::testing::{Config, FlowSpec, Overflow, Red, Trace, run_with};
-
-fn us(t: u64) -> Instant {
-    Instant::from_ps(t * 1_000_000)
-}
 
 const PACKET: u64 = 4096;
 const BUFFER: u64 = 100 * PACKET;
@@ -45,21 +44,6 @@ fn nscc(cfg: &Config, flows: &[FlowSpec]) -> Trace {
     run_with(cfg, flows, |_, start, path| {
         Box::new(Nscc::new(start, path, NsccParams::default()))
     })
-}
-
-/// How long after `after` the backlog last exceeded `level` bytes: the end of the last sample
-/// interval whose largest backlog was above it, minus `after` (zero if it never was).
-fn settled_after(t: &Trace, after: Instant, level: u64) -> Duration {
-    t.samples
-        .iter()
-        .filter(|s| s.t > after && s.queue_max > level)
-        .map(|s| s.t - after)
-        .max()
-        .unwrap_or(Duration::ZERO)
-}
-
-fn gbps(r: Rate) -> f64 {
-    r.bps_f64() / 1e9
 }
 
 /// Eight flows, one every 500 µs, over 20 ms.
@@ -103,8 +87,8 @@ fn queue_drains_after_a_16_to_1_incast() {
     let t = nscc(&cfg, &flows);
     // Time until the buffer stops filling (no more trims), and until the backlog stays
     // below the level where every packet is marked.
-    let trimming = settled_after(&t, us(100), BUFFER - PACKET);
-    let marking = settled_after(&t, us(100), KMAX);
+    let trimming = t.settled_after(us(100), BUFFER - PACKET);
+    let marking = t.settled_after(us(100), KMAX);
     let (from, to) = (us(1_000), us(5_000));
     let (q, qmax) = (t.mean_queue(from, to), t.max_queue(from, to));
     let util = t.utilisation(from, to);
@@ -202,55 +186,9 @@ fn recovers_after_loss() {
     assert!(util >= 0.95 && jain >= 0.95, "{util} {jain}");
     assert!(slowest >= 0.5 * 100.0 / 16.0 * 0.9, "{slowest}");
 
-    // A loss episode: 30 % of the packets reaching the bottleneck in [2, 2.5) ms are lost,
-    // retransmissions included (timeouts follow). Then no loss.
-    let cfg = Config {
-        loss: 0.3,
-        loss_period: Some((us(2_000), us(2_500))),
-        duration: Duration::from_millis(6),
-        ..uec()
-    };
-    let flows = FlowSpec::many(4, Instant::ZERO);
-    let t = nscc(&cfg, &flows);
-    let back = t.recovered(us(2_500), 90);
-    let (util, jain) = (
-        t.utilisation(us(3_500), us(6_000)),
-        t.jain(us(3_500), us(6_000)),
-    );
-    eprintln!(
-        "nscc loss episode (30 % for 0.5 ms, 4 flows): {} losses, {} RTOs; back above 90 % \
-         utilisation {back:?} after it; [3.5, 6] ms utilisation {util:.4}, Jain {jain:.4}",
-        t.link.random_losses,
-        t.rtos()
-    );
-    assert!(t.link.random_losses > 100);
-    assert!(
-        back.is_some_and(|d| d <= Duration::from_micros(500)),
-        "{back:?}"
-    );
-    assert!(util >= 0.95 && jain >= 0.95, "{util} {jain}");
-
-    // Random, non-congestive loss (dropped, detected from SACK holes): NSCC does not cut for
-    // it, so goodput and fairness hold.
-    for loss in [0.01, 0.05] {
-        let cfg = Config {
-            loss,
-            duration: Duration::from_millis(10),
-            ..uec()
-        };
-        let flows = FlowSpec::many(4, Instant::ZERO);
-        let t = nscc(&cfg, &flows);
-        let (from, to) = (us(1_000), us(10_000));
-        let (util, jain) = (t.utilisation(from, to), t.jain(from, to));
-        let retx: u64 = t.flows.iter().map(|f| f.retransmitted_bytes).sum();
-        eprintln!(
-            "nscc {}% random loss: {} losses, {retx} B retransmitted; utilisation {util:.4}, Jain {jain:.4}",
-            loss * 100.0,
-            t.link.random_losses
-        );
-        assert!(t.link.random_losses > 0 && retx > 0);
-        assert!(util >= 0.95 && jain >= 0.95, "{util} {jain}");
-    }
+    // A 30 % loss episode, then random, non-congestive loss (dropped, detected from SACK
+    // holes): NSCC does not cut for it, so goodput and fairness hold.
+    loss_episode_and_random_loss("nscc", &uec(), nscc, 0.95);
 }
 
 #[test]

@@ -10,6 +10,9 @@
 //! near `(target − base RTT)·C` ≈ 23–26 µs ≈ 290–330 KB at 100 Gb/s, and the bounds below are
 //! derived from that, not from a run.
 
+mod common;
+
+use common::{gbps, ms};
 use weir_base::{Duration, Instant, Rate};
 use weir_congestion::swift::{Swift, SwiftParams};
 use weir_congestion::testing::{self, Config, FlowSpec, Overflow};
@@ -20,16 +23,8 @@ use weir_congestion::{CongestionControl, PathInfo};
 /// 25 % for the AIMD sawtooth.
 const STANDING_QUEUE: u64 = 400_000;
 
-fn ms(n: u64) -> Instant {
-    Instant::ZERO + Duration::from_millis(n)
-}
-
 fn swift(_: usize, now: Instant, path: &PathInfo) -> Box<dyn CongestionControl> {
     Box::new(Swift::new(now, path, SwiftParams::default()))
-}
-
-fn gbps(r: Rate) -> f64 {
-    r.bps_f64() / 1e9
 }
 
 fn config(duration_ms: u64) -> Config {

@@ -22,21 +22,16 @@
 //!   index is 0.28 over [10, 20] ms and 0.47 over [50, 60] ms, and every 10 ms window is at
 //!   least 0.95 only from about 140 ms on (Swift: from the last join, 7 ms).
 
+mod common;
+
+use common::{gbps, ms};
 use weir_base::{Duration, Instant, Rate};
 use weir_congestion::testing::{self, Config, FlowSpec, Trace};
 use weir_congestion::timely::{Timely, TimelyParams};
 use weir_congestion::{CongestionControl, PathInfo};
 
-fn ms(n: u64) -> Instant {
-    Instant::ZERO + Duration::from_millis(n)
-}
-
 fn timely(_: usize, now: Instant, path: &PathInfo) -> Box<dyn CongestionControl> {
     Box::new(Timely::new(now, path, TimelyParams::default()))
-}
-
-fn gbps(r: Rate) -> f64 {
-    r.bps_f64() / 1e9
 }
 
 fn config(duration_ms: u64) -> Config {
