@@ -122,32 +122,41 @@ int_element!(u32, DType::U32);
 int_element!(i64, DType::I64);
 int_element!(u64, DType::U64);
 
-impl Element for f16 {
-    const DTYPE: DType = DType::F16;
-    fn combine(op: ReduceOp, acc: &mut [Self], src: &[Self]) {
-        match op {
-            ReduceOp::Avg | ReduceOp::Sum => zip_apply(acc, src, f16_via(|a, b| a + b)),
-            ReduceOp::Prod => zip_apply(acc, src, f16_via(|a, b| a * b)),
-            ReduceOp::Min => zip_apply(acc, src, f16_via(f32::min)),
-            ReduceOp::Max => zip_apply(acc, src, f16_via(f32::max)),
+/// Implements [`Element`] for a 16-bit float type that combines in f32: widen each pair with
+/// `$widen`, apply the f32 operator, round once with `$narrow`. The conversions are
+/// branch-free (selects), so `zip_apply` still vectorises.
+macro_rules! half_element {
+    ($t:ty, $tag:expr, $widen:ident, $narrow:ident) => {
+        impl Element for $t {
+            const DTYPE: DType = $tag;
+            fn combine(op: ReduceOp, acc: &mut [Self], src: &[Self]) {
+                /// Lifts an f32 operator to this type; generic so it inlines.
+                #[inline(always)]
+                fn via(f: impl Fn(f32, f32) -> f32) -> impl Fn($t, $t) -> $t {
+                    move |a, b| $narrow(f($widen(a), $widen(b)))
+                }
+                match op {
+                    ReduceOp::Avg | ReduceOp::Sum => zip_apply(acc, src, via(|a, b| a + b)),
+                    ReduceOp::Prod => zip_apply(acc, src, via(|a, b| a * b)),
+                    ReduceOp::Min => zip_apply(acc, src, via(f32::min)),
+                    ReduceOp::Max => zip_apply(acc, src, via(f32::max)),
+                }
+            }
+            fn divide(buf: &mut [Self], n: usize) {
+                if n == 0 {
+                    return;
+                }
+                let d = n as f32;
+                for x in buf {
+                    *x = $narrow($widen(*x) / d);
+                }
+            }
         }
-    }
-    fn divide(buf: &mut [Self], n: usize) {
-        if n == 0 {
-            return;
-        }
-        let d = n as f32;
-        for x in buf {
-            *x = f32_to_f16(f16_to_f32(*x) / d);
-        }
-    }
+    };
 }
 
-/// Lifts an f32 operator to f16 (widen, apply, round once); generic so it inlines.
-#[inline(always)]
-fn f16_via(f: impl Fn(f32, f32) -> f32) -> impl Fn(f16, f16) -> f16 {
-    move |a, b| f32_to_f16(f(f16_to_f32(a), f16_to_f32(b)))
-}
+half_element!(f16, DType::F16, f16_to_f32, f32_to_f16);
+half_element!(bf16, DType::Bf16, bf16_to_f32, f32_to_bf16);
 
 /// Exact f16 → f32 without branches (F. Giesen, "half_to_float", public domain): shift the
 /// exponent and mantissa into place, rebias, then fix Inf/NaN and subnormals by selects.
@@ -195,34 +204,6 @@ fn f32_to_f16(f: f32) -> f16 {
         normal
     };
     f16::from_bits((o | (sign >> 16)) as u16)
-}
-
-impl Element for bf16 {
-    const DTYPE: DType = DType::Bf16;
-    fn combine(op: ReduceOp, acc: &mut [Self], src: &[Self]) {
-        // Branch-free conversions (see `bf16_to_f32`) so the block loop vectorises.
-        match op {
-            ReduceOp::Avg | ReduceOp::Sum => zip_apply(acc, src, bf16_via(|a, b| a + b)),
-            ReduceOp::Prod => zip_apply(acc, src, bf16_via(|a, b| a * b)),
-            ReduceOp::Min => zip_apply(acc, src, bf16_via(f32::min)),
-            ReduceOp::Max => zip_apply(acc, src, bf16_via(f32::max)),
-        }
-    }
-    fn divide(buf: &mut [Self], n: usize) {
-        if n == 0 {
-            return;
-        }
-        let d = n as f32;
-        for x in buf {
-            *x = f32_to_bf16(bf16_to_f32(*x) / d);
-        }
-    }
-}
-
-/// Lifts an f32 operator to bf16 (widen, apply, round once); generic so it inlines.
-#[inline(always)]
-fn bf16_via(f: impl Fn(f32, f32) -> f32) -> impl Fn(bf16, bf16) -> bf16 {
-    move |a, b| f32_to_bf16(f(bf16_to_f32(a), bf16_to_f32(b)))
 }
 
 /// bf16 is the top half of an f32: widening is a shift.

@@ -159,16 +159,26 @@ impl Communicator {
             },
             a => a,
         });
-        let chosen = weir_collectives::choose(collective, bytes, n, &self.fabric);
-        let mut pick = match (forced, chosen) {
-            (Some(a), c) if supports(collective, a) => (a, c.map_or(1, |c| c.pipeline)),
-            (_, Some(c)) => (c.algorithm, c.pipeline),
-            (_, None) => (default_algorithm(collective), 1),
-        };
-        if let Some(p) = self.world.opts.pipeline {
-            pick.1 = p.max(1);
+        match forced {
+            Some(a) if supports(collective, a) => {
+                let model = weir_collectives::choose(collective, bytes, n, &self.fabric);
+                (a, self.pipeline_or(model.map_or(1, |c| c.pipeline)))
+            }
+            _ => self.model_choice(collective, bytes),
         }
-        pick
+    }
+
+    /// The cost model's algorithm and pipeline depth (the forced depth, if any, wins).
+    fn model_choice(&self, collective: Collective, bytes: u64) -> (Algorithm, usize) {
+        match weir_collectives::choose(collective, bytes, self.size(), &self.fabric) {
+            Some(c) => (c.algorithm, self.pipeline_or(c.pipeline)),
+            None => (default_algorithm(collective), self.pipeline_or(1)),
+        }
+    }
+
+    /// The forced pipeline depth (`WEIR_PIPELINE`), at least 1, or `model`.
+    fn pipeline_or(&self, model: usize) -> usize {
+        self.world.opts.pipeline.map_or(model, |p| p.max(1))
     }
 
     /// Blocks until every rank of the communicator has called it.
@@ -210,15 +220,12 @@ impl Communicator {
 
     /// Element-wise reduction of every rank's `buf`, in place on every rank.
     pub fn allreduce<T: Element>(&self, buf: &mut [T], op: ReduceOp) -> Result<(), CommError> {
-        let bytes = std::mem::size_of_val(buf) as u64;
-        self.start(Collective::AllReduce, buf, op, bytes, true)?
-            .finish()
+        self.start(Collective::AllReduce, buf, op, true)?.finish()
     }
 
     /// Every rank's chunk `r` (of `chunks(buf.len(), n)`) gathered into `buf` on every rank.
     pub fn allgather<T: Element>(&self, buf: &mut [T]) -> Result<(), CommError> {
-        let bytes = std::mem::size_of_val(buf) as u64;
-        self.start(Collective::AllGather, buf, ReduceOp::Sum, bytes, true)?
+        self.start(Collective::AllGather, buf, ReduceOp::Sum, true)?
             .finish()
     }
 
@@ -230,8 +237,7 @@ impl Communicator {
         op: ReduceOp,
     ) -> Result<Range<usize>, CommError> {
         let r = self.output_chunk(buf.len());
-        let bytes = std::mem::size_of_val(buf) as u64;
-        self.start(Collective::ReduceScatter, buf, op, bytes, true)?
+        self.start(Collective::ReduceScatter, buf, op, true)?
             .finish()?;
         Ok(r)
     }
@@ -239,15 +245,8 @@ impl Communicator {
     /// Copies `buf` of rank `root` into `buf` on every rank.
     pub fn broadcast<T: Element>(&self, buf: &mut [T], root: usize) -> Result<(), CommError> {
         self.check_root(root)?;
-        let bytes = std::mem::size_of_val(buf) as u64;
-        self.start(
-            Collective::Broadcast { root },
-            buf,
-            ReduceOp::Sum,
-            bytes,
-            true,
-        )?
-        .finish()
+        self.start(Collective::Broadcast { root }, buf, ReduceOp::Sum, true)?
+            .finish()
     }
 
     /// Reduces every rank's `buf` into `buf` on `root` (other ranks' buffers are scratch).
@@ -258,8 +257,7 @@ impl Communicator {
         root: usize,
     ) -> Result<(), CommError> {
         self.check_root(root)?;
-        let bytes = std::mem::size_of_val(buf) as u64;
-        self.start(Collective::Reduce { root }, buf, op, bytes, true)?
+        self.start(Collective::Reduce { root }, buf, op, true)?
             .finish()
     }
 
@@ -283,8 +281,7 @@ impl Communicator {
         buf: &'a mut [T],
         op: ReduceOp,
     ) -> Result<Request<'a>, CommError> {
-        let bytes = std::mem::size_of_val(buf) as u64;
-        self.start(Collective::AllReduce, buf, op, bytes, false)
+        self.start(Collective::AllReduce, buf, op, false)
     }
 
     /// Nonblocking [`Communicator::allgather`].
@@ -292,8 +289,7 @@ impl Communicator {
         &'a self,
         buf: &'a mut [T],
     ) -> Result<Request<'a>, CommError> {
-        let bytes = std::mem::size_of_val(buf) as u64;
-        self.start(Collective::AllGather, buf, ReduceOp::Sum, bytes, false)
+        self.start(Collective::AllGather, buf, ReduceOp::Sum, false)
     }
 
     /// Nonblocking [`Communicator::reduce_scatter`].
@@ -302,8 +298,7 @@ impl Communicator {
         buf: &'a mut [T],
         op: ReduceOp,
     ) -> Result<Request<'a>, CommError> {
-        let bytes = std::mem::size_of_val(buf) as u64;
-        self.start(Collective::ReduceScatter, buf, op, bytes, false)
+        self.start(Collective::ReduceScatter, buf, op, false)
     }
 
     /// Nonblocking [`Communicator::broadcast`].
@@ -313,14 +308,7 @@ impl Communicator {
         root: usize,
     ) -> Result<Request<'a>, CommError> {
         self.check_root(root)?;
-        let bytes = std::mem::size_of_val(buf) as u64;
-        self.start(
-            Collective::Broadcast { root },
-            buf,
-            ReduceOp::Sum,
-            bytes,
-            false,
-        )
+        self.start(Collective::Broadcast { root }, buf, ReduceOp::Sum, false)
     }
 
     /// Nonblocking [`Communicator::reduce`].
@@ -331,8 +319,7 @@ impl Communicator {
         root: usize,
     ) -> Result<Request<'a>, CommError> {
         self.check_root(root)?;
-        let bytes = std::mem::size_of_val(buf) as u64;
-        self.start(Collective::Reduce { root }, buf, op, bytes, false)
+        self.start(Collective::Reduce { root }, buf, op, false)
     }
 
     /// Nonblocking [`Communicator::all_to_all`].
@@ -353,7 +340,7 @@ impl Communicator {
         let block = send.len() / n;
         let kernel = Kernel::of::<T>()?;
         let bytes = (block * size_of::<T>()) as u64;
-        let (sched, _) = self.schedule(Collective::AllToAll, block, bytes)?;
+        let sched = self.schedule(Collective::AllToAll, block, bytes)?;
         let mut work = vec![T::default(); sched.buffer_len()];
         work[..send.len()].copy_from_slice(send);
         let out = sched.outputs()[self.rank].clone();
@@ -388,11 +375,11 @@ impl Communicator {
         collective: Collective,
         buf: &'a mut [T],
         op: ReduceOp,
-        bytes: u64,
         blocking: bool,
     ) -> Result<Request<'a>, CommError> {
         let kernel = Kernel::of::<T>()?;
-        let (sched, _) = self.schedule(collective, buf.len(), bytes)?;
+        let bytes = std::mem::size_of_val(buf) as u64;
+        let sched = self.schedule(collective, buf.len(), bytes)?;
         let guard = self.lock_plane()?;
         if blocking || !self.uses_transport() {
             let exec = self.exec(sched, buf, kernel, op)?;
@@ -459,24 +446,21 @@ impl Communicator {
         collective: Collective,
         count: usize,
         bytes: u64,
-    ) -> Result<(Arc<Schedule>, Algorithm), CommError> {
+    ) -> Result<Arc<Schedule>, CommError> {
         let n = self.size();
         let (algorithm, pipeline) = self.algorithm_for(collective, bytes);
         let key = (collective, algorithm, count, pipeline);
         {
             let plans = lock(&self.plans);
             if let Some((_, s)) = plans.iter().find(|(k, _)| *k == key) {
-                return Ok((s.clone(), algorithm));
+                return Ok(s.clone());
             }
         }
         let s = match plan(collective, algorithm, n, count, pipeline) {
             Ok(s) => s,
             // A forced algorithm that cannot plan this shape: let the model choose.
             Err(_) if self.world.opts.algorithm.is_some() => {
-                let c = weir_collectives::choose(collective, bytes, n, &self.fabric);
-                let (a, p) = c.map_or((default_algorithm(collective), 1), |c| {
-                    (c.algorithm, self.world.opts.pipeline.unwrap_or(c.pipeline))
-                });
+                let (a, p) = self.model_choice(collective, bytes);
                 plan(collective, a, n, count, p).map_err(|e| {
                     CommError::Unsupported(format!("{collective:?} with {a:?}: {e:?}"))
                 })?
@@ -493,7 +477,7 @@ impl Communicator {
             plans.remove(0);
         }
         plans.push((key, s.clone()));
-        Ok((s, algorithm))
+        Ok(s)
     }
 }
 

@@ -178,7 +178,8 @@ pub(crate) struct Exec {
     kernel: Kernel,
     op: ReduceOp,
     tag_base: u64,
-    name: String,
+    /// The operation's sequence number (for error messages).
+    seq: u32,
     step: usize,
     started: bool,
     /// The current step's writes do not overlap an unacknowledged send; its requests are
@@ -221,7 +222,6 @@ impl Exec {
                 kernel.size
             )));
         }
-        let name = format!("{:?} #{seq}", sched.collective());
         Ok(Exec {
             sched,
             me,
@@ -231,7 +231,7 @@ impl Exec {
             kernel,
             op,
             tag_base: (u64::from(comm_id) << 48) | (u64::from(seq & 0xffff) << 32),
-            name,
+            seq,
             step: 0,
             started: false,
             clear: false,
@@ -256,14 +256,11 @@ impl Exec {
     /// What this rank is doing, for error messages.
     pub(crate) fn during(&self) -> String {
         let n = self.sched.steps().len();
+        let (c, seq) = (self.sched.collective(), self.seq);
         if self.done {
-            format!("{} (finished)", self.name)
+            format!("{c:?} #{seq} (finished)")
         } else {
-            format!(
-                "{} step {} of {n}",
-                self.name,
-                (self.step + 1).min(n.max(1))
-            )
+            format!("{c:?} #{seq} step {} of {n}", (self.step + 1).min(n.max(1)))
         }
     }
 
@@ -552,13 +549,7 @@ impl Exec {
 
     /// Whether a write of the current step overlaps a transport send still in flight.
     fn write_conflict(&self) -> bool {
-        let mut writes = self
-            .ins
-            .iter()
-            .map(|i| (i.off, i.len))
-            .chain(self.locals.iter().map(|(off, d)| (*off, d.len())))
-            .peekable();
-        writes.peek().is_some() && writes.any(|w| self.overlaps_send(w))
+        self.writes_overlap_send(false)
     }
 
     fn post_net(&mut self, plane: &mut Plane) -> Result<(), CommError> {
@@ -618,8 +609,7 @@ impl Exec {
                 at += len;
             }
         }
-        let mut sent = Vec::new();
-        for (k, o) in self.outs.iter().enumerate().filter(|(_, o)| !o.shm) {
+        for o in self.outs.iter().filter(|o| !o.shm) {
             let conn = plane.conns[o.peer].ok_or_else(|| {
                 CommError::Transport(format!("no transport connection to rank {}", o.peer))
             })?;
@@ -637,12 +627,11 @@ impl Exec {
                 self.wrs.insert(id.0, Wr::Send { peer, off, len });
                 at += len;
             }
-            sent.push(k);
         }
         // Handed to the transport: the step need not wait for the acknowledgements (later
         // writes to these ranges wait in `write_conflict`, and the operation's end waits).
-        for k in sent {
-            self.outs[k].sent = self.outs[k].len;
+        for o in self.outs.iter_mut().filter(|o| !o.shm) {
+            o.sent = o.len;
         }
         Ok(())
     }
@@ -835,14 +824,18 @@ impl Exec {
     /// Whether a write left for the end of the step (deferred receives, local copies)
     /// overlaps a transport send still in flight, possibly this step's own.
     fn end_conflict(&self) -> bool {
-        let mut writes = self
-            .ins
+        self.writes_overlap_send(true)
+    }
+
+    /// Whether a write of the current step (only the deferred receives when `deferred_only`,
+    /// and the local copies) overlaps a transport send still in flight.
+    fn writes_overlap_send(&self, deferred_only: bool) -> bool {
+        self.ins
             .iter()
-            .filter(|i| i.defer)
+            .filter(|i| !deferred_only || i.defer)
             .map(|i| (i.off, i.len))
             .chain(self.locals.iter().map(|(off, d)| (*off, d.len())))
-            .peekable();
-        writes.peek().is_some() && writes.any(|w| self.overlaps_send(w))
+            .any(|w| self.overlaps_send(w))
     }
 
     fn overlaps_send(&self, (a, la): (usize, usize)) -> bool {
