@@ -8,6 +8,8 @@
 
 mod common;
 
+use common::Rng;
+
 use weir_base::{Duration, Instant, Rate};
 use weir_congestion::swift::SwiftFixed;
 use weir_congestion::{
@@ -37,22 +39,8 @@ const DCQCN_PARAM_NAMES: [&str; 16] = [
     "loss_as_cnp",
 ];
 
-/// SplitMix64: a small seeded generator, so every sequence is reproducible from its seed.
-struct Rng(u64);
-
+/// This test's own draws on the shared SplitMix64 generator.
 impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        if n == 0 { 0 } else { self.next() % n }
-    }
-
     fn chance(&mut self, percent: u64) -> bool {
         self.below(100) < percent
     }

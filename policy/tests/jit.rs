@@ -8,27 +8,15 @@
 
 mod common;
 
+use common::Rng;
+
 use weir_policy::abi::{CONTEXT_SIZE, Context, MAX_HOPS, WRITABLE_START, event};
 use weir_policy::{Engine, Program, VerifierConfig};
 
 const ENGINES: [Engine; 3] = [Engine::Interpreter, Engine::Jit, Engine::JitChecked];
 
-/// SplitMix64.
-struct Rng(u64);
-
+/// This test's own draws on the shared SplitMix64 generator.
 impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        if n == 0 { 0 } else { self.next() % n }
-    }
-
     /// Values that break arithmetic, often.
     fn wild(&mut self) -> u64 {
         match self.below(12) {

@@ -43,8 +43,9 @@ pub struct Endpoint {
     /// (peer address, peer's connection id) → our connection id, for duplicate SYNs.
     by_peer: BTreeMap<(SocketAddr, u32), u32>,
     half_open: usize,
-    /// Connections in a graceful close (so the check costs nothing when there are none).
-    closing: usize,
+    /// Ids of the connections in a graceful close, in slot order (the order a scan of all
+    /// connections would meet them), so the per-poll check visits only those.
+    closing: Vec<u32>,
     listening: bool,
     events: VecDeque<Event>,
     /// Connections that may have something to send, round-robin.
@@ -82,7 +83,7 @@ impl Endpoint {
             generation: 1,
             by_peer: BTreeMap::new(),
             half_open: 0,
-            closing: 0,
+            closing: Vec::new(),
             listening: false,
             events: VecDeque::new(),
             ready: VecDeque::new(),
@@ -291,7 +292,9 @@ impl Endpoint {
         }
         if c.closing.is_none() {
             c.closing = Some(now + self.config.peer_timeout);
-            self.closing += 1;
+            let slot = |id: u32| id & INDEX_MASK;
+            let at = self.closing.partition_point(|&x| slot(x) < slot(conn.0));
+            self.closing.insert(at, conn.0);
         }
         self.finish_closing(now);
         self.mark_ready(idx);
@@ -299,21 +302,18 @@ impl Endpoint {
 
     /// Close the gracefully closing connections that are drained or past their deadline.
     fn finish_closing(&mut self, now: Instant) {
-        if self.closing == 0 {
-            return;
-        }
-        let done: Vec<u32> = self
-            .conns
-            .iter()
-            .flatten()
-            .filter(|c| {
+        let mut i = 0;
+        while let Some(&id) = self.closing.get(i) {
+            let done = self.conn(ConnId(id)).is_some_and(|c| {
                 c.closing
                     .is_some_and(|t| now >= t || c.drained() || c.state == State::Failed)
-            })
-            .map(|c| c.id)
-            .collect();
-        for id in done {
-            self.close(now, ConnId(id));
+            });
+            if done {
+                // `forget` takes it off the list.
+                self.close(now, ConnId(id));
+            } else {
+                i += 1;
+            }
         }
     }
 
@@ -664,7 +664,7 @@ impl Endpoint {
 
     fn forget(&mut self, idx: usize, c: Conn) {
         if c.closing.is_some() {
-            self.closing = self.closing.saturating_sub(1);
+            self.closing.retain(|&id| id != c.id);
         }
         self.by_peer.remove(&(c.peer, c.peer_id));
         self.credit.remove(c.id);

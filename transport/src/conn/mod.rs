@@ -247,12 +247,12 @@ impl Conn {
         }
     }
 
-    /// Whether anything is outstanding in either direction.
     /// Graceful close: nothing left to send or to acknowledge.
     pub(crate) fn drained(&self) -> bool {
         self.send.outstanding() == 0 && self.recv.unacked_since.is_none() && !self.recv.ack_now
     }
 
+    /// Whether anything is outstanding in either direction.
     pub(crate) fn has_work(&self) -> bool {
         self.send.outstanding() > 0 || !self.recv.posted.is_empty() || !self.recv.inbound.is_empty()
     }
@@ -650,14 +650,12 @@ impl Conn {
         Placement::Placed
     }
 
-    /// Match known messages, in order, to posted receives (MPI rules): each message not yet
-    /// matched takes the first posted receive whose tag accepts it; a message no posted
-    /// receive accepts stays unexpected without blocking later messages. Matching stops at the
-    /// first message not known yet (none of its packets arrived), since it may claim a receive
-    /// before any later message.
-    /// Match posted receives to unmatched messages, oldest message first (after a receive
-    /// was posted), up to the first message that has not arrived. Invariant on return: no
-    /// unmatched message before that gap has a matching posted receive.
+    /// Match known messages, in order, to posted receives (MPI rules), oldest first (after a
+    /// receive was posted): each message not yet matched takes the first posted receive whose
+    /// tag accepts it; a message no posted receive accepts stays unexpected without blocking
+    /// later messages. Matching stops at the first message not known yet (none of its packets
+    /// arrived), since it may claim a receive before any later message. Invariant on return:
+    /// no unmatched message before that gap has a matching posted receive.
     pub(crate) fn match_pending(&mut self, ctx: &mut Ctx<'_>) {
         self.match_from(self.recv.match_next, ctx);
     }
@@ -1155,7 +1153,7 @@ impl Conn {
         if !held && self.pacing_allows(now) {
             if self.send.has_retx(now)
                 && self.window_allows(self.max_payload)
-                && self.credit_allows(self.send.peek_retx_len())
+                && self.credit_allows(SendState::peek_retx_len)
             {
                 let paths = &mut self.paths;
                 if let Some(psn) = self.send.next_retx(now, |orig| paths.for_retransmit(orig)) {
@@ -1166,7 +1164,7 @@ impl Conn {
             if self.send.has_new_data()
                 && weir_wire::psn::lt(self.send.snd_nxt, self.send.rwnd_psn)
                 && self.window_allows(self.max_payload)
-                && self.credit_allows(self.send.peek_new_len(self.max_payload))
+                && self.credit_allows(|s| s.peek_new_len(self.max_payload))
             {
                 let path = self.paths.next();
                 if let Some(psn) = self.send.next_new(now, self.max_payload, path) {
@@ -1232,11 +1230,14 @@ impl Conn {
         self.control(Opcode::CreditReq, Flags::empty(), ext, 0, buf)
     }
 
-    /// Whether a packet of `len` payload bytes (`None`: there is none) has the credit it
-    /// needs; always true unless the controller is RCCC.
-    fn credit_allows(&self, len: Option<u32>) -> bool {
+    /// Whether the packet whose payload length `len` reads from the send state (`None`: there
+    /// is none) has the credit it needs. Under any controller but RCCC: always, and `len` is
+    /// not evaluated, so their data path pays nothing for credit.
+    fn credit_allows(&self, len: impl FnOnce(&SendState) -> Option<u32>) -> bool {
         match &self.cc {
-            Builtin::Rccc(r) => len.is_some_and(|l| r.allows(DATA_HEADER + u64::from(l))),
+            Builtin::Rccc(r) => {
+                len(&self.send).is_some_and(|l| r.allows(DATA_HEADER + u64::from(l)))
+            }
             _ => true,
         }
     }
@@ -1246,11 +1247,11 @@ impl Conn {
         if !matches!(self.cc, Builtin::Rccc(_)) {
             return false;
         }
-        let next = match self.send.peek_retx_len() {
-            Some(l) => Some(l),
-            None => self.send.peek_new_len(self.max_payload),
-        };
-        next.is_some() && !self.credit_allows(next)
+        let next = self
+            .send
+            .peek_retx_len()
+            .or_else(|| self.send.peek_new_len(self.max_payload));
+        next.is_some() && !self.credit_allows(|_| next)
     }
 
     fn ack(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
