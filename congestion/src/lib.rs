@@ -331,6 +331,7 @@ impl Builtin {
             (Builtin::Swift(c), CcConfig::Swift(p)) => c.set_params(*p),
             (Builtin::Hpcc(c), CcConfig::Hpcc(p)) => c.set_params(*p),
             (Builtin::Nscc(c), CcConfig::Nscc(p)) => c.set_params(*p),
+            (Builtin::Rccc(c), CcConfig::Rccc(p)) => c.set_params(now, path, *p),
             (Builtin::Fixed(c), CcConfig::Fixed { window, rate }) => {
                 *c = Fixed::new(*window, *rate)
             }

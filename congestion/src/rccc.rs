@@ -442,6 +442,26 @@ impl Rccc {
         }
     }
 
+    /// Hot reload: new parameters (and the windows and pull size derived from them for
+    /// `path`) while the credit account carries on. Granted, spent and requested bytes, the
+    /// request timer and the speculative allowance stay: the receiver's cumulative grant keeps
+    /// counting from where it was, so a fresh account would read its next echo as credit
+    /// never spent.
+    pub fn set_params(&mut self, now: Instant, path: &PathInfo, params: RcccParams) {
+        let fresh = Rccc::new(now, path, params);
+        *self = Rccc {
+            spec: self.spec,
+            granted: self.granted,
+            spent: self.spent,
+            requested: self.requested,
+            retry_at: self.retry_at,
+            retry_due: self.retry_due,
+            backoff: self.backoff,
+            stats: self.stats,
+            ..fresh
+        };
+    }
+
     /// The parameters.
     pub fn params(&self) -> &RcccParams {
         &self.params
@@ -598,6 +618,30 @@ mod tests {
             base_rtt: None,
             paths: 1,
         }
+    }
+
+    #[test]
+    fn a_reload_keeps_the_credit_account() {
+        let mut r = Rccc::new(Instant::ZERO, &path(), RcccParams::default());
+        assert!(r.on_credit(Instant::ZERO, 100_000));
+        r.on_sent(
+            Instant::ZERO,
+            &Sent {
+                bytes: 40_000,
+                ..Sent::default()
+            },
+        );
+        let before = (r.granted(), r.spent(), r.requested(), r.available());
+        let p = RcccParams {
+            max_wnd: 1 << 20,
+            ..RcccParams::default()
+        };
+        r.set_params(Instant::ZERO, &path(), p);
+        assert_eq!(r.max_window(), 1 << 20);
+        assert_eq!(
+            (r.granted(), r.spent(), r.requested(), r.available()),
+            before
+        );
     }
 
     #[test]

@@ -534,11 +534,9 @@ fn credit_follows_a_rate_step() {
     }
 }
 
-#[test]
-fn a_peer_that_never_grants_credit_fails_the_sender_with_a_reason() {
-    // The receiver's CREDITs never arrive (as with a peer that does not speak RCCC and drops
-    // opcodes 9 and 10); keepalives and ACKs still do, so the peer is not silent. The send
-    // must fail with the reason after the peer timeout instead of waiting forever.
+/// A sender with 64 KiB posted to a receiver whose CREDITs (and the sender's CREDIT_REQs)
+/// never arrive; keepalives and ACKs do. Peer timeout 20 ms.
+fn starved_sender() -> (Net, weir_transport::ConnId) {
     let mut credit = config(rccc(false, 64 << 10));
     credit.peer_timeout = Duration::from_millis(20);
     credit.keepalive = Duration::from_millis(2);
@@ -573,6 +571,15 @@ fn a_peer_that_never_grants_credit_fails_the_sender_with_a_reason() {
         tag: 0,
     };
     net.eps[1].post(now, c, send).unwrap();
+    (net, c)
+}
+
+#[test]
+fn a_peer_that_never_grants_credit_fails_the_sender_with_a_reason() {
+    // The receiver's CREDITs never arrive (as with a peer that does not speak RCCC and drops
+    // opcodes 9 and 10); keepalives and ACKs still do, so the peer is not silent. The send
+    // must fail with the reason after the peer timeout instead of waiting forever.
+    let (mut net, c) = starved_sender();
     let failed = net.run_until(Duration::from_millis(200), |n| {
         n.completions(1).any(|c| c.status.is_err())
     });
@@ -584,4 +591,23 @@ fn a_peer_that_never_grants_credit_fails_the_sender_with_a_reason() {
     let text = err.to_string();
     assert!(text.contains("no credit from the peer"), "{text}");
     assert!(net.eps[1].conn_stats(c).unwrap().credit_stalls >= 1);
+}
+
+#[test]
+fn switching_a_starved_sender_away_from_credit_lets_it_finish() {
+    // The same starved sender, reconfigured to a fixed window before the peer timeout: it
+    // sends without credit from then on, and no credit stall fails it later.
+    let (mut net, c) = starved_sender();
+    net.run_until(Duration::from_millis(5), |_| false);
+    assert!(net.eps[1].conn_stats(c).unwrap().credit_stalls >= 1);
+    let now = net.now;
+    net.eps[1].set_cc(now, fixed());
+    let done = net.run_until(Duration::from_millis(200), |n| {
+        n.completions(1).count() == 1
+    });
+    assert!(done, "the send never completed");
+    assert!(net.completions(1).all(|c| c.status.is_ok()));
+    // And nothing fails afterwards either (past the 20 ms peer timeout).
+    net.run_until(Duration::from_millis(60), |_| false);
+    assert!(!net.conn_failed(1, c));
 }

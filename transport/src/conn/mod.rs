@@ -211,7 +211,13 @@ impl Conn {
 
     /// Hot reload of the congestion controller (see `Builtin::reconfigure`).
     pub(crate) fn reconfigure_cc(&mut self, now: Instant, cfg: &weir_congestion::CcConfig) -> bool {
-        self.cc.reconfigure(now, &self.path_info, cfg)
+        let kept = self.cc.reconfigure(now, &self.path_info, cfg);
+        if !matches!(self.cc, Builtin::Rccc(_)) {
+            // No credit to wait for any more: a pending credit stall must not fail the
+            // connection at the peer timeout.
+            self.credit_blocked = None;
+        }
+        kept
     }
 
     pub(crate) fn congestion(&self) -> (&'static str, weir_congestion::Limits) {
