@@ -1,6 +1,6 @@
 // An I/O crate: it reads the OS clock, opens sockets, maps shared memory and spawns threads
-// (STYLE.md rule 1 lets the I/O crates do this; the schedules it runs come from the sans-IO
-// `weir-collectives`).
+// (the sans-IO rule of docs/architecture.md binds only the protocol crates; the schedules it
+// runs come from the sans-IO `weir-collectives`).
 #![allow(clippy::disallowed_methods)]
 #![warn(missing_docs)]
 //! Weir communicators: a group of ranks (processes or threads) that run collective operations

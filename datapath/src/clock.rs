@@ -3,7 +3,7 @@
 //! [`MonotonicClock`] is the [`Clock`] the real datapaths use: picoseconds since the clock was
 //! created, read from `CLOCK_MONOTONIC` through [`std::time::Instant`]. [`os_seed`] gives an
 //! unguessable `u64` for connection tokens and RNG seeds. Protocol crates never call either;
-//! they receive `now` and seeds from the driver (STYLE.md rule 1).
+//! they receive `now` and seeds from the driver (the sans-IO rule, docs/architecture.md).
 
 // This crate is an I/O crate and this module is where it reads the OS clock, which the
 // workspace `clippy.toml` forbids elsewhere.

@@ -1,8 +1,8 @@
 //! A seeded, deterministic packet impairment stage (drop, burst loss, duplicate, reorder,
 //! delay, jitter, corrupt, ECN-mark).
 //!
-//! The kernel on our test machines has no netem (reference/machine.md §4.2: nftables can drop
-//! at random, nothing in the kernel can delay, reorder, duplicate or corrupt), so impairments
+//! The kernel on our test machines has no netem (docs/benchmarking.md: nftables can drop at
+//! random, nothing in the kernel can delay, reorder, duplicate or corrupt), so impairments
 //! are injected in user space: the engine driver puts a [`FaultInjector`] on its receive and/or
 //! transmit path, and in-memory test channels put one between two endpoints.
 //!

@@ -1,5 +1,6 @@
 #![deny(clippy::unwrap_used, clippy::panic)]
-// An I/O crate: it reads the OS clock, opens sockets and spawns threads (STYLE.md rule 1).
+// An I/O crate: it reads the OS clock, opens sockets and spawns threads (the sans-IO rule,
+// docs/architecture.md, binds only the protocol crates).
 #![allow(clippy::disallowed_methods)]
 //! Weir datapaths: how the sans-IO transport engine meets the outside world.
 //!
@@ -11,7 +12,8 @@
 //!   the handle the rest of the stack uses ([`Host`]);
 //! * [`buffer`] — registered host memory.
 //!
-//! This is an I/O crate: it may read clocks, open sockets and spawn threads (STYLE.md rule 1).
+//! This is an I/O crate: it may read clocks, open sockets and spawn threads (the sans-IO rule,
+//! docs/architecture.md, binds only the protocol crates).
 
 pub mod buffer;
 pub mod clock;

@@ -2,7 +2,7 @@
 //!
 //! The kernel's per-datagram path costs about 6 µs on our machines, so a UDP transport is
 //! limited to ~150–175 k datagrams/s unless the kernel segments and coalesces for it
-//! (reference/machine.md §3.5): `UDP_SEGMENT` (GSO) on send and `UDP_GRO` on receive lift
+//! (measured in docs/benchmarking.md): `UDP_SEGMENT` (GSO) on send and `UDP_GRO` on receive lift
 //! loopback from 0.2–0.9 GB/s to about 3 GB/s. This module is that layer and nothing more: it
 //! moves datagrams, it does not interpret them.
 //!

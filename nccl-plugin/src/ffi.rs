@@ -1,6 +1,8 @@
-//! Hand-written `#[repr(C)]` mirrors of NCCL's net plugin ABI, v8 to v12
-//! (`shared/reference/nccl-plugin-abi.md` §1). Every struct has its size and field offsets
-//! pinned at compile time against the numbers measured from the NCCL 2.30.7 headers (LP64).
+//! Hand-written `#[repr(C)]` mirrors of NCCL's net plugin ABI, v8 to v12, as declared in
+//! NCCL's `src/include/plugin/nccl_net.h` and `src/include/plugin/net/net_v8.h` … `net_v12.h`
+//! (<https://github.com/NVIDIA/nccl>, docs/references.md). Every struct has its size and field
+//! offsets pinned at compile time against `sizeof`/`offsetof` of the NCCL 2.30.7 headers
+//! compiled with gcc on x86-64 Linux (LP64).
 //!
 //! Comms, requests and memory handles are opaque `*mut c_void` to NCCL; the plugin never
 //! dereferences one it did not find in its own tables (see `plugin.rs`).

@@ -1,5 +1,6 @@
 #![deny(clippy::unwrap_used, clippy::panic)]
-// An I/O crate: it reads the OS clock, opens sockets and spawns threads (STYLE.md rule 1).
+// An I/O crate: it reads the OS clock, opens sockets and spawns threads (the sans-IO rule,
+// docs/architecture.md, binds only the protocol crates).
 #![allow(clippy::disallowed_methods)]
 #![warn(missing_docs)]
 //! The NCCL network plugin (`libnccl-net-weir.so`): Weir's transport behind NCCL's net plugin
@@ -15,8 +16,8 @@
 
 mod config;
 pub mod export;
-// Field-for-field mirrors of NCCL's C structs: the names and the reference document are the
-// documentation.
+// Field-for-field mirrors of NCCL's C structs: the names and NCCL's headers
+// (`src/include/plugin/net/net_v8.h` … `net_v12.h`, docs/references.md) are the documentation.
 #[allow(missing_docs)]
 pub mod ffi;
 mod log;

@@ -150,7 +150,6 @@ pub(crate) struct SeriesRec {
 }
 
 /// The whole simulation state.
-#[allow(missing_debug_implementations)] // Endpoint is not Debug
 pub(crate) struct Net {
     pub(crate) now: Instant,
     pub(crate) g: Graph,
@@ -972,7 +971,7 @@ impl Net {
         let p = &mut self.pkts[id as usize];
         let wire = u64::from(p.wire);
         // RED marking on the queue the packet joins (Floyd & Jacobson 1993; DCQCN's
-        // Kmin/Kmax/Pmax profile, reference/transport-cc.md §5.1).
+        // Kmin/Kmax/Pmax profile, https://doi.org/10.1145/2785956.2787484 §3.1).
         if let (Some(kmin), Some(kmax)) = (sw.ecn_kmin_bytes, sw.ecn_kmax_bytes)
             && p.ecn != Ecn::NotEct
             && q.queued > kmin

@@ -459,7 +459,8 @@ mod tests {
     fn cdf_means_match_the_published_files() {
         let ws = Cdf::from_spec(Some("websearch"), None).unwrap();
         let hd = Cdf::from_spec(Some("hadoop"), None).unwrap();
-        // reference/simulators.md: 1.71 MB and 120 KB (custom_rand.py's getAvg).
+        // 1.71 MB and 120 KB: the HPCC ns-3 code's traffic_gen/custom_rand.py getAvg()
+        // (docs/sim.md, reference simulators).
         assert!((ws.mean() / 1.71e6 - 1.0).abs() < 0.01, "{}", ws.mean());
         assert!((hd.mean() / 1.2e5 - 1.0).abs() < 0.05, "{}", hd.mean());
         let mut rng = Rng::new(3);

@@ -1,5 +1,5 @@
-//! RCCC, receiver credit for last-hop incast (reference/transport-cc.md §1.8): many senders
-//! to one receiver whose downlink is the bottleneck (a drop-tail FIFO in front of it,
+//! RCCC, receiver credit for last-hop incast (UE 1.0 RCCC as in uet-htsim; docs/references.md):
+//! many senders to one receiver whose downlink is the bottleneck (a drop-tail FIFO in front of it,
 //! [`Net::set_ingress`]). With credit the bottleneck queue stays within a few pulls and the
 //! link stays busy; a fixed window overflows it and retransmits. Lost credit packets are
 //! recovered, and senders that do not speak credit share the receiver unaffected.

@@ -53,7 +53,8 @@ pub struct Config {
     /// Receiver side of DCQCN (the notification point): on data arriving with ECN CE, send the
     /// sender a CNP, at most one per this interval per connection (`None`: never; the ACKs'
     /// ECN echo still carries the marks). Default 4 µs, ConnectX's
-    /// `np_min_time_between_cnps` (reference/transport-cc.md §5.1).
+    /// `np_min_time_between_cnps`
+    /// (<https://networking-docs.nvidia.com/doca/archive/3-4-0/dcqcn-cc-parameters>).
     pub cnp_interval: Option<Duration>,
     /// Depth of the pacer's token bucket in bytes: when the engine wakes late, a rate-paced
     /// connection may send up to this much at once to catch up (software timers wake tens of

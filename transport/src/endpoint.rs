@@ -64,8 +64,8 @@ impl Endpoint {
     /// scenario for simulation.
     pub fn new(config: Config, local: SocketAddr, seed: u64) -> Result<Self, ConfigError> {
         config.validate()?;
-        //= reference/transport-cc.md#1.8
-        //# In htsim, credit is granted 4 MTUs per pull.
+        //= uet-htsim htsim/sim/uec.cpp#UecSink::_mtus_per_pull
+        //# Credit is granted 4 packets per pull, the default of the UEC specification.
         let rate = credit_rate(&config);
         let params = match config.cc {
             CcConfig::Rccc(p) => p,

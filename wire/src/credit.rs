@@ -1,4 +1,5 @@
-//! The credit extensions of RCCC's control packets (reference/transport-cc.md §1.4, §1.8):
+//! The credit extensions of RCCC's control packets (UE 1.0's CREDIT and CREDIT_REQ PDS control
+//! types, `uet_pkt_hdr.h` of uet-ref-prov; docs/references.md), in Weir's own encoding:
 //! CREDIT (receiver → sender, 8 bytes) and CREDIT_REQ (sender → receiver, 16 bytes).
 //!
 //! ```text

@@ -336,8 +336,9 @@ impl Conn {
                 }
             }
             (Opcode::CreditReq, Ext::CreditReq(q)) if self.state == State::Established => {
-                //= reference/transport-cc.md#1.8
-                //# The receiver meters credits to its active senders at its own link rate.
+                //= uet-htsim htsim/sim/uec.cpp#UecPullPacer
+                //# The receiver's pull pacer meters credit to its active senders at its own
+                //# link rate.
                 // Every endpoint serves credit, whatever its own controller: the requester
                 // is the one that chose RCCC.
                 self.stats.credit_reqs_received += 1;
@@ -432,8 +433,9 @@ impl Conn {
             Arrival::New => {}
         }
         if ctx.config.mode == Mode::GoBackN && c.psn != r.cum {
-            //= reference/transport-cc.md#8.2
-            //# The RoCEv2 RC receiver drops every out-of-order packet and sends one NAK.
+            //= https://doi.org/10.1145/3230543.3230557#background
+            //# An InfiniBand/RoCE receiver discards an out-of-order packet and sends a
+            //# negative acknowledgement (NACK); the sender then goes back to it (go-back-N).
             self.stats.rx_out_of_order_dropped += 1;
             if !r.gbn_nacked {
                 r.gbn_nacked = true;
@@ -480,9 +482,12 @@ impl Conn {
             self.stats.rx_ecn_bytes += plen;
             r.ecn_echo = true;
             r.ack_now = true;
-            //= reference/transport-cc.md#5.1
-            //# NP: on a CE-marked packet, send a CNP unless one went to this flow within
-            //# min_time_between_cnps.
+            //= https://doi.org/10.1145/2785956.2787484#section-3.2
+            //# NP: on a CE-marked packet, send a CNP unless one went to this flow within the
+            //# last N µs.
+            //= https://networking-docs.nvidia.com/doca/archive/3-4-0/dcqcn-cc-parameters#notification-point
+            //# np_min_time_between_cnps: if an ECN-marked packet arrives within this period
+            //# after a CNP, no CNP is sent.
             if let Some(iv) = ctx.config.cnp_interval
                 && r.last_cnp.is_none_or(|t| now.saturating_since(t) >= iv)
             {
@@ -1561,9 +1566,12 @@ impl Conn {
             self.rto_backoff += 1;
             let Conn { send, paths, .. } = self;
             let (bytes, pkts) = if config.mode == Mode::GoBackN {
-                //= reference/transport-cc.md#8.2
-                //# A tail loss that leaves no later packet to trigger a NAK waits for the local
-                //# ACK timeout; the sender then rewinds and resends everything after it.
+                // A lost last packet, which no later packet can reveal, waits for the timeout.
+                //= https://docs.nvidia.com/deeplearning/nccl/user-guide/docs/env.html#nccl-ib-timeout
+                //# NCCL_IB_TIMEOUT: the InfiniBand verbs timeout is 4.096 µs × 2^timeout.
+                //= https://doi.org/10.1145/3230543.3230557#background
+                //# Go-back-N: the sender retransmits every packet sent after the last
+                //# acknowledged one.
                 send.all_lost(|path| paths.penalize(path, Penalty::Timeout))
             } else {
                 // Resend only the oldest packet: a timeout on a host is usually a scheduling

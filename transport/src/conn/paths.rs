@@ -12,7 +12,7 @@
 //! pushed out again by its next loss. This is the "bitmap" EV scheme of the UEC htsim
 //! (`uec_mp.cpp`), with REPS's idea of recycling paths that deliver.
 
-//= reference/transport-cc.md#1.5
+//= uet-htsim htsim/sim/uec_mp.cpp#UecMpBitmap::processEv
 //# Bitmap: penalise an EV by 1 on an ECN echo, 4 on a NACK, and 15 (the cap) on a timeout;
 //# skip penalised EVs and decay the penalty.
 

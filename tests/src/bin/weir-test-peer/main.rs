@@ -18,8 +18,8 @@
 //! last acknowledgement of the other side's sends with it. Every wait has a timeout
 //! (`--timeout-s`, default 120 s, overall). Exit status: 0 when the run succeeded, 1 otherwise,
 //! 2 on bad arguments.
-// A test driver: reads the clock and spawns a stdin reader thread (STYLE.md rule 1 exempts
-// the tests crate).
+// A test driver: reads the clock and spawns a stdin reader thread (the sans-IO rule of
+// docs/architecture.md exempts the tests crate).
 #![allow(clippy::disallowed_methods)]
 
 mod pattern;
