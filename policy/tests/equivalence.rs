@@ -6,6 +6,7 @@
 //! The sequences run on each engine: the JIT (unchecked) and rbpf's interpreter; the other
 //! tests use the default engine (the bounds-checked JIT in debug builds).
 
+#[macro_use]
 mod common;
 
 use common::Rng;
@@ -261,6 +262,7 @@ fn run_pair(
 
 #[test]
 fn dcqcn_example_declares_its_parameters() {
+    require_clang!();
     let program = common::example("dcqcn");
     assert_eq!(program.param_names(), DCQCN_PARAM_NAMES);
     assert_eq!(program.section(), "weir_cc");
@@ -271,6 +273,7 @@ fn dcqcn_example_declares_its_parameters() {
 
 #[test]
 fn dcqcn_program_equals_native_dcqcn_on_default_parameters() {
+    require_clang!();
     let path = PathInfo {
         mtu: 4096,
         line_rate: Rate::from_gbps(100),
@@ -294,6 +297,7 @@ fn dcqcn_program_equals_native_dcqcn_on_default_parameters() {
 
 #[test]
 fn dcqcn_program_equals_native_dcqcn_on_random_parameters_and_paths() {
+    require_clang!();
     for program in common::engines(&common::example("dcqcn")) {
         for seed in 1_000..1_400 {
             let mut rng = Rng(seed);
@@ -308,6 +312,7 @@ fn dcqcn_program_equals_native_dcqcn_on_random_parameters_and_paths() {
 /// fast recovery, additive and hyper increase from both counters).
 #[test]
 fn dcqcn_program_equals_native_dcqcn_on_a_paced_flow() {
+    require_clang!();
     let program = common::example("dcqcn");
     let path = PathInfo {
         mtu: 4096,
@@ -523,6 +528,7 @@ fn run_swift_pair(seed: u64, events: usize, program: &Program, rng: &mut Rng) {
 
 #[test]
 fn swift_program_equals_native_swift() {
+    require_clang!();
     for program in common::engines(&common::example("swift")) {
         assert_eq!(program.param_names().len(), 16);
         for seed in 0..300 {
@@ -537,6 +543,7 @@ fn swift_program_equals_native_swift() {
 /// are its integer constants for a 4096-byte MTU at 100 Gb/s (the harness's defaults).
 #[test]
 fn examples_declare_their_native_defaults() {
+    require_clang!();
     let dcqcn = common::example("dcqcn");
     assert_eq!(
         dcqcn.param_defaults(),

@@ -1,6 +1,7 @@
 //! Parameters change without restarting flows: a write to the shared handle is what every
 //! flow's program sees from its next event on, and not before.
 
+#[macro_use]
 mod common;
 
 use weir_base::{Duration, Instant, Rate};
@@ -18,6 +19,7 @@ fn path() -> PathInfo {
 
 #[test]
 fn a_reload_takes_effect_at_the_next_event_of_every_flow() {
+    require_clang!();
     let program = common::load_test_program("param_rate").unwrap();
     assert_eq!(program.param_names(), ["rate_bps", "window"]);
     let params =
@@ -53,6 +55,7 @@ fn a_reload_takes_effect_at_the_next_event_of_every_flow() {
 
 #[test]
 fn bad_parameter_writes_are_refused() {
+    require_clang!();
     let program = common::load_test_program("param_rate").unwrap();
     let params = ParamHandle::new(&[1]).unwrap();
     assert_eq!(
@@ -68,6 +71,7 @@ fn bad_parameter_writes_are_refused() {
 /// The DCQCN example picks up a new minimum rate and decrease factor mid-flow.
 #[test]
 fn dcqcn_parameters_reload_mid_flow() {
+    require_clang!();
     let program = common::example("dcqcn");
     let p = DcqcnParams::default();
     let values = weir_policy::twins::dcqcn(&p);
@@ -97,6 +101,7 @@ fn dcqcn_parameters_reload_mid_flow() {
 /// The policy of `examples/cc/README.md` loads, and its parameter works by name.
 #[test]
 fn the_readme_example_runs() {
+    require_clang!();
     let program = common::load_test_program("readme_example").unwrap();
     let params = ParamHandle::named(&program, &[("floor_bps", 30_000_000_000)]).unwrap();
     let mut flow = BpfPolicy::new(&program, &params, Instant::ZERO, &path());
@@ -114,6 +119,7 @@ fn the_readme_example_runs() {
 /// a number is refused at load, naming the parameter.
 #[test]
 fn declared_defaults_apply_and_bad_ones_are_refused() {
+    require_clang!();
     let program = common::load_test_program("defaults").unwrap();
     assert_eq!(program.param_names(), ["rate_bps", "window"]);
     assert_eq!(program.param_defaults(), [25_000_000_000, 65_536]);
@@ -124,4 +130,29 @@ fn declared_defaults_apply_and_bad_ones_are_refused() {
     let e = common::load_test_program("bad_default").unwrap_err();
     assert!(e.to_string().contains("`rate_bps`"), "{e}");
     assert!(e.to_string().contains("fast"), "{e}");
+}
+
+/// Without clang a test that compiles C passes as skipped, saying why and how to install it:
+/// this binary runs one such test again with a `PATH` where no clang can be found.
+#[test]
+fn a_missing_clang_skips_with_the_reason_and_the_install_command() {
+    let empty = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("no-clang-path");
+    std::fs::create_dir_all(&empty).expect("scratch directory");
+    let test = "dcqcn_parameters_reload_mid_flow";
+    let out = std::process::Command::new(std::env::current_exe().expect("current_exe"))
+        .args([test, "--exact"])
+        .env("PATH", &empty)
+        .output()
+        .expect("run this test binary");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("1 passed"), "{stdout}");
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("SKIPPED weir-policy"))
+        .unwrap_or_else(|| panic!("no SKIPPED line:\n{stderr}"));
+    assert!(line.contains(test), "{line}");
+    assert!(line.contains("clang not found"), "{line}");
+    assert!(line.contains("apt-get install -y clang"), "{line}");
 }

@@ -6,6 +6,7 @@
 //! the helper, the stack starting zeroed).
 #![cfg(all(target_arch = "x86_64", target_os = "linux"))]
 
+#[macro_use]
 mod common;
 
 use common::Rng;
@@ -196,16 +197,19 @@ fn examples_agree(name: &str, seeds: u64, events: usize) {
 
 #[test]
 fn dcqcn_example_runs_identically_on_every_engine() {
+    require_clang!();
     examples_agree("dcqcn", 60, 3_000);
 }
 
 #[test]
 fn swift_example_runs_identically_on_every_engine() {
+    require_clang!();
     examples_agree("swift", 60, 3_000);
 }
 
 #[test]
 fn the_examples_are_compiled_to_native_code() {
+    require_clang!();
     for name in ["dcqcn", "swift"] {
         let p = common::example(name).with_engine(Engine::Jit).unwrap();
         assert_eq!(p.engine(), Engine::Jit);

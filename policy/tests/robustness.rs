@@ -1,6 +1,7 @@
 //! A verified program that misbehaves at run time cannot crash or stall the engine: faults are
 //! counted, the last good limits stay, and every output is sanitised.
 
+#[macro_use]
 mod common;
 
 use weir_base::{Duration, Instant, Rate};
@@ -33,6 +34,7 @@ const GOOD: Limits = Limits {
 
 #[test]
 fn faults_keep_the_last_good_limits_and_outputs_are_sanitised() {
+    require_clang!();
     let program = common::load_test_program("hostile").unwrap();
     let params = ParamHandle::new(&[0, 0]).unwrap();
     let mut flow = BpfPolicy::new(&program, &params, us(0), &path());
@@ -116,6 +118,7 @@ fn faults_keep_the_last_good_limits_and_outputs_are_sanitised() {
 
 #[test]
 fn an_engine_loop_over_a_hostile_program_always_makes_progress() {
+    require_clang!();
     // The engine's shape: fire the controller's timer when due, else send. Whatever the
     // program does, time advances and every call returns.
     let program = common::load_test_program("hostile").unwrap();
@@ -148,6 +151,7 @@ fn an_engine_loop_over_a_hostile_program_always_makes_progress() {
 
 #[test]
 fn a_policy_reads_int_records_and_can_steer_paths() {
+    require_clang!();
     use weir_congestion::HopTelemetry;
     let program = common::load_test_program("hops").unwrap();
     let params = ParamHandle::new(&[]).unwrap();

@@ -1,6 +1,7 @@
 //! The verifier refuses what could crash, stall or escape, and says which instruction and why;
 //! it accepts what clang produces for well-behaved restricted C.
 
+#[macro_use]
 mod common;
 
 use common::{asm, bytecode, load_test_program};
@@ -67,6 +68,7 @@ fn a_backward_jump_that_closes_no_cycle_is_fine() {
 
 #[test]
 fn refuses_a_loop_compiled_from_c() {
+    require_clang!();
     let e = load_test_program("loop").unwrap_err();
     let LoadError::Verify(e) = e else {
         panic!("{e}")
@@ -93,6 +95,7 @@ fn refuses_context_accesses_out_of_bounds() {
 
 #[test]
 fn refuses_writes_to_read_only_fields() {
+    require_clang!();
     for off in [0, 8, 384, 640, 647] {
         let e = refused(&format!("stb [r1+{off}], 1\n{EXIT0}"));
         assert!(e.reason.contains("read-only"), "{off}: {e}");
@@ -105,6 +108,7 @@ fn refuses_writes_to_read_only_fields() {
 
 #[test]
 fn refuses_unbounded_state_indices_and_accepts_checked_ones() {
+    require_clang!();
     let e = load_test_program("state_overflow").unwrap_err();
     let LoadError::Verify(e) = e else {
         panic!("{e}")
@@ -128,6 +132,7 @@ fn refuses_unbounded_state_indices_and_accepts_checked_ones() {
 
 #[test]
 fn refuses_unknown_helpers_and_function_calls() {
+    require_clang!();
     let e = refused("call 6\nexit");
     assert!(e.reason.contains("unknown helper 6"), "{e}");
     assert!(e.reason.contains("weir_cc_muldiv (1)"), "{e}");
@@ -255,6 +260,7 @@ fn refuses_unsupported_instructions() {
 
 #[test]
 fn refuses_objects_with_relocations() {
+    require_clang!();
     let e = load_test_program("global").unwrap_err();
     assert!(matches!(e, LoadError::Elf(_)), "{e}");
     assert!(e.to_string().contains("relocation"), "{e}");
@@ -262,6 +268,7 @@ fn refuses_objects_with_relocations() {
 
 #[test]
 fn accepts_clang_code_that_walks_the_int_records() {
+    require_clang!();
     let p = load_test_program("hops").unwrap();
     assert_eq!(p.report().helpers, vec![1]);
 }

@@ -1,8 +1,10 @@
 //! Shared test helpers: compiling C policies with clang at test time, and raw bytecode.
 #![allow(dead_code, reason = "each test binary uses a different subset")]
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::OnceLock;
 
 use weir_policy::{Engine, Program, VerifierConfig};
 
@@ -16,8 +18,54 @@ pub(crate) fn test_programs_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bpf")
 }
 
+/// Returns from the calling test, which then passes as skipped, when clang is missing (see
+/// [`skip_without_clang`]). Put it first in every test that compiles C.
+macro_rules! require_clang {
+    () => {
+        if $crate::common::skip_without_clang() {
+            return;
+        }
+    };
+}
+
+/// Why clang cannot compile for BPF here, or `None` when it can. Probed once per process.
+pub(crate) fn clang_missing() -> Option<String> {
+    static PROBE: OnceLock<Option<String>> = OnceLock::new();
+    PROBE
+        .get_or_init(|| match Command::new("clang").arg("--version").output() {
+            Ok(o) if o.status.success() => None,
+            Ok(o) => Some(format!(
+                "`clang --version` failed ({}): {}",
+                o.status,
+                String::from_utf8_lossy(&o.stderr).trim()
+            )),
+            Err(e) => Some(format!("clang not found ({e})")),
+        })
+        .clone()
+}
+
+/// `true` (after reporting the calling test as skipped, with the reason and the install
+/// command) when clang is missing. The line goes straight to the process's stderr, past
+/// libtest's capture, so `cargo test` shows it and `scripts/test.sh` lists it at the end.
+pub(crate) fn skip_without_clang() -> bool {
+    let Some(why) = clang_missing() else {
+        return false;
+    };
+    let thread = std::thread::current();
+    let test = thread.name().unwrap_or("a weir-policy test");
+    // One write of a whole line, starting on a fresh one: libtest's own "test … ok" output
+    // shares the terminal.
+    let line = format!(
+        "\nSKIPPED weir-policy {test}: {why}; it compiles eBPF policies with \
+         `clang -target bpf`; install: apt-get install -y clang\n"
+    );
+    let _ = std::io::stderr().write_all(line.as_bytes());
+    true
+}
+
 /// Compiles `source` with `clang -O2 -target bpf -c` into the test's scratch directory and
-/// returns the object's bytes. Panics (the test fails) if clang is missing or refuses.
+/// returns the object's bytes. Panics (the test fails) if clang refuses; tests that call it
+/// start with [`require_clang!`], so a missing clang skips them instead.
 pub(crate) fn compile(source: &Path) -> Vec<u8> {
     compile_with(source, &[])
 }
@@ -49,8 +97,8 @@ pub(crate) fn compile_with(source: &Path, extra: &[&str]) -> Vec<u8> {
         Ok(o) => o,
         Err(e) => panic!(
             "cannot run clang ({e}): these tests compile the eBPF policies in examples/cc with \
-             `clang -O2 -target bpf`; install clang (Debian: `apt-get install -y clang`; the CI \
-             script .ci/run installs it)"
+             `clang -O2 -target bpf`; install clang (Debian: `apt-get install -y clang`; \
+             `scripts/test.sh` installs it when run as root)"
         ),
     };
     assert!(
