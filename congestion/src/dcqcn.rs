@@ -73,7 +73,7 @@ use weir_base::{Duration, Instant, Rate};
 use crate::{CongestionControl, Feedback, Limits, LossKind, PathInfo, Sent};
 
 /// DCQCN parameters, named after the MLNX_OFED `cc_params` knobs; defaults are NVIDIA ConnectX
-/// firmware's (see reference/transport-cc.md §5.1 and NVIDIA's "DCQCN CC Parameters" page).
+/// firmware's, as NVIDIA's DOCA documentation lists them ("DCQCN CC Parameters").
 ///
 /// Out-of-range values are clamped, never rejected: zero periods disable the feature they
 /// drive (noted per field) or, for the α period, mean one picosecond.

@@ -18,7 +18,7 @@ const MAX_US: f64 = 1e6;
 /// Highest rate accepted: 1.6 Tbit/s.
 const MAX_GBPS: f64 = 1600.0;
 
-const SPECS: &[ParamSpec] = &[
+pub(crate) const SPECS: &[ParamSpec] = &[
     ParamSpec {
         name: "dce_tcp_g",
         unit: Unit::Scalar,
@@ -149,9 +149,6 @@ const INTEGER: &[&str] = &[
 
 impl Params for DcqcnParams {
     const ALGORITHM: &'static str = "dcqcn";
-    const CITATION: &'static str = "Zhu et al., \"Congestion Control for Large-Scale RDMA \
-                                    Deployments\", SIGCOMM 2015; defaults of NVIDIA ConnectX \
-                                    firmware (DOCA \"DCQCN CC Parameters\")";
 
     fn specs() -> &'static [ParamSpec] {
         SPECS

@@ -72,7 +72,7 @@ impl FixedParams {
     }
 }
 
-const FIXED_SPECS: &[ParamSpec] = &[
+pub(crate) const SPECS: &[ParamSpec] = &[
     ParamSpec {
         name: "window",
         unit: Unit::Bytes,
@@ -91,10 +91,9 @@ const FIXED_SPECS: &[ParamSpec] = &[
 
 impl Params for FixedParams {
     const ALGORITHM: &'static str = "fixed";
-    const CITATION: &'static str = "none: no control law (Weir's baseline for lossless tests)";
 
     fn specs() -> &'static [ParamSpec] {
-        FIXED_SPECS
+        SPECS
     }
 
     fn get(&self, name: &str) -> Option<f64> {
@@ -106,7 +105,7 @@ impl Params for FixedParams {
     }
 
     fn set(&mut self, name: &str, value: f64) -> Result<(), ParamError> {
-        let spec = check(Self::ALGORITHM, FIXED_SPECS, name, value)?;
+        let spec = check(Self::ALGORITHM, SPECS, name, value)?;
         match spec.name {
             "window" => {
                 // In range, so the cast is exact for whole numbers; fractions are refused.

@@ -59,14 +59,15 @@
 //! * **Floating point.** `U`, `W` and `W_c` are `f64`, as the paper writes them; the outputs
 //!   are rounded to whole bytes and bit/s.
 //!
-//! Known limit of the published law (measured on [`crate::testing`], kept as is): the queue
-//! term is sampled when the flow's *own* packets leave the queue, so it counts what the other
-//! flows queued behind them, and a flow with a large share sees a shorter queue and a lower
-//! `U` than a small one. With 4 KB packets one packet of queue is 3–7 % of `U` on a
-//! 40–100 Gb/s, ~10 µs path, while the default `W_AI` restores only ≈ 0.3–0.4 % per RTT:
-//! flows started apart drift to an unfair share (Jain ≈ 0.36 for 4 flows at 40 Gb/s, 0.85–0.96
-//! for 8 at 100 Gb/s). At the paper's 1000-byte packets 8 flows converge (Jain 0.99); so
-//! does a larger [`HpccParams::rate_ai`] (0.4 Gb/s at 100 Gb/s: Jain 0.999, 4 KB packets).
+//! Known limit of the published law (measured on the bottleneck model, `testing` under feature
+//! `testing`, kept as is): the queue term is sampled when the flow's *own* packets leave the
+//! queue, so it counts what the other flows queued behind them, and a flow with a large share
+//! sees a shorter queue and a lower `U` than a small one. With 4 KB packets one packet of queue
+//! is 3–7 % of `U` on a 40–100 Gb/s, ~10 µs path, while the default `W_AI` restores only
+//! ≈ 0.3–0.4 % per RTT: flows started apart drift to an unfair share (Jain ≈ 0.36 for 4 flows
+//! at 40 Gb/s, 0.85–0.96 for 8 at 100 Gb/s). At the paper's 1000-byte packets 8 flows converge
+//! (Jain 0.99); so does a larger [`HpccParams::rate_ai`] (0.4 Gb/s at 100 Gb/s: Jain 0.999,
+//! 4 KB packets).
 
 use weir_base::{Duration, Instant, Rate};
 
@@ -84,9 +85,10 @@ pub const FALLBACK_BASE_RTT: Duration = Duration::from_micros(13);
 /// Smallest `U` used as a divisor.
 const U_FLOOR: f64 = 1e-9;
 
-/// HPCC parameters. Defaults are the SIGCOMM 2019 paper's (η = 0.95, maxStage = 5) and the
-/// authors' ns-3 model's (`W_AI`, minimum rate, fast reaction on); see
-/// reference/transport-cc.md §5.3.
+/// HPCC parameters. Defaults are the SIGCOMM 2019 paper's (η = 0.95, maxStage = 5; Li et al.,
+/// doi:10.1145/3341302.3342085, §3.2) and the authors' ns-3 model's (`W_AI`, minimum rate,
+/// fast reaction on: <https://github.com/alibaba-edu/High-Precision-Congestion-Control>,
+/// `simulation/run.py`); on maxStage see the authors' page, <https://hpcc-group.github.io/>.
 #[derive(Clone, Copy, Debug, PartialEq)]
 #[non_exhaustive]
 pub struct HpccParams {
@@ -135,7 +137,7 @@ impl Default for HpccParams {
     }
 }
 
-const SPECS: &[ParamSpec] = &[
+pub(crate) const SPECS: &[ParamSpec] = &[
     ParamSpec {
         name: "eta",
         unit: Unit::Scalar,
@@ -182,9 +184,6 @@ const SPECS: &[ParamSpec] = &[
 
 impl Params for HpccParams {
     const ALGORITHM: &'static str = "hpcc";
-    const CITATION: &'static str = "Li et al., \"HPCC: High Precision Congestion Control\", \
-        SIGCOMM 2019, §3 and Algorithm 1; defaults from the authors' ns-3 model \
-        (alibaba-edu/High-Precision-Congestion-Control, simulation/run.py)";
 
     fn specs() -> &'static [ParamSpec] {
         SPECS

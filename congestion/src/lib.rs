@@ -10,6 +10,13 @@
 //! One instance serves one connection; a [`CcFactory`] builds it from a [`CcConfig`] and the
 //! facts in [`PathInfo`]. Built-ins are dispatched through the [`Builtin`] enum so the per-ACK
 //! path has no virtual call; user policies will come through `Box<dyn CongestionControl>`.
+//! The built-ins are described once, in [`registry::BUILTINS`] (name, summary, citation,
+//! parameters, how to configure each): [`ALGORITHMS`], [`CcConfig::from_named`] and
+//! `weir cc` all read it.
+//!
+//! Feature `testing` adds `testing`, a packet-level model of flows sharing one bottleneck
+//! (its own sender, ACKs, RTO and recovery) for scenario tests and `weir cc run`; it is not
+//! part of the production library. Feature `toml` adds `toml_file`, `[cc]` tables in TOML.
 #![no_std]
 #![warn(missing_docs)]
 
@@ -26,7 +33,9 @@ pub mod hpcc;
 pub mod nscc;
 pub mod params;
 pub mod rccc;
+pub mod registry;
 pub mod swift;
+#[cfg(feature = "testing")]
 pub mod testing;
 pub mod timely;
 #[cfg(feature = "toml")]
@@ -38,6 +47,7 @@ pub use hpcc::{Hpcc, HpccParams};
 pub use nscc::{Nscc, NsccParams};
 pub use params::{ParamError, ParamSpec, Params, Unit};
 pub use rccc::{CreditScheduler, Rccc, RcccParams};
+pub use registry::AlgorithmInfo;
 pub use swift::{Swift, SwiftParams};
 pub use timely::{Timely, TimelyParams};
 
@@ -226,14 +236,14 @@ impl fmt::Display for CcError {
     }
 }
 
-/// Names of the built-in algorithms, as [`CcConfig::by_name`] takes them.
-pub const ALGORITHMS: &[&str] = &["fixed", "dcqcn", "timely", "swift", "hpcc", "nscc", "rccc"];
+/// Names of the built-in algorithms, as [`CcConfig::by_name`] takes them: those of
+/// [`registry::BUILTINS`], in its order.
+pub const ALGORITHMS: &[&str] = &registry::NAMES;
 
 impl CcConfig {
     /// The built-in `name` (case-insensitive) with its published defaults.
     pub fn by_name(name: &str) -> Option<CcConfig> {
-        // With no overrides the only error is an unknown name.
-        CcConfig::from_named(name, &[]).ok()
+        registry::find(name).map(AlgorithmInfo::defaults)
     }
 
     /// The built-in `algorithm` (case-insensitive) with `overrides` applied to its published
@@ -241,60 +251,91 @@ impl CcConfig {
     /// table or `weir cc run --set` gives). Unknown algorithms, unknown names and
     /// out-of-range values are errors naming the offender.
     pub fn from_named(algorithm: &str, overrides: &[(&str, f64)]) -> Result<CcConfig, CcError> {
-        fn apply<P: Params>(overrides: &[(&str, f64)]) -> Result<P, ParamError> {
-            let mut p = P::default();
-            for &(name, value) in overrides {
-                p.set(name, value)?;
-            }
-            Ok(p)
-        }
-        let cfg = match algorithm.to_ascii_lowercase().as_str() {
-            "fixed" => {
-                let p: FixedParams = apply(overrides)?;
-                CcConfig::Fixed {
-                    window: p.window,
-                    rate: (p.rate > Rate::ZERO).then_some(p.rate),
-                }
-            }
-            "dcqcn" => CcConfig::Dcqcn(apply(overrides)?),
-            "timely" => CcConfig::Timely(apply(overrides)?),
-            "swift" => CcConfig::Swift(apply(overrides)?),
-            "hpcc" => CcConfig::Hpcc(apply(overrides)?),
-            "nscc" => CcConfig::Nscc(apply(overrides)?),
-            "rccc" => CcConfig::Rccc(apply(overrides)?),
-            _ => {
-                return Err(CcError::UnknownAlgorithm(params::heapless_name::Name::new(
-                    algorithm,
-                )));
-            }
+        let Some(info) = registry::find(algorithm) else {
+            return Err(CcError::UnknownAlgorithm(params::heapless_name::Name::new(
+                algorithm,
+            )));
         };
-        Ok(cfg)
+        Ok(info.configure(overrides)?)
+    }
+
+    /// The algorithm's entry in [`registry::BUILTINS`]: its summary, citation, parameters.
+    pub fn info(&self) -> &'static AlgorithmInfo {
+        match self {
+            CcConfig::Dcqcn(_) => &registry::DCQCN,
+            CcConfig::Timely(_) => &registry::TIMELY,
+            CcConfig::Swift(_) => &registry::SWIFT,
+            CcConfig::Hpcc(_) => &registry::HPCC,
+            CcConfig::Nscc(_) => &registry::NSCC,
+            CcConfig::Rccc(_) => &registry::RCCC,
+            CcConfig::Fixed { .. } => &registry::FIXED,
+        }
     }
 
     /// The algorithm's name (one of [`ALGORITHMS`]).
     pub fn name(&self) -> &'static str {
-        match self {
-            CcConfig::Fixed { .. } => "fixed",
-            CcConfig::Dcqcn(_) => "dcqcn",
-            CcConfig::Timely(_) => "timely",
-            CcConfig::Swift(_) => "swift",
-            CcConfig::Hpcc(_) => "hpcc",
-            CcConfig::Nscc(_) => "nscc",
-            CcConfig::Rccc(_) => "rccc",
-        }
+        self.info().name
     }
 
     /// Whether the configured law needs in-band network telemetry (see
     /// [`CongestionControl::needs_int`]).
     pub fn needs_int(&self) -> bool {
-        match self {
-            CcConfig::Hpcc(_) => true,
-            CcConfig::Dcqcn(_)
-            | CcConfig::Timely(_)
-            | CcConfig::Swift(_)
-            | CcConfig::Nscc(_)
-            | CcConfig::Rccc(_)
-            | CcConfig::Fixed { .. } => false,
+        self.info().needs_int
+    }
+
+    /// The value of parameter `name` in the unit of its [`ParamSpec`], `None` if the
+    /// algorithm has no such parameter.
+    pub fn get(&self, name: &str) -> Option<f64> {
+        match *self {
+            CcConfig::Dcqcn(p) => p.get(name),
+            CcConfig::Timely(p) => p.get(name),
+            CcConfig::Swift(p) => p.get(name),
+            CcConfig::Hpcc(p) => p.get(name),
+            CcConfig::Nscc(p) => p.get(name),
+            CcConfig::Rccc(p) => p.get(name),
+            CcConfig::Fixed { window, rate } => FixedParams {
+                window,
+                rate: rate.unwrap_or(Rate::ZERO),
+            }
+            .get(name),
+        }
+    }
+
+    /// Every parameter with its value, in display order.
+    pub fn values(&self) -> impl Iterator<Item = (&'static ParamSpec, f64)> {
+        self.info()
+            .specs
+            .iter()
+            .map(|s| (s, self.get(s.name).unwrap_or(f64::NAN)))
+    }
+}
+
+macro_rules! from_params {
+    ($($params:ident => $variant:ident),* $(,)?) => {
+        $(
+            impl From<$params> for CcConfig {
+                fn from(p: $params) -> Self {
+                    CcConfig::$variant(p)
+                }
+            }
+        )*
+    };
+}
+
+from_params!(
+    DcqcnParams => Dcqcn,
+    TimelyParams => Timely,
+    SwiftParams => Swift,
+    HpccParams => Hpcc,
+    NsccParams => Nscc,
+    RcccParams => Rccc,
+);
+
+impl From<FixedParams> for CcConfig {
+    fn from(p: FixedParams) -> Self {
+        CcConfig::Fixed {
+            window: p.window,
+            rate: (p.rate > Rate::ZERO).then_some(p.rate),
         }
     }
 }

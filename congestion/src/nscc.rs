@@ -1,7 +1,9 @@
 //! NSCC, the Ultra Ethernet Network-Signal Congestion Control (UE 1.0), as the UEC reference
 //! simulator implements it (`ultraethernet/uet-htsim`, `htsim/sim/uec.cpp`, "Fixed issue
 //! with NSCC not matching specs", #129), whose design paper is SMaRTT (arXiv 2404.01630).
-//! Facts and defaults: reference/transport-cc.md §1.6–1.7.
+//! Facts: the UE 1.0 specification (Ultra Ethernet Consortium, June 2025), its NSCC and
+//! packet-trimming sections; defaults: uet-htsim's `initNsccParams`
+//! (<https://github.com/ultraethernet/uet-htsim>, `htsim/sim/uec.cpp`).
 //!
 //! Contract: [`Nscc`] is a window controller. [`Limits::window`] is always `Some(cwnd)` with
 //! `MTU <= cwnd <= maxwnd` (`maxwnd = 1.5 × BDP`, at least one MTU; see [`Nscc::max_window`]),
@@ -44,7 +46,7 @@
 //! `fi = 5·MSS·a`, `η = 0.15·MSS·a`; the target is the network RTT, or 0.75 of it with
 //! trimming. Every constant is a named parameter of [`NsccParams`].
 //!
-//! Choices where §1.7 (or the reference code) leaves something open, and why:
+//! Choices where the specification (or the reference code) leaves something open, and why:
 //!
 //! * **Base and network RTT.** Unset, they come from [`PathInfo::base_rtt`], else 12 µs (the
 //!   spec's reference RTT). The network RTT (the fabric-wide RTT the constants scale with)
@@ -66,12 +68,12 @@
 //!   epoch state; derived constants are recomputed and the window clamped.
 //! * **Floating point** for the window and the accumulators, as in the reference.
 //!
-//! Known limit of the law (measured on [`crate::testing`]): NSCC needs either trimming or a
-//! buffer deeper than its target delay. ECN with a delay under the target is read as path
-//! congestion (no cut) and SACK-detected losses are ignored, so behind a drop-tail buffer
-//! whose full queue is shallower than the target (64 KB at 100 Gb/s against a 9 µs target)
-//! only timeouts cut the window: 16 flows end at Jain ≈ 0.5 with over a hundred RTOs. The
-//! same buffer with trimming recovers (Jain 0.96).
+//! Known limit of the law (measured on the bottleneck model, `testing` under feature
+//! `testing`): NSCC needs either trimming or a buffer deeper than its target delay. ECN with a
+//! delay under the target is read as path congestion (no cut) and SACK-detected losses are
+//! ignored, so behind a drop-tail buffer whose full queue is shallower than the target (64 KB
+//! at 100 Gb/s against a 9 µs target) only timeouts cut the window: 16 flows end at Jain ≈ 0.5
+//! with over a hundred RTOs. The same buffer with trimming recovers (Jain 0.96).
 
 use weir_base::{Duration, Instant, Rate};
 
@@ -86,8 +88,8 @@ pub const FALLBACK_BASE_RTT: Duration = Duration::from_micros(12);
 /// EWMA gain the reference code uses for delay samples above five base RTTs.
 pub const LARGE_DELAY_EWMA: f64 = 0.0125;
 
-/// NSCC parameters, named after the htsim variables; defaults from `initNsccParams` (see
-/// reference/transport-cc.md §1.7).
+/// NSCC parameters, named after the htsim variables; defaults from `initNsccParams`
+/// (uet-htsim, `htsim/sim/uec.cpp`).
 #[derive(Clone, Copy, Debug, PartialEq)]
 #[non_exhaustive]
 pub struct NsccParams {
@@ -172,7 +174,7 @@ impl Default for NsccParams {
     }
 }
 
-const SPECS: &[ParamSpec] = &[
+pub(crate) const SPECS: &[ParamSpec] = &[
     ParamSpec {
         name: "base_rtt",
         unit: Unit::Micros,
@@ -324,9 +326,6 @@ const SPECS: &[ParamSpec] = &[
 
 impl Params for NsccParams {
     const ALGORITHM: &'static str = "nscc";
-    const CITATION: &'static str = "Ultra Ethernet Consortium, UE 1.0 NSCC (Network-Signal \
-        Congestion Control), as implemented in ultraethernet/uet-htsim htsim/sim/uec.cpp; \
-        design paper SMaRTT (arXiv 2404.01630)";
 
     fn specs() -> &'static [ParamSpec] {
         SPECS

@@ -99,8 +99,6 @@ impl fmt::Display for ParamError {
 pub trait Params: Clone + Default + fmt::Debug {
     /// Algorithm name (`dcqcn`, `swift`, …), lower case.
     const ALGORITHM: &'static str;
-    /// The paper/spec the law and defaults come from.
-    const CITATION: &'static str;
     /// Every parameter, in display order.
     fn specs() -> &'static [ParamSpec];
     /// Current value of `name` in its unit, `None` for an unknown name.

@@ -1,7 +1,11 @@
 //! RCCC, the Ultra Ethernet receiver-credit congestion control (UE 1.0 CMS), for last-hop
-//! incast. Facts and defaults: reference/transport-cc.md §1.8 (RCCC), §1.7 (NSCC, which
-//! handles the fabric while RCCC handles the last hop) and §7.5 (NDP, whose receiver paces
-//! PULLs at its link rate: the lineage of RCCC).
+//! incast. Facts: the UE 1.0 specification (Ultra Ethernet Consortium, June 2025), its
+//! congestion-management sublayer (RCCC, and NSCC, which handles the fabric while RCCC
+//! handles the last hop); defaults: the UEC's reference simulator, uet-htsim
+//! (<https://github.com/ultraethernet/uet-htsim>, `htsim/sim/uec.cpp`); lineage: NDP, whose
+//! receiver paces PULLs at its link rate (Handley et al., "Re-architecting Datacenter Networks
+//! and Stacks for Low Latency and High Performance", SIGCOMM 2017,
+//! doi:10.1145/3098822.3098825).
 //!
 //! Two halves, both sans-IO:
 //!
@@ -29,20 +33,20 @@
 //! (doubling while nothing arrives, up to 64×); the request also carries the credit the sender
 //! has seen, so a receiver whose last CREDIT was lost repeats it at once.
 //!
-//! Choices where §1.8 leaves something open, and why:
+//! Choices where the specification leaves something open, and why:
 //!
 //! * **Units.** Credit counts wire bytes of data packets (header + payload), so grants paced
 //!   at the link rate fill the link exactly; the transport converts its backlog to wire bytes.
 //! * **Request size.** `demand = spent + min(backlog, cap) − speculative`, with
-//!   `cap = maxwnd + MTU` (§1.8: "capped at cwnd + MTU"). It never decreases when the sender
-//!   sends, so the receiver can keep the maximum.
+//!   `cap = maxwnd + MTU` (the spec: the request is capped at cwnd + MTU). It never decreases
+//!   when the sender sends, so the receiver can keep the maximum.
 //! * **When to ask.** When the demand grew by a pull quantum since the last request, or grew
 //!   at all while the next packet is blocked for lack of credit, or on the retry timer.
 //!   Asking per packet would double the packet rate towards the receiver.
 //! * **Speculative window** is granted once, at start ([`RcccParams::speculative`]); it is
 //!   not restored after idle periods (as in htsim, where credit starts at maxwnd).
 //! * **Loss, ECN, delay** change nothing here: RCCC owns the last hop only; run NSCC for the
-//!   fabric (§1.7: they can run together).
+//!   fabric (the spec lets the two run together).
 
 use alloc::collections::{BTreeMap, VecDeque};
 
@@ -53,7 +57,7 @@ use crate::params::{ParamError, ParamSpec, Params, Unit, check};
 use crate::{CongestionControl, Feedback, Limits, PathInfo, Sent};
 
 /// RTT used to derive maxwnd when neither the parameter nor [`PathInfo::base_rtt`] gives one:
-/// the UEC reference network RTT, 12 µs (§1.7).
+/// the reference network RTT of UEC's NSCC, 12 µs (uet-htsim, `htsim/sim/uec.cpp`).
 pub const FALLBACK_RTT: Duration = Duration::from_micros(12);
 
 /// Room for one packet's headers on top of the MTU, so the request cap always covers at least
@@ -63,7 +67,7 @@ pub const HEADER_ALLOWANCE: u64 = 512;
 /// Most doublings of the request retry interval.
 const MAX_BACKOFF: u32 = 6;
 
-/// RCCC parameters; defaults from uet-htsim (reference/transport-cc.md §1.8).
+/// RCCC parameters; defaults from uet-htsim (`htsim/sim/uec.cpp`).
 #[derive(Clone, Copy, Debug, PartialEq)]
 #[non_exhaustive]
 pub struct RcccParams {
@@ -110,7 +114,7 @@ impl Default for RcccParams {
     }
 }
 
-const SPECS: &[ParamSpec] = &[
+pub(crate) const SPECS: &[ParamSpec] = &[
     ParamSpec {
         name: "pull_mtus",
         unit: Unit::Packets,
@@ -157,9 +161,6 @@ const SPECS: &[ParamSpec] = &[
 
 impl Params for RcccParams {
     const ALGORITHM: &'static str = "rccc";
-    const CITATION: &'static str = "Ultra Ethernet Consortium, UE 1.0 RCCC (Receiver Credit \
-        Congestion Control), as implemented in ultraethernet/uet-htsim; pull pacing after NDP \
-        (Handley et al., SIGCOMM 2017)";
 
     fn specs() -> &'static [ParamSpec] {
         SPECS
@@ -333,9 +334,9 @@ impl CreditScheduler {
             } else {
                 f.active = false;
             }
-            //= reference/transport-cc.md#1.8
+            //= Ultra Ethernet Specification v1.0 (UEC, June 2025)#rccc
             //# The receiver meters credits to its active senders at its own link rate.
-            //= reference/transport-cc.md#7.5
+            //= https://doi.org/10.1145/3098822.3098825
             //# NDP: the receiver paces PULLs at its link rate.
             let start = if self.next_at > now {
                 self.next_at
@@ -416,7 +417,7 @@ impl Rccc {
             path.line_rate.bytes_in(rtt)
         }
         .max(mtu);
-        //= reference/transport-cc.md#1.8
+        //= Ultra Ethernet Specification v1.0 (UEC, June 2025)#rccc
         //# The sender asks for credit equal to its backlog, capped at cwnd + MTU.
         let cap = if params.request_cap > 0 {
             params.request_cap
@@ -571,7 +572,7 @@ impl Rccc {
 
 impl CongestionControl for Rccc {
     fn on_sent(&mut self, _now: Instant, sent: &Sent) {
-        //= reference/transport-cc.md#1.8
+        //= Ultra Ethernet Specification v1.0 (UEC, June 2025)#rccc
         //# After the speculative window, the sender sends only against credit.
         self.spent = self.spent.saturating_add(u64::from(sent.bytes));
     }
@@ -591,7 +592,7 @@ impl CongestionControl for Rccc {
     }
 
     fn limits(&self) -> Limits {
-        //= reference/transport-cc.md#1.8
+        //= Ultra Ethernet Specification v1.0 (UEC, June 2025)#rccc
         //# Its credit is capped at maxwnd.
         Limits {
             window: Some(self.max_wnd.max(1)),

@@ -599,9 +599,6 @@ impl CongestionControl for Swift {
 
 impl Params for SwiftParams {
     const ALGORITHM: &'static str = "swift";
-    const CITATION: &'static str = "Kumar et al., \"Swift: Delay is Simple and Effective for \
-        Congestion Control in the Datacenter\", SIGCOMM 2020, §3 (Algorithm 1); defaults from \
-        Google's Falcon RUE model (Isekai)";
 
     fn specs() -> &'static [ParamSpec] {
         SPECS
@@ -657,7 +654,7 @@ const MAX_PKTS: f64 = 1_048_576.0;
 /// The largest delay parameter, µs (2^32 − 1 ns, rounded down).
 const MAX_DELAY_US: f64 = 4_294_967.0;
 
-const SPECS: &[ParamSpec] = &[
+pub(crate) const SPECS: &[ParamSpec] = &[
     ParamSpec {
         name: "base_target",
         unit: Unit::Micros,

@@ -67,8 +67,9 @@ pub struct Red {
 }
 
 impl Red {
-    /// Kmin 100 KB, Kmax 400 KB, Pmax 0.2: the HPCC ns-3 DCQCN setting per 25 Gb/s
-    /// (reference/transport-cc.md §5.1), which also keeps 100 Gb/s queues short.
+    /// Kmin 100 KB, Kmax 400 KB, Pmax 0.2: the DCQCN marking the HPCC authors' ns-3 runs use
+    /// per 25 Gb/s (<https://github.com/alibaba-edu/High-Precision-Congestion-Control>,
+    /// `simulation/run.py`), which also keeps 100 Gb/s queues short.
     pub const fn dcqcn() -> Self {
         Red {
             kmin: 100_000,

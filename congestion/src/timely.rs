@@ -383,8 +383,6 @@ impl CongestionControl for Timely {
 
 impl Params for TimelyParams {
     const ALGORITHM: &'static str = "timely";
-    const CITATION: &'static str = "Mittal et al., \"TIMELY: RTT-based Congestion Control for \
-        the Datacenter\", SIGCOMM 2015, §4 (Algorithm 1) and §6";
 
     fn specs() -> &'static [ParamSpec] {
         SPECS
@@ -425,7 +423,7 @@ impl Params for TimelyParams {
     }
 }
 
-const SPECS: &[ParamSpec] = &[
+pub(crate) const SPECS: &[ParamSpec] = &[
     ParamSpec {
         name: "t_low",
         unit: Unit::Micros,

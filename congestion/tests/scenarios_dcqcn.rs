@@ -4,7 +4,8 @@
 //! trajectory (insta), so a change in the law or in the model shows up in review.
 //!
 //! The bottleneck is the harness default: 100 Gb/s, 10 µs base RTT, 1 MB buffer, RED marking
-//! with Kmin 100 KB, Kmax 400 KB, Pmax 0.2 (reference/transport-cc.md §5.1), 4 KB packets.
+//! with Kmin 100 KB, Kmax 400 KB, Pmax 0.2 (the HPCC authors' ns-3 DCQCN setting per 25 Gb/s,
+//! alibaba-edu/High-Precision-Congestion-Control `simulation/run.py`), 4 KB packets.
 
 use std::fmt::Write as _;
 

@@ -1,12 +1,12 @@
 //! Scenarios: NSCC (UEC defaults) on the deterministic bottleneck harness
 //! ([`weir_congestion::testing`]).
 //!
-//! Setting: the UEC reference simulator's (uet-htsim results, reference/transport-cc.md
-//! §1.9): 4 KB packets, a 100-packet bottleneck buffer that trims instead of dropping, ECN
-//! marked with a probability rising from 25 % to 75 % of the buffer (all packets above), here
-//! at 100 Gb/s with a 10 µs propagation RTT and one ACK per packet. NSCC reads RTT, ECN
-//! echoes and trim NACKs; it ignores INT. Every scenario prints what it measured
-//! (`cargo test -- --nocapture`).
+//! Setting: the UEC reference simulator's (the committed results of uet-htsim,
+//! <https://github.com/ultraethernet/uet-htsim>, `htsim/sim/datacenter/results/`): 4 KB
+//! packets, a 100-packet bottleneck buffer that trims instead of dropping, ECN marked with a
+//! probability rising from 25 % to 75 % of the buffer (all packets above), here at 100 Gb/s
+//! with a 10 µs propagation RTT and one ACK per packet. NSCC reads RTT, ECN echoes and trim
+//! NACKs; it ignores INT. Every scenario prints what it measured (`cargo test -- --nocapture`).
 //!
 //! NSCC's operating point: an unmarked delay above the target pulls its average delay down
 //! (to a quarter base RTT), so it settles where the marked fraction lifts the average to the

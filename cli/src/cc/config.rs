@@ -9,20 +9,25 @@
 //! ```
 //!
 //! Contract: a file is accepted only if it is valid TOML, has a `[cc]` table with a string
-//! `algorithm` the registry knows, and every other key of `[cc]` is a parameter of that
-//! algorithm with a number (or boolean) in range. Any other case is an error whose message
-//! names the file and the offending key. Other top-level tables are left to their owners
-//! (a transport or simulator section may share the file).
+//! `algorithm` that `weir_congestion::registry` knows, and every other key of `[cc]` is a
+//! parameter of that algorithm with a number (or boolean) in range. Any other case is an error
+//! whose message names the file and the offending key. Other top-level tables are left to their
+//! owners (a transport or simulator section may share the file).
 
 use std::path::Path;
 
+use weir_congestion::AlgorithmInfo;
+
+use super::policy;
 #[cfg(test)]
-use super::registry::Policy;
-use super::registry::{self, Algorithm};
+use super::policy::Policy;
+
+/// A policy file's algorithm and the parameters it sets (name, value), in file order.
+pub(crate) type Parsed = (&'static AlgorithmInfo, Vec<(String, f64)>);
 
 /// Reads `path`: its algorithm and the parameters it sets (not yet checked against the
-/// algorithm; see [`Algorithm::configure`]).
-pub(crate) fn read(path: &Path) -> Result<(Algorithm, Vec<(String, f64)>), String> {
+/// algorithm; see [`policy::Policy::configure`]).
+pub(crate) fn read(path: &Path) -> Result<Parsed, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
     split(&text, &path.display().to_string())
@@ -32,15 +37,14 @@ pub(crate) fn read(path: &Path) -> Result<(Algorithm, Vec<(String, f64)>), Strin
 #[cfg(test)]
 pub(crate) fn parse(text: &str, origin: &str) -> Result<Policy, String> {
     let (algo, overrides) = split(text, origin)?;
-    algo.configure(&overrides)
-        .map_err(|e| format!("{origin}: [cc] {e}"))
+    Policy::configure(algo, &overrides).map_err(|e| format!("{origin}: [cc] {e}"))
 }
 
 /// The algorithm `text` names and the parameters it sets.
-fn split(text: &str, origin: &str) -> Result<(Algorithm, Vec<(String, f64)>), String> {
+fn split(text: &str, origin: &str) -> Result<Parsed, String> {
     let (algorithm, overrides) =
         weir_congestion::toml_file::parse(text).map_err(|e| format!("{origin}: {e}"))?;
-    let algo = registry::find(&algorithm).map_err(|e| format!("{origin}: [cc] {e}"))?;
+    let algo = policy::find(&algorithm).map_err(|e| format!("{origin}: [cc] {e}"))?;
     Ok((algo, overrides))
 }
 

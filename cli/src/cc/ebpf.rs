@@ -9,7 +9,7 @@ use std::path::Path;
 use weir_congestion::{ParamSpec, Unit};
 use weir_policy::{BpfPolicy, ParamHandle, Program};
 
-use super::registry::Policy;
+use super::policy::Policy;
 
 /// Load and verify `file`, or say why it is refused.
 fn load(file: &Path) -> Result<Program, String> {

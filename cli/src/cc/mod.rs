@@ -9,14 +9,14 @@
 //!   `weir_congestion::testing` and print Jain's index, utilisation and queue figures,
 //!   optionally drawing an SVG chart and writing a CSV.
 //!
-//! Contract: the algorithms come from one table, [`registry::algorithms`]; every command
-//! builds its text first (testable without a terminal) and prints it whole. Errors are
+//! Contract: the algorithms come from one table, `weir_congestion::registry::BUILTINS`; every
+//! command builds its text first (testable without a terminal) and prints it whole. Errors are
 //! returned, never panicked, and name what was wrong.
 
 mod config;
 mod ebpf;
 mod plot;
-mod registry;
+mod policy;
 mod sim;
 
 use std::fmt::Write as _;
@@ -24,8 +24,10 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 
-use registry::{Algorithm, Policy};
+use policy::Policy;
 use sim::RunArgs;
+use weir_congestion::AlgorithmInfo;
+use weir_congestion::registry::BUILTINS;
 
 /// Arguments of `weir cc`.
 #[derive(Debug, Args)]
@@ -68,10 +70,9 @@ pub(crate) fn run(args: CcArgs) -> Result<(), Box<dyn std::error::Error>> {
 
 /// `weir cc list`.
 fn list() -> String {
-    let all = registry::algorithms();
-    let width = all.iter().map(|a| a.name.len()).max().unwrap_or(0);
+    let width = BUILTINS.iter().map(|a| a.name.len()).max().unwrap_or(0);
     let mut s = String::new();
-    for a in &all {
+    for a in BUILTINS {
         let _ = writeln!(s, "{:width$}  {}  [{}]", a.name, a.summary, a.citation);
     }
     s
@@ -79,7 +80,7 @@ fn list() -> String {
 
 /// `weir cc show NAME`.
 fn show(name: &str) -> Result<String, String> {
-    let a = registry::find(name)?;
+    let a = policy::find(name)?;
     let mut s = String::new();
     let _ = writeln!(s, "{}: {}", a.name, a.summary);
     let _ = writeln!(s, "source: {}", a.citation);
@@ -87,8 +88,8 @@ fn show(name: &str) -> Result<String, String> {
     let rows: Vec<[String; 5]> = a
         .specs
         .iter()
-        .zip(&a.defaults)
-        .map(|(p, &d)| {
+        .zip(policy::defaults(a))
+        .map(|(p, d)| {
             [
                 p.name.to_string(),
                 num(d),
@@ -112,12 +113,12 @@ fn check(file: &Path) -> Result<String, String> {
         return ebpf::check(file);
     }
     let policy = load(file, &[])?;
-    let a = registry::find(policy.algorithm)?;
+    let a = policy::find(policy.algorithm)?;
     let mut s = String::new();
     let _ = writeln!(s, "{}: ok, algorithm {}", file.display(), policy.algorithm);
     let _ = writeln!(s, "source: {}", a.citation);
     s.push('\n');
-    s.push_str(&effective(&a, &policy));
+    s.push_str(&effective(a, &policy));
     Ok(s)
 }
 
@@ -138,12 +139,14 @@ fn run_policy(args: &RunArgs) -> Result<String, String> {
         sets.push((k.trim().to_string(), v));
     }
     let policy = load(Path::new(&args.policy), &sets)?;
-    if policy.algorithm == registry::RECEIVER_DRIVEN {
+    if policy.receiver_driven {
         return Err(format!(
-            "{}: RCCC is receiver-driven (senders send only against the receiver's credit) and \
+            "{}: {} is receiver-driven (senders send only against the receiver's credit) and \
              this bottleneck model has no credit-granting receiver; run it through the \
-             transport: `weir bench transport --cc rccc`, or tests/tests/rccc.rs (16-to-1 incast)",
-            args.policy
+             transport: `weir bench transport --cc {}`, or tests/tests/rccc.rs (16-to-1 incast)",
+            args.policy,
+            policy.algorithm.to_ascii_uppercase(),
+            policy.algorithm
         ));
     }
     let out = sim::simulate(&policy, args)?;
@@ -173,20 +176,19 @@ fn load(spec: &Path, sets: &[(String, f64)]) -> Result<Policy, String> {
         (algo, o, spec.display().to_string())
     } else {
         let name = spec.to_string_lossy();
-        (registry::find(&name)?, Vec::new(), "--set".to_string())
+        (policy::find(&name)?, Vec::new(), "--set".to_string())
     };
     overrides.extend_from_slice(sets);
-    algo.configure(&overrides)
-        .map_err(|e| format!("{origin}: {e}"))
+    Policy::configure(algo, &overrides).map_err(|e| format!("{origin}: {e}"))
 }
 
 /// The effective configuration, marking values that differ from the default.
-fn effective(a: &Algorithm, p: &Policy) -> String {
+fn effective(a: &AlgorithmInfo, p: &Policy) -> String {
     let rows: Vec<[String; 4]> = p
         .values
         .iter()
-        .zip(&a.defaults)
-        .map(|((spec, v), &d)| {
+        .zip(policy::defaults(a))
+        .map(|((spec, v), d)| {
             [
                 spec.name.to_string(),
                 num(*v),
@@ -266,7 +268,7 @@ mod tests {
     #[test]
     fn list_has_one_line_per_algorithm_with_a_citation() {
         let text = list();
-        assert_eq!(text.lines().count(), registry::algorithms().len());
+        assert_eq!(text.lines().count(), BUILTINS.len());
         let dcqcn = text
             .lines()
             .find(|l| l.starts_with("dcqcn"))
@@ -277,7 +279,7 @@ mod tests {
     #[test]
     fn show_prints_every_parameter() {
         let text = show("dcqcn").expect("known");
-        for spec in registry::find("dcqcn").expect("known").specs {
+        for spec in policy::find("dcqcn").expect("known").specs {
             let row = text
                 .lines()
                 .find(|l| l.starts_with(spec.name))
@@ -376,25 +378,37 @@ mod tests {
         let _ = std::fs::remove_file(&path);
     }
 
-    /// Compile an example program with clang (the CI installs it; a missing clang fails the
-    /// test with the reason, as the policy crate's tests do).
-    fn example_object(name: &str) -> PathBuf {
+    /// Compile an example program with clang, or `None` when clang is missing: the test is
+    /// then reported skipped, with the install command (as the policy crate's tests do).
+    fn example_object(name: &str) -> Option<PathBuf> {
         let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../examples/cc/{name}.c"));
         let out = temp(&format!("{name}.o"));
-        let status = std::process::Command::new("clang")
+        let status = match std::process::Command::new("clang")
             .args(["-O2", "-g0", "-target", "bpf", "-c"])
             .arg(&src)
             .arg("-o")
             .arg(&out)
             .status()
-            .unwrap_or_else(|e| panic!("clang not runnable ({e}): apt-get install -y clang"));
+        {
+            Ok(status) => status,
+            Err(e) => {
+                weir_bench::report_skipped(
+                    "weir-cli cc eBPF test",
+                    &format!("clang not found ({e}); it compiles examples/cc/{name}.c"),
+                    Some("apt-get install -y clang"),
+                );
+                return None;
+            }
+        };
         assert!(status.success(), "clang failed on {}", src.display());
-        out
+        Some(out)
     }
 
     #[test]
     fn ebpf_objects_are_checked_and_run_like_their_native_twins() {
-        let obj = example_object("swift");
+        let Some(obj) = example_object("swift") else {
+            return;
+        };
         let o = obj.to_string_lossy();
         let text = check(&obj).expect("verifies");
         assert!(

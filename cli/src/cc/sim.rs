@@ -13,7 +13,7 @@ use clap::Args;
 use weir_base::{Duration, Instant, Rate};
 use weir_congestion::testing::{self, Config, FlowSpec, IntHops, Overflow, Red, Trace};
 
-use super::registry::Policy;
+use super::policy::Policy;
 
 /// Options of `weir cc run`.
 #[derive(Debug, Clone, Args)]
