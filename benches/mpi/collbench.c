@@ -7,9 +7,10 @@
  *   OP: allreduce | allgather | reduce_scatter
  *   Sizes run from MIN to MAX in x4 steps plus MAX, or exactly the SIZE list when given.
  *
- * Conventions (nccl-tests, and ../shared/reference/machine.md section 1): `size` is the allreduce
- * vector, the gathered output of allgather and the input of reduce-scatter, as float32 (sum);
- * the element count is rounded up to a multiple of the rank count. Per size: 10 warm-up calls
+ * Conventions (nccl-tests; the method of docs/benchmarking.md, the same as Weir's rank side in
+ * benches/src/coll/rank.rs): `size` is the allreduce vector, the gathered output of allgather
+ * and the input of reduce-scatter, as float32 (sum); the element count is rounded up to a
+ * multiple of the rank count. Per size: 10 warm-up calls
  * (2 from 8 MiB), then timed calls while they fit in the budget (at least 5, at most 2000),
  * each preceded by a barrier and timed on every rank; a call's time is the maximum over ranks
  * and the figure is the median over calls. The last call's result is checked exactly (the

@@ -3,7 +3,7 @@
 //! `weir bench` (transport, nccl-abi, allreduce/allgather/reduce-scatter: each against its
 //! baseline in the same run), `weir cc` (congestion-control policies), `weir sim` (the
 //! simulator: run, sweep) and `weir run` (a local launcher with torchrun's environment). This
-//! crate is an I/O crate in the sense of rule 1 of STYLE.md: it reads the
+//! crate is an I/O crate in the sense of docs/architecture.md: it reads the
 //! OS clock, spawns threads and processes and opens sockets, so the workspace's sans-IO lints
 //! are switched off here.
 #![allow(clippy::disallowed_methods)]
@@ -60,7 +60,7 @@ fn main() -> ExitCode {
         Command::Cc(args) => cc::run(args).map_err(|e| e.to_string()),
         Command::Sim(args) => sim::run(args),
         Command::Run(args) => launch::run(args),
-        Command::BenchPeer => bench::peer::main().map_err(|e| e.to_string()),
+        Command::BenchPeer => weir_bench::peer::main().map_err(|e| e.to_string()),
         Command::BenchCollWorker(w) => bench::coll::worker(w).map_err(|e| e.to_string()),
     };
     match result {

@@ -54,7 +54,6 @@
 //! # Ok::<(), weir_comm::CommError>(())
 //! ```
 
-pub mod bench;
 mod bootstrap;
 mod comm;
 mod exec;

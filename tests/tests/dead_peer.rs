@@ -20,13 +20,11 @@
 // An I/O test: reads the clock, spawns processes and threads.
 #![allow(clippy::disallowed_methods)]
 
-#[path = "../src/bin/weir-test-peer/harness.rs"]
-mod harness;
-
 use std::net::SocketAddr;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use harness::{Peer, bounded};
+use weir_bench::process::{Peer, bounded};
 use weir_datapath::{Host, HostConfig, HostError};
 use weir_transport::{
     CompletionKind, ConnError, ConnId, Mode, RegionId, WorkRequest, WrError, WrId,
@@ -85,7 +83,7 @@ fn sends_outstanding(mode: Mode) {
         "the first send (the only one the peer has a receive for) completes first: {first:?}"
     );
 
-    peer.kill9();
+    peer.kill();
     let killed = Instant::now();
     let failed = expect_failures(&host, conn, addr, killed, &ids[1..]);
     assert!(failed.iter().all(|c| c.kind == CompletionKind::Send));
@@ -135,7 +133,7 @@ fn idle_receives(mode: Mode) {
         host.conn_error(conn)
     );
 
-    peer.kill9();
+    peer.kill();
     let killed = Instant::now();
     let failed = expect_failures(&host, conn, addr, killed, &ids);
     assert!(failed.iter().all(|c| c.kind == CompletionKind::Recv));
@@ -272,7 +270,9 @@ fn spawn_peer(mode: Mode, recv_sizes: &str) -> (Peer, SocketAddr) {
         "120",
     ]
     .map(String::from);
-    let mut peer = Peer::spawn("serve peer", &args);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_weir-test-peer"));
+    cmd.args(args);
+    let mut peer = Peer::spawn("serve peer", cmd).unwrap_or_else(|e| panic!("{e}"));
     let addr = peer
         .expect("ADDR ", Duration::from_secs(30))
         .unwrap_or_else(|e| panic!("{e}"));

@@ -12,13 +12,14 @@
 // An I/O test: reads the clock, spawns processes and reader threads.
 #![allow(clippy::disallowed_methods)]
 
-#[path = "../src/bin/weir-test-peer/harness.rs"]
-mod harness;
-
+use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use harness::{Peer, num, serial};
+use weir_bench::process::{Peer, json_u64 as num, serial};
+
+/// The peer binary, built by cargo for the tests of this package.
+const PEER_BIN: &str = env!("CARGO_BIN_EXE_weir-test-peer");
 
 /// One exchange at a time: each is two processes with busy-polling engine threads.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -63,8 +64,13 @@ fn exchange(mode: &str, loss: f64) {
         .map(String::from)
         .to_vec()
     };
-    let mut a = Peer::spawn("peer a", &args("a"));
-    let mut b = Peer::spawn("peer b", &args("b"));
+    let spawn = |name: &str, args: Vec<String>| {
+        let mut cmd = Command::new(PEER_BIN);
+        cmd.args(args);
+        Peer::spawn(name, cmd).unwrap_or_else(|e| panic!("{e}"))
+    };
+    let mut a = spawn("peer a", args("a"));
+    let mut b = spawn("peer b", args("b"));
     let addr_a = a
         .expect("ADDR ", Duration::from_secs(30))
         .unwrap_or_else(|e| panic!("{e}"));
@@ -73,8 +79,8 @@ fn exchange(mode: &str, loss: f64) {
         .unwrap_or_else(|e| panic!("{e}"));
     a.send(&format!("PEER {addr_b}"));
     b.send(&format!("PEER {addr_a}"));
-    let ra = a.result(RESULT_TIMEOUT);
-    let rb = b.result(RESULT_TIMEOUT);
+    let ra = a.json::<serde_json::Value>(RESULT_TIMEOUT);
+    let rb = b.json::<serde_json::Value>(RESULT_TIMEOUT);
     // Only now may either side close: both have every completion.
     let sa = a.finish(Duration::from_secs(10));
     let sb = b.finish(Duration::from_secs(10));

@@ -18,16 +18,16 @@
 // An I/O test: reads the clock, spawns processes and reader threads.
 #![allow(clippy::disallowed_methods)]
 
-#[path = "../src/bin/weir-test-peer/harness.rs"]
-mod harness;
-
-use std::io::Write;
 use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use harness::{PEER_BIN, Peer, num, serial};
 use serde_json::Value;
+use weir_bench::process::{Peer, json_u64 as num, serial};
+use weir_bench::report_skipped;
+
+/// The peer binary, built by cargo for the tests of this package.
+const PEER_BIN: &str = env!("CARGO_BIN_EXE_weir-test-peer");
 
 /// One namespace pair at a time: each run is two busy-polling processes.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -52,9 +52,14 @@ fn run(mode: &str, index: u8) {
     let net = match Netns::setup(index) {
         Ok(n) => n,
         Err(why) => {
-            // Straight to the stderr handle, past libtest's output capture (which only takes
-            // the print macros), so a plain `cargo test` shows the skip.
-            let _ = writeln!(std::io::stderr(), "SKIPPED netns_loss ({mode}): {why}");
+            let install = if why.contains("`nft`") {
+                Some("apt-get install -y nftables")
+            } else if why.contains("`ip`") {
+                Some("apt-get install -y iproute2")
+            } else {
+                None
+            };
+            report_skipped(&format!("netns_loss ({mode})"), &why, install);
             return;
         }
     };
@@ -64,7 +69,7 @@ fn run(mode: &str, index: u8) {
         cmd.args(["netns", "exec", ns, PEER_BIN, "exchange", "--role", role])
             .args(["--mode", mode, "--bind", ip, "--sizes", SIZES])
             .args(["--max-payload", "8192", "--timeout-s", "200"]);
-        Peer::spawn_cmd(&format!("peer {role} in {ns}"), cmd)
+        Peer::spawn(&format!("peer {role} in {ns}"), cmd).unwrap_or_else(|e| panic!("{e}"))
     };
     let mut a = spawn("a", &net.ns[0], &net.ip[0]);
     let mut b = spawn("b", &net.ns[1], &net.ip[1]);
@@ -78,8 +83,8 @@ fn run(mode: &str, index: u8) {
     assert!(addr_b.starts_with(&format!("{}:", net.ip[1])), "{addr_b}");
     a.send(&format!("PEER {addr_b}"));
     b.send(&format!("PEER {addr_a}"));
-    let ra = a.result(RESULT_TIMEOUT);
-    let rb = b.result(RESULT_TIMEOUT);
+    let ra = a.json::<Value>(RESULT_TIMEOUT);
+    let rb = b.json::<Value>(RESULT_TIMEOUT);
     let sa = a.finish(Duration::from_secs(10));
     let sb = b.finish(Duration::from_secs(10));
     let counters = [net.counters(0), net.counters(1)];

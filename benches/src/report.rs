@@ -9,46 +9,50 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use super::Mode;
-use super::units::{fmt_loss, fmt_size};
+use crate::Mode;
+use crate::units::{fmt_loss, fmt_size};
 
 /// One measurement: a mode at one loss rate and message size.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
-pub(crate) struct Row {
-    pub(crate) mode: Mode,
+pub struct Row {
+    /// The transport.
+    pub mode: Mode,
     /// Congestion control of a weir/gbn row, when chosen with `--cc`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) cc: Option<String>,
+    pub cc: Option<String>,
     /// Injected loss probability (receiver-side datagram drop); 0 for TCP.
-    pub(crate) loss: f64,
+    pub loss: f64,
     /// Message size in bytes.
-    pub(crate) size: u64,
+    pub size: u64,
     /// Messages in flight at the sender.
-    pub(crate) window: u32,
+    pub window: u32,
     /// Messages and payload bytes delivered (receiver's count).
-    pub(crate) messages: u64,
-    pub(crate) bytes: u64,
+    pub messages: u64,
+    /// See `messages`.
+    pub bytes: u64,
     /// Receiver view: payload bytes / (first byte → last completion), GB/s (10⁹ B/s).
-    pub(crate) goodput_gbps: Option<f64>,
+    pub goodput_gbps: Option<f64>,
     /// Sender view: payload bytes / (first post → last completion), GB/s.
-    pub(crate) sender_gbps: Option<f64>,
+    pub sender_gbps: Option<f64>,
     /// Retransmitted data packets / first transmissions.
-    pub(crate) retx_ratio: Option<f64>,
+    pub retx_ratio: Option<f64>,
     /// Per-message latency at the sender (post → completion), µs.
-    pub(crate) p50_us: Option<f64>,
-    pub(crate) p99_us: Option<f64>,
+    pub p50_us: Option<f64>,
+    /// See `p50_us`: the 99th percentile.
+    pub p99_us: Option<f64>,
     /// Kernel TCP goodput at the same size in the same run, and this row's share of it.
-    pub(crate) tcp_gbps: Option<f64>,
-    pub(crate) ratio_to_tcp: Option<f64>,
+    pub tcp_gbps: Option<f64>,
+    /// See `tcp_gbps`.
+    pub ratio_to_tcp: Option<f64>,
     /// Every requested message arrived within the time limit.
-    pub(crate) complete: bool,
+    pub complete: bool,
     /// Why a figure is missing or partial.
-    pub(crate) note: Option<String>,
+    pub note: Option<String>,
 }
 
 impl Row {
     /// Fill in the TCP reference and the ratio to it.
-    pub(crate) fn set_tcp(&mut self, tcp_gbps: Option<f64>) {
+    pub fn set_tcp(&mut self, tcp_gbps: Option<f64>) {
         self.tcp_gbps = tcp_gbps;
         self.ratio_to_tcp = match (self.goodput_gbps, tcp_gbps) {
             (Some(g), Some(t)) if t > 0.0 => Some(g / t),
@@ -59,32 +63,41 @@ impl Row {
 
 /// 8-byte round-trip times of one mode.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
-pub(crate) struct PingPong {
-    pub(crate) mode: Mode,
-    pub(crate) round_trips: u64,
-    pub(crate) rtt_p50_us: Option<f64>,
-    pub(crate) rtt_p99_us: Option<f64>,
+pub struct PingPong {
+    /// The transport.
+    pub mode: Mode,
+    /// Round trips timed.
+    pub round_trips: u64,
+    /// Median round-trip time, µs.
+    pub rtt_p50_us: Option<f64>,
+    /// 99th percentile round-trip time, µs.
+    pub rtt_p99_us: Option<f64>,
     /// Retransmitted packets during the ping-pong (weir: engine counter; TCP: tcp_info).
-    pub(crate) retransmits: Option<u64>,
-    pub(crate) note: Option<String>,
+    pub retransmits: Option<u64>,
+    /// Why a figure is missing.
+    pub note: Option<String>,
 }
 
 /// Facts about the machine and the run's scheduling, printed in the header (and in every JSON
 /// row).
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
-pub(crate) struct Machine {
-    pub(crate) cpus: usize,
+pub struct Machine {
+    /// CPUs this process may run on.
+    pub cpus: usize,
     /// `some avg10` of /proc/pressure/cpu (%) before and after the run.
-    pub(crate) psi_cpu_some_avg10_before: Option<f64>,
-    pub(crate) psi_cpu_some_avg10_after: Option<f64>,
+    pub psi_cpu_some_avg10_before: Option<f64>,
+    /// See `psi_cpu_some_avg10_before`.
+    pub psi_cpu_some_avg10_after: Option<f64>,
     /// Every peer process ran under SCHED_FIFO (asked with `--rt`, or inherited from `chrt`).
-    pub(crate) rt: bool,
+    pub rt: bool,
     /// Every peer process was pinned (sender core 0, receiver core 1).
-    pub(crate) pinned: bool,
+    pub pinned: bool,
     /// Peer processes started, and how many of them ran under SCHED_FIFO / pinned.
-    pub(crate) peers: u32,
-    pub(crate) peers_rt: u32,
-    pub(crate) peers_pinned: u32,
+    pub peers: u32,
+    /// See `peers`.
+    pub peers_rt: u32,
+    /// See `peers`.
+    pub peers_pinned: u32,
 }
 
 /// One JSON line: a row, the ping-pong of its mode and of TCP, and the machine facts.
@@ -100,7 +113,7 @@ struct JsonRow<'a> {
 }
 
 /// The JSON line of `row`.
-pub(crate) fn json_line(row: &Row, pingpong: &[PingPong], machine: &Machine) -> String {
+pub fn json_line(row: &Row, pingpong: &[PingPong], machine: &Machine) -> String {
     let rtt = |mode: Mode| pingpong.iter().find(|p| p.mode == mode);
     let own = rtt(row.mode);
     let tcp = rtt(Mode::Tcp);
@@ -116,7 +129,7 @@ pub(crate) fn json_line(row: &Row, pingpong: &[PingPong], machine: &Machine) -> 
 }
 
 /// The column headings, aligned with [`table_row`].
-pub(crate) fn table_heading() -> String {
+pub fn table_heading() -> String {
     let names = format!(
         "#{:>11} {:>6} {:>8} {:>9} {:>9} {:>8} {:>9} {:>9} {:>9} {:>6}  {}",
         "mode", "loss", "size", "goodput", "sender", "retx", "p50", "p99", "tcp", "x tcp", "note"
@@ -137,7 +150,7 @@ fn mode_label(r: &Row) -> String {
 }
 
 /// One table line.
-pub(crate) fn table_row(r: &Row) -> String {
+pub fn table_row(r: &Row) -> String {
     let f =
         |v: Option<f64>, prec: usize| v.map_or_else(|| "-".to_string(), |v| format!("{v:.prec$}"));
     if r.goodput_gbps.is_none() && r.sender_gbps.is_none() {
@@ -172,7 +185,7 @@ pub(crate) fn table_row(r: &Row) -> String {
 }
 
 /// The header: what ran where, and what the columns mean.
-pub(crate) fn table_header(machine: &Machine, window: u32, requested: &str, runs: u32) -> String {
+pub fn table_header(machine: &Machine, window: u32, requested: &str, runs: u32) -> String {
     let psi = fmt_psi(machine.psi_cpu_some_avg10_before);
     let mut s = String::new();
     let _ = writeln!(
@@ -212,7 +225,7 @@ pub(crate) fn table_header(machine: &Machine, window: u32, requested: &str, runs
 }
 
 /// The footer: ping-pong round trips and the pressure after the run.
-pub(crate) fn table_footer(pingpong: &[PingPong], machine: &Machine) -> String {
+pub fn table_footer(pingpong: &[PingPong], machine: &Machine) -> String {
     let f = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v:.1}"));
     let mut s = String::from("#\n");
     for p in pingpong {

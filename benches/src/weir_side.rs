@@ -34,15 +34,15 @@ use weir_transport::{
     Completion, CompletionKind, ConnError, ConnId, RegionId, WorkRequest, WrError, WrId,
 };
 
-use super::peer::{PeerParams, PeerReport, Role};
-use super::sys::LatencyHist;
-use super::{BenchError, Mode};
+use crate::peer::{PeerParams, PeerReport, Role};
+use crate::sys::LatencyHist;
+use crate::{BenchError, Mode};
 
 /// Whether the weir engine can be measured in this build.
-pub(crate) const AVAILABLE: bool = true;
+pub const AVAILABLE: bool = true;
 
 /// What the weir rows say while the engine is missing.
-pub(crate) const NOT_BUILT: &str = "n/a (engine not built)";
+pub const NOT_BUILT: &str = "n/a (engine not built)";
 
 /// Tag of the start message.
 const GO: u64 = 1 << 62;
@@ -59,7 +59,7 @@ const WARMUP_ROUND_TRIPS: u64 = 200;
 const WARMUP_LIMIT: Duration = Duration::from_millis(200);
 
 /// Receiving side of a stream; `ready` announces the host's address to the parent.
-pub(crate) fn weir_receiver(
+pub fn weir_receiver(
     p: &PeerParams,
     ready: &mut dyn FnMut(SocketAddr) -> Result<(), BenchError>,
 ) -> Result<PeerReport, BenchError> {
@@ -170,7 +170,7 @@ pub(crate) fn weir_receiver(
 }
 
 /// Sending side of a stream.
-pub(crate) fn weir_sender(p: &PeerParams) -> Result<PeerReport, BenchError> {
+pub fn weir_sender(p: &PeerParams) -> Result<PeerReport, BenchError> {
     let size = p.size;
     let window = u64::from(p.window.max(1));
     let remote = p
@@ -274,7 +274,7 @@ pub(crate) fn weir_sender(p: &PeerParams) -> Result<PeerReport, BenchError> {
 }
 
 /// Echo side of the 8-byte ping-pong.
-pub(crate) fn pingpong_server(
+pub fn pingpong_server(
     p: &PeerParams,
     ready: &mut dyn FnMut(SocketAddr) -> Result<(), BenchError>,
 ) -> Result<PeerReport, BenchError> {
@@ -334,7 +334,7 @@ pub(crate) fn pingpong_server(
 
 /// Timing side of the 8-byte ping-pong: `iters` round trips, or as many as fit in the point's
 /// time.
-pub(crate) fn pingpong_client(p: &PeerParams) -> Result<PeerReport, BenchError> {
+pub fn pingpong_client(p: &PeerParams) -> Result<PeerReport, BenchError> {
     let remote = p
         .remote
         .ok_or_else(|| BenchError::new("client without a remote address"))?;
@@ -511,7 +511,7 @@ fn nanos(d: Duration) -> u64 {
 }
 
 /// `--cc NAME|FILE.toml`: a built-in by name, or a `[cc]` table from a file.
-pub(crate) fn load_cc(spec: &str) -> Result<weir_congestion::CcConfig, BenchError> {
+pub fn load_cc(spec: &str) -> Result<weir_congestion::CcConfig, BenchError> {
     weir_congestion::toml_file::load(spec, |p| {
         std::fs::read_to_string(p).map_err(|e| e.to_string())
     })

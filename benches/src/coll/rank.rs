@@ -1,24 +1,24 @@
-//! nccl-tests-style timing of one collective over a communicator.
+//! The rank side of `weir bench allreduce|allgather|reduce-scatter`: nccl-tests-style timing
+//! of one collective over a communicator.
 //!
-//! Contract ([`run`]), methodology of `shared/reference/machine.md` §0–1: `size` is the
-//! allreduce vector, the allgather output and the reduce-scatter input, in bytes of f32; the
-//! element count is rounded up to a multiple of the group size. Per size: 10 warm-up calls
-//! (2 at ≥ 8 MiB), then timed calls until the budget is spent (at least 5, at most 2000), each
-//! preceded by a barrier and timed on every rank; a call's time is the maximum over ranks and
-//! the reported time the median over calls. The inputs are small integers stored as floats, so
-//! every sum is exact, and the last call's result is compared element by element with the
-//! expected values (`wrong` counts mismatches over all ranks). Every rank calls [`run`] with
-//! the same arguments and gets the same rows.
+//! Contract ([`run`]; the method is `docs/benchmarking.md`'s): `size` is the allreduce vector,
+//! the allgather output and the reduce-scatter input, in bytes of f32; the element count is
+//! rounded up to a multiple of the group size. Per size: 10 warm-up calls (2 at ≥ 8 MiB), then
+//! timed calls until the budget is spent (at least 5, at most 2000), each preceded by a barrier
+//! and timed on every rank; a call's time is the maximum over ranks and the reported time the
+//! median over calls. The inputs are small integers stored as floats, so every sum is exact, and
+//! the last call's result is compared element by element with the expected values (`wrong`
+//! counts mismatches over all ranks). Every rank calls [`run`] with the same arguments and gets
+//! the same rows.
 
 use std::time::{Duration, Instant};
 
 use weir_collectives::{Collective, ReduceOp};
-
-use crate::{CommError, Communicator};
+use weir_comm::{CommError, Communicator};
 
 /// One size's result.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct BenchRow {
+pub struct RankRow {
     /// Bytes (after rounding the count up to a multiple of the group size).
     pub size_bytes: usize,
     /// f32 elements.
@@ -29,38 +29,13 @@ pub struct BenchRow {
     pub wrong: u64,
 }
 
-impl BenchRow {
-    /// Algorithm bandwidth, GB/s (10⁹ bytes): size / time.
-    pub fn algbw_gbps(&self) -> f64 {
-        if self.time_us > 0.0 {
-            self.size_bytes as f64 / (self.time_us * 1e3)
-        } else {
-            0.0
-        }
-    }
-
-    /// Bus bandwidth, GB/s, with nccl-tests' factors: 2(n−1)/n for allreduce, (n−1)/n for
-    /// allgather and reduce-scatter, 1 for broadcast and reduce, (n−1)/n for all-to-all.
-    pub fn busbw_gbps(&self, collective: Collective, ranks: usize) -> f64 {
-        let n = ranks.max(1) as f64;
-        let f = match collective {
-            Collective::AllReduce => 2.0 * (n - 1.0) / n,
-            Collective::AllGather | Collective::ReduceScatter | Collective::AllToAll => {
-                (n - 1.0) / n
-            }
-            Collective::Broadcast { .. } | Collective::Reduce { .. } => 1.0,
-        };
-        self.algbw_gbps() * f
-    }
-}
-
 /// Times `collective` (f32, sum) at each of `sizes` (see the module doc).
 pub fn run(
     comm: &Communicator,
     collective: Collective,
     sizes: &[usize],
     budget: Duration,
-) -> Result<Vec<BenchRow>, CommError> {
+) -> Result<Vec<RankRow>, CommError> {
     let n = comm.size();
     let mut rows = Vec::with_capacity(sizes.len());
     for &size in sizes {
@@ -103,7 +78,7 @@ pub fn run(
         comm.allreduce(&mut wrong, ReduceOp::Sum)?;
         times.sort_by(f64::total_cmp);
         let time_us = times.get(times.len() / 2).copied().unwrap_or(0.0);
-        rows.push(BenchRow {
+        rows.push(RankRow {
             size_bytes: count * 4,
             count,
             time_us,
@@ -185,5 +160,41 @@ fn check(comm: &Communicator, collective: Collective, buf: &[f32], recv: &[f32])
                 .enumerate()
                 .map(|(k, &x)| (x, value(k / b.max(1), r * b + k % b.max(1)))))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use weir_comm::CommOptions;
+
+    use super::*;
+
+    #[test]
+    fn checks_its_results() {
+        let addr = format!("127.0.0.1:{}", crate::launch::free_port().expect("port"));
+        let mut opts = CommOptions::default();
+        opts.timeout = Duration::from_secs(60);
+        std::thread::scope(|s| {
+            for r in 0..2 {
+                let (addr, opts) = (&addr, &opts);
+                s.spawn(move || {
+                    let c = Communicator::new(r, 2, addr, opts).expect("communicator");
+                    for coll in [
+                        Collective::AllReduce,
+                        Collective::AllGather,
+                        Collective::ReduceScatter,
+                    ] {
+                        let sizes = [8, 4096, 1 << 20];
+                        let rows = run(&c, coll, &sizes, Duration::from_millis(20)).expect("run");
+                        assert_eq!(rows.len(), 3);
+                        for row in rows {
+                            assert_eq!(row.wrong, 0, "{coll:?} {row:?}");
+                            assert!(row.time_us > 0.0, "{row:?}");
+                            assert_eq!(row.count % 2, 0);
+                        }
+                    }
+                });
+            }
+        });
     }
 }

@@ -17,9 +17,9 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-use super::BenchError;
-use super::peer::{PeerParams, PeerReport};
-use super::sys::{LatencyHist, touched_buffer};
+use crate::BenchError;
+use crate::peer::{PeerParams, PeerReport};
+use crate::sys::{LatencyHist, touched_buffer};
 
 /// Frame index that ends a stream.
 const END: u64 = u64::MAX;
@@ -29,7 +29,7 @@ const ACCEPT_TIMEOUT: Duration = Duration::from_secs(15);
 const WARMUP_ROUND_TRIPS: u64 = 200;
 
 /// Receiving side of a stream; `ready` announces the listening address to the parent.
-pub(crate) fn stream_receiver(
+pub fn stream_receiver(
     p: &PeerParams,
     ready: &mut dyn FnMut(SocketAddr) -> Result<(), BenchError>,
 ) -> Result<PeerReport, BenchError> {
@@ -83,7 +83,7 @@ pub(crate) fn stream_receiver(
 }
 
 /// Sending side of a stream.
-pub(crate) fn stream_sender(p: &PeerParams) -> Result<PeerReport, BenchError> {
+pub fn stream_sender(p: &PeerParams) -> Result<PeerReport, BenchError> {
     let size = usize::try_from(p.size)?;
     let window = p.window.max(1) as usize;
     let remote = p
@@ -149,7 +149,7 @@ pub(crate) fn stream_sender(p: &PeerParams) -> Result<PeerReport, BenchError> {
 }
 
 /// Echo side of the ping-pong.
-pub(crate) fn pingpong_server(
+pub fn pingpong_server(
     p: &PeerParams,
     ready: &mut dyn FnMut(SocketAddr) -> Result<(), BenchError>,
 ) -> Result<PeerReport, BenchError> {
@@ -174,7 +174,7 @@ pub(crate) fn pingpong_server(
 
 /// Timing side of the ping-pong: `iters` round trips of 8 bytes, or as many as fit in the
 /// point's time.
-pub(crate) fn pingpong_client(p: &PeerParams) -> Result<PeerReport, BenchError> {
+pub fn pingpong_client(p: &PeerParams) -> Result<PeerReport, BenchError> {
     let remote = p
         .remote
         .ok_or_else(|| BenchError::new("client without a remote address"))?;
@@ -366,9 +366,9 @@ fn tcp_retransmits(s: &TcpStream) -> Option<(u64, u64)> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::Mode;
-    use super::super::peer::{Role, Test};
     use super::*;
+    use crate::Mode;
+    use crate::peer::{Role, Test};
 
     fn params(role: Role, test: Test) -> PeerParams {
         PeerParams {

@@ -1,5 +1,6 @@
-//! The two-process harness: the bench spawns two copies of its own executable (`weir bench-peer`),
-//! a receiver and a sender, and talks to each over its stdin/stdout, one JSON line at a time.
+//! The benches' two-process protocol: the bench spawns two peer processes ([`PeerCmd`]: by
+//! default its own executable, `weir bench-peer`), a receiver and a sender, and talks to each
+//! over its stdin/stdout ([`crate::process::Peer`]), one JSON line at a time.
 //!
 //! ```text
 //! parent ──PeerParams──▶ receiver            binds port 0 (TCP or a weir host)
@@ -11,31 +12,35 @@
 //!
 //! No fixed ports, nothing shared but the two sockets the measurement uses. A peer that fails
 //! answers `Error{error}` instead; a peer that hangs is killed when its time is up (the parent
-//! kills only the children it spawned, by handle).
+//! kills only the children it spawned, by handle). A peer's stderr is shown as it comes.
 
-use std::io::{BufRead, BufReader, Write};
+use std::ffi::OsString;
+use std::io::{BufRead, Write};
 use std::net::SocketAddr;
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::sys::{self, SchedApplied};
-use super::{BenchError, Mode, nccl_side, tcp, weir_side};
+use crate::process::{Peer, PeerErrorKind};
+use crate::sys::{self, SchedApplied};
+use crate::{BenchError, Mode, nccl_side, tcp, weir_side};
 
 /// Which side of the measurement a peer plays.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub(crate) enum Role {
+pub enum Role {
+    /// Listens, receives, reports goodput.
     Receiver,
+    /// Connects, sends, reports latency and retransmissions.
     Sender,
 }
 
 /// What a pair of peers measures.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub(crate) enum Test {
+pub enum Test {
     /// 8-byte messages bounced back and forth; the sender times each round trip.
     PingPong,
     /// `bytes` in messages of `size`, `window` messages in flight.
@@ -47,60 +52,65 @@ pub(crate) enum Test {
 
 /// Everything a peer needs, sent to it as the first line on its stdin.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub(crate) struct PeerParams {
-    pub(crate) role: Role,
-    pub(crate) mode: Mode,
-    pub(crate) test: Test,
+pub struct PeerParams {
+    /// Its side.
+    pub role: Role,
+    /// The transport under test.
+    pub mode: Mode,
+    /// The measurement.
+    pub test: Test,
     /// Message size in bytes (ping-pong: 8).
-    pub(crate) size: u64,
+    pub size: u64,
     /// Stream: payload bytes to move (rounded up to whole messages, at least two).
-    pub(crate) bytes: u64,
+    pub bytes: u64,
     /// Messages in flight (posted and not yet completed) at the sender; receives pre-posted.
-    pub(crate) window: u32,
+    pub window: u32,
     /// Weir modes: probability that the receiver's datapath drops an incoming datagram.
-    pub(crate) loss: f64,
+    pub loss: f64,
     /// Seed of the loss injection.
-    pub(crate) seed: u64,
+    pub seed: u64,
     /// The sender posts no new message after this long (ping-pong: stops its round trips).
-    pub(crate) point_ms: u64,
+    pub point_ms: u64,
     /// After `point_ms`, how long the sender waits for outstanding messages before giving up.
-    pub(crate) drain_ms: u64,
+    pub drain_ms: u64,
     /// Ping-pong: round trips to time (after a short warm-up), bounded by `point_ms`.
-    pub(crate) iters: u64,
+    pub iters: u64,
     /// Sender: the receiver's address (from its `Ready`).
-    pub(crate) remote: Option<SocketAddr>,
+    pub remote: Option<SocketAddr>,
     /// Pin the peer to this core.
-    pub(crate) cpu: Option<usize>,
+    pub cpu: Option<usize>,
     /// Run the peer under SCHED_FIFO.
-    pub(crate) rt: bool,
+    pub rt: bool,
     /// NCCL streams: the receiver's plugin handle (hex), passed to the sender.
     #[serde(default)]
-    pub(crate) handle: Option<String>,
+    pub handle: Option<String>,
     /// NCCL streams: the plugin library to `dlopen` (default: the table linked in).
     #[serde(default)]
-    pub(crate) lib: Option<std::path::PathBuf>,
+    pub lib: Option<std::path::PathBuf>,
     /// Weir modes: congestion-control algorithm by name (default: the transport's).
     #[serde(default)]
-    pub(crate) cc: Option<String>,
+    pub cc: Option<String>,
 }
 
 impl PeerParams {
     /// Number of data messages a stream moves: `bytes / size` rounded up, at least two (the
     /// receiver's clock starts at the first byte of the first one).
-    pub(crate) fn messages(&self) -> u64 {
+    pub fn messages(&self) -> u64 {
         self.bytes.div_ceil(self.size.max(1)).max(2)
     }
 
-    pub(crate) fn point(&self) -> Duration {
+    /// [`PeerParams::point_ms`] as a duration.
+    pub fn point(&self) -> Duration {
         Duration::from_millis(self.point_ms)
     }
 
-    pub(crate) fn drain(&self) -> Duration {
+    /// [`PeerParams::drain_ms`] as a duration.
+    pub fn drain(&self) -> Duration {
         Duration::from_millis(self.drain_ms)
     }
 
     /// How long a receiver waits for its sender before reporting what it has.
-    pub(crate) fn receiver_patience(&self) -> Duration {
+    pub fn receiver_patience(&self) -> Duration {
         self.point() + self.drain() + Duration::from_secs(3)
     }
 }
@@ -108,10 +118,12 @@ impl PeerParams {
 /// What a peer says on its stdout.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "msg", rename_all = "snake_case")]
-pub(crate) enum PeerMsg {
+pub enum PeerMsg {
     /// The receiver listens at `addr`.
     Ready {
+        /// Where the sender connects (NCCL streams through the plugin: unused).
         addr: SocketAddr,
+        /// What the receiver applied of pinning and SCHED_FIFO.
         sched: SchedApplied,
         /// NCCL plugin streams: the listen handle, hex.
         #[serde(default)]
@@ -120,40 +132,49 @@ pub(crate) enum PeerMsg {
     /// The measurement finished.
     Report(PeerReport),
     /// The peer failed.
-    Error { error: String },
+    Error {
+        /// Why.
+        error: String,
+    },
 }
 
 /// One peer's view of a measurement.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub(crate) struct PeerReport {
+pub struct PeerReport {
     /// Data messages completed: received in full (receiver) or acknowledged (sender).
-    pub(crate) messages: u64,
+    pub messages: u64,
     /// Payload bytes in those messages.
-    pub(crate) bytes: u64,
+    pub bytes: u64,
     /// Receiver: first byte → last completion. Sender: first post → last completion.
     /// Ping-pong: the timed round trips, end to end.
-    pub(crate) elapsed_ns: u64,
+    pub elapsed_ns: u64,
     /// Everything asked for was moved (false: stopped by the time limit).
-    pub(crate) complete: bool,
+    pub complete: bool,
     /// Sender: per-message post → completion; ping-pong: round-trip time.
-    pub(crate) lat_count: u64,
-    pub(crate) lat_p50_us: Option<f64>,
-    pub(crate) lat_p99_us: Option<f64>,
+    pub lat_count: u64,
+    /// Median of those latencies, µs.
+    pub lat_p50_us: Option<f64>,
+    /// Their 99th percentile, µs.
+    pub lat_p99_us: Option<f64>,
     /// Sender: data packets retransmitted and first transmissions (weir: engine counters; TCP:
     /// `tcpi_total_retrans` and `tcpi_data_segs_out`).
-    pub(crate) retransmits: Option<u64>,
-    pub(crate) data_packets: Option<u64>,
-    pub(crate) sched: SchedApplied,
-    pub(crate) note: Option<String>,
+    pub retransmits: Option<u64>,
+    /// See `retransmits`.
+    pub data_packets: Option<u64>,
+    /// What the peer applied of pinning and SCHED_FIFO.
+    pub sched: SchedApplied,
+    /// Why a figure is missing or partial.
+    pub note: Option<String>,
 }
 
 impl PeerReport {
     /// Payload bytes per nanosecond, i.e. GB/s (10⁹ bytes per second).
-    pub(crate) fn gbps(&self) -> Option<f64> {
+    pub fn gbps(&self) -> Option<f64> {
         (self.elapsed_ns > 0 && self.bytes > 0).then(|| self.bytes as f64 / self.elapsed_ns as f64)
     }
 
-    pub(crate) fn retx_ratio(&self) -> Option<f64> {
+    /// Retransmitted data packets per first transmission.
+    pub fn retx_ratio(&self) -> Option<f64> {
         match (self.retransmits, self.data_packets) {
             (Some(r), Some(d)) if d > 0 => Some(r as f64 / d as f64),
             _ => None,
@@ -161,8 +182,28 @@ impl PeerReport {
     }
 }
 
-/// Entry point of `weir bench-peer`.
-pub(crate) fn main() -> Result<(), BenchError> {
+/// The command that starts a peer process: an executable whose subcommand calls [`main`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerCmd {
+    /// The executable.
+    pub program: PathBuf,
+    /// Its arguments (the subcommand).
+    pub args: Vec<OsString>,
+}
+
+impl PeerCmd {
+    /// This executable with `args`: `weir`'s peers are `weir bench-peer`.
+    pub fn current_exe(args: &[&str]) -> Result<PeerCmd, BenchError> {
+        Ok(PeerCmd {
+            program: std::env::current_exe()?,
+            args: args.iter().map(OsString::from).collect(),
+        })
+    }
+}
+
+/// The peer process: reads its [`PeerParams`] as one JSON line on stdin, runs its side of the
+/// measurement and answers with [`PeerMsg`] lines on stdout (`weir bench-peer` calls this).
+pub fn main() -> Result<(), BenchError> {
     let mut line = String::new();
     std::io::stdin().lock().read_line(&mut line)?;
     let params: PeerParams = serde_json::from_str(&line)?;
@@ -224,21 +265,23 @@ fn emit(msg: &PeerMsg) -> Result<(), BenchError> {
 
 /// The outcome of one receiver/sender pair: each side's report or why it has none.
 #[derive(Debug)]
-pub(crate) struct PairOutcome {
-    pub(crate) receiver: Result<PeerReport, String>,
-    pub(crate) sender: Result<PeerReport, String>,
+pub struct PairOutcome {
+    /// The receiver's report, or why there is none.
+    pub receiver: Result<PeerReport, String>,
+    /// The sender's report, or why there is none.
+    pub sender: Result<PeerReport, String>,
     /// The receiver's scheduling facts (from its `Ready`), known even when it fails later.
-    pub(crate) receiver_sched: Option<SchedApplied>,
+    pub receiver_sched: Option<SchedApplied>,
 }
 
 impl PairOutcome {
     /// Both peers reported, and each moved everything it was asked to.
-    pub(crate) fn complete(&self) -> bool {
+    pub fn complete(&self) -> bool {
         matches!((&self.receiver, &self.sender), (Ok(r), Ok(s)) if r.complete && s.complete)
     }
 
     /// The peers' notes and errors, labelled and joined (an error both share, once).
-    pub(crate) fn note(&self) -> Option<String> {
+    pub fn note(&self) -> Option<String> {
         let mut notes = Vec::new();
         match &self.receiver {
             Ok(r) => notes.extend(r.note.iter().map(|n| format!("receiver: {n}"))),
@@ -254,17 +297,17 @@ impl PairOutcome {
 }
 
 /// Run one measurement: spawn the receiver, then the sender, collect both reports.
-pub(crate) fn run_pair(receiver: &PeerParams, sender: &PeerParams) -> PairOutcome {
+pub fn run_pair(cmd: &PeerCmd, receiver: &PeerParams, sender: &PeerParams) -> PairOutcome {
     let fail = |e: String| PairOutcome {
         receiver: Err(e.clone()),
         sender: Err(e),
         receiver_sched: None,
     };
-    let mut rx = match PeerProc::spawn("receiver", receiver) {
+    let mut rx = match spawn(cmd, "receiver", receiver) {
         Ok(p) => p,
         Err(e) => return fail(e.to_string()),
     };
-    let (addr, handle, receiver_sched) = match rx.next_msg(READY_TIMEOUT) {
+    let (addr, handle, receiver_sched) = match next_msg(&mut rx, READY_TIMEOUT) {
         Ok(PeerMsg::Ready {
             addr,
             sched,
@@ -278,14 +321,14 @@ pub(crate) fn run_pair(receiver: &PeerParams, sender: &PeerParams) -> PairOutcom
     sender.remote = Some(addr);
     sender.handle = handle;
     let limit = sender.point() + sender.drain() + PEER_SLACK;
-    let sender_result = PeerProc::spawn("sender", &sender).and_then(|mut tx| {
-        let r = tx.report(limit);
-        tx.finish();
+    let sender_result = spawn(cmd, "sender", &sender).and_then(|mut tx| {
+        let r = report(&mut tx, limit);
+        tx.finish(EXIT_GRACE);
         r
     });
     // The receiver stops at the sender's end marker, or on its own deadline if the sender died.
-    let receiver_result = rx.report(receiver.receiver_patience() + PEER_SLACK);
-    rx.finish();
+    let receiver_result = report(&mut rx, receiver.receiver_patience() + PEER_SLACK);
+    rx.finish(EXIT_GRACE);
     PairOutcome {
         receiver: receiver_result.map_err(|e| e.to_string()),
         sender: sender_result.map_err(|e| e.to_string()),
@@ -297,120 +340,46 @@ pub(crate) fn run_pair(receiver: &PeerParams, sender: &PeerParams) -> PairOutcom
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
 /// Extra time beyond a peer's own deadlines before the parent gives up on it.
 const PEER_SLACK: Duration = Duration::from_secs(15);
+/// How long a peer may take to exit after its report before it is killed.
+const EXIT_GRACE: Duration = Duration::from_secs(2);
 
-/// A spawned `weir bench-peer` with a thread forwarding its stdout lines.
-#[derive(Debug)]
-struct PeerProc {
-    name: &'static str,
-    child: Child,
-    _stdin: Option<ChildStdin>,
-    lines: mpsc::Receiver<String>,
+/// Start a peer and hand it its parameters.
+fn spawn(cmd: &PeerCmd, name: &'static str, params: &PeerParams) -> Result<Peer, BenchError> {
+    let mut c = Command::new(&cmd.program);
+    c.args(&cmd.args);
+    let mut peer = Peer::spawn_echoing(name, c)?;
+    // The pipe stays open after this line (closing it would be harmless): a later protocol
+    // version may send more commands.
+    peer.send(&serde_json::to_string(params)?);
+    Ok(peer)
 }
 
-impl PeerProc {
-    fn spawn(name: &'static str, params: &PeerParams) -> Result<Self, BenchError> {
-        let exe = std::env::current_exe()?;
-        let mut child = Command::new(exe)
-            .arg("bench-peer")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()?;
-        let mut stdin = child.stdin.take();
-        let stdout = child.stdout.take();
-        let (tx, lines) = mpsc::channel();
-        if let Some(stdout) = stdout {
-            std::thread::spawn(move || {
-                for line in BufReader::new(stdout).lines() {
-                    let Ok(line) = line else { break };
-                    if tx.send(line).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-        let mut proc = PeerProc {
-            name,
-            child,
-            _stdin: None,
-            lines,
-        };
-        let Some(pipe) = stdin.as_mut() else {
-            return Err(BenchError::new(format!("{name}: no stdin pipe")));
-        };
-        let mut line = serde_json::to_string(params)?;
-        line.push('\n');
-        pipe.write_all(line.as_bytes())?;
-        pipe.flush()?;
-        // Keep stdin open: closing it is harmless, but an open pipe lets a later protocol
-        // version send more commands.
-        proc._stdin = stdin;
-        Ok(proc)
-    }
-
-    /// The next JSON message, or an error after `timeout` or when the peer exits.
-    fn next_msg(&mut self, timeout: Duration) -> Result<PeerMsg, BenchError> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => match serde_json::from_str(&line) {
-                    Ok(msg) => return Ok(msg),
-                    // Not ours (a stray print); skip it but show it.
-                    Err(_) => eprintln!("weir bench: {} said: {line}", self.name),
-                },
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    return Err(BenchError::new(format!(
-                        "{} did not answer within {:.0} s",
-                        self.name,
-                        timeout.as_secs_f64()
-                    )));
-                }
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    let status = self.child.wait().map(|s| s.to_string());
-                    return Err(BenchError::new(format!(
-                        "{} exited without a report ({})",
-                        self.name,
-                        status.unwrap_or_else(|e| e.to_string())
-                    )));
-                }
-            }
-        }
-    }
-
-    fn report(&mut self, timeout: Duration) -> Result<PeerReport, BenchError> {
-        match self.next_msg(timeout)? {
-            PeerMsg::Report(r) => Ok(r),
-            PeerMsg::Error { error } => Err(BenchError::new(format!("{}: {error}", self.name))),
-            PeerMsg::Ready { .. } => {
-                Err(BenchError::new(format!("{}: unexpected ready", self.name)))
-            }
-        }
-    }
-
-    /// Give the peer a moment to exit after its report, then kill it.
-    fn finish(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(2);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        self.kill();
-    }
-
-    fn kill(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
+/// The next message, or an error after `timeout` or when the peer exits.
+fn next_msg(peer: &mut Peer, timeout: Duration) -> Result<PeerMsg, BenchError> {
+    peer.json(timeout).map_err(|e| {
+        let name = &e.name;
+        BenchError::new(match e.kind {
+            PeerErrorKind::Timeout(_) => format!(
+                "{name} did not answer within {:.0} s",
+                timeout.as_secs_f64()
+            ),
+            PeerErrorKind::Exited(status) => format!(
+                "{name} exited without a report ({})",
+                status.map_or_else(|| "still running".to_string(), |s| s.to_string())
+            ),
+            _ => e.to_string(),
+        })
+    })
 }
 
-impl Drop for PeerProc {
-    fn drop(&mut self) {
-        self.kill();
+fn report(peer: &mut Peer, timeout: Duration) -> Result<PeerReport, BenchError> {
+    match next_msg(peer, timeout)? {
+        PeerMsg::Report(r) => Ok(r),
+        PeerMsg::Error { error } => Err(BenchError::new(format!("{}: {error}", peer.name()))),
+        PeerMsg::Ready { .. } => Err(BenchError::new(format!(
+            "{}: unexpected ready",
+            peer.name()
+        ))),
     }
 }
 

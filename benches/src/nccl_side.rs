@@ -1,9 +1,9 @@
 //! The two sides of `weir bench nccl-abi`: the NCCL net plugin driven the way NCCL's proxy
 //! threads drive it, and an NCCL-socket-like plain TCP path (the baseline).
 //!
-//! Plugin side: the plugin's `ncclNetPlugin_v12` table — the one linked into this executable
-//! (the same code as `libnccl-net-weir.so`) or, with `--lib`, a `.so` loaded with
-//! `dlopen(RTLD_NOW | RTLD_LOCAL)` as NCCL loads it. The receiver `listen`s on device 0 and
+//! Plugin side, through [`crate::plugin::Net`]: the plugin's `ncclNetPlugin_v12` table — the one
+//! linked into this executable (the same code as `libnccl-net-weir.so`) or, with `--lib`, a
+//! `.so` loaded with `dlopen(RTLD_NOW | RTLD_LOCAL)` as NCCL loads it. The receiver `listen`s on device 0 and
 //! announces the 128-byte handle (hex) to the parent, which hands it to the sender; both loop
 //! on the non-blocking `connect`/`accept` as NCCL does. Each side registers its buffers once
 //! (`regMr`) and keeps `window` requests in flight, testing the oldest, as NCCL's net proxy
@@ -19,7 +19,7 @@
 //!   completes when the receiver's engine has acknowledged all of it. The sender then exits
 //!   without `closeSend`/`finalize`: the plugin's host would send the transport's CLOSE, and
 //!   the transport has no half-close yet, so a CLOSE could overtake messages the receiver
-//!   has acknowledged but not matched (see nccl-plugin/README.md).
+//!   has acknowledged but not matched (see nccl-plugin/README.md, "Known limitations").
 //!
 //! Socket side (NCCL's internal Socket transport with one socket per comm, its default on
 //! a generic host): one TCP connection with `TCP_NODELAY`; each request is a frame of an
@@ -31,21 +31,15 @@
 //! The plugin is configured by the environment it documents: the peers set `WEIR_IFNAME=lo`
 //! (unless the caller set one) and, on the receiver, `WEIR_LOSS` to the point's loss.
 
-use std::ffi::{c_int, c_void};
+use std::ffi::c_int;
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::Path;
-use std::ptr::null_mut;
 use std::time::{Duration, Instant};
 
-use nccl_net_weir::ffi::{
-    NCCL_INTERNAL_ERROR, NCCL_INVALID_ARGUMENT, NCCL_INVALID_USAGE, NCCL_PTR_HOST, NCCL_SUCCESS,
-    NCCL_SYSTEM_ERROR, NcclResult, NetV12T,
-};
-
-use super::BenchError;
-use super::peer::{PeerParams, PeerReport};
-use super::sys::{LatencyHist, touched_buffer};
+use crate::BenchError;
+use crate::peer::{PeerParams, PeerReport};
+use crate::plugin::{Comm, Mr, Net, RecvBuf, Request, handle_from_hex, handle_to_hex};
+use crate::sys::{LatencyHist, touched_buffer};
 
 /// Tag of the data messages.
 const TAG_DATA: c_int = 0;
@@ -56,187 +50,53 @@ const TAG_END: c_int = 2;
 /// How long connect/accept may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// A loaded plugin table and its v12 context.
-#[derive(Debug)]
-pub(crate) struct Plugin {
-    /// Keeps a `dlopen`ed library mapped while `t` points into it.
-    _lib: Option<libloading::Library>,
-    t: &'static NetV12T,
-    ctx: *mut c_void,
+/// The plugin's v12 table (linked in, or from `p.lib`), initialised, with a device.
+fn open(p: &PeerParams) -> Result<Net, BenchError> {
+    let net = Net::open(p.lib.as_deref(), 12)?;
+    if net.devices()? < 1 {
+        return Err(BenchError::new("plugin reports no device"));
+    }
+    Ok(net)
 }
 
-/// Map a plugin return code to an error naming the call.
-fn ck(rc: NcclResult, what: &str) -> Result<(), BenchError> {
-    if rc == NCCL_SUCCESS {
-        Ok(())
-    } else {
-        let name = match rc {
-            NCCL_SYSTEM_ERROR => "ncclSystemError",
-            NCCL_INTERNAL_ERROR => "ncclInternalError",
-            NCCL_INVALID_ARGUMENT => "ncclInvalidArgument",
-            NCCL_INVALID_USAGE => "ncclInvalidUsage",
-            _ => "ncclResult",
-        };
-        Err(BenchError::new(format!("plugin {what}: {name} ({rc})")))
-    }
+/// A pre-touched buffer that lives as long as the process: the plugin may still write into a
+/// receive that is in flight when a peer stops, up to the moment the process exits.
+fn plugin_buffer(len: usize, pattern: u8) -> &'static mut [u8] {
+    touched_buffer(len, pattern).leak()
 }
 
-impl Plugin {
-    /// Load the table (linked in, or from `lib`), `init` it and check device 0.
-    pub(crate) fn open(lib: Option<&Path>) -> Result<Plugin, BenchError> {
-        let (lib, t): (Option<libloading::Library>, &'static NetV12T) = match lib {
-            None => (None, &nccl_net_weir::export::ncclNetPlugin_v12.0),
-            Some(path) => {
-                use libloading::os::unix::{Library, RTLD_LOCAL, RTLD_NOW};
-                // SAFETY: loading a net plugin, as NCCL does; its initialisers run here.
-                let l = unsafe { Library::open(Some(path), RTLD_NOW | RTLD_LOCAL) }
-                    .map_err(|e| BenchError::new(format!("dlopen {}: {e}", path.display())))?;
-                // SAFETY: `ncclNetPlugin_v12` is a data object of this layout (ffi.rs pins
-                // it); the reference lives as long as the library, which `Plugin` keeps.
-                let t: &'static NetV12T = unsafe {
-                    let s = l.get::<*const NetV12T>(b"ncclNetPlugin_v12").map_err(|e| {
-                        BenchError::new(format!("{}: no ncclNetPlugin_v12: {e}", path.display()))
-                    })?;
-                    &**s
-                };
-                (Some(libloading::Library::from(l)), t)
-            }
-        };
-        let mut p = Plugin {
-            _lib: lib,
-            t,
-            ctx: null_mut(),
-        };
-        // SAFETY: `init` with an out-pointer to our ctx, no config, no logger, no profiler.
-        ck(
-            unsafe { (p.t.init)(&mut p.ctx, 1, null_mut(), None, null_mut()) },
-            "init",
-        )?;
-        let mut n = 0;
-        // SAFETY: out-pointer to a local.
-        ck(unsafe { (p.t.devices)(&mut n) }, "devices")?;
-        if n < 1 {
-            return Err(BenchError::new("plugin reports no device"));
-        }
-        Ok(p)
-    }
-
-    fn reg(&self, comm: *mut c_void, buf: &mut [u8]) -> Result<*mut c_void, BenchError> {
-        let mut mh = null_mut();
-        // SAFETY: a live buffer of `len` bytes, host memory; the plugin records it.
-        ck(
-            unsafe {
-                (self.t.reg_mr)(
-                    comm,
-                    buf.as_mut_ptr().cast(),
-                    buf.len(),
-                    NCCL_PTR_HOST,
-                    &mut mh,
-                )
-            },
-            "regMr",
-        )?;
-        Ok(mh)
-    }
-
-    /// Post one send; `None` when the plugin has no free request (NCCL retries).
-    fn isend(
-        &self,
-        comm: *mut c_void,
-        buf: &mut [u8],
-        tag: c_int,
-        mh: *mut c_void,
-    ) -> Result<Option<*mut c_void>, BenchError> {
-        let mut req = null_mut();
-        // SAFETY: buffer inside a registered region, kept alive until the request completes.
-        ck(
-            unsafe {
-                (self.t.isend)(
-                    comm,
-                    buf.as_mut_ptr().cast(),
-                    buf.len(),
-                    tag,
-                    mh,
-                    null_mut(),
-                    &mut req,
-                )
-            },
-            "isend",
-        )?;
-        Ok((!req.is_null()).then_some(req))
-    }
-
-    /// Post one receive; `None` when the plugin has no free request.
-    fn irecv(
-        &self,
-        comm: *mut c_void,
-        buf: &mut [u8],
-        tag: c_int,
-        mh: *mut c_void,
-    ) -> Result<Option<*mut c_void>, BenchError> {
-        let mut data = [buf.as_mut_ptr().cast::<c_void>()];
-        let mut sizes = [buf.len()];
-        let mut tags = [tag];
-        let mut mhs = [mh];
-        let mut req = null_mut();
-        // SAFETY: arrays of n = 1 elements; the buffer lies in a registered region and stays
-        // alive until the request completes.
-        ck(
-            unsafe {
-                (self.t.irecv)(
-                    comm,
-                    1,
-                    data.as_mut_ptr(),
-                    sizes.as_mut_ptr(),
-                    tags.as_mut_ptr(),
-                    mhs.as_mut_ptr(),
-                    null_mut(),
-                    &mut req,
-                )
-            },
-            "irecv",
-        )?;
-        Ok((!req.is_null()).then_some(req))
-    }
-
-    /// `test`: `Some(size)` once done.
-    fn test(&self, req: *mut c_void) -> Result<Option<usize>, BenchError> {
-        let (mut done, mut size) = (0, 0);
-        // SAFETY: a request this plugin returned and that has not completed yet.
-        ck(unsafe { (self.t.test)(req, &mut done, &mut size) }, "test")?;
-        Ok((done != 0).then(|| usize::try_from(size).unwrap_or(0)))
-    }
-
-    /// Test until done or `deadline`.
-    fn wait(&self, req: *mut c_void, deadline: Instant, what: &str) -> Result<usize, BenchError> {
-        loop {
-            if let Some(n) = self.test(req)? {
-                return Ok(n);
-            }
-            if Instant::now() > deadline {
-                return Err(BenchError::new(format!("{what}: not done in time")));
-            }
-            std::hint::spin_loop();
-        }
-    }
+/// Post a receive of `len` bytes at `data`; an error when the plugin has no free request.
+fn post_recv(
+    net: &Net,
+    comm: Comm,
+    (data, len): (*mut u8, usize),
+    tag: c_int,
+    mr: Mr,
+    what: &str,
+) -> Result<Request, BenchError> {
+    let buf = RecvBuf {
+        data,
+        size: len,
+        tag,
+        mr,
+    };
+    // SAFETY: `data` points into a leaked registered buffer (`plugin_buffer`), which nothing
+    // else touches until this request completes.
+    unsafe { net.irecv(comm, &[buf]) }?
+        .ok_or_else(|| BenchError::new(format!("irecv {what}: no free request")))
 }
 
-/// Encode a handle for the parent.
-fn to_hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-/// Decode the receiver's handle.
-fn from_hex(s: &str) -> Result<[u8; 128], BenchError> {
-    let mut h = [0u8; 128];
-    if s.len() != 256 {
-        return Err(BenchError::new("handle must be 256 hex digits"));
-    }
-    for (i, b) in h.iter_mut().enumerate() {
-        *b = u8::from_str_radix(&s[2 * i..2 * i + 2], 16)
-            .map_err(|_| BenchError::new("handle is not hex"))?;
-    }
-    Ok(h)
+/// Post a send of `len` bytes at `data`; `None` when the plugin has no free request.
+fn post_send(
+    net: &Net,
+    comm: Comm,
+    (data, len): (*mut u8, usize),
+    tag: c_int,
+    mr: Mr,
+) -> Result<Option<Request>, BenchError> {
+    // SAFETY: `data` points into a leaked registered buffer (`plugin_buffer`), which is not
+    // written again until this request completes.
+    Ok(unsafe { net.isend(comm, data, len, tag, mr) }?)
 }
 
 /// Set the plugin's environment before it reads it (at `init`).
@@ -284,53 +144,33 @@ fn nanos(d: Duration) -> u64 {
 }
 
 /// Plugin receiver; `ready` announces the hex handle.
-pub(crate) fn plugin_receiver(
+pub fn plugin_receiver(
     p: &PeerParams,
     ready: &mut dyn FnMut(String) -> Result<(), BenchError>,
 ) -> Result<PeerReport, BenchError> {
     plugin_env(p.loss);
     let size = usize::try_from(p.size)?;
     let window = p.window.max(1) as usize;
-    let net = Plugin::open(p.lib.as_deref())?;
-    let mut handle = [0u8; 128];
-    let mut lcomm = null_mut();
-    // SAFETY: handle buffer of NCCL_NET_HANDLE_MAXSIZE bytes, out-pointer to a local.
-    ck(
-        unsafe { (net.t.listen)(net.ctx, 0, handle.as_mut_ptr().cast(), &mut lcomm) },
-        "listen",
-    )?;
-    let mut slots = touched_buffer(size * window, 0x5a);
-    let mut ctl = touched_buffer(16, 0);
-    ready(to_hex(&handle))?;
-    let mut comm: *mut c_void = null_mut();
-    let deadline = Instant::now() + CONNECT_TIMEOUT;
-    while comm.is_null() {
-        // SAFETY: our listen comm; out-pointer to a local; no device handle wanted.
-        ck(
-            unsafe { (net.t.accept)(lcomm, &mut comm, null_mut()) },
-            "accept",
-        )?;
-        if Instant::now() > deadline {
-            return Err(BenchError::new("no sender connected in time"));
-        }
-        std::thread::yield_now();
-    }
-    // SAFETY: our listen comm, closed once.
-    ck(unsafe { (net.t.close_listen)(lcomm) }, "closeListen")?;
-    let smh = net.reg(comm, &mut slots)?;
-    let cmh = net.reg(comm, &mut ctl)?;
-    let (go_buf, end_buf) = ctl.split_at_mut(8);
+    let net = open(p)?;
+    let (handle, lcomm) = net.listen(0)?;
+    let slots = plugin_buffer(size * window, 0x5a);
+    let ctl = plugin_buffer(16, 0);
+    ready(handle_to_hex(&handle))?;
+    let comm = net.accept_until(lcomm, Instant::now() + CONNECT_TIMEOUT)?;
+    net.close_listen(lcomm)?;
+    let smh = net.reg_mr(comm, slots)?;
+    let cmh = net.reg_mr(comm, ctl)?;
+    // From here on the buffers are only reached through these pointers: the plugin writes
+    // them while receives are in flight.
+    let (slots, ctl) = (slots.as_mut_ptr(), ctl.as_mut_ptr());
+    // SAFETY (every `add` below): offsets inside the buffers allocated above.
+    let slot = |i: usize| (unsafe { slots.add(i * size) }, size);
     let patience = p.receiver_patience();
-    let post = |buf: &mut [u8], tag, mh, what: &str| -> Result<*mut c_void, BenchError> {
-        net.irecv(comm, buf, tag, mh)?
-            .ok_or_else(|| BenchError::new(format!("irecv {what}: no free request")))
-    };
-    let go = post(go_buf, TAG_GO, cmh, "GO")?;
-    let end = post(end_buf, TAG_END, cmh, "END")?;
+    let go = post_recv(&net, comm, (ctl, 8), TAG_GO, cmh, "GO")?;
+    let end = post_recv(&net, comm, (unsafe { ctl.add(8) }, 8), TAG_END, cmh, "END")?;
     let mut inflight = std::collections::VecDeque::with_capacity(window);
-    for (i, slot) in slots.chunks_mut(size.max(1)).take(window).enumerate() {
-        let slot = &mut slot[..size];
-        inflight.push_back((i, post(slot, TAG_DATA, smh, "data")?));
+    for i in 0..window {
+        inflight.push_back((i, post_recv(&net, comm, slot(i), TAG_DATA, smh, "data")?));
     }
     net.wait(go, Instant::now() + patience, "GO message")?;
     let t0 = Instant::now();
@@ -344,38 +184,39 @@ pub(crate) fn plugin_receiver(
         if expected.is_none()
             && let Some(_) = net.test(end)?
         {
-            let n = u64::from_le_bytes(ctl[8..16].try_into().unwrap_or_default());
-            expected = Some(n);
+            // SAFETY: the END receive has completed; nothing writes these 8 bytes any more.
+            let n = unsafe { std::ptr::read_unaligned(ctl.add(8).cast::<[u8; 8]>()) };
+            expected = Some(u64::from_le_bytes(n));
             continue;
         }
         if Instant::now() > stop {
             note = Some(format!("deadline after {got} messages"));
             break;
         }
-        let Some(&(slot, req)) = inflight.front() else {
+        let Some(&(i, req)) = inflight.front() else {
             // Everything posted has completed; only END is outstanding.
             std::hint::spin_loop();
             continue;
         };
-        let Some(n) = net.test(req)? else {
+        let Some(done) = net.test(req)? else {
             std::hint::spin_loop();
             continue;
         };
         t_last = Instant::now();
         inflight.pop_front();
-        let buf = &mut slots[slot * size..(slot + 1) * size];
+        let n = done.size();
         if n != size {
             return Err(BenchError::new(format!(
                 "message {got}: test reported {n} bytes, expected {size}"
             )));
         }
-        check_stamp(buf, got)?;
+        // SAFETY: this slot's receive has completed and it is not posted again until after
+        // the check.
+        check_stamp(unsafe { std::slice::from_raw_parts(slot(i).0, size) }, got)?;
         got += 1;
         if expected.is_none_or(|e| posted < e) {
-            let req = net
-                .irecv(comm, buf, TAG_DATA, smh)?
-                .ok_or_else(|| BenchError::new("irecv: no free request"))?;
-            inflight.push_back((slot, req));
+            let req = post_recv(&net, comm, slot(i), TAG_DATA, smh, "data")?;
+            inflight.push_back((i, req));
             posted += 1;
         }
     }
@@ -391,47 +232,29 @@ pub(crate) fn plugin_receiver(
 }
 
 /// Plugin sender.
-pub(crate) fn plugin_sender(p: &PeerParams) -> Result<PeerReport, BenchError> {
+pub fn plugin_sender(p: &PeerParams) -> Result<PeerReport, BenchError> {
     plugin_env(0.0);
     let size = usize::try_from(p.size)?;
     let window = p.window.max(1) as usize;
-    let mut handle = from_hex(
+    let mut handle = handle_from_hex(
         p.handle
             .as_deref()
             .ok_or_else(|| BenchError::new("sender without the receiver's handle"))?,
-    )?;
-    let net = Plugin::open(p.lib.as_deref())?;
-    let mut slots = touched_buffer(size * window, 0xa5);
-    let mut ctl = touched_buffer(16, 0);
-    let mut comm: *mut c_void = null_mut();
-    let deadline = Instant::now() + CONNECT_TIMEOUT;
-    while comm.is_null() {
-        // SAFETY: the handle buffer NCCL would pass (writable: connect keeps state in it).
-        ck(
-            unsafe {
-                (net.t.connect)(
-                    net.ctx,
-                    0,
-                    handle.as_mut_ptr().cast(),
-                    &mut comm,
-                    null_mut(),
-                )
-            },
-            "connect",
-        )?;
-        if Instant::now() > deadline {
-            return Err(BenchError::new("connect did not complete in time"));
-        }
-        std::thread::yield_now();
-    }
-    let smh = net.reg(comm, &mut slots)?;
-    let cmh = net.reg(comm, &mut ctl)?;
+    )
+    .map_err(BenchError::new)?;
+    let net = open(p)?;
+    let slots = plugin_buffer(size * window, 0xa5);
+    let ctl = plugin_buffer(16, 0);
+    let comm = net.connect_until(0, &mut handle, Instant::now() + CONNECT_TIMEOUT)?;
+    let smh = net.reg_mr(comm, slots)?;
+    let cmh = net.reg_mr(comm, ctl)?;
+    let (slots, ctl) = (slots.as_mut_ptr(), ctl.as_mut_ptr());
     let n = p.messages();
     let start = Instant::now();
     let stop_posting = start + p.point();
     let give_up = stop_posting + p.drain();
     let go = loop {
-        if let Some(r) = net.isend(comm, &mut ctl[..8], TAG_GO, cmh)? {
+        if let Some(r) = post_send(&net, comm, (ctl, 8), TAG_GO, cmh)? {
             break r;
         }
     };
@@ -442,10 +265,11 @@ pub(crate) fn plugin_sender(p: &PeerParams) -> Result<PeerReport, BenchError> {
     let mut note = None;
     loop {
         while inflight.len() < window && next < n && (next == 0 || Instant::now() < stop_posting) {
-            let slot = (next % window as u64) as usize;
-            let buf = &mut slots[slot * size..(slot + 1) * size];
-            stamp(buf, next);
-            let Some(req) = net.isend(comm, buf, TAG_DATA, smh)? else {
+            // SAFETY: inside the slots buffer; this slot's previous send has completed (fewer
+            // than `window` sends are in flight, the oldest first).
+            let buf = unsafe { slots.add((next % window as u64) as usize * size) };
+            stamp(unsafe { std::slice::from_raw_parts_mut(buf, size) }, next);
+            let Some(req) = post_send(&net, comm, (buf, size), TAG_DATA, smh)? else {
                 break;
             };
             inflight.push_back((Instant::now(), req));
@@ -454,7 +278,8 @@ pub(crate) fn plugin_sender(p: &PeerParams) -> Result<PeerReport, BenchError> {
         let Some(&(t, req)) = inflight.front() else {
             break;
         };
-        if let Some(sz) = net.test(req)? {
+        if let Some(d) = net.test(req)? {
+            let sz = d.size();
             if sz != size {
                 return Err(BenchError::new(format!(
                     "send {done}: test reported {sz} bytes, expected {size}"
@@ -472,9 +297,11 @@ pub(crate) fn plugin_sender(p: &PeerParams) -> Result<PeerReport, BenchError> {
         }
     }
     net.wait(go, give_up, "GO send")?;
-    ctl[8..16].copy_from_slice(&done.to_le_bytes());
+    // SAFETY: inside the control buffer; no send of these 8 bytes is in flight yet.
+    let count = unsafe { ctl.add(8) };
+    unsafe { std::ptr::write_unaligned(count.cast::<[u8; 8]>(), done.to_le_bytes()) };
     let end = loop {
-        if let Some(r) = net.isend(comm, &mut ctl[8..16], TAG_END, cmh)? {
+        if let Some(r) = post_send(&net, comm, (count, 8), TAG_END, cmh)? {
             break r;
         }
         if Instant::now() > give_up {
@@ -528,7 +355,7 @@ fn read_header(s: &mut TcpStream) -> io::Result<(usize, u32)> {
 }
 
 /// Socket-path receiver; `ready` announces the listening address.
-pub(crate) fn socket_receiver(
+pub fn socket_receiver(
     p: &PeerParams,
     ready: &mut dyn FnMut(SocketAddr) -> Result<(), BenchError>,
 ) -> Result<PeerReport, BenchError> {
@@ -602,7 +429,7 @@ pub(crate) fn socket_receiver(
 }
 
 /// Socket-path sender.
-pub(crate) fn socket_sender(p: &PeerParams) -> Result<PeerReport, BenchError> {
+pub fn socket_sender(p: &PeerParams) -> Result<PeerReport, BenchError> {
     let size = usize::try_from(p.size)?;
     let window = p.window.max(1) as usize;
     let remote = p
@@ -643,22 +470,11 @@ pub(crate) fn socket_sender(p: &PeerParams) -> Result<PeerReport, BenchError> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn handle_hex_round_trip() {
-        let mut h = [0u8; 128];
-        for (i, b) in h.iter_mut().enumerate() {
-            *b = (i * 7) as u8;
-        }
-        assert_eq!(from_hex(&to_hex(&h)).expect("hex"), h);
-        assert!(from_hex("zz").is_err());
-        assert!(from_hex(&"g".repeat(256)).is_err());
-    }
-
-    fn params(role: super::super::peer::Role) -> PeerParams {
+    fn params(role: crate::peer::Role) -> PeerParams {
         PeerParams {
             role,
-            mode: super::super::Mode::Tcp,
-            test: super::super::peer::Test::NcclStream,
+            mode: crate::Mode::Tcp,
+            test: crate::peer::Test::NcclStream,
             size: 64 << 10,
             bytes: 4 << 20,
             window: 8,
@@ -678,7 +494,7 @@ mod tests {
 
     #[test]
     fn socket_path_moves_every_message() {
-        use super::super::peer::Role;
+        use crate::peer::Role;
         let (tx, rx) = std::sync::mpsc::channel();
         let rp = params(Role::Receiver);
         let receiver = std::thread::spawn(move || {

@@ -3,7 +3,7 @@
 
 /// Parse a byte count: a decimal integer with an optional binary suffix `K`, `M`, `G` (also
 /// written `k`, `KiB`, `KB`; every suffix means a power of 1024). Zero is refused.
-pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
+pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
     let digits_end = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, suffix) = t.split_at(digits_end);
@@ -36,7 +36,7 @@ pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
 }
 
 /// Parse a loss probability: a fraction (`0.01`) or a percentage (`1%`), in `[0, 1)`.
-pub(crate) fn parse_loss(s: &str) -> Result<f64, String> {
+pub fn parse_loss(s: &str) -> Result<f64, String> {
     let t = s.trim();
     let (num, scale) = match t.strip_suffix('%') {
         Some(p) => (p.trim(), 0.01),
@@ -53,7 +53,7 @@ pub(crate) fn parse_loss(s: &str) -> Result<f64, String> {
 }
 
 /// A size as the table prints it: `512 B`, `64 KiB`, `1 MiB`, `1.5 MiB`.
-pub(crate) fn fmt_size(bytes: u64) -> String {
+pub fn fmt_size(bytes: u64) -> String {
     const UNITS: [(&str, u32); 3] = [("GiB", 30), ("MiB", 20), ("KiB", 10)];
     for (name, shift) in UNITS {
         let unit = 1u64 << shift;
@@ -69,7 +69,7 @@ pub(crate) fn fmt_size(bytes: u64) -> String {
 }
 
 /// A loss probability as the table prints it: `0`, `0.1%`, `1%`, `5%`, `0.01%`.
-pub(crate) fn fmt_loss(loss: f64) -> String {
+pub fn fmt_loss(loss: f64) -> String {
     if loss == 0.0 {
         return "0".to_string();
     }

@@ -1,8 +1,9 @@
 //! Machine facts and process controls for the benchmark: CPU pressure (PSI), core pinning,
 //! SCHED_FIFO, pre-touched buffers and latency histograms.
 //!
-//! machine.md §0: the project machine has two cores shared with other jobs; numbers are only
-//! meaningful with the pressure reported next to them, and are best taken under `SCHED_FIFO`.
+//! On a machine shared with other jobs (the project's has two cores), numbers are only
+//! meaningful with the pressure reported next to them, and are best taken under `SCHED_FIFO`;
+//! `docs/benchmarking.md` describes the machine and the method.
 
 use std::io;
 use std::time::Duration;
@@ -10,12 +11,13 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
-/// Real-time priority used by `--rt` (the same as `chrt -f 10` in machine.md).
-pub(crate) const RT_PRIORITY: i32 = 10;
+/// Real-time priority used by `--rt` (the same as `chrt -f 10`, as `docs/benchmarking.md` runs
+/// the benches).
+pub const RT_PRIORITY: i32 = 10;
 
 /// `some avg10` of `/proc/pressure/cpu`: the share of the last 10 s (in %) in which at least one
 /// runnable task waited for a CPU. `None` where PSI is unavailable.
-pub(crate) fn cpu_pressure_some_avg10() -> Option<f64> {
+pub fn cpu_pressure_some_avg10() -> Option<f64> {
     let text = std::fs::read_to_string("/proc/pressure/cpu").ok()?;
     parse_psi_some_avg10(&text)
 }
@@ -29,12 +31,12 @@ fn parse_psi_some_avg10(text: &str) -> Option<f64> {
 }
 
 /// Number of CPUs this process may run on.
-pub(crate) fn cpus() -> usize {
+pub fn cpus() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// Whether this process already runs under a real-time policy (e.g. started with `chrt -f`).
-pub(crate) fn inherited_rt() -> Option<i32> {
+pub fn inherited_rt() -> Option<i32> {
     // SAFETY: sched_getscheduler and sched_getparam only read the calling process's policy;
     // `param` is a plain C struct that the call fills in.
     unsafe {
@@ -51,18 +53,18 @@ pub(crate) fn inherited_rt() -> Option<i32> {
 
 /// What a benchmark peer applied of `--pin` / `--rt`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct SchedApplied {
+pub struct SchedApplied {
     /// The core the process was pinned to.
-    pub(crate) cpu: Option<usize>,
+    pub cpu: Option<usize>,
     /// The process runs under SCHED_FIFO at this priority (set by us or inherited).
-    pub(crate) fifo: Option<i32>,
+    pub fifo: Option<i32>,
     /// Why a requested setting could not be applied.
-    pub(crate) errors: Vec<String>,
+    pub errors: Vec<String>,
 }
 
 /// Pin the calling thread (and every thread it creates afterwards) to `cpu` and/or switch it to
 /// SCHED_FIFO. Failures are recorded, not fatal: the benchmark still runs.
-pub(crate) fn apply_sched(cpu: Option<usize>, rt: bool) -> SchedApplied {
+pub fn apply_sched(cpu: Option<usize>, rt: bool) -> SchedApplied {
     let mut out = SchedApplied::default();
     if let Some(cpu) = cpu {
         let cpu = cpu % cpus().max(1);
@@ -116,35 +118,44 @@ fn set_fifo(priority: i32) -> io::Result<()> {
 
 /// A buffer of `len` bytes whose every page has been written once, so that the timed part of a
 /// run takes no first-touch page faults (2–3 µs per 4 KiB on the project machine).
-pub(crate) fn touched_buffer(len: usize, pattern: u8) -> Vec<u8> {
+pub fn touched_buffer(len: usize, pattern: u8) -> Vec<u8> {
     // `vec![x; n]` with x != 0 is a memset: every page is faulted in here, not later.
     vec![pattern | 1; len]
 }
 
 /// Latency recorder: nanoseconds in an HDR histogram (3 significant digits, up to one hour).
 #[derive(Debug)]
-pub(crate) struct LatencyHist {
+pub struct LatencyHist {
     hist: Histogram<u64>,
 }
 
+impl Default for LatencyHist {
+    fn default() -> Self {
+        LatencyHist::new()
+    }
+}
+
 impl LatencyHist {
-    pub(crate) fn new() -> Self {
+    /// An empty histogram.
+    pub fn new() -> Self {
         let hist = Histogram::new_with_bounds(1, 3_600_000_000_000, 3)
             .unwrap_or_else(|_| unreachable!("constant bounds are valid"));
         LatencyHist { hist }
     }
 
-    pub(crate) fn record(&mut self, d: Duration) {
+    /// Record one latency (at least 1 ns).
+    pub fn record(&mut self, d: Duration) {
         let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX).max(1);
         self.hist.saturating_record(ns);
     }
 
-    pub(crate) fn count(&self) -> u64 {
+    /// How many were recorded.
+    pub fn count(&self) -> u64 {
         self.hist.len()
     }
 
     /// The value at `q` (0..=1) in microseconds; `None` when nothing was recorded.
-    pub(crate) fn quantile_us(&self, q: f64) -> Option<f64> {
+    pub fn quantile_us(&self, q: f64) -> Option<f64> {
         (self.count() > 0).then(|| self.hist.value_at_quantile(q) as f64 / 1e3)
     }
 }
