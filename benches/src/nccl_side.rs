@@ -1,13 +1,17 @@
 //! The two sides of `weir bench nccl-abi`: the NCCL net plugin driven the way NCCL's proxy
 //! threads drive it, and an NCCL-socket-like plain TCP path (the baseline).
 //!
-//! Plugin side, through [`crate::plugin::Net`]: the plugin's `ncclNetPlugin_v12` table — the one
-//! linked into this executable (the same code as `libnccl-net-weir.so`) or, with `--lib`, a
-//! `.so` loaded with `dlopen(RTLD_NOW | RTLD_LOCAL)` as NCCL loads it. The receiver `listen`s on device 0 and
-//! announces the 128-byte handle (hex) to the parent, which hands it to the sender; both loop
+//! Plugin side, through [`crate::plugin::Net`]: the plugin's `ncclNetPlugin_v12` table — the
+//! one linked into this executable (the same code as `libnccl-net-weir.so`) or, with `--lib`,
+//! a `.so` loaded with `dlopen(RTLD_NOW | RTLD_LOCAL)` as NCCL loads it. The receiver `listen`s
+//! on device 0 and announces the 128-byte handle (hex) to the parent, which hands it to the sender; both loop
 //! on the non-blocking `connect`/`accept` as NCCL does. Each side registers its buffers once
 //! (`regMr`) and keeps `window` requests in flight, testing the oldest, as NCCL's net proxy
-//! progresses its steps in order:
+//! progresses its steps in order. A round in which nothing completed ends with a
+//! `sched_yield`, as NCCL's proxy progress thread does when idle (`src/proxy.cc`,
+//! `ncclProxyProgress`: `if (idle) sched_yield();`): under `--rt` without `--pin` two peers
+//! spinning at the same SCHED_FIFO priority would otherwise keep their plugin's engine threads
+//! off both cores, and the connection times out:
 //!
 //! * the receiver posts an 8-byte receive tagged [`TAG_GO`], one tagged [`TAG_END`] and
 //!   `window` receives of `size` bytes tagged [`TAG_DATA`] (slot `i % window`), reposting each
@@ -195,11 +199,11 @@ pub fn plugin_receiver(
         }
         let Some(&(i, req)) = inflight.front() else {
             // Everything posted has completed; only END is outstanding.
-            std::hint::spin_loop();
+            std::thread::yield_now();
             continue;
         };
         let Some(done) = net.test(req)? else {
-            std::hint::spin_loop();
+            std::thread::yield_now();
             continue;
         };
         t_last = Instant::now();
@@ -293,7 +297,7 @@ pub fn plugin_sender(p: &PeerParams) -> Result<PeerReport, BenchError> {
             note = Some(format!("{} sends not acknowledged in time", inflight.len()));
             break;
         } else {
-            std::hint::spin_loop();
+            std::thread::yield_now();
         }
     }
     net.wait(go, give_up, "GO send")?;

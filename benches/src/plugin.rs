@@ -645,7 +645,8 @@ impl Net {
         Ok((done != 0).then_some(Done { sizes }))
     }
 
-    /// [`Net::test`] until done or `deadline` (then a timeout naming `what`).
+    /// [`Net::test`] until done or `deadline` (then a timeout naming `what`), yielding the CPU
+    /// between calls as NCCL's proxy thread does when idle.
     pub fn wait(&self, req: Request, deadline: Instant, what: &str) -> Result<Done, NcclError> {
         loop {
             if let Some(d) = self.test(req)? {
@@ -654,7 +655,7 @@ impl Net {
             if Instant::now() > deadline {
                 return Err(NcclError::Timeout(format!("{what}: not done in time")));
             }
-            std::hint::spin_loop();
+            std::thread::yield_now();
         }
     }
 
