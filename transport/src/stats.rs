@@ -36,6 +36,9 @@ pub struct ConnStats {
     pub retransmits: u64,
     /// Retransmissions triggered by the retransmission timeout.
     pub rto_events: u64,
+    /// Retransmission timeouts shown spurious (the first ACK after one acknowledged a packet
+    /// sent before it) and undone.
+    pub spurious_rtos: u64,
     /// Tail-loss probes sent.
     pub tlp_probes: u64,
     /// Payload bytes sent (first transmissions).

@@ -87,6 +87,9 @@ pub(crate) struct Conn {
     hs_sent_at: Option<Instant>,
     rto_at: Option<Instant>,
     rto_backoff: u32,
+    /// When the last retransmission timeout fired, until the first ACK of new data after it
+    /// tells whether it was spurious (that ACK echoes a transmission sent before it).
+    rto_fired: Option<Instant>,
     retries: u32,
     tlp_at: Option<Instant>,
     tlps: u8,
@@ -176,6 +179,7 @@ impl Conn {
             hs_sent_at: None,
             rto_at: None,
             rto_backoff: 0,
+            rto_fired: None,
             retries: 0,
             tlp_at: None,
             tlps: 0,
@@ -779,16 +783,32 @@ impl Conn {
         }
         let selective = ctx.config.mode == Mode::Weir;
         let reorder_window = self.reorder_window();
-        let Conn {
-            send, paths, stats, ..
-        } = self;
-        let outcome = send.on_ack(a, reorder_window, selective, &mut |d| match d {
+        let Conn { send, paths, .. } = self;
+        let mut on = |d| match d {
             Delivery::Acked { path } => paths.delivered(path),
-            Delivery::Lost { path, .. } => {
-                stats.lost_packets += 1;
-                paths.penalize(path, Penalty::Loss);
+            Delivery::Lost { path, .. } => paths.penalize(path, Penalty::Loss),
+        };
+        let mut outcome = send.on_ack(a, reorder_window, selective, &mut on);
+        if outcome.acked_pkts > 0
+            && let Some(fired) = self.rto_fired.take()
+            && a.echo_ts != 0
+            && a.echo_ts < fired.as_ps()
+        {
+            // The first ACK of new data after a retransmission timeout was triggered by a
+            // packet sent before it: the originals were not all lost (a stalled host or a late
+            // ACK path, not a dead network). Put back in flight what the timeout declared lost
+            // and has not been resent, and let RACK judge it with this ACK.
+            let restored = send.undo_rto();
+            if restored > 0 {
+                self.stats.spurious_rtos += 1;
+                self.stats.lost_packets =
+                    self.stats.lost_packets.saturating_sub(u64::from(restored));
+                let again = send.on_ack(a, reorder_window, selective, &mut on);
+                outcome.lost_bytes += again.lost_bytes;
+                outcome.lost_pkts += again.lost_pkts;
             }
-        });
+        }
+        self.stats.lost_packets += u64::from(outcome.lost_pkts);
         // RTT from the echoed timestamp of the packet that triggered this ACK — only when the
         // ACK acknowledges something new: an old, duplicated or replayed ACK says nothing about
         // the current round trip.
@@ -1050,17 +1070,41 @@ impl Conn {
         if self.rto_at.is_none() {
             self.rto_at = Some(now + self.rto(config));
         }
+        //= https://www.rfc-editor.org/rfc/rfc8985#section-7.2
+        //# ... the sender SHOULD arm the PTO timer when ... there is no new data to send or the
+        //# congestion window does not allow sending it.
+        // Armed at the end of data and whenever the window holds new data back: if what is in
+        // flight was all lost, no ACK will come to open the window, and the probe's ACK lets
+        // RACK declare the rest lost within two round trips instead of a timeout.
         if config.tail_loss_probe
             && config.mode == Mode::Weir
             && self.tlp_at.is_none()
             && self.tlps < MAX_TLP
-            && !self.send.has_new_data()
+            && (!self.send.has_new_data() || self.window_blocked())
         {
             self.tlp_at = Some(now + self.pto(config));
         }
     }
 
+    /// New data waits for the congestion or the receiver's window.
+    fn window_blocked(&self) -> bool {
+        !weir_wire::psn::lt(self.send.snd_nxt, self.send.rwnd_psn)
+            || !self.window_allows(self.max_payload)
+    }
+
+    /// Whether the congestion window lets a packet of `len` bytes go. A collapsed window
+    /// always admits one packet (nothing in flight), so a connection can never stall behind
+    /// its own window.
     fn window_allows(&self, len: u32) -> bool {
+        //= https://www.rfc-editor.org/rfc/rfc5681#section-3.1
+        //# ... after the retransmission timer expires ... the loss window, LW, ... one
+        //# full-sized segment.
+        // After a timeout one packet goes until an ACK comes back, whatever the controller's
+        // window: a network that lost everything is probed before the window is resent, and a
+        // spurious timeout (a late ACK) is recognised before it costs a window of duplicates.
+        if self.rto_fired.is_some() {
+            return self.send.in_flight_pkts == 0;
+        }
         let limits = self.cc.limits();
         let cwnd = limits.window.unwrap_or(u64::MAX);
         self.send.in_flight == 0 || self.send.in_flight + len as u64 <= cwnd
@@ -1564,6 +1608,7 @@ impl Conn {
             self.stats.rto_events += 1;
             self.retries += 1;
             self.rto_backoff += 1;
+            let age = self.rtt.srtt().unwrap_or(Duration::ZERO) + self.reorder_window();
             let Conn { send, paths, .. } = self;
             let (bytes, pkts) = if config.mode == Mode::GoBackN {
                 // A lost last packet, which no later packet can reveal, waits for the timeout.
@@ -1574,15 +1619,20 @@ impl Conn {
                 //# acknowledged one.
                 send.all_lost(|path| paths.penalize(path, Penalty::Timeout))
             } else {
-                // Resend only the oldest packet: a timeout on a host is usually a scheduling
-                // stall, not the loss of a whole window; its ACK lets RACK find real losses.
-                match send.oldest_lost() {
-                    Some((len, path)) => {
-                        paths.penalize(path, Penalty::Timeout);
-                        (len as u64, 1)
-                    }
-                    None => (0, 0),
+                // Everything in flight for longer than a round trip (and the oldest packet) is
+                // lost and resent in PSN order: when a whole window vanished, no later ACK can
+                // reveal it, and counting it in flight would hold the retransmissions behind a
+                // collapsed window. A timeout on a host may
+                // be a scheduling stall rather than a loss: the first ACK after it then echoes
+                // an older transmission and the timeout is undone (`SendState::undo_rto`).
+                // Only the oldest packet's path is blamed: a window lost to an incast says
+                // nothing about the paths it was sprayed over.
+                let (bytes, pkts, oldest) = send.rto_lost(now, age);
+                if let Some(path) = oldest {
+                    paths.penalize(path, Penalty::Timeout);
                 }
+                self.rto_fired = Some(now);
+                (bytes, pkts)
             };
             self.stats.lost_packets += pkts as u64;
             let fb = Feedback {

@@ -64,6 +64,9 @@ pub(crate) struct Pkt {
     pub(crate) path: u16,
     pub(crate) retx: u16,
     pub(crate) state: PktState,
+    /// Declared lost by a retransmission timeout and not resent since: restored to in flight
+    /// if the timeout proves spurious ([`SendState::undo_rto`]).
+    pub(crate) by_rto: bool,
 }
 
 /// A packet's fate learnt from an ACK.
@@ -310,6 +313,7 @@ impl SendState {
             path,
             retx: 0,
             state: PktState::InFlight,
+            by_rto: false,
         });
         self.in_flight += len as u64;
         self.in_flight_pkts += 1;
@@ -328,6 +332,7 @@ impl SendState {
         p.state = PktState::InFlight;
         p.retx = p.retx.saturating_add(1);
         p.sent_at = now;
+        p.by_rto = false;
         p.path = pick_path(p.path);
         let len = p.len as u64;
         self.in_flight += len;
@@ -394,23 +399,83 @@ impl SendState {
             }
             psn = psn.wrapping_add(1);
         }
-        // Keep the retransmission queue in PSN order.
-        let mut v: alloc::vec::Vec<u32> = self.retx.drain(..).collect();
-        let base = self.snd_una;
-        v.sort_by_key(|p| p.wrapping_sub(base));
-        v.dedup();
-        self.retx = v.into();
+        self.sort_retx();
         lost
     }
 
-    /// The oldest packet still in flight is lost (Weir's retransmission timeout: resend it
-    /// alone; its acknowledgement lets RACK judge everything sent before it).
-    pub(crate) fn oldest_lost(&mut self) -> Option<(u32, u16)> {
-        let i = self
-            .pkts
-            .iter()
-            .position(|p| p.state == PktState::InFlight)?;
-        self.mark_lost(self.snd_una.wrapping_add(i as u32))
+    /// Retransmission timeout in Weir mode: the oldest packet in flight is lost, and so is
+    /// every other one sent at least `age` (a round trip plus the reordering window) before
+    /// `now`, all queued in PSN order; each is marked so that [`SendState::undo_rto`] can
+    /// restore it if the timeout proves spurious. Returns (bytes, packets, path of the oldest
+    /// packet).
+    //= https://www.rfc-editor.org/rfc/rfc8985#section-6.3
+    //# Upon RTO timer expiration, RACK marks the first outstanding segment as lost (since it
+    //# was sent an RTO ago); for all the other segments, RACK only marks the segment as lost
+    //# if the time elapsed since the segment was transmitted is at least the sum of the
+    //# recent RTT and the reordering window.
+    pub(crate) fn rto_lost(&mut self, now: Instant, age: Duration) -> (u64, u32, Option<u16>) {
+        let (mut bytes, mut pkts, mut oldest) = (0u64, 0u32, None);
+        let mut psn = self.snd_una;
+        while psn_lt(psn, self.snd_nxt) {
+            let due = self
+                .pkt(psn)
+                .is_some_and(|p| oldest.is_none() || p.sent_at + age <= now);
+            if due && let Some((len, path)) = self.mark_lost(psn) {
+                bytes += u64::from(len);
+                pkts += 1;
+                oldest.get_or_insert(path);
+                if let Some(p) = self.pkt_mut(psn) {
+                    p.by_rto = true;
+                }
+            }
+            psn = psn.wrapping_add(1);
+        }
+        self.sort_retx();
+        (bytes, pkts, oldest)
+    }
+
+    /// Keep the retransmission queue in PSN order (stale and repeated entries dropped).
+    fn sort_retx(&mut self) {
+        let base = self.snd_una;
+        let mut v: alloc::vec::Vec<u32> = self.retx.drain(..).collect();
+        v.sort_by_key(|p| p.wrapping_sub(base));
+        v.dedup();
+        self.retx = v.into();
+    }
+
+    /// The last retransmission timeout was spurious (an ACK shows that packets sent before it
+    /// arrived): packets it declared lost and that have not been resent yet are in flight
+    /// again, to be judged by RACK as before (RFC 8985's undo of a spurious timeout, after
+    /// Eifel, RFC 3522). Returns the packets restored.
+    //= https://www.rfc-editor.org/rfc/rfc3522#section-2
+    //# ... the sender ... detects that a retransmission was spurious when the first
+    //# acceptable ACK ... acknowledges the original transmission.
+    pub(crate) fn undo_rto(&mut self) -> u32 {
+        let mut restored = 0;
+        let mut resent = alloc::vec::Vec::new();
+        for (i, p) in self.pkts.iter_mut().enumerate() {
+            if p.by_rto && p.state == PktState::Lost {
+                p.state = PktState::InFlight;
+                p.by_rto = false;
+                self.in_flight += u64::from(p.len);
+                self.in_flight_pkts += 1;
+                restored += 1;
+                if p.retx > 0 {
+                    resent.push((p.sent_at, self.snd_una.wrapping_add(i as u32)));
+                }
+            }
+        }
+        // Restored retransmissions are judged again too, oldest first, ahead of the later ones.
+        resent.sort_unstable();
+        for &(_, psn) in resent.iter().rev() {
+            self.retx_inflight.push_front(psn);
+        }
+        if restored > 0 {
+            // Restored first transmissions must be judged again by the RACK scan; their
+            // entries in the retransmission queue are now stale and skipped.
+            self.rack_scan = 0;
+        }
+        restored
     }
 
     /// Re-stamp a packet sent again as a probe, so RACK judges older packets against it.
