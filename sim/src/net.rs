@@ -997,7 +997,21 @@ impl Net {
                 let free = total.saturating_sub(used);
                 used + wire <= total && (q.queued + wire) as f64 <= sw.dt_alpha * free as f64
             });
-        let admitted = if pfc || fits {
+        let admitted = if p.trimmed && !pfc {
+            // A header trimmed upstream keeps its priority at every later hop (UET; uet-htsim's
+            // CompositeQueue queues every header-only packet in its high-priority queue): a
+            // full data queue downstream must not drop the one packet that tells the sender
+            // to resend.
+            //= uet-htsim htsim/sim/compositequeue.cpp#receivePacket
+            //# header-only packets go to the high-priority queue, dropped only when it is full
+            if q.prio_queued + wire <= sw.buffer_bytes {
+                q.prio_queued += wire;
+                q.prio.push_back(id);
+                true
+            } else {
+                false
+            }
+        } else if pfc || fits {
             if sw.shared_buffer_bytes.is_some() {
                 self.shared_used[node as usize] += wire;
             }
