@@ -1274,15 +1274,16 @@ impl Net {
     }
 
     /// Sums of the per-connection statistics the report shows: the senders' retransmits,
-    /// RTO events and TLPs, and the receivers' duplicates (out-of-order drops at go-back-N
-    /// receivers), in that order.
-    pub(crate) fn conn_totals(&self) -> (u64, u64, u64, u64) {
-        let mut t = (0, 0, 0, 0);
+    /// RTO events and TLPs, the receivers' duplicates (out-of-order drops at go-back-N
+    /// receivers), and the senders' resends shown spurious, in that order.
+    pub(crate) fn conn_totals(&self) -> (u64, u64, u64, u64, u64) {
+        let mut t = (0, 0, 0, 0, 0);
         for (c, &(src, dst)) in self.conns.iter().zip(&self.w.pairs) {
             if let Some(s) = c.0.and_then(|c| self.eps[src as usize].conn_stats(c)) {
                 t.0 += s.retransmits;
                 t.1 += s.rto_events;
                 t.2 += s.tlp_probes;
+                t.4 += s.spurious_retransmits;
             }
             if let Some(s) = c.1.and_then(|c| self.eps[dst as usize].conn_stats(c)) {
                 t.3 += s.rx_duplicates;

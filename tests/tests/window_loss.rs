@@ -390,3 +390,75 @@ proptest! {
         prop_assert!(r.done, "did not finish: {:?}", r.sender);
     }
 }
+
+#[test]
+fn resends_of_packets_that_were_only_late_are_detected_and_widen_the_window() {
+    // Every 16th first transmission is held back 60 µs (a slow path): later packets overtake
+    // it by more than the 10 µs reordering window, so RACK resends it although it was never
+    // lost. The ACK of the late original echoes its timestamp: the resend is counted spurious
+    // and the window widens, so later late packets are waited for instead of resent.
+    let mut data = 0u64;
+    let mut delayed = 0u64;
+    let delayed_count = Rc::new(RefCell::new(0u64));
+    let dc = delayed_count.clone();
+    let mut net = Net::new(2, config(fixed(64)), link(), 6);
+    let (c0, c1) = net.connect(0, 1, Duration::from_millis(10)).unwrap();
+    net.tap = Some(Box::new(move |t, bytes| {
+        let s = seen(t, bytes);
+        if s.src == 0 && s.opcode == Some(Opcode::Data) && !s.retx {
+            data += 1;
+            if data.is_multiple_of(16) {
+                delayed += 1;
+                *dc.borrow_mut() = delayed;
+                return Fate::Delay(Duration::from_micros(60));
+            }
+        }
+        Fate::Pass
+    }));
+    let len = 8 << 20;
+    let (src, _) = net.region(0, len, |i| i as u8, false);
+    let (dst, _) = net.region(1, len, |_| 0, false);
+    let now = net.now;
+    net.eps[1]
+        .post(
+            now,
+            c1,
+            WorkRequest::Recv {
+                region: dst,
+                offset: 0,
+                len: len as u64,
+                tag: None,
+            },
+        )
+        .unwrap();
+    net.eps[0]
+        .post(
+            now,
+            c0,
+            WorkRequest::Send {
+                region: src,
+                offset: 0,
+                len: len as u64,
+                tag: 0,
+            },
+        )
+        .unwrap();
+    assert!(net.run_until(Duration::from_secs(1), |n| {
+        n.completions(0).count() == 1 && n.completions(1).count() == 1
+    }));
+    let s = net.eps[0].conn_stats(c0).unwrap();
+    let late = *delayed_count.borrow();
+    assert!(late >= 100, "{late}");
+    assert!(s.spurious_retransmits >= 1, "{s:?}");
+    assert_eq!(
+        s.spurious_retransmits, s.retransmits,
+        "nothing was lost: {s:?}"
+    );
+    // Without adaptation every late packet would be resent; the window grows by one step per
+    // round trip until it covers the 60 µs, then nothing more is resent.
+    assert!(
+        s.retransmits * 4 < late,
+        "{} resends for {late} late packets: {s:?}",
+        s.retransmits
+    );
+}

@@ -39,6 +39,11 @@ pub struct ConnStats {
     /// Retransmission timeouts shown spurious (the first ACK after one acknowledged a packet
     /// sent before it) and undone.
     pub spurious_rtos: u64,
+    /// Resends shown unnecessary: an ACK echoed the timestamp of the transmission they
+    /// repeated, so it had arrived (tail-loss probes included).
+    pub spurious_retransmits: u64,
+    /// Of those, tail-loss probes.
+    pub spurious_probes: u64,
     /// Tail-loss probes sent.
     pub tlp_probes: u64,
     /// Payload bytes sent (first transmissions).

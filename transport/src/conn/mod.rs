@@ -38,9 +38,13 @@ pub(crate) const CLOSE_REFUSED: u32 = 1;
 /// Close reason code: a write violated the target's access rights.
 pub(crate) const CLOSE_ACCESS: u32 = 2;
 
-/// Smallest reordering window RACK uses: below this, scheduling noise on a host looks like
-/// reordering.
-const MIN_REORDER_WINDOW: Duration = Duration::from_micros(10);
+/// Shortest tail-loss probe timeout: below this, scheduling noise on a host looks like loss.
+const MIN_PTO: Duration = Duration::from_micros(10);
+/// RACK's reordering window multiplier never exceeds this (the window is capped at SRTT too).
+const REO_MULT_MAX: u32 = 16;
+/// Loss episodes without a spurious resend after which the multiplier steps back down (RFC
+/// 8985 §6.2 resets it after 16 recoveries).
+const REO_DECAY: u32 = 16;
 /// Tail-loss probes sent before waiting for the retransmission timeout.
 const MAX_TLP: u8 = 2;
 /// Wire bytes of a data packet's header (no INT hops are present when it is sent): what a
@@ -90,6 +94,16 @@ pub(crate) struct Conn {
     /// When the last retransmission timeout fired, until the first ACK of new data after it
     /// tells whether it was spurious (that ACK echoes a transmission sent before it).
     rto_fired: Option<Instant>,
+    /// The last transmit timestamp given out: timestamps are unique per connection, so an
+    /// echoed one names exactly one transmission.
+    last_stamp: Instant,
+    /// RACK's reordering window multiplier (RFC 8985 §6.2): raised when a resend proves
+    /// spurious, lowered again after `REO_DECAY` loss episodes without one.
+    reo_mult: u32,
+    /// When `reo_mult` was last raised (at most once per round trip).
+    reo_raised_at: Option<Instant>,
+    /// Loss episodes since the last spurious resend (for the decay).
+    reo_quiet: u32,
     retries: u32,
     tlp_at: Option<Instant>,
     tlps: u8,
@@ -180,6 +194,10 @@ impl Conn {
             rto_at: None,
             rto_backoff: 0,
             rto_fired: None,
+            last_stamp: Instant::ZERO,
+            reo_mult: 1,
+            reo_raised_at: None,
+            reo_quiet: 0,
             retries: 0,
             tlp_at: None,
             tlps: 0,
@@ -412,8 +430,6 @@ impl Conn {
         ctx: &mut Ctx<'_>,
     ) {
         let r = &mut self.recv;
-        r.last_tx_ts = d.tx_ts;
-        r.last_arrival = now;
         r.last_psn = c.psn;
         r.last_entropy = c.entropy;
         if c.flags.contains(Flags::TRIMMED) {
@@ -423,6 +439,10 @@ impl Conn {
             }
             return;
         }
+        // ACKs echo only packets that arrived whole: an echoed timestamp tells the sender that
+        // transmission was delivered (spurious-retransmission detection relies on it).
+        r.last_tx_ts = d.tx_ts;
+        r.last_arrival = now;
         match r.classify(c.psn) {
             Arrival::Duplicate => {
                 self.stats.rx_duplicates += 1;
@@ -782,7 +802,10 @@ impl Conn {
             self.stats.int_acks_received += 1;
         }
         let selective = ctx.config.mode == Mode::Weir;
-        let reorder_window = self.reorder_window();
+        if selective && let Some(probe) = self.send.spurious(a.echo_ts) {
+            self.spurious_resend(now, probe);
+        }
+        let reorder_window = self.reorder_window(ctx.config);
         let Conn { send, paths, .. } = self;
         let mut on = |d| match d {
             Delivery::Acked { path } => paths.delivered(path),
@@ -809,6 +832,14 @@ impl Conn {
             }
         }
         self.stats.lost_packets += u64::from(outcome.lost_pkts);
+        if outcome.lost_pkts > 0 {
+            // One more loss episode without a spurious resend: the window decays back.
+            self.reo_quiet += 1;
+            if self.reo_quiet >= REO_DECAY {
+                self.reo_quiet = 0;
+                self.reo_mult = (self.reo_mult - 1).max(1);
+            }
+        }
         // RTT from the echoed timestamp of the packet that triggered this ACK — only when the
         // ACK acknowledges something new: an old, duplicated or replayed ACK says nothing about
         // the current round trip.
@@ -1032,12 +1063,55 @@ impl Conn {
     // ---------------------------------------------------------------------------------------
     // Output.
 
-    fn reorder_window(&self) -> Duration {
+    fn reorder_window(&self, config: &Config) -> Duration {
         //= https://www.rfc-editor.org/rfc/rfc8985#section-6.2
         //# RACK.reo_wnd = RACK.min_RTT / 4 (when reordering has been observed).
-        self.rtt
-            .min_rtt()
-            .map_or(MIN_REORDER_WINDOW, |m| m.div(4).max(MIN_REORDER_WINDOW))
+        //# ... reo_wnd = min(RACK.reo_wnd_mult * RACK.min_RTT / 4, SRTT)
+        let base = self.rtt.min_rtt().map_or(config.min_reorder_window, |m| {
+            m.div(4).max(config.min_reorder_window)
+        });
+        // RFC 8985 caps the widened window at SRTT; under spraying one path's queue can delay
+        // a packet by more than the smoothed RTT (whose samples come mostly from the faster
+        // paths), so the cap here is the retransmission timeout: waiting longer than that
+        // would only let the timeout fire first.
+        let wnd = base.saturating_mul(u64::from(self.reo_mult));
+        if self.reo_mult > 1 {
+            wnd.min(self.rto(config).max(base))
+        } else {
+            wnd
+        }
+    }
+
+    /// An ACK proved a resend unnecessary (its earlier transmission arrived).
+    fn spurious_resend(&mut self, now: Instant, probe: bool) {
+        self.stats.spurious_retransmits += 1;
+        if probe {
+            // A probe is sent without evidence of loss; that it was not needed says nothing
+            // about the reordering window.
+            self.stats.spurious_probes += 1;
+            return;
+        }
+        //= https://www.rfc-editor.org/rfc/rfc8985#section-6.2
+        //# If a DSACK is received ... and RACK.dsack_round is not set: RACK.reo_wnd_mult += 1
+        //# (at most once per round trip).
+        let round = self.rtt.srtt().unwrap_or(MIN_PTO);
+        if self.reo_raised_at.is_none_or(|t| now >= t + round) {
+            self.reo_raised_at = Some(now);
+            self.reo_mult = (self.reo_mult + 1).min(REO_MULT_MAX);
+        }
+        self.reo_quiet = 0;
+    }
+
+    /// A unique transmit timestamp at or after `now` (one picosecond past the last when
+    /// several packets leave at the same instant).
+    fn stamp(&mut self, now: Instant) -> Instant {
+        let t = if now > self.last_stamp {
+            now
+        } else {
+            Instant::from_ps(self.last_stamp.as_ps().saturating_add(1))
+        };
+        self.last_stamp = t;
+        t
     }
 
     fn rto(&self, config: &Config) -> Duration {
@@ -1053,7 +1127,7 @@ impl Conn {
         // The last packet of every message carries ACK_REQ, so the receiver does not delay the
         // ACK that would answer a probe: no delayed-ACK allowance is needed.
         match self.rtt.srtt() {
-            Some(s) => s.saturating_mul(2).max(MIN_REORDER_WINDOW),
+            Some(s) => s.saturating_mul(2).max(MIN_PTO),
             None => config.initial_rto,
         }
         .min(self.rto(config))
@@ -1210,8 +1284,9 @@ impl Conn {
                 && self.window_allows(self.max_payload)
                 && self.credit_allows(SendState::peek_retx_len)
             {
+                let ts = self.stamp(now);
                 let paths = &mut self.paths;
-                if let Some(psn) = self.send.next_retx(now, |orig| paths.for_retransmit(orig)) {
+                if let Some(psn) = self.send.next_retx(ts, |orig| paths.for_retransmit(orig)) {
                     self.stats.retransmits += 1;
                     return self.data(now, psn, true, false, config, mem, buf);
                 }
@@ -1222,7 +1297,8 @@ impl Conn {
                 && self.credit_allows(|s| s.peek_new_len(self.max_payload))
             {
                 let path = self.paths.next();
-                if let Some(psn) = self.send.next_new(now, self.max_payload, path) {
+                let ts = self.stamp(now);
+                if let Some(psn) = self.send.next_new(ts, self.max_payload, path) {
                     self.stats.data_packets += 1;
                     let len = self.send.pkt(psn).map_or(0, |p| p.len);
                     self.stats.data_bytes += len as u64;
@@ -1241,13 +1317,16 @@ impl Conn {
             if let Some(psn) = self.send.last_in_flight() {
                 self.stats.tlp_probes += 1;
                 self.stats.retransmits += 1;
-                self.send.probed(psn, now);
+                let ts = self.stamp(now);
+                self.send.probed(psn, ts);
                 return self.data(now, psn, true, true, config, mem, buf);
             }
         }
         if self.probe_pending {
             self.probe_pending = false;
-            let ext = ProbeExt { tx_ts: now.as_ps() };
+            let ext = ProbeExt {
+                tx_ts: self.stamp(now).as_ps(),
+            };
             return self.control(Opcode::Probe, Flags::ACK_REQ, Ext::Probe(ext), 0, buf);
         }
         None
@@ -1435,7 +1514,7 @@ impl Conn {
                 tag: m.tag,
                 rkey: m.rkey,
                 imm: m.notify.unwrap_or(0),
-                tx_ts: now.as_ps(),
+                tx_ts: p.sent_at.as_ps(),
             }),
             int: IntList::new(),
         };
@@ -1608,7 +1687,7 @@ impl Conn {
             self.stats.rto_events += 1;
             self.retries += 1;
             self.rto_backoff += 1;
-            let age = self.rtt.srtt().unwrap_or(Duration::ZERO) + self.reorder_window();
+            let age = self.rtt.srtt().unwrap_or(Duration::ZERO) + self.reorder_window(config);
             let Conn { send, paths, .. } = self;
             let (bytes, pkts) = if config.mode == Mode::GoBackN {
                 // A lost last packet, which no later packet can reveal, waits for the timeout.

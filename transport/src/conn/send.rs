@@ -124,7 +124,23 @@ pub(crate) struct SendState {
     ack_echo: u64,
     /// Payload bytes posted and not yet segmented (for the credit request).
     unsegmented: u64,
+    /// Recent resends, oldest first: the transmit timestamp of the transmission each one
+    /// repeated, and whether it was a tail-loss probe. An ACK echoing such a
+    /// timestamp proves that earlier transmission arrived, so the resend was spurious
+    /// ([`SendState::spurious`]).
+    resent: VecDeque<Resent>,
 }
+
+/// One resend remembered for spurious-retransmission detection.
+#[derive(Clone, Copy, Debug)]
+struct Resent {
+    /// Transmit timestamp (ps) of the transmission this resend repeated.
+    prior_ts: u64,
+    probe: bool,
+}
+
+/// Resends remembered for spurious-retransmission detection (older ones are forgotten).
+const RESENT_LOG: usize = 256;
 
 impl SendState {
     pub(crate) fn new(initial_psn: u32, rwnd_psn: u32) -> Self {
@@ -148,6 +164,7 @@ impl SendState {
             last_ecn_bytes: 0,
             ack_echo: 0,
             unsegmented: 0,
+            resent: VecDeque::new(),
         }
     }
 
@@ -329,6 +346,7 @@ impl SendState {
         self.skip_stale_retx();
         let psn = self.retx.pop_front()?;
         let p = self.pkt_mut(psn)?;
+        let prior_ts = p.sent_at.as_ps();
         p.state = PktState::InFlight;
         p.retx = p.retx.saturating_add(1);
         p.sent_at = now;
@@ -338,7 +356,31 @@ impl SendState {
         self.in_flight += len;
         self.in_flight_pkts += 1;
         self.retx_inflight.push_back(psn);
+        self.remember_resend(prior_ts, false);
         Some(psn)
+    }
+
+    fn remember_resend(&mut self, prior_ts: u64, probe: bool) {
+        if self.resent.len() >= RESENT_LOG {
+            self.resent.pop_front();
+        }
+        self.resent.push_back(Resent { prior_ts, probe });
+    }
+
+    /// An ACK echoing `echo` arrived: if `echo` is the timestamp of a transmission that was
+    /// later repeated, that transmission reached the receiver and the repeat was unnecessary.
+    /// Returns `Some(probe)` for such a spurious resend (each is reported once). Transmit
+    /// timestamps are unique per connection (`Conn::stamp`), so the echo names one
+    /// transmission; the receiver echoes only packets that arrived whole.
+    //= https://www.rfc-editor.org/rfc/rfc8985#section-6.2
+    //# ... the sender MAY use DSACK or similar ... to detect spurious retransmissions and
+    //# adapt the reordering window.
+    pub(crate) fn spurious(&mut self, echo: u64) -> Option<bool> {
+        if echo == 0 {
+            return None;
+        }
+        let i = self.resent.iter().position(|r| r.prior_ts == echo)?;
+        self.resent.remove(i).map(|r| r.probe)
     }
 
     /// Mark an in-flight packet lost and queue it. Returns its (len, path) if it changed state.
@@ -481,9 +523,11 @@ impl SendState {
     /// Re-stamp a packet sent again as a probe, so RACK judges older packets against it.
     pub(crate) fn probed(&mut self, psn: u32, now: Instant) {
         if let Some(p) = self.pkt_mut(psn) {
+            let prior_ts = p.sent_at.as_ps();
             p.sent_at = now;
             p.retx = p.retx.saturating_add(1);
             self.retx_inflight.push_back(psn);
+            self.remember_resend(prior_ts, true);
         }
     }
 
@@ -656,6 +700,7 @@ impl SendState {
         self.pkts.clear();
         self.retx.clear();
         self.retx_inflight.clear();
+        self.resent.clear();
         self.in_flight = 0;
         self.in_flight_pkts = 0;
         self.seg_cursor = 0;
