@@ -51,6 +51,15 @@ fn incast_127_to_1_completes_near_line_rate() {
     completes_near_ideal(&incast(8, 127, 200_000), 127, 200_000);
 }
 
+/// The 1,024-host scenario file itself (about 10 s in a release build, so not in the default
+/// run): `cargo test --release -p weir-sim --test incast -- --ignored`.
+#[test]
+#[ignore = "slow: 1,024 hosts; run with --ignored"]
+fn incast_1023_to_1_completes_near_line_rate() {
+    let s = Scenario::from_toml(include_str!("../../examples/sim/incast-1024.toml")).unwrap();
+    completes_near_ideal(&s, 1023, 100_000);
+}
+
 #[test]
 fn incast_with_tiny_buffers_still_completes_everything() {
     // A buffer of 16 packets and trimmed headers crowding it: whole windows are lost at once

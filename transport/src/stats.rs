@@ -44,6 +44,8 @@ pub struct ConnStats {
     pub spurious_retransmits: u64,
     /// Of those, tail-loss probes.
     pub spurious_probes: u64,
+    /// Times the sender held back after consecutive trims with its window at one packet.
+    pub trim_backoffs: u64,
     /// Tail-loss probes sent.
     pub tlp_probes: u64,
     /// Payload bytes sent (first transmissions).

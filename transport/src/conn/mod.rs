@@ -45,6 +45,9 @@ const REO_MULT_MAX: u32 = 16;
 /// Loss episodes without a spurious resend after which the multiplier steps back down (RFC
 /// 8985 §6.2 resets it after 16 recoveries).
 const REO_DECAY: u32 = 16;
+/// The backoff after consecutive trims doubles at most this many times.
+const TRIM_BACKOFF_MAX: u32 = 6;
+const TRIM_STREAK_MIN: u32 = 1;
 /// Tail-loss probes sent before waiting for the retransmission timeout.
 const MAX_TLP: u8 = 2;
 /// Wire bytes of a data packet's header (no INT hops are present when it is sent): what a
@@ -104,6 +107,8 @@ pub(crate) struct Conn {
     reo_raised_at: Option<Instant>,
     /// Loss episodes since the last spurious resend (for the decay).
     reo_quiet: u32,
+    /// Trimmed NACKs since the last ACK of new data.
+    trim_streak: u32,
     retries: u32,
     tlp_at: Option<Instant>,
     tlps: u8,
@@ -198,6 +203,7 @@ impl Conn {
             reo_mult: 1,
             reo_raised_at: None,
             reo_quiet: 0,
+            trim_streak: 0,
             retries: 0,
             tlp_at: None,
             tlps: 0,
@@ -882,6 +888,9 @@ impl Conn {
             ..Feedback::default()
         };
         self.cc.on_feedback(now, &fb);
+        if outcome.acked_pkts > 0 {
+            self.trim_streak = 0;
+        }
         if outcome.progress || outcome.acked_pkts > 0 {
             self.rto_backoff = 0;
             self.retries = 0;
@@ -926,6 +935,7 @@ impl Conn {
                         ..Feedback::default()
                     };
                     self.cc.on_feedback(now, &fb);
+                    self.trim_backoff(now, ctx.config);
                 }
             }
             NackReason::OutOfResources => {
@@ -1100,6 +1110,33 @@ impl Conn {
             self.reo_mult = (self.reo_mult + 1).min(REO_MULT_MAX);
         }
         self.reo_quiet = 0;
+    }
+
+    /// A trimmed NACK arrived. With the window at its floor of one packet, the window no
+    /// longer limits anything (the NACK frees it at once, a base RTT after the send, since
+    /// trimmed headers travel at priority), so N senders into one port keep offering N packets
+    /// per base RTT however full the port is. After the second trim in a row without an ACK
+    /// of delivered data, the connection waits before sending again: one smoothed RTT,
+    /// doubling per further trim (binary exponential backoff), at most half the RTO.
+    fn trim_backoff(&mut self, now: Instant, config: &Config) {
+        self.trim_streak = self.trim_streak.saturating_add(1);
+        let collapsed = self
+            .cc
+            .limits()
+            .window
+            .is_some_and(|w| w <= u64::from(self.max_payload));
+        if !collapsed || self.trim_streak < TRIM_STREAK_MIN {
+            return;
+        }
+        let srtt = self.rtt.srtt().unwrap_or(MIN_PTO);
+        let hold = srtt
+            .saturating_mul(1 << (self.trim_streak - TRIM_STREAK_MIN).min(TRIM_BACKOFF_MAX))
+            .min(self.rto(config).div(2));
+        let until = now + hold;
+        if until > self.send.retx_hold_until {
+            self.send.retx_hold_until = until;
+            self.stats.trim_backoffs += 1;
+        }
     }
 
     /// A unique transmit timestamp at or after `now` (one picosecond past the last when
