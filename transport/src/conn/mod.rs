@@ -47,7 +47,6 @@ const REO_MULT_MAX: u32 = 16;
 const REO_DECAY: u32 = 16;
 /// The backoff after consecutive trims doubles at most this many times.
 const TRIM_BACKOFF_MAX: u32 = 6;
-const TRIM_STREAK_MIN: u32 = 1;
 /// Tail-loss probes sent before waiting for the retransmission timeout.
 const MAX_TLP: u8 = 2;
 /// Wire bytes of a data packet's header (no INT hops are present when it is sent): what a
@@ -1115,9 +1114,9 @@ impl Conn {
     /// A trimmed NACK arrived. With the window at its floor of one packet, the window no
     /// longer limits anything (the NACK frees it at once, a base RTT after the send, since
     /// trimmed headers travel at priority), so N senders into one port keep offering N packets
-    /// per base RTT however full the port is. After the second trim in a row without an ACK
-    /// of delivered data, the connection waits before sending again: one smoothed RTT,
-    /// doubling per further trim (binary exponential backoff), at most half the RTO.
+    /// per base RTT however full the port is. From the first trim without an ACK of delivered
+    /// data since, the connection waits before sending again: one smoothed RTT, doubling per
+    /// further trim (binary exponential backoff) up to 64×, at most half the RTO.
     fn trim_backoff(&mut self, now: Instant, config: &Config) {
         self.trim_streak = self.trim_streak.saturating_add(1);
         let collapsed = self
@@ -1125,12 +1124,12 @@ impl Conn {
             .limits()
             .window
             .is_some_and(|w| w <= u64::from(self.max_payload));
-        if !collapsed || self.trim_streak < TRIM_STREAK_MIN {
+        if !collapsed {
             return;
         }
         let srtt = self.rtt.srtt().unwrap_or(MIN_PTO);
         let hold = srtt
-            .saturating_mul(1 << (self.trim_streak - TRIM_STREAK_MIN).min(TRIM_BACKOFF_MAX))
+            .saturating_mul(1 << (self.trim_streak - 1).min(TRIM_BACKOFF_MAX))
             .min(self.rto(config).div(2));
         let until = now + hold;
         if until > self.send.retx_hold_until {
