@@ -138,6 +138,9 @@ pub(crate) struct Conn {
     /// the close happens once every outgoing message is acknowledged and every received packet
     /// acknowledged, or at this deadline.
     pub(crate) closing: Option<Instant>,
+    /// The deadline under which the endpoint's timer set holds this connection (what
+    /// [`Conn::deadline`] returned when it was last re-armed).
+    pub(crate) armed: Option<Instant>,
 }
 
 /// Everything a connection needs from its endpoint while handling an input.
@@ -219,6 +222,7 @@ impl Conn {
             credit_blocked: None,
             in_ready: false,
             closing: None,
+            armed: None,
         }
     }
 
