@@ -462,3 +462,62 @@ fn resends_of_packets_that_were_only_late_are_detected_and_widen_the_window() {
         s.retransmits
     );
 }
+
+#[test]
+fn probes_that_prove_spurious_lengthen_the_probe_timeout() {
+    // One 8-byte message at a time (a ping-pong): every 4th ACK is held back 25 µs, two and a
+    // half round trips (a descheduled peer). Each such stall would earn a tail-loss probe two
+    // smoothed RTTs in, whose original then turns out to have arrived. Spurious probes lengthen the probe
+    // timeout (up to four smoothed RTTs), so most stalls pass without one.
+    let mut net = Net::new(2, config(fixed(16)), link(), 8);
+    let (c0, c1) = net.connect(0, 1, Duration::from_millis(10)).unwrap();
+    let mut acks = 0u64;
+    net.tap = Some(Box::new(move |t, bytes| {
+        if t.src == 1 && bytes.get(1).copied() == Some(Opcode::Ack as u8) {
+            acks += 1;
+            if acks.is_multiple_of(4) {
+                return Fate::Delay(Duration::from_micros(25));
+            }
+        }
+        Fate::Pass
+    }));
+    let (src, _) = net.region(0, 8, |i| i as u8, false);
+    let (dst, _) = net.region(1, 8, |_| 0, false);
+    let rounds = 400;
+    for m in 0..rounds {
+        let now = net.now;
+        net.eps[1]
+            .post(
+                now,
+                c1,
+                WorkRequest::Recv {
+                    region: dst,
+                    offset: 0,
+                    len: 8,
+                    tag: None,
+                },
+            )
+            .unwrap();
+        net.eps[0]
+            .post(
+                now,
+                c0,
+                WorkRequest::Send {
+                    region: src,
+                    offset: 0,
+                    len: 8,
+                    tag: 0,
+                },
+            )
+            .unwrap();
+        assert!(net.run_until(Duration::from_millis(50), |n| {
+            n.completions(0).count() > m && n.completions(1).count() > m
+        }));
+    }
+    let s = net.eps[0].conn_stats(c0).unwrap();
+    eprintln!("{s:?}");
+    assert_eq!(s.rto_events, 0, "{s:?}");
+    assert!(s.spurious_probes >= 1, "{s:?}");
+    // About 100 stalls; without adaptation about one probe each.
+    assert!(s.tlp_probes < 30, "{s:?}");
+}

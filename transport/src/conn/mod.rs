@@ -45,6 +45,10 @@ const REO_MULT_MAX: u32 = 16;
 /// Loss episodes without a spurious resend after which the multiplier steps back down (RFC
 /// 8985 §6.2 resets it after 16 recoveries).
 const REO_DECAY: u32 = 16;
+/// The probe timeout is at most (1 + this) smoothed RTTs.
+const PTO_MULT_MAX: u32 = 3;
+/// Probes without a spurious one after which the probe timeout narrows a step.
+const PTO_DECAY: u32 = 8;
 /// The backoff after consecutive trims doubles at most this many times.
 const TRIM_BACKOFF_MAX: u32 = 6;
 /// Tail-loss probes sent before waiting for the retransmission timeout.
@@ -108,6 +112,12 @@ pub(crate) struct Conn {
     reo_quiet: u32,
     /// Trimmed NACKs since the last ACK of new data.
     trim_streak: u32,
+    /// Tail-loss probe timeout multiplier: raised when a probe proves spurious (the original
+    /// was only late, e.g. the peer's host was descheduled), lowered after `PTO_DECAY` probes
+    /// without one.
+    pto_mult: u32,
+    /// Probes sent since the last spurious one (for the decay).
+    pto_quiet: u32,
     retries: u32,
     tlp_at: Option<Instant>,
     tlps: u8,
@@ -206,6 +216,8 @@ impl Conn {
             reo_raised_at: None,
             reo_quiet: 0,
             trim_streak: 0,
+            pto_mult: 1,
+            pto_quiet: 0,
             retries: 0,
             tlp_at: None,
             tlps: 0,
@@ -1100,8 +1112,10 @@ impl Conn {
         self.stats.spurious_retransmits += 1;
         if probe {
             // A probe is sent without evidence of loss; that it was not needed says nothing
-            // about the reordering window.
+            // about the reordering window, but that the probe timeout is short for this path.
             self.stats.spurious_probes += 1;
+            self.pto_mult = (self.pto_mult + 1).min(PTO_MULT_MAX);
+            self.pto_quiet = 0;
             return;
         }
         //= https://www.rfc-editor.org/rfc/rfc8985#section-6.2
@@ -1166,8 +1180,10 @@ impl Conn {
         //# PTO = 2 * SRTT (plus the peer's delayed-ACK allowance when one packet is in flight).
         // The last packet of every message carries ACK_REQ, so the receiver does not delay the
         // ACK that would answer a probe: no delayed-ACK allowance is needed.
+        // A probe that proved spurious (its original arrived) widens the timeout by one smoothed
+        // RTT per step, up to 2 more; PTO_DECAY probes without one narrow it a step again.
         match self.rtt.srtt() {
-            Some(s) => s.saturating_mul(2).max(MIN_PTO),
+            Some(s) => s.saturating_mul(1 + u64::from(self.pto_mult)).max(MIN_PTO),
             None => config.initial_rto,
         }
         .min(self.rto(config))
@@ -1719,6 +1735,11 @@ impl Conn {
             if self.send.in_flight_pkts > 0 && self.tlps < MAX_TLP {
                 self.tlps += 1;
                 self.tlp_pending = true;
+                self.pto_quiet += 1;
+                if self.pto_quiet >= PTO_DECAY {
+                    self.pto_quiet = 0;
+                    self.pto_mult = (self.pto_mult - 1).max(1);
+                }
             }
         }
         if self.rto_at.is_some_and(|t| now >= t) {
