@@ -300,7 +300,7 @@ impl Endpoint {
             return;
         }
         if c.closing.is_none() {
-            c.closing = Some(now + self.config.peer_timeout);
+            c.set_closing(now + self.config.peer_timeout);
             let slot = |id: u32| id & INDEX_MASK;
             let at = self.closing.partition_point(|&x| slot(x) < slot(conn.0));
             self.closing.insert(at, conn.0);
@@ -559,7 +559,7 @@ impl Endpoint {
         for c in self.conns.iter().flatten() {
             debug_assert_eq!(
                 c.armed,
-                c.deadline(&self.config),
+                c.deadline(),
                 "connection {:#x}: timer not re-armed",
                 c.id
             );
@@ -585,7 +585,7 @@ impl Endpoint {
             let Some(c) = self.conns[idx].as_mut() else {
                 continue;
             };
-            if c.deadline(&self.config).is_some_and(|t| t <= now) {
+            if c.deadline().is_some_and(|t| t <= now) {
                 let was = c.state;
                 c.on_timeout(now, &self.config, &mut self.events);
                 if was != State::Failed && c.state == State::Failed {
@@ -720,7 +720,7 @@ impl Endpoint {
         let Some(Some(c)) = self.conns.get_mut(idx) else {
             return;
         };
-        let t = c.deadline(&self.config);
+        let t = c.deadline();
         if t != c.armed {
             if let Some(old) = c.armed {
                 self.timers.remove(&(old, idx as u32));

@@ -6,6 +6,7 @@ pub(crate) mod paths;
 pub(crate) mod recv;
 pub(crate) mod rtt;
 pub(crate) mod send;
+pub(crate) mod timer;
 
 use alloc::collections::VecDeque;
 use core::net::SocketAddr;
@@ -30,6 +31,7 @@ use paths::{Paths, Penalty};
 use recv::{Arrival, InMsg, InWrite, PostedRecv, RecvState};
 use rtt::RttEstimator;
 use send::{Delivery, SendState};
+use timer::{Timer, TimerTable};
 
 /// Close reason code: normal close.
 pub(crate) const CLOSE_NORMAL: u32 = 0;
@@ -95,7 +97,8 @@ pub(crate) struct Conn {
     hs_tries: u32,
     /// When the last SYN / SYN-ACK left (for an RTT sample from the handshake).
     hs_sent_at: Option<Instant>,
-    rto_at: Option<Instant>,
+    /// Every deadline of this connection (RTO, TLP, delayed ACK, keepalive, …).
+    timers: TimerTable,
     rto_backoff: u32,
     /// When the last retransmission timeout fired, until the first ACK of new data after it
     /// tells whether it was spurious (that ACK echoes a transmission sent before it).
@@ -119,13 +122,10 @@ pub(crate) struct Conn {
     /// Probes sent since the last spurious one (for the decay).
     pto_quiet: u32,
     retries: u32,
-    tlp_at: Option<Instant>,
     tlps: u8,
     tlp_pending: bool,
     probe_pending: bool,
     next_pace: Instant,
-    /// Data is ready but pacing or a receiver-not-ready hold keeps it back until then.
-    blocked_until: Option<Instant>,
     // Control packets waiting to go out.
     pub(crate) need_syn: bool,
     pub(crate) need_synack: bool,
@@ -185,7 +185,7 @@ impl Conn {
             base_rtt: None,
             paths,
         };
-        Conn {
+        let mut c = Conn {
             id,
             peer,
             peer_id: 0,
@@ -208,7 +208,7 @@ impl Conn {
             hs_next: now,
             hs_tries: 0,
             hs_sent_at: None,
-            rto_at: None,
+            timers: TimerTable::default(),
             rto_backoff: 0,
             rto_fired: None,
             last_stamp: Instant::ZERO,
@@ -219,12 +219,10 @@ impl Conn {
             pto_mult: 1,
             pto_quiet: 0,
             retries: 0,
-            tlp_at: None,
             tlps: 0,
             tlp_pending: false,
             probe_pending: false,
             next_pace: now,
-            blocked_until: None,
             need_syn: state == State::SynSent,
             need_synack: state == State::SynReceived,
             close_reason: None,
@@ -235,7 +233,23 @@ impl Conn {
             in_ready: false,
             closing: None,
             armed: None,
+        };
+        let retry = now + c.hs_interval(config);
+        let t = &mut c.timers;
+        let handshake = state == State::SynSent || state == State::SynReceived;
+        if handshake {
+            t.set(Timer::HandshakeRetry, retry);
+            t.set(Timer::HandshakeExpiry, now + config.handshake_timeout);
         }
+        t.set(Timer::Keepalive, now + config.keepalive);
+        t.set(Timer::PeerTimeout, now + config.peer_timeout);
+        c
+    }
+
+    /// Start a graceful close that must end by `at` (see `Endpoint::close_graceful`).
+    pub(crate) fn set_closing(&mut self, at: Instant) {
+        self.closing = Some(at);
+        self.timers.set(Timer::Closing, at);
     }
 
     /// Whether the current spray burst is used up (the endpoint then serves another
@@ -259,6 +273,7 @@ impl Conn {
             // No credit to wait for any more: a pending credit stall must not fail the
             // connection at the peer timeout.
             self.credit_blocked = None;
+            self.timers.stop(Timer::CreditStall);
         }
         kept
     }
@@ -280,6 +295,7 @@ impl Conn {
         let posted = core::mem::take(&mut self.recv.posted);
         self.recv = RecvState::new(hs.initial_psn, config.rwnd_packets);
         self.recv.posted = posted;
+        self.timers.stop(Timer::AckDelay);
         self.send.rwnd_psn = self.initial_psn.wrapping_add(hs.rwnd_pkts.max(1));
     }
 
@@ -319,6 +335,8 @@ impl Conn {
         ctx: &mut Ctx<'_>,
     ) {
         self.last_heard = now;
+        self.timers
+            .set(Timer::PeerTimeout, now + ctx.config.peer_timeout);
         if self.state == State::Failed {
             // The peer has not heard why we failed (our CLOSE was lost): say it again.
             if self.close_code.is_some() && pkt.header.common.opcode != Opcode::Close {
@@ -543,6 +561,7 @@ impl Conn {
         r.unacked += 1;
         if r.unacked_since.is_none() {
             r.unacked_since = Some(now);
+            self.timers.set(Timer::AckDelay, now + ctx.config.ack_delay);
         }
         //= RFC 5681 §4.2
         //# An immediate ACK SHOULD be generated when a segment arrives that fills in all or part
@@ -910,8 +929,8 @@ impl Conn {
             self.rto_backoff = 0;
             self.retries = 0;
             self.tlps = 0;
-            self.rto_at = None;
-            self.tlp_at = None;
+            self.timers.stop(Timer::Rto);
+            self.timers.stop(Timer::Tlp);
             self.arm_timers(now, ctx.config);
         }
         self.complete_sends(ctx.events);
@@ -1081,8 +1100,8 @@ impl Conn {
             events.push_back(fail(r.wr, CompletionKind::Recv, 0, r.tag.unwrap_or(0)));
         }
         self.recv.unexpected_used = 0;
-        self.rto_at = None;
-        self.tlp_at = None;
+        self.timers.stop(Timer::Rto);
+        self.timers.stop(Timer::Tlp);
     }
 
     // ---------------------------------------------------------------------------------------
@@ -1193,12 +1212,12 @@ impl Conn {
     fn arm_timers(&mut self, now: Instant, config: &Config) {
         let outstanding = self.send.in_flight_pkts > 0 || self.send.has_retx_queued();
         if !outstanding {
-            self.rto_at = None;
-            self.tlp_at = None;
+            self.timers.stop(Timer::Rto);
+            self.timers.stop(Timer::Tlp);
             return;
         }
-        if self.rto_at.is_none() {
-            self.rto_at = Some(now + self.rto(config));
+        if !self.timers.is_set(Timer::Rto) {
+            self.timers.set(Timer::Rto, now + self.rto(config));
         }
         //= https://www.rfc-editor.org/rfc/rfc8985#section-7.2
         //# ... the sender SHOULD arm the PTO timer when ... there is no new data to send or the
@@ -1208,11 +1227,11 @@ impl Conn {
         // RACK declare the rest lost within two round trips instead of a timeout.
         if config.tail_loss_probe
             && config.mode == Mode::Weir
-            && self.tlp_at.is_none()
+            && !self.timers.is_set(Timer::Tlp)
             && self.tlps < MAX_TLP
             && (!self.send.has_new_data() || self.window_blocked())
         {
-            self.tlp_at = Some(now + self.pto(config));
+            self.timers.set(Timer::Tlp, now + self.pto(config));
         }
     }
 
@@ -1264,6 +1283,7 @@ impl Conn {
     ) -> Option<Transmit> {
         let t = self.transmit_inner(now, config, mem, buf)?;
         self.last_sent = now;
+        self.timers.set(Timer::Keepalive, now + config.keepalive);
         Some(t)
     }
 
@@ -1331,9 +1351,9 @@ impl Conn {
         let held = now < self.send.retx_hold_until;
         let data_waiting = self.send.has_new_data() || self.send.has_retx_queued();
         if data_waiting && held {
-            self.blocked_until = Some(self.send.retx_hold_until);
+            self.timers.set(Timer::Blocked, self.send.retx_hold_until);
         } else if data_waiting && !self.pacing_allows(now) {
-            self.blocked_until = Some(self.next_pace);
+            self.timers.set(Timer::Blocked, self.next_pace);
         }
         if !held && self.pacing_allows(now) {
             if self.send.has_retx(now)
@@ -1365,6 +1385,8 @@ impl Conn {
         if data_waiting && !held && self.credit_blocked.is_none() && self.credit_starved() {
             self.stats.credit_stalls += 1;
             self.credit_blocked = Some(now);
+            self.timers
+                .set(Timer::CreditStall, now + config.peer_timeout);
         }
         // A tail-loss probe goes even without credit: it is the last resort against a hang
         // and costs one packet (its bytes are charged, so the next request covers them).
@@ -1470,6 +1492,7 @@ impl Conn {
         r.ecn_echo = false;
         r.unacked = 0;
         r.unacked_since = None;
+        self.timers.stop(Timer::AckDelay);
         let int = core::mem::replace(&mut r.int_echo, IntList::new());
         self.stats.acks_sent += 1;
         let e = r.last_entropy;
@@ -1589,6 +1612,7 @@ impl Conn {
         let wire_bytes = header_len + p.len as usize;
         self.paced(now, wire_bytes, config);
         self.credit_blocked = None;
+        self.timers.stop(Timer::CreditStall);
         let sent = Sent {
             bytes: wire_bytes as u32,
             path: p.path,
@@ -1612,47 +1636,18 @@ impl Conn {
     // Timers.
 
     /// The earliest time this connection needs `on_timeout`.
-    pub(crate) fn deadline(&self, config: &Config) -> Option<Instant> {
-        let mut t = Instant::MAX;
-        let mut at = |x: Instant| {
-            if x < t {
-                t = x
-            }
-        };
+    pub(crate) fn deadline(&self) -> Option<Instant> {
         match self.state {
-            State::SynSent | State::SynReceived => {
-                at(self.hs_next + self.hs_interval(config));
-                at(self.created + config.handshake_timeout);
-            }
+            State::SynSent | State::SynReceived => self.timers.next_of(&Timer::HANDSHAKE),
             State::Established => {
-                let r = &self.recv;
-                if let Some(since) = r.unacked_since {
-                    at(since + config.ack_delay);
-                }
-                if let Some(x) = self.rto_at {
-                    at(x);
-                }
-                if let Some(x) = self.tlp_at {
-                    at(x);
-                }
-                at(self.last_sent + config.keepalive);
-                at(self.last_heard + config.peer_timeout);
-                if let Some(x) = self.closing {
-                    at(x);
-                }
-                if let Some(since) = self.credit_blocked {
-                    at(since + config.peer_timeout);
-                }
-                if let Some(x) = self.blocked_until {
-                    at(x);
-                }
-                if let Some(x) = self.cc.next_timeout() {
-                    at(x);
+                let t = self.timers.next_of(&Timer::ESTABLISHED);
+                match (t, self.cc.next_timeout()) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
                 }
             }
-            State::Failed => return None,
+            State::Failed => None,
         }
-        (t != Instant::MAX).then_some(t)
     }
 
     fn hs_interval(&self, config: &Config) -> Duration {
@@ -1678,6 +1673,8 @@ impl Conn {
                 if now >= self.hs_next + self.hs_interval(config) {
                     self.hs_next = now;
                     self.hs_tries += 1;
+                    let at = now + self.hs_interval(config);
+                    self.timers.set(Timer::HandshakeRetry, at);
                     if self.state == State::SynSent {
                         self.need_syn = true;
                     } else {
@@ -1727,11 +1724,11 @@ impl Conn {
         if self.cc.next_timeout().is_some_and(|t| now >= t) {
             self.cc.on_timeout(now);
         }
-        if self.blocked_until.is_some_and(|t| now >= t) {
-            self.blocked_until = None;
+        if self.timers.is_expired(Timer::Blocked, now) {
+            self.timers.stop(Timer::Blocked);
         }
-        if self.tlp_at.is_some_and(|t| now >= t) {
-            self.tlp_at = None;
+        if self.timers.is_expired(Timer::Tlp, now) {
+            self.timers.stop(Timer::Tlp);
             if self.send.in_flight_pkts > 0 && self.tlps < MAX_TLP {
                 self.tlps += 1;
                 self.tlp_pending = true;
@@ -1742,9 +1739,9 @@ impl Conn {
                 }
             }
         }
-        if self.rto_at.is_some_and(|t| now >= t) {
-            self.rto_at = None;
-            self.tlp_at = None;
+        if self.timers.is_expired(Timer::Rto, now) {
+            self.timers.stop(Timer::Rto);
+            self.timers.stop(Timer::Tlp);
             self.stats.rto_events += 1;
             self.retries += 1;
             self.rto_backoff += 1;
