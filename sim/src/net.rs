@@ -1002,8 +1002,8 @@ impl Net {
             // CompositeQueue queues every header-only packet in its high-priority queue): a
             // full data queue downstream must not drop the one packet that tells the sender
             // to resend.
-            //= uet-htsim htsim/sim/compositequeue.cpp#receivePacket
-            //# header-only packets go to the high-priority queue, dropped only when it is full
+            // (uet-htsim htsim/sim/compositequeue.cpp, CompositeQueue::receivePacket:
+            // header-only packets join the high-priority queue; paraphrased.)
             if q.prio_queued + wire <= sw.buffer_bytes {
                 q.prio_queued += wire;
                 q.prio.push_back(id);

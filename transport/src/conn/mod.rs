@@ -1110,7 +1110,8 @@ impl Conn {
     fn reorder_window(&self, config: &Config) -> Duration {
         //= https://www.rfc-editor.org/rfc/rfc8985#section-6.2
         //# RACK.reo_wnd = RACK.min_RTT / 4 (when reordering has been observed).
-        //# ... reo_wnd = min(RACK.reo_wnd_mult * RACK.min_RTT / 4, SRTT)
+        // (Paraphrased: with DSACK-driven adaptation the window is min(reo_wnd_mult ×
+        // min_RTT/4, SRTT).)
         let base = self.rtt.min_rtt().map_or(config.min_reorder_window, |m| {
             m.div(4).max(config.min_reorder_window)
         });
@@ -1137,9 +1138,8 @@ impl Conn {
             self.pto_quiet = 0;
             return;
         }
-        //= https://www.rfc-editor.org/rfc/rfc8985#section-6.2
-        //# If a DSACK is received ... and RACK.dsack_round is not set: RACK.reo_wnd_mult += 1
-        //# (at most once per round trip).
+        // RFC 8985 §6.2 (paraphrased): on a DSACK, raise reo_wnd_mult by one, at most once per
+        // round trip.
         let round = self.rtt.srtt().unwrap_or(MIN_PTO);
         if self.reo_raised_at.is_none_or(|t| now >= t + round) {
             self.reo_raised_at = Some(now);
@@ -1219,9 +1219,8 @@ impl Conn {
         if !self.timers.is_set(Timer::Rto) {
             self.timers.set(Timer::Rto, now + self.rto(config));
         }
-        //= https://www.rfc-editor.org/rfc/rfc8985#section-7.2
-        //# ... the sender SHOULD arm the PTO timer when ... there is no new data to send or the
-        //# congestion window does not allow sending it.
+        // (RFC 8985 §7.2 arms the probe timer after sending new data; here it is armed at the
+        // end of the data and whenever the window holds new data back.)
         // Armed at the end of data and whenever the window holds new data back: if what is in
         // flight was all lost, no ACK will come to open the window, and the probe's ACK lets
         // RACK declare the rest lost within two round trips instead of a timeout.
@@ -1246,8 +1245,8 @@ impl Conn {
     /// its own window.
     fn window_allows(&self, len: u32) -> bool {
         //= https://www.rfc-editor.org/rfc/rfc5681#section-3.1
-        //# ... after the retransmission timer expires ... the loss window, LW, ... one
-        //# full-sized segment.
+        //# Furthermore, upon a timeout ... cwnd MUST be set to no more than the loss window,
+        //# LW, which equals 1 full-sized segment (regardless of the value of IW).
         // After a timeout one packet goes until an ACK comes back, whatever the controller's
         // window: a network that lost everything is probed before the window is resent, and a
         // spurious timeout (a late ACK) is recognised before it costs a window of duplicates.

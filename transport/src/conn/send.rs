@@ -372,9 +372,7 @@ impl SendState {
     /// Returns `Some(probe)` for such a spurious resend (each is reported once). Transmit
     /// timestamps are unique per connection (`Conn::stamp`), so the echo names one
     /// transmission; the receiver echoes only packets that arrived whole.
-    //= https://www.rfc-editor.org/rfc/rfc8985#section-6.2
-    //# ... the sender MAY use DSACK or similar ... to detect spurious retransmissions and
-    //# adapt the reordering window.
+    // The DSACK equivalent behind RFC 8985 §6.2's adaptive reordering window.
     pub(crate) fn spurious(&mut self, echo: u64) -> Option<bool> {
         if echo == 0 {
             return None;
@@ -489,9 +487,7 @@ impl SendState {
     /// arrived): packets it declared lost and that have not been resent yet are in flight
     /// again, to be judged by RACK as before (RFC 8985's undo of a spurious timeout, after
     /// Eifel, RFC 3522). Returns the packets restored.
-    //= https://www.rfc-editor.org/rfc/rfc3522#section-2
-    //# ... the sender ... detects that a retransmission was spurious when the first
-    //# acceptable ACK ... acknowledges the original transmission.
+    // Eifel detection (RFC 3522), with the echoed timestamp naming the transmission.
     pub(crate) fn undo_rto(&mut self) -> u32 {
         let mut restored = 0;
         let mut resent = alloc::vec::Vec::new();
