@@ -842,7 +842,8 @@ impl Conn {
             self.stats.int_acks_received += 1;
         }
         let selective = ctx.config.mode == Mode::Weir;
-        if selective && let Some(probe) = self.send.spurious(a.echo_ts) {
+        let horizon = now.saturating_sub(self.rto(ctx.config).saturating_mul(4));
+        if selective && let Some(probe) = self.send.spurious(a.echo_ts, horizon) {
             self.spurious_resend(now, probe);
         }
         let reorder_window = self.reorder_window(ctx.config);

@@ -373,7 +373,16 @@ impl SendState {
     /// timestamps are unique per connection (`Conn::stamp`), so the echo names one
     /// transmission; the receiver echoes only packets that arrived whole.
     // The DSACK equivalent behind RFC 8985 §6.2's adaptive reordering window.
-    pub(crate) fn spurious(&mut self, echo: u64) -> Option<bool> {
+    /// Resends of transmissions older than `horizon` are forgotten first (an original that
+    /// late says nothing useful), so the log a busy connection scans per ACK stays short.
+    pub(crate) fn spurious(&mut self, echo: u64, horizon: Instant) -> Option<bool> {
+        while self
+            .resent
+            .front()
+            .is_some_and(|r| r.prior_ts < horizon.as_ps())
+        {
+            self.resent.pop_front();
+        }
         if echo == 0 {
             return None;
         }
