@@ -193,8 +193,9 @@ fn format_report(
     );
     let _ = writeln!(
         s,
-        "retransmits {}  RTOs {}  TLPs {}  duplicates received {}  INT records {}",
+        "retransmits {} (spurious {})  RTOs {}  TLPs {}  duplicates received {}  INT records {}",
         summary.retransmits,
+        summary.spurious_retransmits,
         summary.rto_events,
         summary.tlp_probes,
         summary.rx_duplicates,

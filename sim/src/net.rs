@@ -997,7 +997,21 @@ impl Net {
                 let free = total.saturating_sub(used);
                 used + wire <= total && (q.queued + wire) as f64 <= sw.dt_alpha * free as f64
             });
-        let admitted = if pfc || fits {
+        let admitted = if p.trimmed && !pfc {
+            // A header trimmed upstream keeps its priority at every later hop (UET; uet-htsim's
+            // CompositeQueue queues every header-only packet in its high-priority queue): a
+            // full data queue downstream must not drop the one packet that tells the sender
+            // to resend.
+            // (uet-htsim htsim/sim/compositequeue.cpp, CompositeQueue::receivePacket:
+            // header-only packets join the high-priority queue; paraphrased.)
+            if q.prio_queued + wire <= sw.buffer_bytes {
+                q.prio_queued += wire;
+                q.prio.push_back(id);
+                true
+            } else {
+                false
+            }
+        } else if pfc || fits {
             if sw.shared_buffer_bytes.is_some() {
                 self.shared_used[node as usize] += wire;
             }
@@ -1260,15 +1274,16 @@ impl Net {
     }
 
     /// Sums of the per-connection statistics the report shows: the senders' retransmits,
-    /// RTO events and TLPs, and the receivers' duplicates (out-of-order drops at go-back-N
-    /// receivers), in that order.
-    pub(crate) fn conn_totals(&self) -> (u64, u64, u64, u64) {
-        let mut t = (0, 0, 0, 0);
+    /// RTO events and TLPs, the receivers' duplicates (out-of-order drops at go-back-N
+    /// receivers), and the senders' resends shown spurious, in that order.
+    pub(crate) fn conn_totals(&self) -> (u64, u64, u64, u64, u64) {
+        let mut t = (0, 0, 0, 0, 0);
         for (c, &(src, dst)) in self.conns.iter().zip(&self.w.pairs) {
             if let Some(s) = c.0.and_then(|c| self.eps[src as usize].conn_stats(c)) {
                 t.0 += s.retransmits;
                 t.1 += s.rto_events;
                 t.2 += s.tlp_probes;
+                t.4 += s.spurious_retransmits;
             }
             if let Some(s) = c.1.and_then(|c| self.eps[dst as usize].conn_stats(c)) {
                 t.3 += s.rx_duplicates;

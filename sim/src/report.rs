@@ -69,6 +69,9 @@ pub struct Summary {
     pub tlp_probes: u64,
     /// Duplicate data packets the receivers suppressed (spurious retransmissions show here).
     pub rx_duplicates: u64,
+    /// Senders' resends shown unnecessary by an ACK of the transmission they repeated
+    /// (`ConnStats::spurious_retransmits`, tail-loss probes included).
+    pub spurious_retransmits: u64,
     /// Datagrams the hosts transmitted (data, ACKs, control).
     pub packets: u64,
     /// INT records stamped by switches.
@@ -323,7 +326,8 @@ pub(crate) fn build(net: &Net, s: &Scenario, config: &weir_transport::Config) ->
             }
         })
         .collect();
-    let (retransmits, rto_events, tlp_probes, rx_duplicates) = net.conn_totals();
+    let (retransmits, rto_events, tlp_probes, rx_duplicates, spurious_retransmits) =
+        net.conn_totals();
     let summary = Summary {
         hosts: net.hosts(),
         flows: msgs.len(),
@@ -350,6 +354,7 @@ pub(crate) fn build(net: &Net, s: &Scenario, config: &weir_transport::Config) ->
         rto_events,
         tlp_probes,
         rx_duplicates,
+        spurious_retransmits,
         packets: net.c.packets,
         int_records: net.c.int_records,
         events: net.c.events,

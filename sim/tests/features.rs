@@ -444,6 +444,8 @@ fn example_scenarios_parse() {
         include_str!("../../examples/sim/rail-1024-allreduce.toml"),
         include_str!("../../examples/sim/rail-8192-hierarchical.toml"),
         include_str!("../../examples/sim/websearch-320.toml"),
+        include_str!("../../examples/sim/incast-1024.toml"),
+        include_str!("../../examples/sim/leafspine-1024-8to1.toml"),
     ] {
         let s = parse(text);
         assert!(s.hosts() >= 320);

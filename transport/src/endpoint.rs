@@ -1,7 +1,7 @@
 //! The endpoint: connection table, demultiplexing, the handshake's listening side, and the
 //! public sans-IO interface (see the crate documentation for the calling order).
 
-use alloc::collections::{BTreeMap, VecDeque};
+use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::vec::Vec;
 use core::net::SocketAddr;
 use core::ptr::NonNull;
@@ -50,6 +50,13 @@ pub struct Endpoint {
     events: VecDeque<Event>,
     /// Connections that may have something to send, round-robin.
     ready: VecDeque<u32>,
+    /// Every connection's next deadline ([`Conn::deadline`]) with its slot, ordered: the
+    /// earliest is `poll_timeout`'s answer in O(log n), and `handle_timeout` visits only the
+    /// connections due. A connection is re-armed after every input that may move its
+    /// deadline (`Endpoint::rearm`, called by `mark_ready` and after transmitting).
+    timers: BTreeSet<(Instant, u32)>,
+    /// Scratch list of the slots due in `handle_timeout`.
+    due: Vec<u32>,
     /// Packets not tied to a live connection (refusals, closes).
     stateless: VecDeque<(SocketAddr, Header)>,
     next_wr: u64,
@@ -84,6 +91,8 @@ impl Endpoint {
             by_peer: BTreeMap::new(),
             half_open: 0,
             closing: Vec::new(),
+            timers: BTreeSet::new(),
+            due: Vec::new(),
             listening: false,
             events: VecDeque::new(),
             ready: VecDeque::new(),
@@ -291,7 +300,7 @@ impl Endpoint {
             return;
         }
         if c.closing.is_none() {
-            c.closing = Some(now + self.config.peer_timeout);
+            c.set_closing(now + self.config.peer_timeout);
             let slot = |id: u32| id & INDEX_MASK;
             let at = self.closing.partition_point(|&x| slot(x) < slot(conn.0));
             self.closing.insert(at, conn.0);
@@ -491,7 +500,9 @@ impl Endpoint {
             let Some(c) = self.conns[idx].as_mut() else {
                 continue;
             };
-            if let Some(t) = c.credit_packet(g.total, header) {
+            let sent = c.credit_packet(g.total, header);
+            self.rearm(idx);
+            if let Some(t) = sent {
                 self.stats.tx_packets += 1;
                 self.stats.credit_grants += 1;
                 self.stats.credit_bytes_granted += g.bytes;
@@ -503,19 +514,24 @@ impl Endpoint {
                 self.ready.pop_front();
                 continue;
             };
-            match c.poll_transmit(now, &self.config, &self.mem, header) {
+            let sent = c.poll_transmit(now, &self.config, &self.mem, header);
+            let burst_done = c.paths_burst_done();
+            if sent.is_none() {
+                c.in_ready = false;
+            }
+            self.rearm(idx as usize);
+            match sent {
                 Some(t) => {
                     self.stats.tx_packets += 1;
                     // Serve a connection for a whole spray burst so the datapath can batch,
                     // then move it to the back.
-                    if c.paths_burst_done() {
+                    if burst_done {
                         self.ready.pop_front();
                         self.ready.push_back(idx);
                     }
                     return Some(t);
                 }
                 None => {
-                    c.in_ready = false;
                     self.ready.pop_front();
                 }
             }
@@ -539,21 +555,37 @@ impl Endpoint {
 
     /// The earliest time at which [`Endpoint::handle_timeout`] must be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.conns
-            .iter()
-            .flatten()
-            .filter_map(|c| c.deadline(&self.config))
-            .chain(self.credit.next_timeout())
-            .min()
+        #[cfg(debug_assertions)]
+        for c in self.conns.iter().flatten() {
+            debug_assert_eq!(
+                c.armed,
+                c.deadline(),
+                "connection {:#x}: timer not re-armed",
+                c.id
+            );
+        }
+        let first = self.timers.first().map(|&(t, _)| t);
+        first.into_iter().chain(self.credit.next_timeout()).min()
     }
 
     /// Timers due at `now` fire.
     pub fn handle_timeout(&mut self, now: Instant) {
-        for idx in 0..self.conns.len() {
+        // The connections due, in slot order (the order of the scan this replaces).
+        let mut due = core::mem::take(&mut self.due);
+        due.clear();
+        due.extend(
+            self.timers
+                .iter()
+                .take_while(|&&(t, _)| t <= now)
+                .map(|&(_, idx)| idx),
+        );
+        due.sort_unstable();
+        for &idx in &due {
+            let idx = idx as usize;
             let Some(c) = self.conns[idx].as_mut() else {
                 continue;
             };
-            if c.deadline(&self.config).is_some_and(|t| t <= now) {
+            if c.deadline().is_some_and(|t| t <= now) {
                 let was = c.state;
                 c.on_timeout(now, &self.config, &mut self.events);
                 if was != State::Failed && c.state == State::Failed {
@@ -571,6 +603,7 @@ impl Endpoint {
                 self.mark_ready(idx);
             }
         }
+        self.due = due;
         self.finish_closing(now);
     }
 
@@ -605,6 +638,9 @@ impl Endpoint {
             } else {
                 fresh += 1;
             }
+        }
+        for idx in 0..self.conns.len() {
+            self.rearm(idx);
         }
         (kept, fresh)
     }
@@ -668,6 +704,9 @@ impl Endpoint {
         }
         self.by_peer.remove(&(c.peer, c.peer_id));
         self.credit.remove(c.id);
+        if let Some(t) = c.armed {
+            self.timers.remove(&(t, idx as u32));
+        }
         self.free.push(idx as u32);
     }
 
@@ -676,7 +715,26 @@ impl Endpoint {
             .retain(|e| !matches!(e, Event::ConnectionLost { conn, .. } if conn.0 == id));
     }
 
+    /// Put connection `idx` in the timer set under its current deadline.
+    fn rearm(&mut self, idx: usize) {
+        let Some(Some(c)) = self.conns.get_mut(idx) else {
+            return;
+        };
+        let t = c.deadline();
+        if t != c.armed {
+            if let Some(old) = c.armed {
+                self.timers.remove(&(old, idx as u32));
+            }
+            if let Some(t) = t {
+                self.timers.insert((t, idx as u32));
+            }
+            c.armed = t;
+        }
+    }
+
+    /// Connection `idx` changed: re-arm its timer and queue it for transmission.
     fn mark_ready(&mut self, idx: usize) {
+        self.rearm(idx);
         if let Some(Some(c)) = self.conns.get_mut(idx)
             && !c.in_ready
         {

@@ -36,6 +36,16 @@ pub struct ConnStats {
     pub retransmits: u64,
     /// Retransmissions triggered by the retransmission timeout.
     pub rto_events: u64,
+    /// Retransmission timeouts shown spurious (the first ACK after one acknowledged a packet
+    /// sent before it) and undone.
+    pub spurious_rtos: u64,
+    /// Resends shown unnecessary: an ACK echoed the timestamp of the transmission they
+    /// repeated, so it had arrived (tail-loss probes included).
+    pub spurious_retransmits: u64,
+    /// Of those, tail-loss probes.
+    pub spurious_probes: u64,
+    /// Times the sender held back after consecutive trims with its window at one packet.
+    pub trim_backoffs: u64,
     /// Tail-loss probes sent.
     pub tlp_probes: u64,
     /// Payload bytes sent (first transmissions).

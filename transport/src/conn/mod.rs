@@ -6,6 +6,7 @@ pub(crate) mod paths;
 pub(crate) mod recv;
 pub(crate) mod rtt;
 pub(crate) mod send;
+pub(crate) mod timer;
 
 use alloc::collections::VecDeque;
 use core::net::SocketAddr;
@@ -30,6 +31,7 @@ use paths::{Paths, Penalty};
 use recv::{Arrival, InMsg, InWrite, PostedRecv, RecvState};
 use rtt::RttEstimator;
 use send::{Delivery, SendState};
+use timer::{Timer, TimerTable};
 
 /// Close reason code: normal close.
 pub(crate) const CLOSE_NORMAL: u32 = 0;
@@ -38,9 +40,19 @@ pub(crate) const CLOSE_REFUSED: u32 = 1;
 /// Close reason code: a write violated the target's access rights.
 pub(crate) const CLOSE_ACCESS: u32 = 2;
 
-/// Smallest reordering window RACK uses: below this, scheduling noise on a host looks like
-/// reordering.
-const MIN_REORDER_WINDOW: Duration = Duration::from_micros(10);
+/// Shortest tail-loss probe timeout: below this, scheduling noise on a host looks like loss.
+const MIN_PTO: Duration = Duration::from_micros(10);
+/// RACK's reordering window multiplier never exceeds this (the window is capped at SRTT too).
+const REO_MULT_MAX: u32 = 16;
+/// Loss episodes without a spurious resend after which the multiplier steps back down (RFC
+/// 8985 §6.2 resets it after 16 recoveries).
+const REO_DECAY: u32 = 16;
+/// The probe timeout is at most (1 + this) smoothed RTTs.
+const PTO_MULT_MAX: u32 = 3;
+/// Probes without a spurious one after which the probe timeout narrows a step.
+const PTO_DECAY: u32 = 8;
+/// The backoff after consecutive trims doubles at most this many times.
+const TRIM_BACKOFF_MAX: u32 = 6;
 /// Tail-loss probes sent before waiting for the retransmission timeout.
 const MAX_TLP: u8 = 2;
 /// Wire bytes of a data packet's header (no INT hops are present when it is sent): what a
@@ -85,16 +97,35 @@ pub(crate) struct Conn {
     hs_tries: u32,
     /// When the last SYN / SYN-ACK left (for an RTT sample from the handshake).
     hs_sent_at: Option<Instant>,
-    rto_at: Option<Instant>,
+    /// Every deadline of this connection (RTO, TLP, delayed ACK, keepalive, …).
+    timers: TimerTable,
     rto_backoff: u32,
+    /// When the last retransmission timeout fired, until the first ACK of new data after it
+    /// tells whether it was spurious (that ACK echoes a transmission sent before it).
+    rto_fired: Option<Instant>,
+    /// The last transmit timestamp given out: timestamps are unique per connection, so an
+    /// echoed one names exactly one transmission.
+    last_stamp: Instant,
+    /// RACK's reordering window multiplier (RFC 8985 §6.2): raised when a resend proves
+    /// spurious, lowered again after `REO_DECAY` loss episodes without one.
+    reo_mult: u32,
+    /// When `reo_mult` was last raised (at most once per round trip).
+    reo_raised_at: Option<Instant>,
+    /// Loss episodes since the last spurious resend (for the decay).
+    reo_quiet: u32,
+    /// Trimmed NACKs since the last ACK of new data.
+    trim_streak: u32,
+    /// Tail-loss probe timeout multiplier: raised when a probe proves spurious (the original
+    /// was only late, e.g. the peer's host was descheduled), lowered after `PTO_DECAY` probes
+    /// without one.
+    pto_mult: u32,
+    /// Probes sent since the last spurious one (for the decay).
+    pto_quiet: u32,
     retries: u32,
-    tlp_at: Option<Instant>,
     tlps: u8,
     tlp_pending: bool,
     probe_pending: bool,
     next_pace: Instant,
-    /// Data is ready but pacing or a receiver-not-ready hold keeps it back until then.
-    blocked_until: Option<Instant>,
     // Control packets waiting to go out.
     pub(crate) need_syn: bool,
     pub(crate) need_synack: bool,
@@ -117,6 +148,9 @@ pub(crate) struct Conn {
     /// the close happens once every outgoing message is acknowledged and every received packet
     /// acknowledged, or at this deadline.
     pub(crate) closing: Option<Instant>,
+    /// The deadline under which the endpoint's timer set holds this connection (what
+    /// [`Conn::deadline`] returned when it was last re-armed).
+    pub(crate) armed: Option<Instant>,
 }
 
 /// Everything a connection needs from its endpoint while handling an input.
@@ -151,7 +185,7 @@ impl Conn {
             base_rtt: None,
             paths,
         };
-        Conn {
+        let mut c = Conn {
             id,
             peer,
             peer_id: 0,
@@ -174,15 +208,21 @@ impl Conn {
             hs_next: now,
             hs_tries: 0,
             hs_sent_at: None,
-            rto_at: None,
+            timers: TimerTable::default(),
             rto_backoff: 0,
+            rto_fired: None,
+            last_stamp: Instant::ZERO,
+            reo_mult: 1,
+            reo_raised_at: None,
+            reo_quiet: 0,
+            trim_streak: 0,
+            pto_mult: 1,
+            pto_quiet: 0,
             retries: 0,
-            tlp_at: None,
             tlps: 0,
             tlp_pending: false,
             probe_pending: false,
             next_pace: now,
-            blocked_until: None,
             need_syn: state == State::SynSent,
             need_synack: state == State::SynReceived,
             close_reason: None,
@@ -192,7 +232,24 @@ impl Conn {
             credit_blocked: None,
             in_ready: false,
             closing: None,
+            armed: None,
+        };
+        let retry = now + c.hs_interval(config);
+        let t = &mut c.timers;
+        let handshake = state == State::SynSent || state == State::SynReceived;
+        if handshake {
+            t.set(Timer::HandshakeRetry, retry);
+            t.set(Timer::HandshakeExpiry, now + config.handshake_timeout);
         }
+        t.set(Timer::Keepalive, now + config.keepalive);
+        t.set(Timer::PeerTimeout, now + config.peer_timeout);
+        c
+    }
+
+    /// Start a graceful close that must end by `at` (see `Endpoint::close_graceful`).
+    pub(crate) fn set_closing(&mut self, at: Instant) {
+        self.closing = Some(at);
+        self.timers.set(Timer::Closing, at);
     }
 
     /// Whether the current spray burst is used up (the endpoint then serves another
@@ -216,6 +273,7 @@ impl Conn {
             // No credit to wait for any more: a pending credit stall must not fail the
             // connection at the peer timeout.
             self.credit_blocked = None;
+            self.timers.stop(Timer::CreditStall);
         }
         kept
     }
@@ -237,6 +295,7 @@ impl Conn {
         let posted = core::mem::take(&mut self.recv.posted);
         self.recv = RecvState::new(hs.initial_psn, config.rwnd_packets);
         self.recv.posted = posted;
+        self.timers.stop(Timer::AckDelay);
         self.send.rwnd_psn = self.initial_psn.wrapping_add(hs.rwnd_pkts.max(1));
     }
 
@@ -276,6 +335,8 @@ impl Conn {
         ctx: &mut Ctx<'_>,
     ) {
         self.last_heard = now;
+        self.timers
+            .set(Timer::PeerTimeout, now + ctx.config.peer_timeout);
         if self.state == State::Failed {
             // The peer has not heard why we failed (our CLOSE was lost): say it again.
             if self.close_code.is_some() && pkt.header.common.opcode != Opcode::Close {
@@ -408,8 +469,6 @@ impl Conn {
         ctx: &mut Ctx<'_>,
     ) {
         let r = &mut self.recv;
-        r.last_tx_ts = d.tx_ts;
-        r.last_arrival = now;
         r.last_psn = c.psn;
         r.last_entropy = c.entropy;
         if c.flags.contains(Flags::TRIMMED) {
@@ -419,6 +478,10 @@ impl Conn {
             }
             return;
         }
+        // ACKs echo only packets that arrived whole: an echoed timestamp tells the sender that
+        // transmission was delivered (spurious-retransmission detection relies on it).
+        r.last_tx_ts = d.tx_ts;
+        r.last_arrival = now;
         match r.classify(c.psn) {
             Arrival::Duplicate => {
                 self.stats.rx_duplicates += 1;
@@ -498,6 +561,7 @@ impl Conn {
         r.unacked += 1;
         if r.unacked_since.is_none() {
             r.unacked_since = Some(now);
+            self.timers.set(Timer::AckDelay, now + ctx.config.ack_delay);
         }
         //= RFC 5681 §4.2
         //# An immediate ACK SHOULD be generated when a segment arrives that fills in all or part
@@ -778,17 +842,45 @@ impl Conn {
             self.stats.int_acks_received += 1;
         }
         let selective = ctx.config.mode == Mode::Weir;
-        let reorder_window = self.reorder_window();
-        let Conn {
-            send, paths, stats, ..
-        } = self;
-        let outcome = send.on_ack(a, reorder_window, selective, &mut |d| match d {
+        let horizon = now.saturating_sub(self.rto(ctx.config).saturating_mul(4));
+        if selective && let Some(probe) = self.send.spurious(a.echo_ts, horizon) {
+            self.spurious_resend(now, probe);
+        }
+        let reorder_window = self.reorder_window(ctx.config);
+        let Conn { send, paths, .. } = self;
+        let mut on = |d| match d {
             Delivery::Acked { path } => paths.delivered(path),
-            Delivery::Lost { path, .. } => {
-                stats.lost_packets += 1;
-                paths.penalize(path, Penalty::Loss);
+            Delivery::Lost { path, .. } => paths.penalize(path, Penalty::Loss),
+        };
+        let mut outcome = send.on_ack(a, reorder_window, selective, &mut on);
+        if outcome.acked_pkts > 0
+            && let Some(fired) = self.rto_fired.take()
+            && a.echo_ts != 0
+            && a.echo_ts < fired.as_ps()
+        {
+            // The first ACK of new data after a retransmission timeout was triggered by a
+            // packet sent before it: the originals were not all lost (a stalled host or a late
+            // ACK path, not a dead network). Put back in flight what the timeout declared lost
+            // and has not been resent, and let RACK judge it with this ACK.
+            let restored = send.undo_rto();
+            if restored > 0 {
+                self.stats.spurious_rtos += 1;
+                self.stats.lost_packets =
+                    self.stats.lost_packets.saturating_sub(u64::from(restored));
+                let again = send.on_ack(a, reorder_window, selective, &mut on);
+                outcome.lost_bytes += again.lost_bytes;
+                outcome.lost_pkts += again.lost_pkts;
             }
-        });
+        }
+        self.stats.lost_packets += u64::from(outcome.lost_pkts);
+        if outcome.lost_pkts > 0 {
+            // One more loss episode without a spurious resend: the window decays back.
+            self.reo_quiet += 1;
+            if self.reo_quiet >= REO_DECAY {
+                self.reo_quiet = 0;
+                self.reo_mult = (self.reo_mult - 1).max(1);
+            }
+        }
         // RTT from the echoed timestamp of the packet that triggered this ACK — only when the
         // ACK acknowledges something new: an old, duplicated or replayed ACK says nothing about
         // the current round trip.
@@ -831,12 +923,15 @@ impl Conn {
             ..Feedback::default()
         };
         self.cc.on_feedback(now, &fb);
+        if outcome.acked_pkts > 0 {
+            self.trim_streak = 0;
+        }
         if outcome.progress || outcome.acked_pkts > 0 {
             self.rto_backoff = 0;
             self.retries = 0;
             self.tlps = 0;
-            self.rto_at = None;
-            self.tlp_at = None;
+            self.timers.stop(Timer::Rto);
+            self.timers.stop(Timer::Tlp);
             self.arm_timers(now, ctx.config);
         }
         self.complete_sends(ctx.events);
@@ -875,6 +970,7 @@ impl Conn {
                         ..Feedback::default()
                     };
                     self.cc.on_feedback(now, &fb);
+                    self.trim_backoff(now, ctx.config);
                 }
             }
             NackReason::OutOfResources => {
@@ -1005,19 +1101,91 @@ impl Conn {
             events.push_back(fail(r.wr, CompletionKind::Recv, 0, r.tag.unwrap_or(0)));
         }
         self.recv.unexpected_used = 0;
-        self.rto_at = None;
-        self.tlp_at = None;
+        self.timers.stop(Timer::Rto);
+        self.timers.stop(Timer::Tlp);
     }
 
     // ---------------------------------------------------------------------------------------
     // Output.
 
-    fn reorder_window(&self) -> Duration {
+    fn reorder_window(&self, config: &Config) -> Duration {
         //= https://www.rfc-editor.org/rfc/rfc8985#section-6.2
         //# RACK.reo_wnd = RACK.min_RTT / 4 (when reordering has been observed).
-        self.rtt
-            .min_rtt()
-            .map_or(MIN_REORDER_WINDOW, |m| m.div(4).max(MIN_REORDER_WINDOW))
+        // (Paraphrased: with DSACK-driven adaptation the window is min(reo_wnd_mult ×
+        // min_RTT/4, SRTT).)
+        let base = self.rtt.min_rtt().map_or(config.min_reorder_window, |m| {
+            m.div(4).max(config.min_reorder_window)
+        });
+        // RFC 8985 caps the widened window at SRTT; under spraying one path's queue can delay
+        // a packet by more than the smoothed RTT (whose samples come mostly from the faster
+        // paths), so the cap here is the retransmission timeout: waiting longer than that
+        // would only let the timeout fire first.
+        let wnd = base.saturating_mul(u64::from(self.reo_mult));
+        if self.reo_mult > 1 {
+            wnd.min(self.rto(config).max(base))
+        } else {
+            wnd
+        }
+    }
+
+    /// An ACK proved a resend unnecessary (its earlier transmission arrived).
+    fn spurious_resend(&mut self, now: Instant, probe: bool) {
+        self.stats.spurious_retransmits += 1;
+        if probe {
+            // A probe is sent without evidence of loss; that it was not needed says nothing
+            // about the reordering window, but that the probe timeout is short for this path.
+            self.stats.spurious_probes += 1;
+            self.pto_mult = (self.pto_mult + 1).min(PTO_MULT_MAX);
+            self.pto_quiet = 0;
+            return;
+        }
+        // RFC 8985 §6.2 (paraphrased): on a DSACK, raise reo_wnd_mult by one, at most once per
+        // round trip.
+        let round = self.rtt.srtt().unwrap_or(MIN_PTO);
+        if self.reo_raised_at.is_none_or(|t| now >= t + round) {
+            self.reo_raised_at = Some(now);
+            self.reo_mult = (self.reo_mult + 1).min(REO_MULT_MAX);
+        }
+        self.reo_quiet = 0;
+    }
+
+    /// A trimmed NACK arrived. With the window at its floor of one packet, the window no
+    /// longer limits anything (the NACK frees it at once, a base RTT after the send, since
+    /// trimmed headers travel at priority), so N senders into one port keep offering N packets
+    /// per base RTT however full the port is. From the first trim without an ACK of delivered
+    /// data since, the connection waits before sending again: one smoothed RTT, doubling per
+    /// further trim (binary exponential backoff) up to 64×, at most half the RTO.
+    fn trim_backoff(&mut self, now: Instant, config: &Config) {
+        self.trim_streak = self.trim_streak.saturating_add(1);
+        let collapsed = self
+            .cc
+            .limits()
+            .window
+            .is_some_and(|w| w <= u64::from(self.max_payload));
+        if !collapsed {
+            return;
+        }
+        let srtt = self.rtt.srtt().unwrap_or(MIN_PTO);
+        let hold = srtt
+            .saturating_mul(1 << (self.trim_streak - 1).min(TRIM_BACKOFF_MAX))
+            .min(self.rto(config).div(2));
+        let until = now + hold;
+        if until > self.send.retx_hold_until {
+            self.send.retx_hold_until = until;
+            self.stats.trim_backoffs += 1;
+        }
+    }
+
+    /// A unique transmit timestamp at or after `now` (one picosecond past the last when
+    /// several packets leave at the same instant).
+    fn stamp(&mut self, now: Instant) -> Instant {
+        let t = if now > self.last_stamp {
+            now
+        } else {
+            Instant::from_ps(self.last_stamp.as_ps().saturating_add(1))
+        };
+        self.last_stamp = t;
+        t
     }
 
     fn rto(&self, config: &Config) -> Duration {
@@ -1032,8 +1200,10 @@ impl Conn {
         //# PTO = 2 * SRTT (plus the peer's delayed-ACK allowance when one packet is in flight).
         // The last packet of every message carries ACK_REQ, so the receiver does not delay the
         // ACK that would answer a probe: no delayed-ACK allowance is needed.
+        // A probe that proved spurious (its original arrived) widens the timeout by one smoothed
+        // RTT per step, up to 2 more; PTO_DECAY probes without one narrow it a step again.
         match self.rtt.srtt() {
-            Some(s) => s.saturating_mul(2).max(MIN_REORDER_WINDOW),
+            Some(s) => s.saturating_mul(1 + u64::from(self.pto_mult)).max(MIN_PTO),
             None => config.initial_rto,
         }
         .min(self.rto(config))
@@ -1043,24 +1213,47 @@ impl Conn {
     fn arm_timers(&mut self, now: Instant, config: &Config) {
         let outstanding = self.send.in_flight_pkts > 0 || self.send.has_retx_queued();
         if !outstanding {
-            self.rto_at = None;
-            self.tlp_at = None;
+            self.timers.stop(Timer::Rto);
+            self.timers.stop(Timer::Tlp);
             return;
         }
-        if self.rto_at.is_none() {
-            self.rto_at = Some(now + self.rto(config));
+        if !self.timers.is_set(Timer::Rto) {
+            self.timers.set(Timer::Rto, now + self.rto(config));
         }
+        // (RFC 8985 §7.2 arms the probe timer after sending new data; here it is armed at the
+        // end of the data and whenever the window holds new data back.)
+        // Armed at the end of data and whenever the window holds new data back: if what is in
+        // flight was all lost, no ACK will come to open the window, and the probe's ACK lets
+        // RACK declare the rest lost within two round trips instead of a timeout.
         if config.tail_loss_probe
             && config.mode == Mode::Weir
-            && self.tlp_at.is_none()
+            && !self.timers.is_set(Timer::Tlp)
             && self.tlps < MAX_TLP
-            && !self.send.has_new_data()
+            && (!self.send.has_new_data() || self.window_blocked())
         {
-            self.tlp_at = Some(now + self.pto(config));
+            self.timers.set(Timer::Tlp, now + self.pto(config));
         }
     }
 
+    /// New data waits for the congestion or the receiver's window.
+    fn window_blocked(&self) -> bool {
+        !weir_wire::psn::lt(self.send.snd_nxt, self.send.rwnd_psn)
+            || !self.window_allows(self.max_payload)
+    }
+
+    /// Whether the congestion window lets a packet of `len` bytes go. A collapsed window
+    /// always admits one packet (nothing in flight), so a connection can never stall behind
+    /// its own window.
     fn window_allows(&self, len: u32) -> bool {
+        //= https://www.rfc-editor.org/rfc/rfc5681#section-3.1
+        //# Furthermore, upon a timeout ... cwnd MUST be set to no more than the loss window,
+        //# LW, which equals 1 full-sized segment (regardless of the value of IW).
+        // After a timeout one packet goes until an ACK comes back, whatever the controller's
+        // window: a network that lost everything is probed before the window is resent, and a
+        // spurious timeout (a late ACK) is recognised before it costs a window of duplicates.
+        if self.rto_fired.is_some() {
+            return self.send.in_flight_pkts == 0;
+        }
         let limits = self.cc.limits();
         let cwnd = limits.window.unwrap_or(u64::MAX);
         self.send.in_flight == 0 || self.send.in_flight + len as u64 <= cwnd
@@ -1090,6 +1283,7 @@ impl Conn {
     ) -> Option<Transmit> {
         let t = self.transmit_inner(now, config, mem, buf)?;
         self.last_sent = now;
+        self.timers.set(Timer::Keepalive, now + config.keepalive);
         Some(t)
     }
 
@@ -1157,17 +1351,18 @@ impl Conn {
         let held = now < self.send.retx_hold_until;
         let data_waiting = self.send.has_new_data() || self.send.has_retx_queued();
         if data_waiting && held {
-            self.blocked_until = Some(self.send.retx_hold_until);
+            self.timers.set(Timer::Blocked, self.send.retx_hold_until);
         } else if data_waiting && !self.pacing_allows(now) {
-            self.blocked_until = Some(self.next_pace);
+            self.timers.set(Timer::Blocked, self.next_pace);
         }
         if !held && self.pacing_allows(now) {
             if self.send.has_retx(now)
                 && self.window_allows(self.max_payload)
                 && self.credit_allows(SendState::peek_retx_len)
             {
+                let ts = self.stamp(now);
                 let paths = &mut self.paths;
-                if let Some(psn) = self.send.next_retx(now, |orig| paths.for_retransmit(orig)) {
+                if let Some(psn) = self.send.next_retx(ts, |orig| paths.for_retransmit(orig)) {
                     self.stats.retransmits += 1;
                     return self.data(now, psn, true, false, config, mem, buf);
                 }
@@ -1178,7 +1373,8 @@ impl Conn {
                 && self.credit_allows(|s| s.peek_new_len(self.max_payload))
             {
                 let path = self.paths.next();
-                if let Some(psn) = self.send.next_new(now, self.max_payload, path) {
+                let ts = self.stamp(now);
+                if let Some(psn) = self.send.next_new(ts, self.max_payload, path) {
                     self.stats.data_packets += 1;
                     let len = self.send.pkt(psn).map_or(0, |p| p.len);
                     self.stats.data_bytes += len as u64;
@@ -1189,6 +1385,8 @@ impl Conn {
         if data_waiting && !held && self.credit_blocked.is_none() && self.credit_starved() {
             self.stats.credit_stalls += 1;
             self.credit_blocked = Some(now);
+            self.timers
+                .set(Timer::CreditStall, now + config.peer_timeout);
         }
         // A tail-loss probe goes even without credit: it is the last resort against a hang
         // and costs one packet (its bytes are charged, so the next request covers them).
@@ -1197,13 +1395,16 @@ impl Conn {
             if let Some(psn) = self.send.last_in_flight() {
                 self.stats.tlp_probes += 1;
                 self.stats.retransmits += 1;
-                self.send.probed(psn, now);
+                let ts = self.stamp(now);
+                self.send.probed(psn, ts);
                 return self.data(now, psn, true, true, config, mem, buf);
             }
         }
         if self.probe_pending {
             self.probe_pending = false;
-            let ext = ProbeExt { tx_ts: now.as_ps() };
+            let ext = ProbeExt {
+                tx_ts: self.stamp(now).as_ps(),
+            };
             return self.control(Opcode::Probe, Flags::ACK_REQ, Ext::Probe(ext), 0, buf);
         }
         None
@@ -1291,6 +1492,7 @@ impl Conn {
         r.ecn_echo = false;
         r.unacked = 0;
         r.unacked_since = None;
+        self.timers.stop(Timer::AckDelay);
         let int = core::mem::replace(&mut r.int_echo, IntList::new());
         self.stats.acks_sent += 1;
         let e = r.last_entropy;
@@ -1391,7 +1593,7 @@ impl Conn {
                 tag: m.tag,
                 rkey: m.rkey,
                 imm: m.notify.unwrap_or(0),
-                tx_ts: now.as_ps(),
+                tx_ts: p.sent_at.as_ps(),
             }),
             int: IntList::new(),
         };
@@ -1410,6 +1612,7 @@ impl Conn {
         let wire_bytes = header_len + p.len as usize;
         self.paced(now, wire_bytes, config);
         self.credit_blocked = None;
+        self.timers.stop(Timer::CreditStall);
         let sent = Sent {
             bytes: wire_bytes as u32,
             path: p.path,
@@ -1433,47 +1636,18 @@ impl Conn {
     // Timers.
 
     /// The earliest time this connection needs `on_timeout`.
-    pub(crate) fn deadline(&self, config: &Config) -> Option<Instant> {
-        let mut t = Instant::MAX;
-        let mut at = |x: Instant| {
-            if x < t {
-                t = x
-            }
-        };
+    pub(crate) fn deadline(&self) -> Option<Instant> {
         match self.state {
-            State::SynSent | State::SynReceived => {
-                at(self.hs_next + self.hs_interval(config));
-                at(self.created + config.handshake_timeout);
-            }
+            State::SynSent | State::SynReceived => self.timers.next_of(&Timer::HANDSHAKE),
             State::Established => {
-                let r = &self.recv;
-                if let Some(since) = r.unacked_since {
-                    at(since + config.ack_delay);
-                }
-                if let Some(x) = self.rto_at {
-                    at(x);
-                }
-                if let Some(x) = self.tlp_at {
-                    at(x);
-                }
-                at(self.last_sent + config.keepalive);
-                at(self.last_heard + config.peer_timeout);
-                if let Some(x) = self.closing {
-                    at(x);
-                }
-                if let Some(since) = self.credit_blocked {
-                    at(since + config.peer_timeout);
-                }
-                if let Some(x) = self.blocked_until {
-                    at(x);
-                }
-                if let Some(x) = self.cc.next_timeout() {
-                    at(x);
+                let t = self.timers.next_of(&Timer::ESTABLISHED);
+                match (t, self.cc.next_timeout()) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
                 }
             }
-            State::Failed => return None,
+            State::Failed => None,
         }
-        (t != Instant::MAX).then_some(t)
     }
 
     fn hs_interval(&self, config: &Config) -> Duration {
@@ -1499,6 +1673,8 @@ impl Conn {
                 if now >= self.hs_next + self.hs_interval(config) {
                     self.hs_next = now;
                     self.hs_tries += 1;
+                    let at = now + self.hs_interval(config);
+                    self.timers.set(Timer::HandshakeRetry, at);
                     if self.state == State::SynSent {
                         self.need_syn = true;
                     } else {
@@ -1548,22 +1724,28 @@ impl Conn {
         if self.cc.next_timeout().is_some_and(|t| now >= t) {
             self.cc.on_timeout(now);
         }
-        if self.blocked_until.is_some_and(|t| now >= t) {
-            self.blocked_until = None;
+        if self.timers.is_expired(Timer::Blocked, now) {
+            self.timers.stop(Timer::Blocked);
         }
-        if self.tlp_at.is_some_and(|t| now >= t) {
-            self.tlp_at = None;
+        if self.timers.is_expired(Timer::Tlp, now) {
+            self.timers.stop(Timer::Tlp);
             if self.send.in_flight_pkts > 0 && self.tlps < MAX_TLP {
                 self.tlps += 1;
                 self.tlp_pending = true;
+                self.pto_quiet += 1;
+                if self.pto_quiet >= PTO_DECAY {
+                    self.pto_quiet = 0;
+                    self.pto_mult = (self.pto_mult - 1).max(1);
+                }
             }
         }
-        if self.rto_at.is_some_and(|t| now >= t) {
-            self.rto_at = None;
-            self.tlp_at = None;
+        if self.timers.is_expired(Timer::Rto, now) {
+            self.timers.stop(Timer::Rto);
+            self.timers.stop(Timer::Tlp);
             self.stats.rto_events += 1;
             self.retries += 1;
             self.rto_backoff += 1;
+            let age = self.rtt.srtt().unwrap_or(Duration::ZERO) + self.reorder_window(config);
             let Conn { send, paths, .. } = self;
             let (bytes, pkts) = if config.mode == Mode::GoBackN {
                 // A lost last packet, which no later packet can reveal, waits for the timeout.
@@ -1574,15 +1756,20 @@ impl Conn {
                 //# acknowledged one.
                 send.all_lost(|path| paths.penalize(path, Penalty::Timeout))
             } else {
-                // Resend only the oldest packet: a timeout on a host is usually a scheduling
-                // stall, not the loss of a whole window; its ACK lets RACK find real losses.
-                match send.oldest_lost() {
-                    Some((len, path)) => {
-                        paths.penalize(path, Penalty::Timeout);
-                        (len as u64, 1)
-                    }
-                    None => (0, 0),
+                // Everything in flight for longer than a round trip (and the oldest packet) is
+                // lost and resent in PSN order: when a whole window vanished, no later ACK can
+                // reveal it, and counting it in flight would hold the retransmissions behind a
+                // collapsed window. A timeout on a host may
+                // be a scheduling stall rather than a loss: the first ACK after it then echoes
+                // an older transmission and the timeout is undone (`SendState::undo_rto`).
+                // Only the oldest packet's path is blamed: a window lost to an incast says
+                // nothing about the paths it was sprayed over.
+                let (bytes, pkts, oldest) = send.rto_lost(now, age);
+                if let Some(path) = oldest {
+                    paths.penalize(path, Penalty::Timeout);
                 }
+                self.rto_fired = Some(now);
+                (bytes, pkts)
             };
             self.stats.lost_packets += pkts as u64;
             let fb = Feedback {

@@ -64,6 +64,9 @@ pub(crate) struct Pkt {
     pub(crate) path: u16,
     pub(crate) retx: u16,
     pub(crate) state: PktState,
+    /// Declared lost by a retransmission timeout and not resent since: restored to in flight
+    /// if the timeout proves spurious ([`SendState::undo_rto`]).
+    pub(crate) by_rto: bool,
 }
 
 /// A packet's fate learnt from an ACK.
@@ -121,7 +124,23 @@ pub(crate) struct SendState {
     ack_echo: u64,
     /// Payload bytes posted and not yet segmented (for the credit request).
     unsegmented: u64,
+    /// Recent resends, oldest first: the transmit timestamp of the transmission each one
+    /// repeated, and whether it was a tail-loss probe. An ACK echoing such a
+    /// timestamp proves that earlier transmission arrived, so the resend was spurious
+    /// ([`SendState::spurious`]).
+    resent: VecDeque<Resent>,
 }
+
+/// One resend remembered for spurious-retransmission detection.
+#[derive(Clone, Copy, Debug)]
+struct Resent {
+    /// Transmit timestamp (ps) of the transmission this resend repeated.
+    prior_ts: u64,
+    probe: bool,
+}
+
+/// Resends remembered for spurious-retransmission detection (older ones are forgotten).
+const RESENT_LOG: usize = 256;
 
 impl SendState {
     pub(crate) fn new(initial_psn: u32, rwnd_psn: u32) -> Self {
@@ -145,6 +164,7 @@ impl SendState {
             last_ecn_bytes: 0,
             ack_echo: 0,
             unsegmented: 0,
+            resent: VecDeque::new(),
         }
     }
 
@@ -310,6 +330,7 @@ impl SendState {
             path,
             retx: 0,
             state: PktState::InFlight,
+            by_rto: false,
         });
         self.in_flight += len as u64;
         self.in_flight_pkts += 1;
@@ -325,15 +346,48 @@ impl SendState {
         self.skip_stale_retx();
         let psn = self.retx.pop_front()?;
         let p = self.pkt_mut(psn)?;
+        let prior_ts = p.sent_at.as_ps();
         p.state = PktState::InFlight;
         p.retx = p.retx.saturating_add(1);
         p.sent_at = now;
+        p.by_rto = false;
         p.path = pick_path(p.path);
         let len = p.len as u64;
         self.in_flight += len;
         self.in_flight_pkts += 1;
         self.retx_inflight.push_back(psn);
+        self.remember_resend(prior_ts, false);
         Some(psn)
+    }
+
+    fn remember_resend(&mut self, prior_ts: u64, probe: bool) {
+        if self.resent.len() >= RESENT_LOG {
+            self.resent.pop_front();
+        }
+        self.resent.push_back(Resent { prior_ts, probe });
+    }
+
+    /// An ACK echoing `echo` arrived: if `echo` is the timestamp of a transmission that was
+    /// later repeated, that transmission reached the receiver and the repeat was unnecessary.
+    /// Returns `Some(probe)` for such a spurious resend (each is reported once). Transmit
+    /// timestamps are unique per connection (`Conn::stamp`), so the echo names one
+    /// transmission; the receiver echoes only packets that arrived whole.
+    // The DSACK equivalent behind RFC 8985 §6.2's adaptive reordering window.
+    /// Resends of transmissions older than `horizon` are forgotten first (an original that
+    /// late says nothing useful), so the log a busy connection scans per ACK stays short.
+    pub(crate) fn spurious(&mut self, echo: u64, horizon: Instant) -> Option<bool> {
+        while self
+            .resent
+            .front()
+            .is_some_and(|r| r.prior_ts < horizon.as_ps())
+        {
+            self.resent.pop_front();
+        }
+        if echo == 0 {
+            return None;
+        }
+        let i = self.resent.iter().position(|r| r.prior_ts == echo)?;
+        self.resent.remove(i).map(|r| r.probe)
     }
 
     /// Mark an in-flight packet lost and queue it. Returns its (len, path) if it changed state.
@@ -394,31 +448,91 @@ impl SendState {
             }
             psn = psn.wrapping_add(1);
         }
-        // Keep the retransmission queue in PSN order.
-        let mut v: alloc::vec::Vec<u32> = self.retx.drain(..).collect();
-        let base = self.snd_una;
-        v.sort_by_key(|p| p.wrapping_sub(base));
-        v.dedup();
-        self.retx = v.into();
+        self.sort_retx();
         lost
     }
 
-    /// The oldest packet still in flight is lost (Weir's retransmission timeout: resend it
-    /// alone; its acknowledgement lets RACK judge everything sent before it).
-    pub(crate) fn oldest_lost(&mut self) -> Option<(u32, u16)> {
-        let i = self
-            .pkts
-            .iter()
-            .position(|p| p.state == PktState::InFlight)?;
-        self.mark_lost(self.snd_una.wrapping_add(i as u32))
+    /// Retransmission timeout in Weir mode: the oldest packet in flight is lost, and so is
+    /// every other one sent at least `age` (a round trip plus the reordering window) before
+    /// `now`, all queued in PSN order; each is marked so that [`SendState::undo_rto`] can
+    /// restore it if the timeout proves spurious. Returns (bytes, packets, path of the oldest
+    /// packet).
+    //= https://www.rfc-editor.org/rfc/rfc8985#section-6.3
+    //# Upon RTO timer expiration, RACK marks the first outstanding segment as lost (since it
+    //# was sent an RTO ago); for all the other segments, RACK only marks the segment as lost
+    //# if the time elapsed since the segment was transmitted is at least the sum of the
+    //# recent RTT and the reordering window.
+    pub(crate) fn rto_lost(&mut self, now: Instant, age: Duration) -> (u64, u32, Option<u16>) {
+        let (mut bytes, mut pkts, mut oldest) = (0u64, 0u32, None);
+        let mut psn = self.snd_una;
+        while psn_lt(psn, self.snd_nxt) {
+            let due = self
+                .pkt(psn)
+                .is_some_and(|p| oldest.is_none() || p.sent_at + age <= now);
+            if due && let Some((len, path)) = self.mark_lost(psn) {
+                bytes += u64::from(len);
+                pkts += 1;
+                oldest.get_or_insert(path);
+                if let Some(p) = self.pkt_mut(psn) {
+                    p.by_rto = true;
+                }
+            }
+            psn = psn.wrapping_add(1);
+        }
+        self.sort_retx();
+        (bytes, pkts, oldest)
+    }
+
+    /// Keep the retransmission queue in PSN order (stale and repeated entries dropped).
+    fn sort_retx(&mut self) {
+        let base = self.snd_una;
+        let mut v: alloc::vec::Vec<u32> = self.retx.drain(..).collect();
+        v.sort_by_key(|p| p.wrapping_sub(base));
+        v.dedup();
+        self.retx = v.into();
+    }
+
+    /// The last retransmission timeout was spurious (an ACK shows that packets sent before it
+    /// arrived): packets it declared lost and that have not been resent yet are in flight
+    /// again, to be judged by RACK as before (RFC 8985's undo of a spurious timeout, after
+    /// Eifel, RFC 3522). Returns the packets restored.
+    // Eifel detection (RFC 3522), with the echoed timestamp naming the transmission.
+    pub(crate) fn undo_rto(&mut self) -> u32 {
+        let mut restored = 0;
+        let mut resent = alloc::vec::Vec::new();
+        for (i, p) in self.pkts.iter_mut().enumerate() {
+            if p.by_rto && p.state == PktState::Lost {
+                p.state = PktState::InFlight;
+                p.by_rto = false;
+                self.in_flight += u64::from(p.len);
+                self.in_flight_pkts += 1;
+                restored += 1;
+                if p.retx > 0 {
+                    resent.push((p.sent_at, self.snd_una.wrapping_add(i as u32)));
+                }
+            }
+        }
+        // Restored retransmissions are judged again too, oldest first, ahead of the later ones.
+        resent.sort_unstable();
+        for &(_, psn) in resent.iter().rev() {
+            self.retx_inflight.push_front(psn);
+        }
+        if restored > 0 {
+            // Restored first transmissions must be judged again by the RACK scan; their
+            // entries in the retransmission queue are now stale and skipped.
+            self.rack_scan = 0;
+        }
+        restored
     }
 
     /// Re-stamp a packet sent again as a probe, so RACK judges older packets against it.
     pub(crate) fn probed(&mut self, psn: u32, now: Instant) {
         if let Some(p) = self.pkt_mut(psn) {
+            let prior_ts = p.sent_at.as_ps();
             p.sent_at = now;
             p.retx = p.retx.saturating_add(1);
             self.retx_inflight.push_back(psn);
+            self.remember_resend(prior_ts, true);
         }
     }
 
@@ -591,6 +705,7 @@ impl SendState {
         self.pkts.clear();
         self.retx.clear();
         self.retx_inflight.clear();
+        self.resent.clear();
         self.in_flight = 0;
         self.in_flight_pkts = 0;
         self.seg_cursor = 0;
