@@ -36,7 +36,9 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::ptr::NonNull;
 
 use weir_base::{Duration, Instant, Rate, Rng};
-use weir_transport::{Completion, Config, ConnId, Ecn, Endpoint, Event, Payload, RegionId, RxMeta};
+use weir_transport::{
+    Completion, Config, ConnId, Ecn, Endpoint, Event, Payload, RegionId, RxMeta, WorkRequest,
+};
 use weir_wire::{MAX_HEADER_LEN, Opcode};
 
 /// The byte [`Net::guarded_region`] puts around a region.
@@ -564,6 +566,37 @@ impl Net {
         };
         self.eps[dst].handle(self.now, meta, bytes);
         self.flush();
+    }
+
+    /// One message, the common case of the tests: at `now`, endpoint `to.0` posts an untagged
+    /// receive of `len` bytes at the start of region `to.2` on connection `to.1`, then endpoint
+    /// `from.0` a send of `len` bytes from the start of `from.2`, tag 0, on `from.1`. Panics
+    /// if either post is refused.
+    pub fn post_transfer(
+        &mut self,
+        now: Instant,
+        from: (usize, ConnId, RegionId),
+        to: (usize, ConnId, RegionId),
+        len: u64,
+    ) {
+        let recv = WorkRequest::Recv {
+            region: to.2,
+            offset: 0,
+            len,
+            tag: None,
+        };
+        self.eps[to.0]
+            .post(now, to.1, recv)
+            .expect("post the receive");
+        let send = WorkRequest::Send {
+            region: from.2,
+            offset: 0,
+            len,
+            tag: 0,
+        };
+        self.eps[from.0]
+            .post(now, from.1, send)
+            .expect("post the send");
     }
 
     /// The completions endpoint `ep` reported so far, in order.

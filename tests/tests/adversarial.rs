@@ -877,30 +877,7 @@ fn syn_flood_is_bounded() {
     let (src, _) = net.region(0, len, |i| pattern(3, i), false);
     let (dst, ptr) = net.region(1, len, |_| 0, false);
     let now = net.now;
-    net.eps[1]
-        .post(
-            now,
-            c1,
-            WorkRequest::Recv {
-                region: dst,
-                offset: 0,
-                len: len as u64,
-                tag: None,
-            },
-        )
-        .unwrap();
-    net.eps[0]
-        .post(
-            now,
-            c0,
-            WorkRequest::Send {
-                region: src,
-                offset: 0,
-                len: len as u64,
-                tag: 0,
-            },
-        )
-        .unwrap();
+    net.post_transfer(now, (0, c0, src), (1, c1, dst), len as u64);
     for i in 0..FLOOD {
         let from = SocketAddr::new(
             IpAddr::V4(Ipv4Addr::new(172, 16, (i >> 8) as u8, i as u8)),
@@ -1049,30 +1026,7 @@ fn absurd_data_is_refused_and_counted() {
     let (src, _) = net.region(0, 10, |_| 1, false);
     let (dst, _) = net.region(1, 10, |_| 1, false);
     let now = net.now;
-    net.eps[1]
-        .post(
-            now,
-            c1,
-            WorkRequest::Recv {
-                region: dst,
-                offset: 0,
-                len: 10,
-                tag: None,
-            },
-        )
-        .unwrap();
-    net.eps[0]
-        .post(
-            now,
-            c0,
-            WorkRequest::Send {
-                region: src,
-                offset: 0,
-                len: 10,
-                tag: 0,
-            },
-        )
-        .unwrap();
+    net.post_transfer(now, (0, c0, src), (1, c1, dst), 10);
     assert!(net.run_until(Duration::from_millis(10), |n| n.completions(0).count() == 1));
     let cap = net.capture.take().unwrap();
     let real = template(&cap, 0, Opcode::Data);

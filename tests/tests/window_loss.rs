@@ -330,30 +330,7 @@ fn a_stalled_sender_undoes_its_spurious_timeout() {
     let (src, _) = net_delay.region(0, len, |i| i as u8, false);
     let (dst, _) = net_delay.region(1, len, |_| 0, false);
     let now = net_delay.now;
-    net_delay.eps[1]
-        .post(
-            now,
-            c1,
-            WorkRequest::Recv {
-                region: dst,
-                offset: 0,
-                len: len as u64,
-                tag: None,
-            },
-        )
-        .unwrap();
-    net_delay.eps[0]
-        .post(
-            now,
-            c0,
-            WorkRequest::Send {
-                region: src,
-                offset: 0,
-                len: len as u64,
-                tag: 0,
-            },
-        )
-        .unwrap();
+    net_delay.post_transfer(now, (0, c0, src), (1, c1, dst), len as u64);
     let done = net_delay.run_until(Duration::from_secs(1), |n| {
         n.completions(0).count() == 1 && n.completions(1).count() == 1
     });
@@ -419,30 +396,7 @@ fn resends_of_packets_that_were_only_late_are_detected_and_widen_the_window() {
     let (src, _) = net.region(0, len, |i| i as u8, false);
     let (dst, _) = net.region(1, len, |_| 0, false);
     let now = net.now;
-    net.eps[1]
-        .post(
-            now,
-            c1,
-            WorkRequest::Recv {
-                region: dst,
-                offset: 0,
-                len: len as u64,
-                tag: None,
-            },
-        )
-        .unwrap();
-    net.eps[0]
-        .post(
-            now,
-            c0,
-            WorkRequest::Send {
-                region: src,
-                offset: 0,
-                len: len as u64,
-                tag: 0,
-            },
-        )
-        .unwrap();
+    net.post_transfer(now, (0, c0, src), (1, c1, dst), len as u64);
     assert!(net.run_until(Duration::from_secs(1), |n| {
         n.completions(0).count() == 1 && n.completions(1).count() == 1
     }));
@@ -486,30 +440,7 @@ fn probes_that_prove_spurious_lengthen_the_probe_timeout() {
     let rounds = 400;
     for m in 0..rounds {
         let now = net.now;
-        net.eps[1]
-            .post(
-                now,
-                c1,
-                WorkRequest::Recv {
-                    region: dst,
-                    offset: 0,
-                    len: 8,
-                    tag: None,
-                },
-            )
-            .unwrap();
-        net.eps[0]
-            .post(
-                now,
-                c0,
-                WorkRequest::Send {
-                    region: src,
-                    offset: 0,
-                    len: 8,
-                    tag: 0,
-                },
-            )
-            .unwrap();
+        net.post_transfer(now, (0, c0, src), (1, c1, dst), 8);
         assert!(net.run_until(Duration::from_millis(50), |n| {
             n.completions(0).count() > m && n.completions(1).count() > m
         }));
