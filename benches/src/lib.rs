@@ -21,6 +21,8 @@
 //! * [`coll`] — `weir bench allreduce|allgather|reduce-scatter`: Weir's communicator over N
 //!   local ranks ([`launch`]) against Open MPI, each data path against its like (shared memory
 //!   against vader, UDP against TCP); [`coll::rank`] is the rank side.
+//! * [`incast`] — `weir bench incast`: N sender processes to one receiver with small kernel
+//!   socket buffers; per-sender completion, latency and recovery, aggregate goodput.
 //! * [`sys`] (PSI, pinning, SCHED_FIFO, pre-touched buffers, latency histograms) and [`units`]
 //!   (sizes and loss rates as typed and printed).
 //!
@@ -32,6 +34,7 @@
 #![warn(missing_docs)]
 
 pub mod coll;
+pub mod incast;
 pub mod launch;
 pub mod nccl;
 pub mod nccl_side;

@@ -208,6 +208,7 @@ impl Plan {
             handle: None,
             lib: self.lib.clone(),
             cc: None,
+            incast: None,
         }
     }
 }

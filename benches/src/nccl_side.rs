@@ -493,6 +493,7 @@ mod tests {
             handle: None,
             lib: None,
             cc: None,
+            incast: None,
         }
     }
 

@@ -48,6 +48,9 @@ pub enum Test {
     /// `weir bench nccl-abi`: a stream through the NCCL net plugin's table (mode `weir`) or
     /// an NCCL-socket-like TCP connection (mode `tcp`); see `nccl_side`.
     NcclStream,
+    /// `weir bench incast`: one receiver accepting `incast.senders` connections (each sender a
+    /// stream, as `Stream`); see [`crate::incast`].
+    Incast,
 }
 
 /// Everything a peer needs, sent to it as the first line on its stdin.
@@ -90,6 +93,9 @@ pub struct PeerParams {
     /// Weir modes: congestion-control algorithm by name (default: the transport's).
     #[serde(default)]
     pub cc: Option<String>,
+    /// Incast: the receiver's connection count and socket buffer, the sender's index.
+    #[serde(default)]
+    pub incast: Option<crate::incast::IncastPeer>,
 }
 
 impl PeerParams {
@@ -165,6 +171,22 @@ pub struct PeerReport {
     pub sched: SchedApplied,
     /// Why a figure is missing or partial.
     pub note: Option<String>,
+    /// Sender: the largest per-message latency, µs.
+    #[serde(default)]
+    pub lat_max_us: Option<f64>,
+    /// Sender (weir): retransmission timeouts (`ConnStats::rto_events`).
+    #[serde(default)]
+    pub rtos: Option<u64>,
+    /// Sender (weir): retransmissions found needless (`ConnStats::spurious_retransmits`).
+    #[serde(default)]
+    pub spurious_retransmits: Option<u64>,
+    /// Incast receiver: what arrived from each sender.
+    #[serde(default)]
+    pub per_sender: Vec<crate::incast::SenderRx>,
+    /// Incast receiver: the kernel's UDP receive-buffer drops during the run (host-wide
+    /// `RcvbufErrors` of `/proc/net/snmp`).
+    #[serde(default)]
+    pub kernel_drops: Option<u64>,
 }
 
 impl PeerReport {
@@ -237,8 +259,9 @@ pub fn main() -> Result<(), BenchError> {
         (Mode::Tcp, Role::Sender, Test::Stream) => tcp::stream_sender(&params),
         (Mode::Tcp, Role::Receiver, Test::PingPong) => tcp::pingpong_server(&params, &mut ready),
         (Mode::Tcp, Role::Sender, Test::PingPong) => tcp::pingpong_client(&params),
+        (_, Role::Receiver, Test::Incast) => weir_side::incast_receiver(&params, &mut ready),
         (_, Role::Receiver, Test::Stream) => weir_side::weir_receiver(&params, &mut ready),
-        (_, Role::Sender, Test::Stream) => weir_side::weir_sender(&params),
+        (_, Role::Sender, Test::Stream | Test::Incast) => weir_side::weir_sender(&params),
         (_, Role::Receiver, Test::PingPong) => weir_side::pingpong_server(&params, &mut ready),
         (_, Role::Sender, Test::PingPong) => weir_side::pingpong_client(&params),
     };
@@ -337,14 +360,18 @@ pub fn run_pair(cmd: &PeerCmd, receiver: &PeerParams, sender: &PeerParams) -> Pa
 }
 
 /// How long a receiver may take to bind and pre-touch its buffers.
-const READY_TIMEOUT: Duration = Duration::from_secs(20);
+pub(crate) const READY_TIMEOUT: Duration = Duration::from_secs(20);
 /// Extra time beyond a peer's own deadlines before the parent gives up on it.
-const PEER_SLACK: Duration = Duration::from_secs(15);
+pub(crate) const PEER_SLACK: Duration = Duration::from_secs(15);
 /// How long a peer may take to exit after its report before it is killed.
-const EXIT_GRACE: Duration = Duration::from_secs(2);
+pub(crate) const EXIT_GRACE: Duration = Duration::from_secs(2);
 
 /// Start a peer and hand it its parameters.
-fn spawn(cmd: &PeerCmd, name: &'static str, params: &PeerParams) -> Result<Peer, BenchError> {
+pub(crate) fn spawn(
+    cmd: &PeerCmd,
+    name: &'static str,
+    params: &PeerParams,
+) -> Result<Peer, BenchError> {
     let mut c = Command::new(&cmd.program);
     c.args(&cmd.args);
     let mut peer = Peer::spawn_echoing(name, c)?;
@@ -355,7 +382,7 @@ fn spawn(cmd: &PeerCmd, name: &'static str, params: &PeerParams) -> Result<Peer,
 }
 
 /// The next message, or an error after `timeout` or when the peer exits.
-fn next_msg(peer: &mut Peer, timeout: Duration) -> Result<PeerMsg, BenchError> {
+pub(crate) fn next_msg(peer: &mut Peer, timeout: Duration) -> Result<PeerMsg, BenchError> {
     peer.json(timeout).map_err(|e| {
         let name = &e.name;
         BenchError::new(match e.kind {
@@ -372,7 +399,7 @@ fn next_msg(peer: &mut Peer, timeout: Duration) -> Result<PeerMsg, BenchError> {
     })
 }
 
-fn report(peer: &mut Peer, timeout: Duration) -> Result<PeerReport, BenchError> {
+pub(crate) fn report(peer: &mut Peer, timeout: Duration) -> Result<PeerReport, BenchError> {
     match next_msg(peer, timeout)? {
         PeerMsg::Report(r) => Ok(r),
         PeerMsg::Error { error } => Err(BenchError::new(format!("{}: {error}", peer.name()))),
@@ -406,6 +433,7 @@ mod tests {
             handle: None,
             lib: None,
             cc: None,
+            incast: None,
         }
     }
 

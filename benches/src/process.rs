@@ -38,6 +38,9 @@ pub struct Peer {
     stdin: Option<ChildStdin>,
     lines: Receiver<String>,
     log: Arc<Mutex<String>>,
+    /// The thread copying the child's stderr into `log`; it ends when the child's stderr
+    /// closes.
+    stderr_reader: Option<std::thread::JoinHandle<()>>,
     echo: bool,
 }
 
@@ -129,9 +132,10 @@ impl Peer {
             });
         }
         let log = Arc::new(Mutex::new(String::new()));
+        let mut stderr_reader = None;
         if let Some(mut pipe) = child.stderr.take() {
             let sink = log.clone();
-            std::thread::spawn(move || {
+            stderr_reader = Some(std::thread::spawn(move || {
                 let mut buf = [0u8; 4096];
                 while let Ok(n) = pipe.read(&mut buf) {
                     if n == 0 {
@@ -142,7 +146,7 @@ impl Peer {
                     }
                     keep(&sink, &String::from_utf8_lossy(&buf[..n]));
                 }
-            });
+            }));
         }
         Ok(Peer {
             name: name.to_string(),
@@ -150,6 +154,7 @@ impl Peer {
             stdin,
             lines,
             log,
+            stderr_reader,
             echo,
         })
     }
@@ -188,6 +193,25 @@ impl Peer {
         }
     }
 
+    /// Wait (at most `limit`) for the stderr copier to reach the end of the child's stderr,
+    /// so that [`Peer::stderr`] holds all of it. Its stderr closes when it exits (unless a
+    /// child of its own keeps the pipe open: then this gives up after `limit`).
+    fn drain_stderr(&mut self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while let Some(t) = &self.stderr_reader {
+            if t.is_finished() {
+                if let Some(t) = self.stderr_reader.take() {
+                    let _ = t.join();
+                }
+                return;
+            }
+            if Instant::now() > deadline {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
     /// The next stdout line.
     pub fn line(&mut self, timeout: Duration) -> Result<String, PeerError> {
         match self.lines.recv_timeout(timeout) {
@@ -196,6 +220,8 @@ impl Peer {
             Err(RecvTimeoutError::Disconnected) => {
                 // Stdout closes as the process exits; give the exit a moment to be reaped.
                 let status = self.wait(Duration::from_secs(1));
+                // Everything the peer wrote to stderr before it exited belongs in the error.
+                self.drain_stderr(Duration::from_secs(1));
                 Err(self.error(PeerErrorKind::Exited(status)))
             }
         }

@@ -123,6 +123,23 @@ pub fn touched_buffer(len: usize, pattern: u8) -> Vec<u8> {
     vec![pattern | 1; len]
 }
 
+/// The host's UDP receive-buffer drops so far (`RcvbufErrors` in `/proc/net/snmp`, all
+/// sockets of the host's network namespace); `None` where it cannot be read.
+pub fn udp_rcvbuf_errors() -> Option<u64> {
+    parse_snmp_udp(
+        &std::fs::read_to_string("/proc/net/snmp").ok()?,
+        "RcvbufErrors",
+    )
+}
+
+/// The `field` of the `Udp:` lines of `/proc/net/snmp` (a header line, then a value line).
+fn parse_snmp_udp(text: &str, field: &str) -> Option<u64> {
+    let mut udp = text.lines().filter(|l| l.starts_with("Udp:"));
+    let (names, values) = (udp.next()?, udp.next()?);
+    let i = names.split_whitespace().position(|n| n == field)?;
+    values.split_whitespace().nth(i)?.parse().ok()
+}
+
 /// Latency recorder: nanoseconds in an HDR histogram (3 significant digits, up to one hour).
 #[derive(Debug)]
 pub struct LatencyHist {
@@ -158,6 +175,11 @@ impl LatencyHist {
     pub fn quantile_us(&self, q: f64) -> Option<f64> {
         (self.count() > 0).then(|| self.hist.value_at_quantile(q) as f64 / 1e3)
     }
+
+    /// The largest value recorded, in microseconds; `None` when nothing was recorded.
+    pub fn max_us(&self) -> Option<f64> {
+        (self.count() > 0).then(|| self.hist.max() as f64 / 1e3)
+    }
 }
 
 #[cfg(test)]
@@ -173,6 +195,19 @@ mod tests {
     }
 
     #[test]
+    fn snmp_parsing() {
+        let text = "Ip: Forwarding DefaultTTL\nIp: 1 64\n\
+                    Udp: InDatagrams NoPorts InErrors OutDatagrams RcvbufErrors SndbufErrors\n\
+                    Udp: 10 2 7 12 5 0\n\
+                    UdpLite: InDatagrams NoPorts InErrors OutDatagrams RcvbufErrors\n\
+                    UdpLite: 0 0 0 0 0\n";
+        assert_eq!(parse_snmp_udp(text, "RcvbufErrors"), Some(5));
+        assert_eq!(parse_snmp_udp(text, "InErrors"), Some(7));
+        assert_eq!(parse_snmp_udp(text, "Nope"), None);
+        assert_eq!(parse_snmp_udp("garbage", "RcvbufErrors"), None);
+    }
+
+    #[test]
     fn histogram_quantiles() {
         let mut h = LatencyHist::new();
         assert_eq!(h.quantile_us(0.5), None);
@@ -183,6 +218,8 @@ mod tests {
         let p99 = h.quantile_us(0.99).expect("p99");
         assert!((49.0..=51.0).contains(&p50), "{p50}");
         assert!((98.0..=100.1).contains(&p99), "{p99}");
+        let max = h.max_us().expect("max");
+        assert!((99.9..=100.1).contains(&max), "{max}");
     }
 
     #[test]

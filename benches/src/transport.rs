@@ -247,7 +247,7 @@ impl Plan {
             loss,
             seed: self.seed.wrapping_add(u64::from(run)),
             point_ms: match test {
-                Test::Stream | Test::NcclStream => self.point_ms,
+                Test::Stream | Test::NcclStream | Test::Incast => self.point_ms,
                 Test::PingPong => self.point_ms.min(PINGPONG_MS),
             },
             drain_ms: self.drain_ms,
@@ -261,6 +261,7 @@ impl Plan {
             handle: None,
             lib: None,
             cc: self.cc.clone(),
+            incast: None,
         }
     }
 }

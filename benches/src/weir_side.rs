@@ -30,12 +30,14 @@ use std::time::{Duration, Instant};
 
 use weir_datapath::fault::FaultConfig;
 use weir_datapath::host::{Host, HostConfig, HostError};
+use weir_datapath::udp::UdpConfig;
 use weir_transport::{
     Completion, CompletionKind, ConnError, ConnId, RegionId, WorkRequest, WrError, WrId,
 };
 
+use crate::incast::SenderRx;
 use crate::peer::{PeerParams, PeerReport, Role};
-use crate::sys::LatencyHist;
+use crate::sys::{self, LatencyHist};
 use crate::{BenchError, Mode};
 
 /// Whether the weir engine can be measured in this build.
@@ -181,8 +183,10 @@ pub fn weir_sender(p: &PeerParams) -> Result<PeerReport, BenchError> {
         .alloc(usize::try_from(size * window + 8)?, false)
         .map_err(ctx("alloc"))?;
     buf.fill(0xa5);
+    // An incast receiver tells its senders apart by the connection's user data.
+    let index = p.incast.as_ref().map_or(0, |i| u64::from(i.index));
     let conn = host
-        .connect(remote, 0, CONNECT_TIMEOUT)
+        .connect(remote, index, CONNECT_TIMEOUT)
         .map_err(ctx("connect"))?;
     let n = p.messages();
     let send = |idx: u64| WorkRequest::Send {
@@ -266,9 +270,189 @@ pub fn weir_sender(p: &PeerParams) -> Result<PeerReport, BenchError> {
         lat_count: hist.count(),
         lat_p50_us: hist.quantile_us(0.5),
         lat_p99_us: hist.quantile_us(0.99),
+        lat_max_us: hist.max_us(),
         retransmits: stats.map(|s| s.retransmits),
         data_packets: stats.map(|s| s.data_packets),
+        rtos: stats.map(|s| s.rto_events),
+        spurious_retransmits: stats.map(|s| s.spurious_retransmits),
         note,
+        ..PeerReport::default()
+    })
+}
+
+/// Receiving side of an incast: accepts `incast.senders` connections on one host (whose
+/// sockets have `incast.rcvbuf` bytes of kernel receive buffer), each a stream as in
+/// [`weir_receiver`] with its own receive slots; reports each sender's messages and times
+/// ([`SenderRx`]) and, in its totals, first byte of any sender → last completion of all.
+/// A connection is closed as soon as its end marker and every message it announced are in.
+pub fn incast_receiver(
+    p: &PeerParams,
+    ready: &mut dyn FnMut(SocketAddr) -> Result<(), BenchError>,
+) -> Result<PeerReport, BenchError> {
+    struct Rx {
+        index: u32,
+        base: u64,
+        slots: HashMap<WrId, u64>,
+        t0: Option<Instant>,
+        t_last: Option<Instant>,
+        got: u64,
+        expected: Option<u64>,
+        done: bool,
+        note: Option<String>,
+    }
+    let n = p.incast.as_ref().map_or(1, |i| i.senders.max(1));
+    let size = p.size;
+    let window = 2 * u64::from(p.window.max(1));
+    let per_conn = size * window + 8;
+    let host = start_host(p)?;
+    host.listen();
+    let (region, _buf) = host
+        .alloc(usize::try_from(per_conn * u64::from(n))?, false)
+        .map_err(ctx("alloc"))?;
+    let drops_before = sys::udp_rcvbuf_errors();
+    ready(host.local_addr())?;
+    let recv = |base: u64, slot: u64| WorkRequest::Recv {
+        region,
+        offset: base + slot * size,
+        len: size,
+        tag: None,
+    };
+    let deadline = Instant::now() + p.receiver_patience();
+    let mut conns: HashMap<ConnId, Rx> = HashMap::new();
+    let mut note = None;
+    loop {
+        while let Some((conn, _, user)) = host.try_accept() {
+            if conns.len() >= n as usize {
+                host.close(conn);
+                continue;
+            }
+            let base = conns.len() as u64 * per_conn;
+            let mut rx = Rx {
+                index: u32::try_from(user).unwrap_or(u32::MAX),
+                base,
+                slots: HashMap::new(),
+                t0: None,
+                t_last: None,
+                got: 0,
+                expected: None,
+                done: false,
+                note: None,
+            };
+            let go = WorkRequest::Recv {
+                region,
+                offset: base + size * window,
+                len: 8,
+                tag: Some(GO),
+            };
+            post(&host, conn, go)?;
+            for slot in 0..window {
+                rx.slots.insert(post(&host, conn, recv(base, slot))?, slot);
+            }
+            conns.insert(conn, rx);
+        }
+        if conns.len() == n as usize && conns.values().all(|r| r.done) {
+            break;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            note = Some(format!(
+                "time limit: {} of {n} senders connected, {} finished",
+                conns.len(),
+                conns.values().filter(|r| r.done).count()
+            ));
+            break;
+        }
+        let c = match host.wait_completion(left.min(Duration::from_millis(5))) {
+            Ok(c) => c,
+            Err(HostError::Timeout { .. }) => continue,
+            Err(e) => {
+                note = Some(format!("stopped waiting: {e}"));
+                break;
+            }
+        };
+        let now = Instant::now();
+        let Some(rx) = conns.get_mut(&c.conn) else {
+            continue;
+        };
+        if c.kind != CompletionKind::Recv || rx.done {
+            continue;
+        }
+        if let Err(e) = c.status {
+            rx.note = Some(format!("receive failed: {e}"));
+            rx.done = true;
+            continue;
+        }
+        if c.tag == GO {
+            rx.t0 = Some(now);
+            continue;
+        }
+        let Some(slot) = rx.slots.remove(&c.wr) else {
+            continue;
+        };
+        if c.tag & END != 0 {
+            rx.expected = Some(c.tag & !END);
+        } else {
+            rx.got += 1;
+            rx.t_last = Some(now);
+            if c.len != size {
+                rx.note = Some(format!("message of {} B, expected {size}", c.len));
+            }
+        }
+        if rx.expected == Some(rx.got) {
+            rx.done = true;
+            host.close(c.conn);
+        } else {
+            match host.post(c.conn, recv(rx.base, slot)) {
+                Ok(wr) => {
+                    rx.slots.insert(wr, slot);
+                }
+                Err(e) => {
+                    rx.note = Some(format!("repost failed: {e}"));
+                    rx.done = true;
+                }
+            }
+        }
+    }
+    let kernel_drops = match (drops_before, sys::udp_rcvbuf_errors()) {
+        (Some(a), Some(b)) => Some(b.saturating_sub(a)),
+        _ => None,
+    };
+    let t0 = conns.values().filter_map(|r| r.t0).min();
+    let t_end = conns.values().filter_map(|r| r.t_last).max();
+    let mut per_sender: Vec<SenderRx> = conns
+        .values()
+        .map(|r| SenderRx {
+            index: r.index,
+            messages: r.got,
+            bytes: r.got * size,
+            expected: r.expected,
+            start_ns: match (t0, r.t0) {
+                (Some(a), Some(b)) => Some(nanos(b.saturating_duration_since(a))),
+                _ => None,
+            },
+            elapsed_ns: match (r.t0, r.t_last) {
+                (Some(a), Some(b)) => nanos(b.saturating_duration_since(a)),
+                _ => 0,
+            },
+            complete: r.expected == Some(r.got) && r.note.is_none(),
+            note: r.note.clone(),
+        })
+        .collect();
+    per_sender.sort_by_key(|s| s.index);
+    let got: u64 = per_sender.iter().map(|s| s.messages).sum();
+    let complete =
+        note.is_none() && per_sender.len() == n as usize && per_sender.iter().all(|s| s.complete);
+    Ok(PeerReport {
+        messages: got,
+        bytes: got * size,
+        elapsed_ns: match (t0, t_end) {
+            (Some(a), Some(b)) => nanos(b.saturating_duration_since(a)),
+            _ => 0,
+        },
+        complete,
+        note,
+        per_sender,
+        kernel_drops,
         ..PeerReport::default()
     })
 }
@@ -435,9 +619,16 @@ fn start_host(p: &PeerParams) -> Result<Host, BenchError> {
         Role::Receiver => 0x5245_4356,
         Role::Sender => 0x5345_4e44,
     };
+    let mut udp = UdpConfig::default();
+    if let (Role::Receiver, Some(i)) = (p.role, &p.incast)
+        && i.rcvbuf > 0
+    {
+        udp.rcvbuf = usize::try_from(i.rcvbuf)?;
+    }
     Host::start(HostConfig {
         transport,
         fault_rx,
+        udp,
         seed: Some(p.seed ^ role),
         ..HostConfig::default()
     })

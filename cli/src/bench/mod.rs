@@ -9,6 +9,7 @@ use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::{Args, Subcommand};
 use weir_bench::Mode;
 use weir_bench::coll::CollOp;
+use weir_bench::incast::{self, IncastOptions};
 use weir_bench::peer::PeerCmd;
 use weir_bench::report;
 use weir_bench::transport::{Event, TransportOptions};
@@ -37,6 +38,10 @@ pub(crate) enum BenchCommand {
     /// NCCL-socket-like TCP path in the same run; nccl-tests columns.
     #[command(name = "nccl-abi")]
     NcclAbi(nccl::NcclAbiArgs),
+    /// N sender processes to one receiver over loopback (small kernel receive buffers, so
+    /// whole bursts drop): per-sender completion, latency and recovery, aggregate goodput
+    /// against one sender alone in the same run.
+    Incast(IncastArgs),
     /// Weir's AllReduce over N local ranks against Open MPI in the same run, shared memory
     /// against shared memory and UDP against TCP
     /// (nccl-tests columns; spawns the ranks itself)
@@ -130,6 +135,66 @@ pub(crate) struct TransportArgs {
     pub(crate) quick: bool,
 }
 
+/// Options of `weir bench incast`.
+#[derive(Debug, Args)]
+pub(crate) struct IncastArgs {
+    /// Sender processes, each with its own connection
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub(crate) senders: u32,
+
+    /// Message size; K/M/G are KiB/MiB/GiB [default: 1M; --quick: 256K]
+    #[arg(long, value_name = "SIZE", value_parser = units::parse_size)]
+    pub(crate) size: Option<u64>,
+
+    /// Messages per sender [default: 16; --quick: 8]
+    #[arg(long, value_name = "N")]
+    pub(crate) messages: Option<u64>,
+
+    /// Messages in flight per sender
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub(crate) window: u32,
+
+    /// Kernel receive buffer per receiver socket (SO_RCVBUF; 0: the datapath's default)
+    #[arg(long, value_name = "SIZE", default_value = "256K", value_parser = units::parse_size)]
+    pub(crate) rcvbuf: u64,
+
+    /// Congestion control: a built-in name or a TOML file with a [cc] table
+    #[arg(long, value_name = "NAME")]
+    pub(crate) cc: Option<String>,
+
+    /// Run the peers under SCHED_FIFO priority 10 (needs root or RLIMIT_RTPRIO)
+    #[arg(long)]
+    pub(crate) rt: bool,
+
+    /// Time limit of each phase, seconds [default: 30; --quick: 15]
+    #[arg(long, value_name = "SECS")]
+    pub(crate) timeout: Option<f64>,
+
+    /// Print one JSON object per row instead of the table
+    #[arg(long)]
+    pub(crate) json: bool,
+
+    /// A small run for smoke tests: 8 messages of 256 KiB per sender
+    #[arg(long)]
+    pub(crate) quick: bool,
+}
+
+impl IncastArgs {
+    fn options(&self) -> IncastOptions {
+        IncastOptions {
+            senders: self.senders,
+            size: self.size,
+            messages: self.messages,
+            window: self.window,
+            rcvbuf: self.rcvbuf,
+            cc: self.cc.clone(),
+            rt: self.rt,
+            timeout_secs: self.timeout,
+            quick: self.quick,
+        }
+    }
+}
+
 /// `--modes`: the names of [`Mode`], with their help.
 fn mode_parser() -> impl TypedValueParser<Value = Mode> {
     PossibleValuesParser::new([
@@ -172,6 +237,7 @@ pub(crate) fn run(args: BenchArgs) -> Result<(), BenchError> {
     match args.command {
         BenchCommand::Transport(t) => run_transport(&t),
         BenchCommand::NcclAbi(a) => nccl::run(&a, &peer_cmd()?),
+        BenchCommand::Incast(a) => run_incast(&a),
         BenchCommand::Allreduce(a) => coll::run(CollOp::Allreduce, a),
         BenchCommand::Allgather(a) => coll::run(CollOp::Allgather, a),
         BenchCommand::ReduceScatter(a) => coll::run(CollOp::ReduceScatter, a),
@@ -208,6 +274,17 @@ fn run_transport(a: &TransportArgs) -> Result<(), BenchError> {
                 print!("{}", report::table_footer(pingpong, machine));
             }
         }
+    })
+}
+
+/// `weir bench incast`: the table as the rows come, or one JSON line per row.
+fn run_incast(a: &IncastArgs) -> Result<(), BenchError> {
+    let json = a.json;
+    weir_bench::incast::run(&a.options(), &peer_cmd()?, &mut |e| match e {
+        incast::Event::Start { header } if !json => print!("{header}"),
+        incast::Event::Row(row) if json => println!("{}", incast::json_line(row)),
+        incast::Event::Row(row) => println!("{}", incast::table_row(row)),
+        _ => {}
     })
 }
 

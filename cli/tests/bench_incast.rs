@@ -1,0 +1,69 @@
+//! Runs the built `weir` binary: `weir bench incast --senders 4 --quick --json` end to end, a
+//! receiver and four sender processes. Asserts on the output's shape and on completion, never
+//! on timing (the CI machine is shared).
+
+use std::process::Command;
+
+use serde_json::Value;
+
+const WEIR: &str = env!("CARGO_BIN_EXE_weir");
+
+/// Keys every `--json` row carries.
+const KEYS: [&str; 14] = [
+    "senders",
+    "sender",
+    "size",
+    "messages",
+    "expected",
+    "goodput_gbps",
+    "p50_us",
+    "p99_us",
+    "max_us",
+    "retransmits",
+    "rtos",
+    "spurious_retransmits",
+    "ratio_to_single",
+    "complete",
+];
+
+#[test]
+fn quick_incast_completes_every_message() {
+    let out = Command::new(WEIR)
+        .args(["bench", "incast", "--senders", "4", "--quick", "--json"])
+        .output()
+        .expect("run weir");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "weir failed: {}\nstdout:\n{stdout}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    // One sender and its aggregate, then four senders and theirs.
+    assert_eq!(rows.len(), 2 + 5, "{stdout}");
+    for row in &rows {
+        for key in KEYS {
+            assert!(row.get(key).is_some(), "missing {key}: {row}");
+        }
+        assert_eq!(row["complete"], true, "{row}");
+        assert_eq!(row["messages"], row["expected"], "{row}");
+    }
+    let per_sender: Vec<&Value> = rows
+        .iter()
+        .filter(|r| r["senders"] == 4 && !r["sender"].is_null())
+        .collect();
+    assert_eq!(per_sender.len(), 4);
+    for (i, r) in per_sender.iter().enumerate() {
+        assert_eq!(r["sender"], i as u64);
+        assert_eq!(r["messages"], 8);
+    }
+    let agg = rows.last().expect("aggregate");
+    assert!(agg["sender"].is_null());
+    assert_eq!(agg["messages"], 32);
+    assert!(agg["goodput_gbps"].as_f64().is_some(), "{agg}");
+    assert!(agg["single_gbps"].as_f64().is_some(), "{agg}");
+}
