@@ -178,7 +178,7 @@ impl Endpoint {
         let c = self.conns[idx]
             .as_mut()
             .ok_or(PostError::UnknownConnection)?;
-        if c.state == State::Failed || c.closing.is_some() {
+        if c.state == State::Failed || c.closing().is_some() {
             return Err(PostError::NotConnected);
         }
         let (region, offset, len) = match wr {
@@ -299,7 +299,7 @@ impl Endpoint {
             self.close(now, conn);
             return;
         }
-        if c.closing.is_none() {
+        if c.closing().is_none() {
             c.set_closing(now + self.config.peer_timeout);
             let slot = |id: u32| id & INDEX_MASK;
             let at = self.closing.partition_point(|&x| slot(x) < slot(conn.0));
@@ -314,7 +314,7 @@ impl Endpoint {
         let mut i = 0;
         while let Some(&id) = self.closing.get(i) {
             let done = self.conn(ConnId(id)).is_some_and(|c| {
-                c.closing
+                c.closing()
                     .is_some_and(|t| now >= t || c.drained() || c.state == State::Failed)
             });
             if done {
@@ -699,7 +699,7 @@ impl Endpoint {
     }
 
     fn forget(&mut self, idx: usize, c: Conn) {
-        if c.closing.is_some() {
+        if c.closing().is_some() {
             self.closing.retain(|&id| id != c.id);
         }
         self.by_peer.remove(&(c.peer, c.peer_id));

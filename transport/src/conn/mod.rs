@@ -89,11 +89,9 @@ pub(crate) struct Conn {
     rtt: RttEstimator,
     pub(crate) paths: Paths,
     pub(crate) stats: ConnStats,
-    // Timers.
-    created: Instant,
+    // Timers (the deadlines themselves are in `timers`).
     pub(crate) last_heard: Instant,
-    last_sent: Instant,
-    hs_next: Instant,
+    /// SYN / SYN-ACK resends so far (the `HandshakeRetry` interval doubles per try).
     hs_tries: u32,
     /// When the last SYN / SYN-ACK left (for an RTT sample from the handshake).
     hs_sent_at: Option<Instant>,
@@ -138,16 +136,9 @@ pub(crate) struct Conn {
     /// Receiver side of RCCC: repeat this cumulative credit at once (the peer's request shows
     /// it missed the CREDIT that carried it).
     credit_echo: Option<u64>,
-    /// Sender side of RCCC: data has been waiting for credit since this instant (`None`: not
-    /// blocked). Counts stalls once each, and fails the connection after `peer_timeout`.
-    credit_blocked: Option<Instant>,
     /// Packets of the current burst on one path, so the endpoint can keep serving this
     /// connection while it produces a batch.
     pub(crate) in_ready: bool,
-    /// A graceful close is under way ([`crate::Endpoint::close_graceful`]): no new requests;
-    /// the close happens once every outgoing message is acknowledged and every received packet
-    /// acknowledged, or at this deadline.
-    pub(crate) closing: Option<Instant>,
     /// The deadline under which the endpoint's timer set holds this connection (what
     /// [`Conn::deadline`] returned when it was last re-armed).
     pub(crate) armed: Option<Instant>,
@@ -202,10 +193,7 @@ impl Conn {
             rtt: RttEstimator::new(),
             paths: Paths::new(paths, config.spray_burst, entropy_start),
             stats: ConnStats::default(),
-            created: now,
             last_heard: now,
-            last_sent: now,
-            hs_next: now,
             hs_tries: 0,
             hs_sent_at: None,
             timers: TimerTable::default(),
@@ -229,9 +217,7 @@ impl Conn {
             close_code: None,
             nacks: VecDeque::new(),
             credit_echo: None,
-            credit_blocked: None,
             in_ready: false,
-            closing: None,
             armed: None,
         };
         let retry = now + c.hs_interval(config);
@@ -248,8 +234,14 @@ impl Conn {
 
     /// Start a graceful close that must end by `at` (see `Endpoint::close_graceful`).
     pub(crate) fn set_closing(&mut self, at: Instant) {
-        self.closing = Some(at);
         self.timers.set(Timer::Closing, at);
+    }
+
+    /// A graceful close is under way ([`crate::Endpoint::close_graceful`]): no new requests;
+    /// the close happens once every outgoing message is acknowledged and every received packet
+    /// acknowledged, or at this deadline (the `Closing` timer, never stopped once set).
+    pub(crate) fn closing(&self) -> Option<Instant> {
+        self.timers.get(Timer::Closing)
     }
 
     /// Whether the current spray burst is used up (the endpoint then serves another
@@ -272,7 +264,6 @@ impl Conn {
         if !matches!(self.cc, Builtin::Rccc(_)) {
             // No credit to wait for any more: a pending credit stall must not fail the
             // connection at the peer timeout.
-            self.credit_blocked = None;
             self.timers.stop(Timer::CreditStall);
         }
         kept
@@ -1220,11 +1211,10 @@ impl Conn {
         if !self.timers.is_set(Timer::Rto) {
             self.timers.set(Timer::Rto, now + self.rto(config));
         }
-        // (RFC 8985 §7.2 arms the probe timer after sending new data; here it is armed at the
-        // end of the data and whenever the window holds new data back.)
-        // Armed at the end of data and whenever the window holds new data back: if what is in
-        // flight was all lost, no ACK will come to open the window, and the probe's ACK lets
-        // RACK declare the rest lost within two round trips instead of a timeout.
+        // (RFC 8985 §7.2 arms the probe timer after sending new data.) Armed at the end of data
+        // and whenever the window holds new data back: if what is in flight was all lost, no
+        // ACK will come to open the window, and the probe's ACK lets RACK declare the rest lost
+        // within two round trips instead of a timeout.
         if config.tail_loss_probe
             && config.mode == Mode::Weir
             && !self.timers.is_set(Timer::Tlp)
@@ -1282,7 +1272,6 @@ impl Conn {
         buf: &mut [u8],
     ) -> Option<Transmit> {
         let t = self.transmit_inner(now, config, mem, buf)?;
-        self.last_sent = now;
         self.timers.set(Timer::Keepalive, now + config.keepalive);
         Some(t)
     }
@@ -1382,9 +1371,11 @@ impl Conn {
                 }
             }
         }
-        if data_waiting && !held && self.credit_blocked.is_none() && self.credit_starved() {
+        // The `CreditStall` timer, set while data waits for credit, counts each stall once and
+        // fails the connection after `peer_timeout`.
+        if data_waiting && !held && !self.timers.is_set(Timer::CreditStall) && self.credit_starved()
+        {
             self.stats.credit_stalls += 1;
-            self.credit_blocked = Some(now);
             self.timers
                 .set(Timer::CreditStall, now + config.peer_timeout);
         }
@@ -1611,7 +1602,6 @@ impl Conn {
         };
         let wire_bytes = header_len + p.len as usize;
         self.paced(now, wire_bytes, config);
-        self.credit_blocked = None;
         self.timers.stop(Timer::CreditStall);
         let sent = Sent {
             bytes: wire_bytes as u32,
@@ -1641,10 +1631,7 @@ impl Conn {
             State::SynSent | State::SynReceived => self.timers.next_of(&Timer::HANDSHAKE),
             State::Established => {
                 let t = self.timers.next_of(&Timer::ESTABLISHED);
-                match (t, self.cc.next_timeout()) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                }
+                t.into_iter().chain(self.cc.next_timeout()).min()
             }
             State::Failed => None,
         }
@@ -1666,12 +1653,11 @@ impl Conn {
     ) {
         match self.state {
             State::SynSent | State::SynReceived => {
-                if now >= self.created + config.handshake_timeout {
+                if self.timers.is_expired(Timer::HandshakeExpiry, now) {
                     self.fail(ConnError::HandshakeTimeout, events, now);
                     return;
                 }
-                if now >= self.hs_next + self.hs_interval(config) {
-                    self.hs_next = now;
+                if self.timers.is_expired(Timer::HandshakeRetry, now) {
                     self.hs_tries += 1;
                     let at = now + self.hs_interval(config);
                     self.timers.set(Timer::HandshakeRetry, at);
@@ -1704,12 +1690,12 @@ impl Conn {
         // RCCC: a peer that answers (so it is not silent) but grants no credit for as long as
         // the peer timeout, e.g. one that drops CREDIT_REQ, would otherwise hold the sender
         // forever.
-        if let Some(since) = self.credit_blocked
-            && now >= since + config.peer_timeout
+        if let Some(at) = self.timers.get(Timer::CreditStall)
+            && now >= at
         {
             self.fail(
                 ConnError::CreditStarved {
-                    waited_for: now.saturating_since(since),
+                    waited_for: now.saturating_since(at) + config.peer_timeout,
                 },
                 events,
                 now,
@@ -1781,7 +1767,7 @@ impl Conn {
             self.cc.on_feedback(now, &fb);
             self.arm_timers(now, config);
         }
-        if now >= self.last_sent + config.keepalive {
+        if self.timers.is_expired(Timer::Keepalive, now) {
             self.probe_pending = true;
         }
     }

@@ -372,9 +372,9 @@ impl SendState {
     /// Returns `Some(probe)` for such a spurious resend (each is reported once). Transmit
     /// timestamps are unique per connection (`Conn::stamp`), so the echo names one
     /// transmission; the receiver echoes only packets that arrived whole.
-    // The DSACK equivalent behind RFC 8985 §6.2's adaptive reordering window.
     /// Resends of transmissions older than `horizon` are forgotten first (an original that
     /// late says nothing useful), so the log a busy connection scans per ACK stays short.
+    // The DSACK equivalent behind RFC 8985 §6.2's adaptive reordering window.
     pub(crate) fn spurious(&mut self, echo: u64, horizon: Instant) -> Option<bool> {
         while self
             .resent
@@ -495,8 +495,8 @@ impl SendState {
     /// The last retransmission timeout was spurious (an ACK shows that packets sent before it
     /// arrived): packets it declared lost and that have not been resent yet are in flight
     /// again, to be judged by RACK as before (RFC 8985's undo of a spurious timeout, after
-    /// Eifel, RFC 3522). Returns the packets restored.
-    // Eifel detection (RFC 3522), with the echoed timestamp naming the transmission.
+    /// Eifel, RFC 3522, with the echoed timestamp naming the transmission). Returns the packets
+    /// restored.
     pub(crate) fn undo_rto(&mut self) -> u32 {
         let mut restored = 0;
         let mut resent = alloc::vec::Vec::new();
