@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::launch::{Ranks, free_port};
 use crate::peer::PeerCmd;
-use crate::{BenchError, rt_permitted, sys};
+use crate::{BenchError, median_by, rt_permitted, sys};
 
 /// The collective measured.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -395,6 +395,96 @@ pub fn run(plan: &CollPlan) -> Result<CollReport, BenchError> {
     })
 }
 
+/// The table of `weir bench allreduce|allgather|reduce-scatter`: header (the run, CPU
+/// pressure, the pairs), one line per row in nccl-tests columns, footer.
+pub fn table(plan: &CollPlan, report: &CollReport) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "# weir bench {}: {} ranks, float32 sum, algorithm {}, budget {} s/size, {} run(s){}{}",
+        plan.op.name(),
+        plan.ranks,
+        plan.algo.as_deref().unwrap_or("auto (cost model)"),
+        plan.budget,
+        plan.repeat,
+        if plan.rt { ", SCHED_FIFO 10" } else { "" },
+        if plan.pin { ", pinned" } else { "" },
+    );
+    if let Some(p) = sys::cpu_pressure_some_avg10() {
+        let _ = writeln!(s, "# CPU pressure (some avg10) at the end: {p:.1} %");
+    }
+    for pair in &report.pairs {
+        let weir = match pair.weir {
+            WeirPath::Shm => "shm = Weir shared memory",
+            WeirPath::Udp => "udp = the Weir transport over UDP on loopback (WEIR_SHM=0)",
+        };
+        let mpi = match (pair.mpi, report.baseline) {
+            (Some(MpiBtl::Vader), _) => "vader = Open MPI shared memory (--mca btl vader,self)",
+            (Some(MpiBtl::Tcp), _) => "tcp = Open MPI TCP on loopback (--mca btl tcp,self on lo)",
+            (None, Baseline::Missing) => "no baseline (Open MPI not found: mpicc/mpirun)",
+            (None, _) => "no baseline (--no-mpi)",
+        };
+        let _ = writeln!(s, "# pair: {weir}  vs  {mpi}");
+    }
+    let mpi = report.baseline == Baseline::Ran;
+    if mpi {
+        let _ = writeln!(
+            s,
+            "# baseline: Open MPI, --mca pml ob1, same sizes and method, same run"
+        );
+    }
+    let _ = writeln!(
+        s,
+        "{:>9} {:>12} {:>10} {:>6} {:>11} {:>8} {:>8} {:>7}{}",
+        "weir_path",
+        "size",
+        "count",
+        "type",
+        "time(us)",
+        "algbw",
+        "busbw",
+        "#wrong",
+        if mpi {
+            format!(
+                " {:>7} {:>12} {:>10} {:>7}",
+                "mpi_btl", "mpi time(us)", "mpi busbw", "ratio"
+            )
+        } else {
+            String::new()
+        }
+    );
+    for r in &report.rows {
+        let _ = write!(
+            s,
+            "{:>9} {:>12} {:>10} {:>6} {:>11.2} {:>8.3} {:>8.3} {:>7}",
+            r.weir_path.name(),
+            r.size,
+            r.count,
+            r.dtype,
+            r.time_us,
+            r.algbw_gbps,
+            r.busbw_gbps,
+            r.wrong
+        );
+        if let (Some(btl), Some(t), Some(b)) = (r.mpi_btl, r.mpi_time_us, r.mpi_busbw_gbps) {
+            let ratio = r.ratio.unwrap_or(0.0);
+            let _ = write!(s, " {:>7} {t:>12.2} {b:>10.3} {ratio:>6.2}x", btl.name());
+        }
+        let _ = writeln!(s);
+    }
+    let _ = writeln!(
+        s,
+        "# time: median over calls of the slowest rank; algbw, busbw in GB/s (1e9 B){}",
+        if mpi {
+            "; ratio = MPI time / Weir time within the row's pair"
+        } else {
+            ""
+        }
+    );
+    s
+}
+
 /// The median (by time) of each size's runs, Weir and MPI side by side, for one pair.
 fn combine(
     op: CollOp,
@@ -405,13 +495,15 @@ fn combine(
     mpi: &[Vec<WorkerRow>],
 ) -> Vec<Row> {
     let median = |runs: &[Vec<WorkerRow>], size: u64| -> Option<WorkerRow> {
-        let mut v: Vec<WorkerRow> = runs
+        let v: Vec<WorkerRow> = runs
             .iter()
             .filter_map(|r| r.iter().find(|w| w.size == size).cloned())
             .collect();
-        v.sort_by(|x, y| x.time_us.total_cmp(&y.time_us));
+        if v.is_empty() {
+            return None;
+        }
         let wrong = v.iter().map(|w| w.wrong).sum();
-        let mut m = v.get(v.len() / 2).cloned()?;
+        let mut m = median_by(v, |w| Some(w.time_us));
         m.wrong = wrong;
         Some(m)
     };

@@ -1,4 +1,4 @@
-//! `weir bench allreduce|allgather|reduce-scatter --ranks N`: the options and the table. The
+//! `weir bench allreduce|allgather|reduce-scatter --ranks N`: the options and printing. The
 //! measurement is `weir_bench::coll`: Weir's communicator against Open MPI in the same run, each
 //! data path against its like (Weir shared memory against Open MPI vader, the Weir transport
 //! over UDP against Open MPI TCP, both on loopback), in nccl-tests columns.
@@ -6,11 +6,9 @@
 use std::time::Duration;
 
 use clap::Args;
-use weir_bench::coll::{
-    self, Baseline, CollOp, CollPlan, CollReport, MpiBtl, PathChoice, WeirPath,
-};
+use weir_bench::coll::{self, CollOp, CollPlan, MpiBtl, PathChoice};
 use weir_bench::peer::PeerCmd;
-use weir_bench::{sys, units};
+use weir_bench::units;
 
 use super::BenchError;
 
@@ -98,10 +96,6 @@ pub(crate) struct WorkerArgs {
     rt: bool,
 }
 
-fn err(e: weir_bench::BenchError) -> BenchError {
-    BenchError::new(e.to_string())
-}
-
 /// Run the benchmark and print its table or JSON rows.
 pub(crate) fn run(op: CollOp, a: CollArgs) -> Result<(), BenchError> {
     let plan = CollPlan {
@@ -123,15 +117,15 @@ pub(crate) fn run(op: CollOp, a: CollArgs) -> Result<(), BenchError> {
         pin: a.pin,
         rt: a.rt,
         timeout: Duration::from_secs(a.timeout),
-        worker: PeerCmd::current_exe(&["bench-coll-worker"]).map_err(err)?,
+        worker: PeerCmd::current_exe(&["bench-coll-worker"])?,
     };
-    let report = coll::run(&plan).map_err(err)?;
+    let report = coll::run(&plan)?;
     if a.json {
         for r in &report.rows {
             println!("{}", serde_json::to_string(r)?);
         }
     } else {
-        print!("{}", table(&plan, &report));
+        print!("{}", coll::table(&plan, &report));
     }
     if report.any_wrong() {
         return Err(BenchError::new("wrong results (see #wrong)"));
@@ -141,93 +135,5 @@ pub(crate) fn run(op: CollOp, a: CollArgs) -> Result<(), BenchError> {
 
 /// The hidden worker: one rank of the Weir side.
 pub(crate) fn worker(w: WorkerArgs) -> Result<(), BenchError> {
-    coll::worker(w.op, &w.sizes, w.budget, w.cpu, w.rt).map_err(err)
-}
-
-fn table(plan: &CollPlan, report: &CollReport) -> String {
-    use std::fmt::Write as _;
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "# weir bench {}: {} ranks, float32 sum, algorithm {}, budget {} s/size, {} run(s){}{}",
-        plan.op.name(),
-        plan.ranks,
-        plan.algo.as_deref().unwrap_or("auto (cost model)"),
-        plan.budget,
-        plan.repeat,
-        if plan.rt { ", SCHED_FIFO 10" } else { "" },
-        if plan.pin { ", pinned" } else { "" },
-    );
-    if let Some(p) = sys::cpu_pressure_some_avg10() {
-        let _ = writeln!(s, "# CPU pressure (some avg10) at the end: {p:.1} %");
-    }
-    for pair in &report.pairs {
-        let weir = match pair.weir {
-            WeirPath::Shm => "shm = Weir shared memory",
-            WeirPath::Udp => "udp = the Weir transport over UDP on loopback (WEIR_SHM=0)",
-        };
-        let mpi = match (pair.mpi, report.baseline) {
-            (Some(MpiBtl::Vader), _) => "vader = Open MPI shared memory (--mca btl vader,self)",
-            (Some(MpiBtl::Tcp), _) => "tcp = Open MPI TCP on loopback (--mca btl tcp,self on lo)",
-            (None, Baseline::Missing) => "no baseline (Open MPI not found: mpicc/mpirun)",
-            (None, _) => "no baseline (--no-mpi)",
-        };
-        let _ = writeln!(s, "# pair: {weir}  vs  {mpi}");
-    }
-    let mpi = report.baseline == Baseline::Ran;
-    if mpi {
-        let _ = writeln!(
-            s,
-            "# baseline: Open MPI, --mca pml ob1, same sizes and method, same run"
-        );
-    }
-    let _ = writeln!(
-        s,
-        "{:>9} {:>12} {:>10} {:>6} {:>11} {:>8} {:>8} {:>7}{}",
-        "weir_path",
-        "size",
-        "count",
-        "type",
-        "time(us)",
-        "algbw",
-        "busbw",
-        "#wrong",
-        if mpi {
-            format!(
-                " {:>7} {:>12} {:>10} {:>7}",
-                "mpi_btl", "mpi time(us)", "mpi busbw", "ratio"
-            )
-        } else {
-            String::new()
-        }
-    );
-    for r in &report.rows {
-        let _ = write!(
-            s,
-            "{:>9} {:>12} {:>10} {:>6} {:>11.2} {:>8.3} {:>8.3} {:>7}",
-            r.weir_path.name(),
-            r.size,
-            r.count,
-            r.dtype,
-            r.time_us,
-            r.algbw_gbps,
-            r.busbw_gbps,
-            r.wrong
-        );
-        if let (Some(btl), Some(t), Some(b)) = (r.mpi_btl, r.mpi_time_us, r.mpi_busbw_gbps) {
-            let ratio = r.ratio.unwrap_or(0.0);
-            let _ = write!(s, " {:>7} {t:>12.2} {b:>10.3} {ratio:>6.2}x", btl.name());
-        }
-        let _ = writeln!(s);
-    }
-    let _ = writeln!(
-        s,
-        "# time: median over calls of the slowest rank; algbw, busbw in GB/s (1e9 B){}",
-        if mpi {
-            "; ratio = MPI time / Weir time within the row's pair"
-        } else {
-            ""
-        }
-    );
-    s
+    coll::worker(w.op, &w.sizes, w.budget, w.cpu, w.rt)
 }

@@ -12,8 +12,8 @@ use std::fmt;
 
 use weir_base::Instant;
 use weir_congestion::{
-    ALGORITHMS, AlgorithmInfo, CcConfig, CcFactory, CongestionControl, ParamError, ParamSpec,
-    PathInfo, registry,
+    ALGORITHMS, AlgorithmInfo, CcFactory, CongestionControl, ParamError, ParamSpec, PathInfo,
+    registry,
 };
 
 /// Builds one controller for a flow starting at `now` on `path`.
@@ -63,18 +63,13 @@ impl Policy {
         overrides: &[(String, f64)],
     ) -> Result<Policy, ParamError> {
         let named: Vec<(&str, f64)> = overrides.iter().map(|(k, v)| (k.as_str(), *v)).collect();
-        Ok(Policy::builtin(a.configure(&named)?))
-    }
-
-    /// The built-in configuration `cfg`.
-    pub(crate) fn builtin(cfg: CcConfig) -> Policy {
-        let info = cfg.info();
-        Policy {
-            algorithm: info.name,
-            receiver_driven: info.receiver_driven,
+        let cfg = a.configure(&named)?;
+        Ok(Policy {
+            algorithm: a.name,
+            receiver_driven: a.receiver_driven,
             values: cfg.values().map(|(s, v)| (*s, v)).collect(),
             factory: Box::new(move |now, path| Box::new(cfg.build(now, path))),
-        }
+        })
     }
 
     /// A policy from its parts (eBPF programs, which are not in the table and are never
