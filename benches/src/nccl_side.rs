@@ -43,7 +43,8 @@ use std::time::{Duration, Instant};
 use crate::BenchError;
 use crate::peer::{PeerParams, PeerReport};
 use crate::plugin::{Comm, Mr, Net, RecvBuf, Request, handle_from_hex, handle_to_hex};
-use crate::sys::{LatencyHist, touched_buffer};
+use crate::sys::{LatencyHist, nanos, touched_buffer};
+use crate::tcp::accept;
 
 /// Tag of the data messages.
 const TAG_DATA: c_int = 0;
@@ -141,10 +142,6 @@ fn check_stamp(buf: &[u8], idx: u64) -> Result<(), BenchError> {
         }
     }
     Ok(())
-}
-
-fn nanos(d: Duration) -> u64 {
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// Plugin receiver; `ready` announces the hex handle.
@@ -368,21 +365,10 @@ pub fn socket_receiver(
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let mut slots = touched_buffer(size * window, 0x5a);
     ready(listener.local_addr()?)?;
-    listener.set_nonblocking(true)?;
-    let deadline = Instant::now() + CONNECT_TIMEOUT;
-    let mut s = loop {
-        match listener.accept() {
-            Ok((s, _)) => break s,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                if Instant::now() > deadline {
-                    return Err(BenchError::new("no sender connected in time"));
-                }
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            Err(e) => return Err(e.into()),
-        }
-    };
-    s.set_nonblocking(false)?;
+    let mut s = accept(&listener, CONNECT_TIMEOUT).map_err(|e| match e.kind() {
+        io::ErrorKind::TimedOut => BenchError::new("no sender connected in time"),
+        _ => e.into(),
+    })?;
     s.set_nodelay(true)?;
     s.set_read_timeout(Some(p.receiver_patience()))?;
     let mut ctl = [0u8; 8];

@@ -338,20 +338,6 @@ impl Net {
 
     /// `getProperties` of device `dev`.
     pub fn properties(&self, dev: c_int) -> Result<Properties, NcclError> {
-        fn v9(p: &PropertiesV9, name: String) -> Properties {
-            Properties {
-                name,
-                ptr_support: p.ptr_support,
-                reg_is_global: p.reg_is_global,
-                speed: p.speed,
-                latency: p.latency,
-                max_recvs: p.max_recvs,
-                max_p2p_bytes: Some(p.max_p2p_bytes),
-                ndevs: Some(p.v_props.ndevs),
-                max_multi_request_size: None,
-                rail_plane: None,
-            }
-        }
         let name = |p: *const std::ffi::c_char| {
             if p.is_null() {
                 String::new()
@@ -360,57 +346,63 @@ impl Net {
                 unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
             }
         };
+        // The fields every version has; the arms add those of later versions.
+        macro_rules! base {
+            ($p:expr) => {
+                Properties {
+                    name: name($p.name),
+                    ptr_support: $p.ptr_support,
+                    reg_is_global: $p.reg_is_global,
+                    speed: $p.speed,
+                    latency: $p.latency,
+                    max_recvs: $p.max_recvs,
+                    max_p2p_bytes: None,
+                    ndevs: None,
+                    max_multi_request_size: None,
+                    rail_plane: None,
+                }
+            };
+        }
+        let v9 = |p: &PropertiesV9| Properties {
+            max_p2p_bytes: Some(p.max_p2p_bytes),
+            ndevs: Some(p.v_props.ndevs),
+            ..base!(p)
+        };
         // SAFETY: out-pointers to zeroed structs of each version's layout (plain C data).
         unsafe {
             match self.table {
                 Table::V8(t) => {
                     let mut p: PropertiesV8 = std::mem::zeroed();
                     ck((t.get_properties)(dev, &mut p), "getProperties")?;
-                    Ok(Properties {
-                        name: name(p.name),
-                        ptr_support: p.ptr_support,
-                        reg_is_global: p.reg_is_global,
-                        speed: p.speed,
-                        latency: p.latency,
-                        max_recvs: p.max_recvs,
-                        max_p2p_bytes: None,
-                        ndevs: None,
-                        max_multi_request_size: None,
-                        rail_plane: None,
-                    })
+                    Ok(base!(p))
                 }
                 Table::V9(t) => {
                     let mut p: PropertiesV9 = std::mem::zeroed();
                     ck((t.get_properties)(dev, &mut p), "getProperties")?;
-                    Ok(v9(&p, name(p.name)))
+                    Ok(v9(&p))
                 }
                 Table::V10(t) => {
                     let mut p: PropertiesV9 = std::mem::zeroed();
                     ck((t.get_properties)(dev, &mut p), "getProperties")?;
-                    Ok(v9(&p, name(p.name)))
+                    Ok(v9(&p))
                 }
                 Table::V11(t) => {
                     let mut p: PropertiesV11 = std::mem::zeroed();
                     ck((t.get_properties)(dev, &mut p), "getProperties")?;
                     Ok(Properties {
                         max_multi_request_size: Some(p.max_multi_request_size),
-                        ..v9(&p.v9, name(p.v9.name))
+                        ..v9(&p.v9)
                     })
                 }
                 Table::V12(t) => {
                     let mut p: PropertiesV12 = std::mem::zeroed();
                     ck((t.get_properties)(dev, &mut p), "getProperties")?;
                     Ok(Properties {
-                        name: name(p.name),
-                        ptr_support: p.ptr_support,
-                        reg_is_global: p.reg_is_global,
-                        speed: p.speed,
-                        latency: p.latency,
-                        max_recvs: p.max_recvs,
                         max_p2p_bytes: Some(p.max_p2p_bytes),
                         ndevs: Some(p.v_props.ndevs),
                         max_multi_request_size: Some(p.max_multi_request_size),
                         rail_plane: Some((p.rail_id, p.plane_id)),
+                        ..base!(p)
                     })
                 }
             }

@@ -116,6 +116,11 @@ fn set_fifo(priority: i32) -> io::Result<()> {
     }
 }
 
+/// `d` in nanoseconds, saturating.
+pub(crate) fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
 /// A buffer of `len` bytes whose every page has been written once, so that the timed part of a
 /// run takes no first-touch page faults (2–3 µs per 4 KiB on the project machine).
 pub fn touched_buffer(len: usize, pattern: u8) -> Vec<u8> {

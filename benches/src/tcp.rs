@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use crate::BenchError;
 use crate::peer::{PeerParams, PeerReport};
-use crate::sys::{LatencyHist, touched_buffer};
+use crate::sys::{LatencyHist, nanos, touched_buffer};
 
 /// Frame index that ends a stream.
 const END: u64 = u64::MAX;
@@ -224,11 +224,8 @@ fn partial(messages: u64, size: usize, elapsed_ns: u64, why: &str) -> PeerReport
     }
 }
 
-fn nanos(d: Duration) -> u64 {
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
-}
-
-fn accept(listener: &TcpListener, timeout: Duration) -> io::Result<TcpStream> {
+/// Accept one connection on `listener`, waiting at most `timeout` for it.
+pub(crate) fn accept(listener: &TcpListener, timeout: Duration) -> io::Result<TcpStream> {
     if !wait_readable(listener, timeout)? {
         return Err(io::Error::new(
             io::ErrorKind::TimedOut,

@@ -37,7 +37,7 @@ use weir_transport::{
 
 use crate::incast::SenderRx;
 use crate::peer::{PeerParams, PeerReport, Role};
-use crate::sys::{self, LatencyHist};
+use crate::sys::{self, LatencyHist, nanos};
 use crate::{BenchError, Mode};
 
 /// Whether the weir engine can be measured in this build.
@@ -695,10 +695,6 @@ fn post(host: &Host, conn: ConnId, wr: WorkRequest) -> Result<WrId, BenchError> 
 
 fn ctx(what: &'static str) -> impl Fn(HostError) -> BenchError {
     move |e| BenchError::new(format!("{what}: {e}"))
-}
-
-fn nanos(d: Duration) -> u64 {
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// `--cc NAME|FILE.toml`: a built-in by name, or a `[cc]` table from a file.

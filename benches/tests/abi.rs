@@ -424,110 +424,41 @@ fn abi_misuse_never_crashes() {
         assert_ne!(smh, smh2);
         assert_eq!((t.dereg_mr)(r, smh2), NCCL_SUCCESS);
         let mut req = null_mut();
-        // Wrong comm kind, oversize, outside the registration, bad n.
-        assert_eq!(
-            (t.isend)(
-                r,
-                sbuf.as_mut_ptr().cast(),
-                10,
-                0,
-                smh,
-                null_mut(),
-                &mut req
-            ),
-            NCCL_INVALID_ARGUMENT
-        );
-        assert_eq!(
-            (t.isend)(
-                s,
-                sbuf.as_mut_ptr().cast(),
-                (1 << 30) + 1,
-                0,
-                smh,
-                null_mut(),
-                &mut req
-            ),
-            NCCL_INVALID_ARGUMENT
-        );
-        assert_eq!(
-            (t.isend)(
-                s,
-                sbuf.as_mut_ptr().cast(),
-                8193,
-                0,
-                smh,
-                null_mut(),
-                &mut req
-            ),
-            NCCL_INVALID_ARGUMENT
-        );
-        assert_eq!(
-            (t.isend)(
-                s,
-                sbuf.as_mut_ptr().cast(),
-                10,
-                0,
-                garbage,
-                null_mut(),
-                &mut req
-            ),
-            NCCL_INVALID_ARGUMENT
-        );
-        assert_eq!(
-            (t.isend)(
-                s,
-                sbuf.as_mut_ptr().cast(),
-                10,
-                0,
-                smh,
-                null_mut(),
-                null_mut()
-            ),
-            NCCL_INVALID_ARGUMENT
-        );
+        // Wrong comm kind, oversize, outside the registration, bad mhandle, no request out.
+        let sp = sbuf.as_mut_ptr().cast::<c_void>();
+        let rq: *mut *mut c_void = &mut req;
+        for (comm, size, mh, out) in [
+            (r, 10, smh, rq),
+            (s, (1 << 30) + 1, smh, rq),
+            (s, 8193, smh, rq),
+            (s, 10, garbage, rq),
+            (s, 10, smh, null_mut()),
+        ] {
+            assert_eq!(
+                (t.isend)(comm, sp, size, 0, mh, null_mut(), out),
+                NCCL_INVALID_ARGUMENT
+            );
+        }
+        // Bad n (0, above the maximum), no data array.
         let mut d = [rbuf.as_mut_ptr().cast::<c_void>(); 9];
         let mut sz = [16usize; 9];
         let mut tg = [0 as c_int; 9];
         let mut mh = [rmh; 9];
-        assert_eq!(
-            (t.irecv)(
-                r,
-                0,
-                d.as_mut_ptr(),
-                sz.as_mut_ptr(),
-                tg.as_mut_ptr(),
-                mh.as_mut_ptr(),
-                null_mut(),
-                &mut req
-            ),
-            NCCL_INVALID_ARGUMENT
-        );
-        assert_eq!(
-            (t.irecv)(
-                r,
-                9,
-                d.as_mut_ptr(),
-                sz.as_mut_ptr(),
-                tg.as_mut_ptr(),
-                mh.as_mut_ptr(),
-                null_mut(),
-                &mut req
-            ),
-            NCCL_INVALID_ARGUMENT
-        );
-        assert_eq!(
-            (t.irecv)(
-                r,
-                1,
-                null_mut(),
-                sz.as_mut_ptr(),
-                tg.as_mut_ptr(),
-                mh.as_mut_ptr(),
-                null_mut(),
-                &mut req
-            ),
-            NCCL_INVALID_ARGUMENT
-        );
+        for (n, data) in [(0, d.as_mut_ptr()), (9, d.as_mut_ptr()), (1, null_mut())] {
+            assert_eq!(
+                (t.irecv)(
+                    r,
+                    n,
+                    data,
+                    sz.as_mut_ptr(),
+                    tg.as_mut_ptr(),
+                    mh.as_mut_ptr(),
+                    null_mut(),
+                    &mut req
+                ),
+                NCCL_INVALID_ARGUMENT
+            );
+        }
 
         // Truncation: 4096 bytes into a 1024-byte receive is an error, not a silent cut.
         let mut sreq = null_mut();
