@@ -131,6 +131,10 @@ pub struct IncastRow {
     pub rtos: Option<u64>,
     /// Retransmissions later found needless.
     pub spurious_retransmits: Option<u64>,
+    /// The longest a lost packet waited to be delivered (first transmission → ACK of the copy
+    /// that arrived), µs: no message waited longer behind a loss. Aggregate: the max.
+    #[serde(default)]
+    pub max_repair_us: Option<u64>,
     /// Aggregate: the kernel's UDP receive-buffer drops on this host during the phase.
     pub kernel_drops: Option<u64>,
     /// Aggregate: the single sender's goodput in this run, and this phase's share of it.
@@ -378,6 +382,7 @@ fn phase_rows(plan: &Plan, senders: u32, o: &Outcome) -> Vec<IncastRow> {
                     row.retransmits = s.retransmits;
                     row.rtos = s.rtos;
                     row.spurious_retransmits = s.spurious_retransmits;
+                    row.max_repair_us = s.max_repair_us;
                     row.complete = s.complete
                         && got.is_some_and(|g| g.complete && g.messages == plan.messages);
                     notes.extend(s.note.iter().map(|n| format!("sender: {n}")));
@@ -398,6 +403,7 @@ fn phase_rows(plan: &Plan, senders: u32, o: &Outcome) -> Vec<IncastRow> {
         retransmits: sum(rows.iter().map(|r| r.retransmits)),
         rtos: sum(rows.iter().map(|r| r.rtos)),
         spurious_retransmits: sum(rows.iter().map(|r| r.spurious_retransmits)),
+        max_repair_us: rows.iter().filter_map(|r| r.max_repair_us).max(),
         complete: rx.is_some_and(|r| r.complete) && rows.iter().all(|r| r.complete),
         ..base
     };
@@ -440,14 +446,16 @@ fn table_header(plan: &Plan, notes: &[String]) -> String {
     let _ = writeln!(
         s,
         "# goodput: receiver view, GB/s (1e9 B/s); latency: per message at the sender, post → \
-         completion, µs; drops: kernel UDP RcvbufErrors on this host during the phase"
+         completion, µs; repair: the longest a lost packet waited to be delivered (first \
+         transmission → ACK of the copy that arrived), µs; drops: kernel UDP RcvbufErrors on \
+         this host during the phase"
     );
     for n in notes {
         let _ = writeln!(s, "{n}");
     }
     let _ = writeln!(
         s,
-        "#{:>7} {:>6} {:>9} {:>9} {:>10} {:>10} {:>10} {:>8} {:>6} {:>6} {:>8} {:>7} {:>5}  note",
+        "#{:>7} {:>6} {:>9} {:>9} {:>10} {:>10} {:>10} {:>8} {:>6} {:>6} {:>10} {:>8} {:>7} {:>5}  note",
         "senders",
         "sender",
         "msgs",
@@ -458,6 +466,7 @@ fn table_header(plan: &Plan, notes: &[String]) -> String {
         "retx",
         "rtos",
         "spur",
+        "repair(us)",
         "drops",
         "x1",
         "ok"
@@ -476,7 +485,7 @@ fn opt_u(v: Option<u64>) -> String {
 /// One table line.
 pub fn table_row(r: &IncastRow) -> String {
     format!(
-        " {:>7} {:>6} {:>9} {:>9} {:>10} {:>10} {:>10} {:>8} {:>6} {:>6} {:>8} {:>7} {:>5}  {}",
+        " {:>7} {:>6} {:>9} {:>9} {:>10} {:>10} {:>10} {:>8} {:>6} {:>6} {:>10} {:>8} {:>7} {:>5}  {}",
         r.senders,
         r.sender.map_or("all".into(), |i| i.to_string()),
         format!("{}/{}", r.messages, r.expected),
@@ -487,6 +496,7 @@ pub fn table_row(r: &IncastRow) -> String {
         opt_u(r.retransmits),
         opt_u(r.rtos),
         opt_u(r.spurious_retransmits),
+        opt_u(r.max_repair_us),
         if r.sender.is_some() {
             String::new()
         } else {
@@ -558,7 +568,7 @@ mod tests {
     #[test]
     fn rows_and_aggregate() {
         let p = plan();
-        let sender = |max| {
+        let sender = |max: f64| {
             Ok(PeerReport {
                 messages: 8,
                 complete: true,
@@ -568,6 +578,7 @@ mod tests {
                 retransmits: Some(3),
                 rtos: Some(1),
                 spurious_retransmits: Some(0),
+                max_repair_us: Some(max as u64 / 2),
                 ..PeerReport::default()
             })
         };
@@ -601,6 +612,7 @@ mod tests {
         assert_eq!(agg.goodput_gbps, Some(4.0));
         assert_eq!(agg.max_us, Some(50.0));
         assert_eq!((agg.retransmits, agg.rtos), (Some(6), Some(2)));
+        assert_eq!(agg.max_repair_us, Some(25));
         assert_eq!(agg.kernel_drops, Some(42));
         assert!(agg.complete && agg.note.is_none());
         assert!(table_row(agg).contains("16/16"));

@@ -180,6 +180,10 @@ pub struct PeerReport {
     /// Sender (weir): retransmissions found needless (`ConnStats::spurious_retransmits`).
     #[serde(default)]
     pub spurious_retransmits: Option<u64>,
+    /// Sender (weir): the longest a resent packet waited to be delivered, µs
+    /// (`ConnStats::max_repair_us`).
+    #[serde(default)]
+    pub max_repair_us: Option<u64>,
     /// Incast receiver: what arrived from each sender.
     #[serde(default)]
     pub per_sender: Vec<crate::incast::SenderRx>,

@@ -275,6 +275,7 @@ pub fn weir_sender(p: &PeerParams) -> Result<PeerReport, BenchError> {
         data_packets: stats.map(|s| s.data_packets),
         rtos: stats.map(|s| s.rto_events),
         spurious_retransmits: stats.map(|s| s.spurious_retransmits),
+        max_repair_us: stats.map(|s| s.max_repair_us),
         note,
         ..PeerReport::default()
     })

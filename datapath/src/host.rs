@@ -59,6 +59,15 @@ pub struct HostConfig {
     /// that needs it), so an INT-driven law sees the last hop's queue even on a path whose
     /// switches add nothing.
     pub host_int: bool,
+    /// Mark Congestion Experienced on received datagrams while the primary socket's receive
+    /// queue holds more than this fraction of its buffer (0 turns marking off). On a host
+    /// the receive queue is the last hop's queue: an incast fills it and the kernel then
+    /// drops whole bursts, unseen by any switch. Marked like a switch port marks at its
+    /// threshold (DCTCP's step marking), it gives ECN-driven controllers the signal before
+    /// the drops, as host congestion control does with host-side signals (hostCC, Agarwal et
+    /// al., SIGCOMM 2023). The queue is read only after a receive round came back full, so
+    /// an idle or lightly loaded host pays nothing.
+    pub rx_ecn_fraction: f64,
 }
 
 impl Default for HostConfig {
@@ -73,6 +82,7 @@ impl Default for HostConfig {
             tx_burst: 64,
             icrc: false,
             host_int: false,
+            rx_ecn_fraction: 0.25,
         }
     }
 }
@@ -130,6 +140,9 @@ pub struct HostStats {
     pub tx_payload_missing: u64,
     /// Datagrams dropped because their ICRC trailer did not match.
     pub rx_icrc_errors: u64,
+    /// Received datagrams marked Congestion Experienced for a full receive queue
+    /// (`HostConfig::rx_ecn_fraction`).
+    pub rx_ecn_marked: u64,
 }
 
 /// A running transport host. Dropping it closes every connection and stops the engine thread.
@@ -434,6 +447,11 @@ impl Host {
         self.with_engine(|e| e.ep.path_stats(conn))
     }
 
+    /// What the sockets turned out to support (GSO, GRO, ECN).
+    pub fn udp_caps(&self) -> crate::udp::UdpCaps {
+        self.with_engine(|e| e.dp.sockets.caps())
+    }
+
     /// Counters of every layer.
     pub fn stats(&self) -> HostStats {
         self.with_engine(|e| {
@@ -649,6 +667,12 @@ struct Datapath {
     headers: Vec<[u8; MAX_HEADER_LEN]>,
     /// This host as an INT hop (`HostConfig::host_int`).
     int: Option<HostHop>,
+    /// `HostConfig::rx_ecn_fraction`.
+    rx_ecn_fraction: f64,
+    /// The last receive round came back full: the queue is read before the next.
+    rx_backlogged: bool,
+    /// Datagrams marked CE for the receive queue (`HostStats::rx_ecn_marked`).
+    rx_ecn_marked: u64,
 }
 
 /// The receiving host as an INT hop: one record per datagram describing its receive queue.
@@ -705,6 +729,13 @@ impl Datapath {
             icrc_errors: 0,
             headers: vec![[0u8; MAX_HEADER_LEN]; tx_burst],
             int: cfg.host_int.then(|| HostHop::new(cfg.transport.line_rate)),
+            rx_ecn_fraction: if cfg.rx_ecn_fraction.is_finite() {
+                cfg.rx_ecn_fraction.max(0.0)
+            } else {
+                0.0
+            },
+            rx_backlogged: false,
+            rx_ecn_marked: 0,
         }
     }
 }
@@ -872,6 +903,7 @@ impl Datapath {
         stats.fault_rx = self.rx_fault.stats();
         stats.fault_tx = self.tx_fault.stats();
         stats.rx_icrc_errors = self.icrc_errors;
+        stats.rx_ecn_marked = self.rx_ecn_marked;
         worked
     }
 
@@ -884,14 +916,27 @@ impl Datapath {
         if let Some(h) = &mut self.int {
             h.qlen = self.sockets.rx_queued();
         }
+        let mark = self.rx_backlogged
+            && self.rx_ecn_fraction > 0.0
+            && self
+                .sockets
+                .rx_occupancy()
+                .is_some_and(|(q, limit)| q as f64 > limit as f64 * self.rx_ecn_fraction);
         let int = &mut self.int;
+        let marked = &mut self.rx_ecn_marked;
         let received = self
             .sockets
             .recv_some(RX_MSGS_PER_ROUND, &mut |d| {
                 let int_hop = int.as_mut().map(|h| h.record(d.data.len(), now));
+                let ecn = if mark && d.ecn != Ecn::NotEct {
+                    *marked += 1;
+                    Ecn::Ce
+                } else {
+                    d.ecn
+                };
                 let meta = RxMeta {
                     from: d.from,
-                    ecn: d.ecn,
+                    ecn,
                     virtual_payload: false,
                     int_hop,
                 };
@@ -930,6 +975,7 @@ impl Datapath {
                 }
             })
             .unwrap_or(0);
+        self.rx_backlogged = received >= RX_MSGS_PER_ROUND;
         worked |= received > 0;
         if let Impair::Full(f) = &mut self.rx_fault {
             while let Some(p) = f.pop_ready(now) {

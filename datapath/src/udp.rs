@@ -293,6 +293,33 @@ impl UdpSockets {
         self.stats
     }
 
+    /// The primary socket's receive queue: (bytes charged to it, its limit), from
+    /// `SO_MEMINFO`; `None` when the kernel does not say.
+    pub fn rx_occupancy(&self) -> Option<(u64, u64)> {
+        /// `SO_MEMINFO` (asm-generic; Linux ≥ 3.9).
+        const SO_MEMINFO: libc::c_int = 55;
+        let s = self.socks.first()?;
+        let mut info = [0u32; 16];
+        let mut len = std::mem::size_of_val(&info) as libc::socklen_t;
+        // SAFETY: getsockopt writes at most `len` bytes into `info`.
+        let rc = unsafe {
+            libc::getsockopt(
+                s.as_raw_fd(),
+                libc::SOL_SOCKET,
+                SO_MEMINFO,
+                info.as_mut_ptr().cast(),
+                &mut len,
+            )
+        };
+        let need = (libc::SK_MEMINFO_RCVBUF as usize + 1) * 4;
+        (rc == 0 && len as usize >= need).then(|| {
+            (
+                u64::from(info[libc::SK_MEMINFO_RMEM_ALLOC as usize]),
+                u64::from(info[libc::SK_MEMINFO_RCVBUF as usize]),
+            )
+        })
+    }
+
     /// Bytes waiting in the sockets' receive queues (kernel accounting, `SO_MEMINFO`'s
     /// `SK_MEMINFO_RMEM_ALLOC`: payload plus per-buffer overhead), summed over the sockets:
     /// the backlog of the receiving host's last hop. 0 where the kernel does not say.

@@ -40,13 +40,17 @@ pub struct ConnStats {
     /// sent before it) and undone.
     pub spurious_rtos: u64,
     /// Resends shown unnecessary: an ACK echoed the timestamp of the transmission they
-    /// repeated, so it had arrived (tail-loss probes included).
+    /// repeated, so it had arrived.
     pub spurious_retransmits: u64,
-    /// Of those, tail-loss probes.
+    /// Tail-loss probes whose answer revealed no loss (the data or its ACK was only late).
     pub spurious_probes: u64,
     /// Times the sender held back after consecutive trims with its window at one packet.
     pub trim_backoffs: u64,
-    /// Tail-loss probes sent.
+    /// The longest a resent packet waited to be delivered, µs: from its first transmission
+    /// to the ACK of the copy that arrived. A message can complete no sooner, so this bounds
+    /// how long any message waited behind a loss.
+    pub max_repair_us: u64,
+    /// Tail-loss probes sent (data-less PROBE packets; not counted in `retransmits`).
     pub tlp_probes: u64,
     /// Payload bytes sent (first transmissions).
     pub data_bytes: u64,

@@ -122,6 +122,8 @@ pub(crate) struct Conn {
     retries: u32,
     tlps: u8,
     tlp_pending: bool,
+    /// Transmit timestamp of the last tail-loss probe, until an ACK echoing it arrives.
+    tlp_sent: Option<Instant>,
     probe_pending: bool,
     next_pace: Instant,
     // Control packets waiting to go out.
@@ -209,6 +211,7 @@ impl Conn {
             retries: 0,
             tlps: 0,
             tlp_pending: false,
+            tlp_sent: None,
             probe_pending: false,
             next_pace: now,
             need_syn: state == State::SynSent,
@@ -471,9 +474,15 @@ impl Conn {
         }
         // ACKs echo only packets that arrived whole: an echoed timestamp tells the sender that
         // transmission was delivered (spurious-retransmission detection relies on it).
-        r.last_tx_ts = d.tx_ts;
-        r.last_arrival = now;
-        match r.classify(c.psn) {
+        let arrival = r.classify(c.psn);
+        // A duplicate does not displace an echo still waiting for its ACK: when an original
+        // and its resend arrive in one batch (the receiver was descheduled), the ACK must
+        // name the original, which is what proves the resend spurious (a DSACK's role).
+        if arrival != Arrival::Duplicate || (r.unacked == 0 && !r.ack_now) {
+            r.last_tx_ts = d.tx_ts;
+            r.last_arrival = now;
+        }
+        match arrival {
             Arrival::Duplicate => {
                 self.stats.rx_duplicates += 1;
                 r.ack_now = true;
@@ -834,8 +843,15 @@ impl Conn {
         }
         let selective = ctx.config.mode == Mode::Weir;
         let horizon = now.saturating_sub(self.rto(ctx.config).saturating_mul(4));
-        if selective && let Some(probe) = self.send.spurious(a.echo_ts, horizon) {
-            self.spurious_resend(now, probe);
+        if selective && self.send.spurious(a.echo_ts, horizon) {
+            self.spurious_resend(now);
+        }
+        // An ACK echoing the tail-loss probe answers it (timestamps are unique per connection).
+        let probe = self
+            .tlp_sent
+            .filter(|t| a.echo_ts != 0 && a.echo_ts == t.as_ps());
+        if probe.is_some() {
+            self.tlp_sent = None;
         }
         let reorder_window = self.reorder_window(ctx.config);
         let Conn { send, paths, .. } = self;
@@ -843,7 +859,7 @@ impl Conn {
             Delivery::Acked { path } => paths.delivered(path),
             Delivery::Lost { path, .. } => paths.penalize(path, Penalty::Loss),
         };
-        let mut outcome = send.on_ack(a, reorder_window, selective, &mut on);
+        let mut outcome = send.on_ack(a, reorder_window, selective, probe, now, &mut on);
         if outcome.acked_pkts > 0
             && let Some(fired) = self.rto_fired.take()
             && a.echo_ts != 0
@@ -858,12 +874,24 @@ impl Conn {
                 self.stats.spurious_rtos += 1;
                 self.stats.lost_packets =
                     self.stats.lost_packets.saturating_sub(u64::from(restored));
-                let again = send.on_ack(a, reorder_window, selective, &mut on);
+                let again = send.on_ack(a, reorder_window, selective, probe, now, &mut on);
                 outcome.lost_bytes += again.lost_bytes;
                 outcome.lost_pkts += again.lost_pkts;
             }
         }
         self.stats.lost_packets += u64::from(outcome.lost_pkts);
+        self.stats.max_repair_us = self
+            .stats
+            .max_repair_us
+            .max(u64::from(outcome.max_repair_us));
+        if probe.is_some() && outcome.lost_pkts == 0 {
+            // The probe's answer revealed no loss: the originals (or their ACKs) were only
+            // late, e.g. the peer's host was descheduled. The probe timeout is short for this
+            // path: widen it one smoothed RTT, up to `PTO_MULT_MAX`.
+            self.stats.spurious_probes += 1;
+            self.pto_mult = (self.pto_mult + 1).min(PTO_MULT_MAX);
+            self.pto_quiet = 0;
+        }
         if outcome.lost_pkts > 0 {
             // One more loss episode without a spurious resend: the window decays back.
             self.reo_quiet += 1;
@@ -1120,16 +1148,8 @@ impl Conn {
     }
 
     /// An ACK proved a resend unnecessary (its earlier transmission arrived).
-    fn spurious_resend(&mut self, now: Instant, probe: bool) {
+    fn spurious_resend(&mut self, now: Instant) {
         self.stats.spurious_retransmits += 1;
-        if probe {
-            // A probe is sent without evidence of loss; that it was not needed says nothing
-            // about the reordering window, but that the probe timeout is short for this path.
-            self.stats.spurious_probes += 1;
-            self.pto_mult = (self.pto_mult + 1).min(PTO_MULT_MAX);
-            self.pto_quiet = 0;
-            return;
-        }
         // RFC 8985 §6.2 (paraphrased): on a DSACK, raise reo_wnd_mult by one, at most once per
         // round trip.
         let round = self.rtt.srtt().unwrap_or(MIN_PTO);
@@ -1379,16 +1399,22 @@ impl Conn {
             self.timers
                 .set(Timer::CreditStall, now + config.peer_timeout);
         }
-        // A tail-loss probe goes even without credit: it is the last resort against a hang
-        // and costs one packet (its bytes are charged, so the next request covers them).
+        // The tail-loss probe carries no data: it asks for an ACK, which tells RACK what of
+        // the tail arrived (`SendState::on_ack`), and what it finds lost is resent at once.
+        // RFC 8985 §7.3 resends the last segment instead, saving one round trip when exactly
+        // that segment was lost, but on a host a probe fires whenever the peer is descheduled
+        // for two round trips, and the resend is then a duplicate; on a congested receiver
+        // (incast) it is one more full packet into the queue that is dropping. A probe is a
+        // header, needs no window or credit, and takes the next path of the spray.
         if self.tlp_pending {
             self.tlp_pending = false;
-            if let Some(psn) = self.send.last_in_flight() {
+            if self.send.in_flight_pkts > 0 {
                 self.stats.tlp_probes += 1;
-                self.stats.retransmits += 1;
                 let ts = self.stamp(now);
-                self.send.probed(psn, ts);
-                return self.data(now, psn, true, true, config, mem, buf);
+                self.tlp_sent = Some(ts);
+                let ext = ProbeExt { tx_ts: ts.as_ps() };
+                let entropy = self.paths.for_tail_probe();
+                return self.control(Opcode::Probe, Flags::ACK_REQ, Ext::Probe(ext), entropy, buf);
             }
         }
         if self.probe_pending {

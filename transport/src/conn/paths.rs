@@ -54,6 +54,8 @@ pub(crate) struct Paths {
     burst: u16,
     sent_total: u64,
     probe_cursor: u16,
+    /// The path of the last tail-loss probe.
+    tlp_path: u16,
 }
 
 impl Paths {
@@ -67,6 +69,7 @@ impl Paths {
             burst: burst.max(1),
             sent_total: 0,
             probe_cursor: 0,
+            tlp_path: start % n,
         }
     }
 
@@ -110,6 +113,14 @@ impl Paths {
             }
         }
         None
+    }
+
+    /// A path for a tail-loss probe: the next healthy path after the last probe's, so a
+    /// second probe does not follow the first into a dead path. Probes carry no data and are
+    /// not scored, so they leave the spray's bursts and counters alone.
+    pub(crate) fn for_tail_probe(&mut self) -> u16 {
+        self.tlp_path = self.pick_after(self.tlp_path);
+        self.tlp_path
     }
 
     /// A path for retransmitting a packet first sent on `orig`: a healthy path other than it

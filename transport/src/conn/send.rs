@@ -67,6 +67,17 @@ pub(crate) struct Pkt {
     /// Declared lost by a retransmission timeout and not resent since: restored to in flight
     /// if the timeout proves spurious ([`SendState::undo_rto`]).
     pub(crate) by_rto: bool,
+    /// The first transmission's time in whole µs, wrapping (every 71 minutes): what a resent
+    /// packet's repair time ([`AckOutcome::max_repair_us`]) is measured from. It sits in what
+    /// would be padding, so a packet record stays 32 bytes.
+    pub(crate) first_sent_us: u32,
+}
+
+const _: () = assert!(core::mem::size_of::<Pkt>() <= 32);
+
+/// `now` in whole µs, wrapping (see [`Pkt::first_sent_us`]).
+fn wrapping_us(now: Instant) -> u32 {
+    (now.as_ps() / 1_000_000) as u32
 }
 
 /// A packet's fate learnt from an ACK.
@@ -85,6 +96,9 @@ pub(crate) struct AckOutcome {
     pub(crate) lost_pkts: u32,
     /// Cumulative ACK advanced.
     pub(crate) progress: bool,
+    /// Of the packets acknowledged that had been resent, the longest time from first
+    /// transmission to this ACK, µs: how long the data waited behind its loss.
+    pub(crate) max_repair_us: u32,
 }
 
 #[derive(Debug)]
@@ -122,21 +136,14 @@ pub(crate) struct SendState {
     /// The echoed transmit timestamp of the ACK being processed, to tell an ACK of a
     /// retransmission from a late ACK of the original (RACK step 2).
     ack_echo: u64,
+    /// When the ACK being processed arrived, whole µs wrapping (for repair times).
+    ack_at_us: u32,
     /// Payload bytes posted and not yet segmented (for the credit request).
     unsegmented: u64,
-    /// Recent resends, oldest first: the transmit timestamp of the transmission each one
-    /// repeated, and whether it was a tail-loss probe. An ACK echoing such a
-    /// timestamp proves that earlier transmission arrived, so the resend was spurious
-    /// ([`SendState::spurious`]).
-    resent: VecDeque<Resent>,
-}
-
-/// One resend remembered for spurious-retransmission detection.
-#[derive(Clone, Copy, Debug)]
-struct Resent {
-    /// Transmit timestamp (ps) of the transmission this resend repeated.
-    prior_ts: u64,
-    probe: bool,
+    /// Recent resends, oldest first: the transmit timestamp (ps) of the transmission each
+    /// one repeated. An ACK echoing such a timestamp proves that earlier transmission
+    /// arrived, so the resend was spurious ([`SendState::spurious`]).
+    resent: VecDeque<u64>,
 }
 
 /// Resends remembered for spurious-retransmission detection (older ones are forgotten).
@@ -163,6 +170,7 @@ impl SendState {
             retx_inflight: VecDeque::new(),
             last_ecn_bytes: 0,
             ack_echo: 0,
+            ack_at_us: 0,
             unsegmented: 0,
             resent: VecDeque::new(),
         }
@@ -331,6 +339,7 @@ impl SendState {
             retx: 0,
             state: PktState::InFlight,
             by_rto: false,
+            first_sent_us: wrapping_us(now),
         });
         self.in_flight += len as u64;
         self.in_flight_pkts += 1;
@@ -356,38 +365,36 @@ impl SendState {
         self.in_flight += len;
         self.in_flight_pkts += 1;
         self.retx_inflight.push_back(psn);
-        self.remember_resend(prior_ts, false);
+        self.remember_resend(prior_ts);
         Some(psn)
     }
 
-    fn remember_resend(&mut self, prior_ts: u64, probe: bool) {
+    fn remember_resend(&mut self, prior_ts: u64) {
         if self.resent.len() >= RESENT_LOG {
             self.resent.pop_front();
         }
-        self.resent.push_back(Resent { prior_ts, probe });
+        self.resent.push_back(prior_ts);
     }
 
     /// An ACK echoing `echo` arrived: if `echo` is the timestamp of a transmission that was
     /// later repeated, that transmission reached the receiver and the repeat was unnecessary.
-    /// Returns `Some(probe)` for such a spurious resend (each is reported once). Transmit
+    /// Returns true for such a spurious resend (each is reported once). Transmit
     /// timestamps are unique per connection (`Conn::stamp`), so the echo names one
     /// transmission; the receiver echoes only packets that arrived whole.
     /// Resends of transmissions older than `horizon` are forgotten first (an original that
     /// late says nothing useful), so the log a busy connection scans per ACK stays short.
     // The DSACK equivalent behind RFC 8985 §6.2's adaptive reordering window.
-    pub(crate) fn spurious(&mut self, echo: u64, horizon: Instant) -> Option<bool> {
-        while self
-            .resent
-            .front()
-            .is_some_and(|r| r.prior_ts < horizon.as_ps())
-        {
+    pub(crate) fn spurious(&mut self, echo: u64, horizon: Instant) -> bool {
+        while self.resent.front().is_some_and(|&ts| ts < horizon.as_ps()) {
             self.resent.pop_front();
         }
         if echo == 0 {
-            return None;
+            return false;
         }
-        let i = self.resent.iter().position(|r| r.prior_ts == echo)?;
-        self.resent.remove(i).map(|r| r.probe)
+        match self.resent.iter().position(|&ts| ts == echo) {
+            Some(i) => self.resent.remove(i).is_some(),
+            None => false,
+        }
     }
 
     /// Mark an in-flight packet lost and queue it. Returns its (len, path) if it changed state.
@@ -525,39 +532,20 @@ impl SendState {
         restored
     }
 
-    /// Re-stamp a packet sent again as a probe, so RACK judges older packets against it.
-    pub(crate) fn probed(&mut self, psn: u32, now: Instant) {
-        if let Some(p) = self.pkt_mut(psn) {
-            let prior_ts = p.sent_at.as_ps();
-            p.sent_at = now;
-            p.retx = p.retx.saturating_add(1);
-            self.retx_inflight.push_back(psn);
-            self.remember_resend(prior_ts, true);
-        }
-    }
-
-    /// The highest in-flight packet (for a tail-loss probe).
-    pub(crate) fn last_in_flight(&self) -> Option<u32> {
-        let mut psn = self.snd_nxt;
-        while psn != self.snd_una {
-            psn = psn.wrapping_sub(1);
-            if self.pkt(psn).is_some_and(|p| p.state == PktState::InFlight) {
-                return Some(psn);
-            }
-        }
-        None
-    }
-
     /// Process a cumulative ACK + SACK. `on` hears about every packet newly acknowledged or
-    /// newly declared lost (for path scoring).
+    /// newly declared lost (for path scoring). `probe` is the transmit time of the data-less
+    /// tail-loss probe this ACK answers, if it answers one.
     pub(crate) fn on_ack(
         &mut self,
         ack: &AckExt,
         reorder_window: Duration,
         selective: bool,
+        probe: Option<Instant>,
+        now: Instant,
         on: &mut dyn FnMut(Delivery),
     ) -> AckOutcome {
         self.ack_echo = ack.echo_ts;
+        self.ack_at_us = wrapping_us(now);
         let mut out = AckOutcome::default();
         // Flow control: the window only moves forward.
         if psn_lt(self.rwnd_psn, ack.rwnd_psn) {
@@ -584,11 +572,23 @@ impl SendState {
             self.apply_sack(&ack.sack, &mut out, on);
             // The ACK says exactly which PSNs below this arrived; beyond it, nothing is known
             // (the bitmap is bounded), so loss detection must not judge those packets.
-            let reported = if ack.sack.len == 0 || !psn_lt(cum, ack.sack.base) {
+            let mut reported = if ack.sack.len == 0 || !psn_lt(cum, ack.sack.base) {
                 cum.wrapping_add(1)
             } else {
                 ack.sack.base.wrapping_add(ack.sack.len as u32 * 64)
             };
+            if let Some(t) = probe {
+                // The receiver answered a probe sent after every packet in flight: it is a
+                // delivered transmission as RACK sees one (RFC 8985 §7.3: the probe's ACK lets
+                // RACK judge the tail), and an ACK without a SACK bitmap then says that
+                // nothing beyond `cum` had arrived when the probe did.
+                if self.rack_xmit.is_none_or(|x| t > x) {
+                    self.rack_xmit = Some(t);
+                }
+                if ack.sack.len == 0 {
+                    reported = self.snd_nxt;
+                }
+            }
             self.detect_losses(reorder_window, reported, &mut out, on);
         }
         out
@@ -601,6 +601,10 @@ impl SendState {
         }
         out.acked_bytes += p.len as u64;
         out.acked_pkts += 1;
+        if p.retx > 0 {
+            let repair = self.ack_at_us.wrapping_sub(p.first_sent_us);
+            out.max_repair_us = out.max_repair_us.max(repair);
+        }
         //= https://www.rfc-editor.org/rfc/rfc8985#section-6.2
         //# Step 2: if the segment was retransmitted, use its send time only when the ACK is
         //# known to be for the retransmission, not for a late original.
