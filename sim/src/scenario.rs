@@ -17,6 +17,7 @@ pub struct Scenario {
     #[serde(default = "one")]
     pub seed: u64,
     /// The network.
+    #[serde(deserialize_with = "tagged")]
     pub topology: Topology,
     /// Switch queues and forwarding.
     #[serde(default)]
@@ -26,7 +27,7 @@ pub struct Scenario {
     pub transport: TransportConfig,
     /// The traffic of a single job over every host (`[workload]`). Either this or `[[jobs]]`
     /// (or both: the `[workload]` job comes first).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "tagged_opt")]
     pub workload: Option<Workload>,
     /// Several jobs at once, each on its own hosts (`[[jobs]]`).
     #[serde(default)]
@@ -59,7 +60,49 @@ pub struct Job {
     #[serde(default)]
     pub start_us: u64,
     /// The traffic.
+    #[serde(deserialize_with = "tagged")]
     pub workload: Workload,
+}
+
+/// Deserialize an enum written as a table with a `kind` key. Serde's internally tagged
+/// enums buffer the table before they know the variant, which drops the key names from type
+/// errors (a wrong value was reported at the table's header); here the table is read whole,
+/// `kind` picks the variant and the rest deserializes as that variant's fields, so an error
+/// says which key is wrong (`in \`link_delay_ns\``).
+fn tagged<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    use serde::de::Error as _;
+    let mut table = toml::Table::deserialize(d)?;
+    let kind = match table.remove("kind") {
+        Some(toml::Value::String(k)) => k,
+        Some(other) => {
+            return Err(D::Error::custom(format!(
+                "`kind` must be a string, not {}",
+                other.type_str()
+            )));
+        }
+        None => return Err(D::Error::missing_field("kind")),
+    };
+    let mut outer = toml::Table::new();
+    outer.insert(kind.clone(), toml::Value::Table(table));
+    T::deserialize(toml::Value::Table(outer)).map_err(|e| {
+        let msg = e.to_string();
+        // The variant is the outer key: "in `fat_tree.k`" reads better as "in `k`".
+        let msg = msg.replace(&format!("`{kind}."), "`");
+        D::Error::custom(format!("kind = {kind:?}: {}", msg.trim_end()))
+    })
+}
+
+/// [`tagged`] for an optional table.
+fn tagged_opt<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    tagged(d).map(Some)
 }
 
 /// What a fault event does.
@@ -107,9 +150,10 @@ pub struct FaultEvent {
     pub delay_ns: Option<u64>,
 }
 
-/// Topology kinds. Every link has the same propagation delay.
+/// Topology kinds. Every link has the same propagation delay. In TOML the kind is a key of
+/// the table (`kind = "fat_tree"`; see [`tagged`]).
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum Topology {
     /// Three-tier k-ary fat-tree (Al-Fares et al., SIGCOMM 2008): k pods of k/2 edge and k/2
     /// aggregation switches, (k/2)² core switches, k³/4 hosts; full bisection bandwidth.
@@ -325,8 +369,9 @@ impl Default for TransportConfig {
 /// Traffic patterns. Every workload is a set of messages (source, destination, bytes): a `Send`
 /// on the source matched by a `Recv` on the destination (tagged with the message id). Host
 /// indices inside a workload are job ranks (`0..` the job's host count).
+/// In TOML the kind is a key of the table (`kind = "incast"`; see [`tagged`]).
 #[derive(Clone, Debug, Deserialize, PartialEq)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum Workload {
     /// Every rank sends one message to a partner drawn as a random derangement (nobody sends to
     /// itself, everybody receives exactly one message); all start together.
@@ -487,11 +532,103 @@ const MAX_MSG: u64 = u32::MAX as u64;
 /// converted: 2^25 messages take about 4 GB at peak).
 const MAX_MESSAGES: u64 = 1 << 25;
 
+/// Upper bounds of numeric keys, chosen so that every derived quantity stays exact in the
+/// simulator's integer arithmetic (picoseconds in a `u64`, wire bytes in a `u32`) with a wide
+/// margin, and far beyond any network the simulator is meant for.
+mod limit {
+    /// Link rates, Gb/s (100 Tb/s).
+    pub(super) const GBPS: u64 = 100_000;
+    /// Propagation and host delays, ns (1 s).
+    pub(super) const DELAY_NS: u64 = 1_000_000_000;
+    /// Times and durations in µs (10^11 µs, about 28 hours of simulated time; 10^17 ps).
+    pub(super) const TIME_US: u64 = 100_000_000_000;
+    /// Buffers and thresholds, bytes (1 TiB).
+    pub(super) const BYTES: u64 = 1 << 40;
+    /// Framing overhead per packet, bytes (Ethernet, VLANs, IPv6, UDP and tunnels fit many
+    /// times over).
+    pub(super) const FRAME_OVERHEAD: u64 = 1024;
+}
+
+/// A validation error naming a key: "`key` = value is out of range (lo..=hi)". `from_toml`
+/// puts the key's line in front.
+fn out_of_range(key: &str, v: impl std::fmt::Display, lo: u64, hi: u64) -> ScenarioError {
+    ScenarioError(format!("`{key}` = {v} is out of range ({lo}..={hi})"))
+}
+
+/// `v` within `lo..=hi`, or an error naming `key`.
+fn within(key: &str, v: u64, lo: u64, hi: u64) -> Result<(), ScenarioError> {
+    if (lo..=hi).contains(&v) {
+        Ok(())
+    } else {
+        Err(out_of_range(key, v, lo, hi))
+    }
+}
+
+/// The 1-based line of the value at the dotted `path` in `text` (numeric parts index arrays,
+/// arrays of tables included), if the text has it.
+fn line_of(text: &str, path: &str) -> Option<usize> {
+    let root = toml::de::DeTable::parse(text).ok()?;
+    let mut parts = path.split('.');
+    let mut v = root.get_ref().get(parts.next()?)?;
+    for part in parts {
+        v = match part.parse::<usize>() {
+            Ok(i) => v.get_ref().get(i)?,
+            Err(_) => v.get_ref().get(part)?,
+        };
+    }
+    let start = v.span().start.min(text.len());
+    Some(text.get(..start)?.matches('\n').count() + 1)
+}
+
+/// Put the line of the key an error names (a message starting with "`key`") in front of it.
+fn locate(text: &str, e: ScenarioError) -> ScenarioError {
+    let key =
+        e.0.strip_prefix('`')
+            .and_then(|rest| rest.split_once('`'))
+            .map(|(k, _)| k);
+    match key.and_then(|k| line_of(text, k)) {
+        Some(line) => ScenarioError(format!("line {line}: {}", e.0)),
+        None => e,
+    }
+}
+
+/// A parse error whose span is a whole table (a kind-tagged table, see [`tagged`]) but whose
+/// message names the key ("in `k`"): the key's own line in front, found under that table's
+/// header.
+fn locate_de(text: &str, e: &toml::de::Error) -> ScenarioError {
+    let msg = e.to_string();
+    let key = msg
+        .rsplit_once("in `")
+        .and_then(|(_, rest)| rest.split_once('`'))
+        .map(|(k, _)| k);
+    let (Some(key), Some(span)) = (key, e.span()) else {
+        return ScenarioError(msg);
+    };
+    let Some(head) = text.get(..span.start) else {
+        return ScenarioError(msg);
+    };
+    let header_line = head.matches('\n').count();
+    let found = text
+        .lines()
+        .enumerate()
+        .skip(header_line + 1)
+        .take_while(|(_, l)| !l.trim_start().starts_with('['))
+        .find(|(_, l)| {
+            l.trim_start()
+                .strip_prefix(key)
+                .is_some_and(|r| r.trim_start().starts_with('='))
+        });
+    match found {
+        Some((i, _)) => ScenarioError(format!("line {}: {msg}", i + 1)),
+        None => ScenarioError(msg),
+    }
+}
+
 impl Scenario {
-    /// Parse and validate a TOML scenario.
+    /// Parse and validate a TOML scenario. Errors name the key and its line.
     pub fn from_toml(text: &str) -> Result<Scenario, ScenarioError> {
-        let s: Scenario = toml::from_str(text).map_err(|e| ScenarioError(e.to_string()))?;
-        s.validate()?;
+        let s: Scenario = toml::from_str(text).map_err(|e| locate_de(text, &e))?;
+        s.validate().map_err(|e| locate(text, e))?;
         Ok(s)
     }
 
@@ -515,7 +652,7 @@ impl Scenario {
                 .map_err(|e| ScenarioError(format!("override {path}: {e}")))?;
         }
         let s: Scenario = toml::Value::Table(root).try_into().map_err(|e| err(&e))?;
-        s.validate()?;
+        s.validate().map_err(|e| locate(text, e))?;
         Ok(s)
     }
 
@@ -563,8 +700,172 @@ impl Scenario {
         v
     }
 
+    /// Every numeric key within its range (see [`limit`]); errors name the key.
+    fn check_ranges(&self) -> Result<(), ScenarioError> {
+        /// Values by key name.
+        type Keyed<'a> = &'a [(&'a str, u64)];
+        let (rates, delays): (Keyed<'_>, Keyed<'_>) = match &self.topology {
+            Topology::FatTree {
+                link_gbps,
+                link_delay_ns,
+                ..
+            } => (
+                &[("topology.link_gbps", *link_gbps)],
+                &[("topology.link_delay_ns", *link_delay_ns)],
+            ),
+            Topology::LeafSpine {
+                host_gbps,
+                fabric_gbps,
+                link_delay_ns,
+                ..
+            } => (
+                &[
+                    ("topology.host_gbps", *host_gbps),
+                    ("topology.fabric_gbps", *fabric_gbps),
+                ],
+                &[("topology.link_delay_ns", *link_delay_ns)],
+            ),
+            Topology::Rail {
+                host_gbps,
+                fabric_gbps,
+                nvlink_gbps,
+                link_delay_ns,
+                nvlink_latency_ns,
+                ..
+            } => (
+                &[
+                    ("topology.host_gbps", *host_gbps),
+                    ("topology.fabric_gbps", *fabric_gbps),
+                    ("topology.nvlink_gbps", *nvlink_gbps),
+                ],
+                &[
+                    ("topology.link_delay_ns", *link_delay_ns),
+                    ("topology.nvlink_latency_ns", *nvlink_latency_ns),
+                ],
+            ),
+        };
+        for &(k, v) in rates {
+            within(k, v, 1, limit::GBPS)?;
+        }
+        for &(k, v) in delays {
+            within(k, v, 0, limit::DELAY_NS)?;
+        }
+        let sw = &self.switch;
+        within("switch.buffer_bytes", sw.buffer_bytes, 1, limit::BYTES)?;
+        for (k, v) in [
+            ("switch.ecn_kmin_bytes", sw.ecn_kmin_bytes),
+            ("switch.ecn_kmax_bytes", sw.ecn_kmax_bytes),
+            ("switch.pfc_xoff_bytes", sw.pfc_xoff_bytes),
+            ("switch.pfc_xon_bytes", sw.pfc_xon_bytes),
+        ] {
+            if let Some(v) = v {
+                within(k, v, 0, limit::BYTES)?;
+            }
+        }
+        if let Some(v) = sw.shared_buffer_bytes {
+            within("switch.shared_buffer_bytes", v, 1, limit::BYTES)?;
+        }
+        for (k, v) in [
+            ("switch.link_loss", sw.link_loss),
+            ("switch.ecn_pmax", sw.ecn_pmax),
+        ] {
+            if !(0.0..=1.0).contains(&v) {
+                return Err(ScenarioError(format!(
+                    "`{k}` = {v} is out of range (a probability: 0..=1)"
+                )));
+            }
+        }
+        let t = &self.transport;
+        within(
+            "transport.paths",
+            u64::from(t.paths),
+            1,
+            u64::from(u16::MAX),
+        )?;
+        within(
+            "transport.spray_burst",
+            u64::from(t.spray_burst),
+            1,
+            u64::from(u16::MAX),
+        )?;
+        within("transport.min_rto_us", t.min_rto_us, 1, limit::TIME_US)?;
+        within(
+            "transport.initial_rto_us",
+            t.initial_rto_us,
+            1,
+            limit::TIME_US,
+        )?;
+        within(
+            "transport.reorder_window_us",
+            t.reorder_window_us,
+            0,
+            limit::TIME_US,
+        )?;
+        within("transport.ack_delay_ns", t.ack_delay_ns, 0, limit::DELAY_NS)?;
+        within(
+            "transport.unexpected_bytes",
+            t.unexpected_bytes,
+            0,
+            limit::BYTES,
+        )?;
+        let r = &self.run;
+        within("run.max_time_us", r.max_time_us, 1, limit::TIME_US)?;
+        within(
+            "run.frame_overhead_bytes",
+            u64::from(r.frame_overhead_bytes),
+            0,
+            limit::FRAME_OVERHEAD,
+        )?;
+        within("run.host_delay_ns", r.host_delay_ns, 0, limit::DELAY_NS)?;
+        within(
+            "run.sample_interval_us",
+            r.sample_interval_us,
+            0,
+            limit::TIME_US,
+        )?;
+        within("run.series_links", u64::from(r.series_links), 0, 1 << 24)?;
+        within("run.progress_events", r.progress_events, 1, u64::MAX)?;
+        for (i, j) in self.jobs.iter().enumerate() {
+            within(&format!("jobs.{i}.start_us"), j.start_us, 0, limit::TIME_US)?;
+        }
+        for (i, e) in self.events.iter().enumerate() {
+            within(&format!("events.{i}.at_us"), e.at_us, 0, limit::TIME_US)?;
+        }
+        let workloads = self
+            .workload
+            .iter()
+            .map(|w| ("workload".to_string(), w))
+            .chain(
+                self.jobs
+                    .iter()
+                    .enumerate()
+                    .map(|(i, j)| (format!("jobs.{i}.workload"), &j.workload)),
+            );
+        for (at, w) in workloads {
+            match w {
+                Workload::FlowSize { duration_us, .. } => {
+                    within(
+                        &format!("{at}.duration_us"),
+                        *duration_us,
+                        1,
+                        limit::TIME_US,
+                    )?;
+                }
+                Workload::Messages { messages } => {
+                    for (i, m) in messages.iter().enumerate() {
+                        let k = format!("{at}.messages.{i}.start_us");
+                        within(&k, m.start_us, 0, limit::TIME_US)?;
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
     /// Check that the simulator can run this scenario.
     pub fn validate(&self) -> Result<(), ScenarioError> {
+        self.check_ranges()?;
         let bad = |m: &str| Err(ScenarioError(m.into()));
         match self.topology {
             Topology::FatTree { k, link_gbps, .. } => {

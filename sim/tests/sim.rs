@@ -181,3 +181,84 @@ fn example_file_parses_and_bad_keys_are_rejected() {
     assert!(Scenario::from_toml(&format!("{text}\n[extra]\nx = 1\n")).is_err());
     assert!(Scenario::from_toml(&text.replace("\"nscc\"", "\"nope\"")).is_err());
 }
+
+/// Numbers that would wrap or overflow the simulator's integer time and byte arithmetic are
+/// refused, and the error names the key and its line (issue: `frame_overhead_bytes =
+/// 4294967295` used to simulate faster than 0; 4294967000 failed with "connections did not
+/// establish").
+#[test]
+fn out_of_range_numbers_are_refused_with_key_and_line() {
+    let base = "[topology]\nkind = \"fat_tree\"\nk = 4\n\n[workload]\nkind = \"permutation\"\nbytes = 1000\n";
+    for (extra, key, line) in [
+        (
+            "[run]\nframe_overhead_bytes = 4294967295\n",
+            "run.frame_overhead_bytes",
+            9,
+        ),
+        (
+            "[run]\nframe_overhead_bytes = 4294967000\n",
+            "run.frame_overhead_bytes",
+            9,
+        ),
+        (
+            "[run]\nmax_time_us = 18446744073709551615\n",
+            "run.max_time_us",
+            9,
+        ),
+        (
+            "[run]\nhost_delay_ns = 10000000000\n",
+            "run.host_delay_ns",
+            9,
+        ),
+        ("[switch]\nbuffer_bytes = 0\n", "switch.buffer_bytes", 9),
+        ("[switch]\nlink_loss = -0.5\n", "switch.link_loss", 9),
+        (
+            "[transport]\nack_delay_ns = 5000000000\n",
+            "transport.ack_delay_ns",
+            9,
+        ),
+        (
+            "[[events]]\nat_us = 999999999999999\nlink = [0, 16]\naction = \"down\"\n",
+            "events.0.at_us",
+            9,
+        ),
+    ] {
+        let text = format!("{base}{extra}");
+        let e = Scenario::from_toml(&text).expect_err(extra).to_string();
+        assert!(e.contains(&format!("`{key}`")), "{e}");
+        assert!(e.contains(&format!("line {line}:")), "{e}");
+    }
+    let delay = base.replace("k = 4\n", "k = 4\nlink_delay_ns = 9000000000000\n");
+    let e = Scenario::from_toml(&delay).expect_err("delay").to_string();
+    assert!(
+        e.contains("`topology.link_delay_ns`") && e.contains("line 4:"),
+        "{e}"
+    );
+    // The largest values in range still run.
+    let edge = format!("{base}[run]\nframe_overhead_bytes = 1024\nmax_time_us = 100\n");
+    let s = Scenario::from_toml(&edge).expect("in range");
+    run(&s).expect("runs");
+}
+
+/// A wrong value inside a kind-tagged table (`[topology]`, `[workload]`) names its key and
+/// that key's line, not only the table's header.
+#[test]
+fn type_errors_in_tagged_tables_name_the_key() {
+    let text = "[topology]\nkind = \"fat_tree\"\nk = 4\nlink_delay_ns = \"abc\"\n\n[workload]\nkind = \"permutation\"\nbytes = 1000\n";
+    let e = Scenario::from_toml(text).expect_err("type").to_string();
+    assert!(
+        e.contains("line 4:") && e.contains("`link_delay_ns`"),
+        "{e}"
+    );
+    let e = Scenario::from_toml(&text.replace("link_delay_ns = \"abc\"", "bogus = 1"))
+        .expect_err("unknown")
+        .to_string();
+    assert!(e.contains("`bogus`"), "{e}");
+    let negative = text
+        .replace("link_delay_ns = \"abc\"", "link_delay_ns = 1000")
+        .replace("bytes = 1000", "bytes = -1");
+    let e = Scenario::from_toml(&negative)
+        .expect_err("negative")
+        .to_string();
+    assert!(e.contains("line 8:") && e.contains("`bytes`"), "{e}");
+}
