@@ -152,7 +152,15 @@ fn grid(text: &str, sets: &[String], seeds: Option<&str>) -> Result<Grid, String
         if values.iter().any(String::is_empty) {
             return Err(format!("--set {s:?}: empty value"));
         }
-        axes.push((path.trim().to_string(), values));
+        let path = path.trim();
+        if path == "seed" {
+            // The seed axis is `--seeds`; a `--set seed=…` would be overridden by it.
+            return Err(format!(
+                "--set {s:?}: the seed is an axis of its own; use --seeds {}",
+                values.join(",")
+            ));
+        }
+        axes.push((path.to_string(), values));
     }
     let seeds = match seeds {
         Some(s) => parse_seeds(s)?,
@@ -468,6 +476,9 @@ mod tests {
         let err = grid(SMALL, &["switch.nonsense=1".into()], None).unwrap_err();
         assert!(err.contains("nonsense"), "{err}");
         assert!(grid(SMALL, &["seed".into()], None).is_err());
+        // `--set seed=…` would be overridden by the seeds axis: refused, pointing at --seeds.
+        let err = grid(SMALL, &["seed=5,6".into()], None).unwrap_err();
+        assert!(err.contains("--seeds 5,6"), "{err}");
     }
 
     #[test]

@@ -44,18 +44,36 @@ pub(crate) const DEFAULT_LATENCY_US: f32 = 10.0;
 impl Config {
     /// Read the `WEIR_*` variables.
     pub(crate) fn from_env() -> Config {
-        fn var<T: std::str::FromStr>(name: &str) -> Option<T> {
-            let v = std::env::var(name).ok()?;
-            match v.trim().parse() {
-                Ok(x) => Some(x),
-                Err(_) => {
-                    crate::log::warn(&format!("ignoring {name}={v}: not a valid value"));
-                    None
-                }
+        Config::from_vars(&|name| std::env::var(name).ok())
+    }
+
+    /// The configuration from variables looked up with `get` (the environment; a table in
+    /// tests). A value that does not parse, or parses out of range, is ignored with a
+    /// warning that names the variable and what it must be.
+    pub(crate) fn from_vars(get: &dyn Fn(&str) -> Option<String>) -> Config {
+        let var = |name: &str| get(name);
+        // A number that parses but is out of range would otherwise be used (a negative
+        // latency) or dropped in silence (a NaN loss probability).
+        fn ranged<T: std::str::FromStr + std::fmt::Display>(
+            get: &dyn Fn(&str) -> Option<String>,
+            name: &str,
+            ok: impl Fn(&T) -> bool,
+            range: &str,
+        ) -> Option<T> {
+            let v = get(name)?;
+            let Ok(x) = v.trim().parse::<T>() else {
+                crate::log::warn(&format!("ignoring {name}={v}: not a valid value"));
+                return None;
+            };
+            if ok(&x) {
+                Some(x)
+            } else {
+                crate::log::warn(&format!("ignoring {name}={v}: must be {range}"));
+                None
             }
         }
         let word = |name: &str, choices: &[&str]| -> Option<String> {
-            let v = std::env::var(name).ok()?.trim().to_ascii_lowercase();
+            let v = var(name)?.trim().to_ascii_lowercase();
             if choices.contains(&v.as_str()) {
                 Some(v)
             } else {
@@ -64,20 +82,30 @@ impl Config {
             }
         };
         Config {
-            ifname: std::env::var("WEIR_IFNAME").ok().filter(|s| !s.is_empty()),
+            ifname: var("WEIR_IFNAME").filter(|s| !s.is_empty()),
             go_back_n: word("WEIR_MODE", &["weir", "gbn"]).is_some_and(|m| m == "gbn"),
-            cc: match std::env::var("WEIR_CC") {
-                Err(_) => Ok(weir_congestion::CcConfig::default()),
-                Ok(v) => cc_from(v.trim()),
+            cc: match var("WEIR_CC") {
+                None => Ok(weir_congestion::CcConfig::default()),
+                Some(v) => cc_from(v.trim()),
             },
-            paths: var("WEIR_PATHS"),
-            max_payload: var("WEIR_MAX_PAYLOAD"),
-            rto_ms: var("WEIR_RTO_MS"),
-            loss: var("WEIR_LOSS").unwrap_or(0.0),
-            latency_us: var::<f32>("WEIR_LATENCY_US")
-                .filter(|l| l.is_finite() && *l >= 0.0)
-                .unwrap_or(DEFAULT_LATENCY_US),
-            debug: var("WEIR_DEBUG").unwrap_or(2),
+            paths: ranged(get, "WEIR_PATHS", |&p: &u16| p >= 1, "at least 1"),
+            max_payload: ranged(get, "WEIR_MAX_PAYLOAD", |&m: &u32| m >= 1, "at least 1"),
+            rto_ms: ranged(get, "WEIR_RTO_MS", |&r: &u64| r >= 1, "at least 1"),
+            loss: ranged(
+                get,
+                "WEIR_LOSS",
+                |l: &f64| (0.0..=1.0).contains(l),
+                "a probability within 0..=1",
+            )
+            .unwrap_or(0.0),
+            latency_us: ranged(
+                get,
+                "WEIR_LATENCY_US",
+                |l: &f32| (0.0..=1e6).contains(l),
+                "within 0..=1000000",
+            )
+            .unwrap_or(DEFAULT_LATENCY_US),
+            debug: ranged(get, "WEIR_DEBUG", |&d: &u32| d <= 5, "within 0..=5").unwrap_or(2),
         }
     }
 }
@@ -234,6 +262,38 @@ fn ipv4_interfaces() -> Vec<(String, Ipv4Addr, bool)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn out_of_range_numbers_are_ignored() {
+        let cfg = |pairs: &[(&str, &str)]| {
+            let table: std::collections::HashMap<String, String> = pairs
+                .iter()
+                .map(|&(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            Config::from_vars(&|name| table.get(name).cloned())
+        };
+        for loss in ["-1", "nan", "1.5", "inf", "x"] {
+            assert_eq!(cfg(&[("WEIR_LOSS", loss)]).loss, 0.0, "WEIR_LOSS={loss}");
+        }
+        assert_eq!(cfg(&[("WEIR_LOSS", "0.25")]).loss, 0.25);
+        for lat in ["-3", "nan", "inf", "2e6"] {
+            let c = cfg(&[("WEIR_LATENCY_US", lat)]);
+            assert_eq!(c.latency_us, DEFAULT_LATENCY_US, "WEIR_LATENCY_US={lat}");
+        }
+        assert_eq!(cfg(&[("WEIR_LATENCY_US", "4.5")]).latency_us, 4.5);
+        let c = cfg(&[
+            ("WEIR_PATHS", "0"),
+            ("WEIR_RTO_MS", "0"),
+            ("WEIR_DEBUG", "9"),
+        ]);
+        assert_eq!((c.paths, c.rto_ms, c.debug), (None, None, 2));
+        let c = cfg(&[
+            ("WEIR_PATHS", "16"),
+            ("WEIR_RTO_MS", "5"),
+            ("WEIR_DEBUG", "0"),
+        ]);
+        assert_eq!((c.paths, c.rto_ms, c.debug), (Some(16), Some(5), 0));
+    }
 
     #[test]
     fn weir_cc_takes_names_and_toml_files() {
