@@ -1,7 +1,7 @@
 //! The endpoint: connection table, demultiplexing, the handshake's listening side, and the
 //! public sans-IO interface (see the crate documentation for the calling order).
 
-use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
+use alloc::collections::{BTreeMap, VecDeque};
 use alloc::vec::Vec;
 use core::net::SocketAddr;
 use core::ptr::NonNull;
@@ -14,6 +14,7 @@ use crate::config::{Config, ConfigError};
 use crate::conn::paths::PathStats;
 use crate::conn::recv::PostedRecv;
 use crate::conn::{CLOSE_NORMAL, CLOSE_REFUSED, Conn, Ctx, DATA_HEADER, State};
+use crate::deadlines::Deadlines;
 use crate::mem::{Memory, RegionId};
 use crate::stats::{ConnStats, EndpointStats};
 use crate::{
@@ -50,11 +51,11 @@ pub struct Endpoint {
     events: VecDeque<Event>,
     /// Connections that may have something to send, round-robin.
     ready: VecDeque<u32>,
-    /// Every connection's next deadline ([`Conn::deadline`]) with its slot, ordered: the
-    /// earliest is `poll_timeout`'s answer in O(log n), and `handle_timeout` visits only the
+    /// Every connection's next deadline ([`Conn::deadline`]) by slot, in a heap: the
+    /// earliest is `poll_timeout`'s answer in O(1), and `handle_timeout` visits only the
     /// connections due. A connection is re-armed after every input that may move its
     /// deadline (`Endpoint::rearm`, called by `mark_ready` and after transmitting).
-    timers: BTreeSet<(Instant, u32)>,
+    timers: Deadlines,
     /// Scratch list of the slots due in `handle_timeout`.
     due: Vec<u32>,
     /// Packets not tied to a live connection (refusals, closes).
@@ -91,7 +92,7 @@ impl Endpoint {
             by_peer: BTreeMap::new(),
             half_open: 0,
             closing: Vec::new(),
-            timers: BTreeSet::new(),
+            timers: Deadlines::default(),
             due: Vec::new(),
             listening: false,
             events: VecDeque::new(),
@@ -564,7 +565,7 @@ impl Endpoint {
                 c.id
             );
         }
-        let first = self.timers.first().map(|&(t, _)| t);
+        let first = self.timers.first();
         first.into_iter().chain(self.credit.next_timeout()).min()
     }
 
@@ -572,13 +573,7 @@ impl Endpoint {
     pub fn handle_timeout(&mut self, now: Instant) {
         // The connections due, in slot order (the order of the scan this replaces).
         let mut due = core::mem::take(&mut self.due);
-        due.clear();
-        due.extend(
-            self.timers
-                .iter()
-                .take_while(|&&(t, _)| t <= now)
-                .map(|&(_, idx)| idx),
-        );
+        self.timers.due(now, &mut due);
         due.sort_unstable();
         for &idx in &due {
             let idx = idx as usize;
@@ -704,8 +699,8 @@ impl Endpoint {
         }
         self.by_peer.remove(&(c.peer, c.peer_id));
         self.credit.remove(c.id);
-        if let Some(t) = c.armed {
-            self.timers.remove(&(t, idx as u32));
+        if c.armed.is_some() {
+            self.timers.set(idx as u32, None);
         }
         self.free.push(idx as u32);
     }
@@ -722,12 +717,7 @@ impl Endpoint {
         };
         let t = c.deadline();
         if t != c.armed {
-            if let Some(old) = c.armed {
-                self.timers.remove(&(old, idx as u32));
-            }
-            if let Some(t) = t {
-                self.timers.insert((t, idx as u32));
-            }
+            self.timers.set(idx as u32, t);
             c.armed = t;
         }
     }

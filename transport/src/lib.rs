@@ -23,6 +23,7 @@ extern crate alloc;
 
 pub mod config;
 mod conn;
+mod deadlines;
 mod endpoint;
 mod mem;
 pub mod stats;
