@@ -776,6 +776,44 @@ fn abi_close_send_before_receiver_posts() {
     assert_eq!(engine_threads(), 0);
 }
 
+/// `deregMr` of the buffer a send in flight reads from: the send fails with an error (the
+/// connection fails, as an RDMA queue pair does on a local protection error) instead of
+/// `test` never reporting it done. The receiver posts nothing and the
+/// message is larger than its unexpected-message budget (32 MiB), so the send cannot finish
+/// before the deregistration.
+#[test]
+fn abi_dereg_during_a_send_fails_it() {
+    let _g = setup();
+    let net = open(12);
+    let Pair {
+        send: s, recv: r, ..
+    } = pair(&net);
+    const SIZE: usize = 64 << 20;
+    let mut sbuf = vec![7u8; SIZE];
+    let smh = net.reg_mr(s, &mut sbuf).expect("regMr");
+    // SAFETY: the registered buffer, untouched until the request ends below.
+    let req = unsafe { net.isend(s, sbuf.as_mut_ptr(), SIZE, 5, smh) }
+        .expect("isend")
+        .expect("a free request");
+    let settle = Instant::now() + Duration::from_millis(200);
+    while Instant::now() < settle {
+        assert!(net.test(req).expect("test").is_none(), "cannot finish yet");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    net.dereg_mr(s, smh).expect("deregMr");
+    let err = net
+        .wait(req, Instant::now() + Duration::from_secs(10), "send")
+        .expect_err("the send must fail");
+    // The plugin's log line names the peer ("send to 127.0.0.1:PORT failed: … local access
+    // error …"); NCCL sees a system error.
+    let msg = err.to_string();
+    assert!(msg.contains("ncclSystemError"), "{msg}");
+    net.close_send(s).expect("closeSend");
+    net.close_recv(r).expect("closeRecv");
+    net.finalize().expect("finalize");
+    assert_eq!(engine_threads(), 0);
+}
+
 /// Not a timed test: one process, sender and receiver threads, 8 MiB messages with 8 in
 /// flight; prints the bandwidth. `cargo test --release -p weir-bench --test abi --
 /// --ignored --nocapture abi_bandwidth_report`.

@@ -143,6 +143,8 @@ pub struct HostStats {
     /// Received datagrams marked Congestion Experienced for a full receive queue
     /// (`HostConfig::rx_ecn_fraction`).
     pub rx_ecn_marked: u64,
+    /// Connections the engine holds now (`Endpoint::connection_count`): a leak shows here.
+    pub connections: u64,
 }
 
 /// A running transport host. Dropping it closes every connection and stops the engine thread.
@@ -329,10 +331,13 @@ impl Host {
     }
 
     /// Deregister a region (and release memory from [`Host::alloc`] once no handle holds it).
+    /// Connections with outstanding requests on it fail (`Endpoint::deregister`): those
+    /// requests complete with `ConnError::LocalAccess` instead of never completing.
     pub fn deregister(&self, id: RegionId) -> bool {
+        let now = self.shared.clock.now();
         self.with_engine(|e| {
             e.buffers.remove(&id);
-            e.ep.deregister(id)
+            e.ep.deregister(now, id)
         })
     }
 
@@ -457,6 +462,7 @@ impl Host {
         self.with_engine(|e| {
             let mut s = e.stats;
             s.endpoint = *e.ep.stats();
+            s.connections = e.ep.connection_count() as u64;
             s
         })
     }

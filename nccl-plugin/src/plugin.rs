@@ -26,7 +26,13 @@
 //!
 //! **Closing.** `closeRecv` closes the connection. `closeSend` leaves it open ("lingering")
 //! until the receiver closes it or the host stops: the transport has no half-close, and a
-//! CLOSE would make the receiver drop messages it acknowledged but has not matched yet.
+//! CLOSE would make the receiver drop messages it acknowledged but has not matched yet. Each
+//! `connect` and close then closes, in the engine, the lingering connections whose receiver
+//! closed or that failed (`sweep_lingering`), so open/close cycles leave nothing behind.
+//!
+//! **Memory.** `deregMr` of a region that a request in flight uses fails that request's
+//! connection (`Endpoint::deregister`, like an RDMA local protection error): `test` reports
+//! the error instead of waiting forever. Failed requests name the peer's address.
 
 use std::collections::{HashMap, VecDeque};
 use std::ffi::{c_int, c_void};
@@ -140,6 +146,7 @@ struct Attempt {
     dev: usize,
     conn: ConnId,
     ctx: u64,
+    peer: SocketAddr,
 }
 
 #[derive(Debug)]
@@ -149,6 +156,8 @@ struct Comm {
     kind: Kind,
     ctx: u64,
     inflight: usize,
+    /// The other end, for error messages.
+    peer: SocketAddr,
 }
 
 /// A memory handle: registrations are global to the device (`regIsGlobal`), shared through
@@ -182,7 +191,7 @@ struct DevState {
     host: Option<Arc<Host>>,
     users: usize,
     /// Accepted connections by token, waiting for their listen comm's `accept`.
-    accepted: HashMap<u64, VecDeque<ConnId>>,
+    accepted: HashMap<u64, VecDeque<(ConnId, SocketAddr)>>,
     /// Posted work requests: (request id, part index).
     routes: HashMap<WrId, (u64, usize)>,
     /// Registration cache: (address, length) → (region, memory handles using it).
@@ -388,6 +397,21 @@ pub(crate) fn listen(ctx: u64, dev: c_int, handle: &mut [u8; 128]) -> Result<*mu
     })
 }
 
+/// Close (in the engine, so it forgets them) the lingering connections of closed send
+/// comms that are over: the receiver closed its end, or the connection failed. Dropping them
+/// from the list without `Host::close` left them in the engine's connection table for as
+/// long as the device lived, so a job that opens and closes comms leaked a connection per
+/// cycle and made every engine operation slower.
+fn sweep_lingering(h: &Host, lingering: &mut Vec<ConnId>) {
+    lingering.retain(|&conn| {
+        if matches!(h.is_connected(conn), Ok(true)) {
+            return true;
+        }
+        h.close(conn);
+        false
+    });
+}
+
 /// `connect`: non-blocking; NULL until the handshake completes (NCCL retries with the same
 /// handle, in which the first call left its attempt id).
 pub(crate) fn connect(ctx: u64, dev: c_int, handle: &mut [u8; 128]) -> Result<*mut c_void> {
@@ -396,9 +420,18 @@ pub(crate) fn connect(ctx: u64, dev: c_int, handle: &mut [u8; 128]) -> Result<*m
         let dev = s.device_index(dev)?;
         if attempt == 0 {
             let host = s.acquire(dev)?;
+            s.sweep_lingering(dev);
             let conn = host.connect_nonblocking(remote, token);
             let id = s.id();
-            s.attempts.insert(id, Attempt { dev, conn, ctx });
+            s.attempts.insert(
+                id,
+                Attempt {
+                    dev,
+                    conn,
+                    ctx,
+                    peer: remote,
+                },
+            );
             handle[field::ATTEMPT].copy_from_slice(&id.to_le_bytes());
             return Ok(std::ptr::null_mut());
         }
@@ -407,7 +440,7 @@ pub(crate) fn connect(ctx: u64, dev: c_int, handle: &mut [u8; 128]) -> Result<*m
                 "connect: the handle names unknown attempt {attempt}"
             )));
         };
-        let (adev, conn, actx) = (a.dev, a.conn, a.ctx);
+        let (adev, conn, actx, peer) = (a.dev, a.conn, a.ctx, a.peer);
         let Some(host) = s.devs[adev].host.clone() else {
             return Err(Error::Internal("connect: device host missing".into()));
         };
@@ -425,6 +458,7 @@ pub(crate) fn connect(ctx: u64, dev: c_int, handle: &mut [u8; 128]) -> Result<*m
                         kind: Kind::Send,
                         ctx: actx,
                         inflight: 0,
+                        peer,
                     },
                 );
                 Ok(to_ptr(id))
@@ -490,13 +524,17 @@ pub(crate) fn accept(listen: *mut c_void) -> Result<*mut c_void> {
         };
         while let Some((conn, peer, tok)) = host.try_accept() {
             if s.listens.values().any(|l| l.dev == dev && l.token == tok) {
-                s.devs[dev].accepted.entry(tok).or_default().push_back(conn);
+                s.devs[dev]
+                    .accepted
+                    .entry(tok)
+                    .or_default()
+                    .push_back((conn, peer));
             } else {
                 log::warn(&format!("closing connection from {peer}: unknown token"));
                 host.close(conn);
             }
         }
-        let Some(conn) = s.devs[dev]
+        let Some((conn, peer)) = s.devs[dev]
             .accepted
             .get_mut(&token)
             .and_then(VecDeque::pop_front)
@@ -513,6 +551,7 @@ pub(crate) fn accept(listen: *mut c_void) -> Result<*mut c_void> {
                 kind: Kind::Recv,
                 ctx,
                 inflight: 0,
+                peer,
             },
         );
         Ok(to_ptr(cid))
@@ -920,7 +959,7 @@ impl State {
         if let Some(q) = self.devs[l.dev].accepted.remove(&l.token)
             && let Some(h) = &self.devs[l.dev].host
         {
-            for c in q {
+            for (c, _) in q {
                 h.close(c);
             }
         }
@@ -951,15 +990,19 @@ impl State {
             match c.kind {
                 // The transport has no half-close: a CLOSE now would fail the receiver's
                 // connection and lose messages it buffered but has not matched yet.
-                Kind::Send => {
-                    let d = &mut self.devs[c.dev];
-                    d.lingering.retain(|&conn| h.conn_error(conn).is_none());
-                    d.lingering.push(c.conn);
-                }
+                Kind::Send => self.devs[c.dev].lingering.push(c.conn),
                 Kind::Recv => h.close(c.conn),
             }
+            sweep_lingering(&h, &mut self.devs[c.dev].lingering);
         }
         Ok(self.release(c.dev))
+    }
+
+    /// Close the lingering connections of `dev` that are over (see [`sweep_lingering`]).
+    fn sweep_lingering(&mut self, dev: usize) {
+        if let Some(h) = self.devs[dev].host.clone() {
+            sweep_lingering(&h, &mut self.devs[dev].lingering);
+        }
     }
 
     fn dereg(&mut self, id: u64) {
@@ -1012,16 +1055,26 @@ impl State {
             return None;
         }
         let r = self.reqs.remove(&rid)?;
+        let mut peer = None;
         if let Some(c) = self.comms.get_mut(&r.comm) {
             c.inflight = c.inflight.saturating_sub(1);
+            peer = Some((c.kind, c.peer));
         }
         for p in &r.parts {
             if let Some(e) = p.err {
+                // Name the other end: with hundreds of peers, "connection lost" alone does
+                // not say which rank's host to look at.
+                let with = match peer {
+                    Some((Kind::Send, a)) => format!("send to {a}"),
+                    Some((Kind::Recv, a)) => format!("receive from {a}"),
+                    None => "request of a closed comm".into(),
+                };
                 return Some(Err(match e {
                     WrError::Truncated { message, buffer } => Error::Internal(format!(
-                        "message of {message} bytes does not fit the receive buffer of {buffer}"
+                        "{with}: message of {message} bytes does not fit the receive buffer \
+                         of {buffer}"
                     )),
-                    other => Error::System(format!("request failed: {other:?}")),
+                    other => Error::System(format!("{with} failed: {other}")),
                 }));
             }
         }
@@ -1059,6 +1112,57 @@ mod tests {
         assert_eq!(from_ptr(std::ptr::null_mut()), None);
         assert_eq!(from_ptr(0xdead_beef as *mut c_void), None);
         assert_eq!(from_ptr((BASE + 3) as *mut c_void), None);
+    }
+
+    /// A connected (send, recv) comm pair through listen comm `l` whose handle is `h`.
+    fn pair(l: *mut c_void, h: &[u8; 128]) -> (*mut c_void, *mut c_void) {
+        let mut h = *h;
+        let (mut s, mut r): (*mut c_void, *mut c_void) =
+            (std::ptr::null_mut(), std::ptr::null_mut());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while s.is_null() || r.is_null() {
+            assert!(std::time::Instant::now() < deadline, "pair did not connect");
+            if s.is_null() {
+                s = connect(0, 0, &mut h).expect("connect");
+            }
+            if r.is_null() {
+                r = accept(l).expect("accept");
+            }
+            std::thread::yield_now();
+        }
+        (s, r)
+    }
+
+    /// Closed send comms linger until their receiver closes; then they must leave the engine.
+    /// Open/close cycles with one pair kept up must not grow the engine's connection table
+    /// (it grew by one connection per cycle: issue "comms that do not leak").
+    #[test]
+    fn closed_comms_leave_the_engine() {
+        init(None, false).expect("init");
+        let mut h = [0u8; 128];
+        let l = listen(0, 0, &mut h).expect("listen");
+        let (ks, kr) = pair(l, &h);
+        let connections = || {
+            with(|s| Ok(s.devs[0].host.as_ref().map(|h| h.stats().connections)))
+                .expect("state")
+                .expect("host")
+        };
+        for _ in 0..200 {
+            let (s, r) = pair(l, &h);
+            close_comm(s, true).expect("closeSend");
+            close_comm(r, false).expect("closeRecv");
+        }
+        // Left: the kept pair (both ends are in this engine) and the last cycle's sender,
+        // whose receiver's CLOSE the next connect or close will find; 200 more without the
+        // sweep.
+        let n = connections();
+        assert!(
+            n <= 3,
+            "{n} connections left in the engine after 200 cycles"
+        );
+        close_comm(ks, true).expect("closeSend");
+        close_comm(kr, false).expect("closeRecv");
+        close_listen(l).expect("closeListen");
     }
 
     #[test]

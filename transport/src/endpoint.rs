@@ -161,10 +161,32 @@ impl Endpoint {
         self.mem.insert(None, len, rkey)
     }
 
-    /// Remove a region. Returns false if it was not registered. Requests still using it send
-    /// nothing more from it.
-    pub fn deregister(&mut self, id: RegionId) -> bool {
-        self.mem.remove(id)
+    /// Remove a region. Returns false if it was not registered. A connection with an
+    /// outstanding request on the region (a send or write not yet acknowledged, a posted or
+    /// partly filled receive) fails with [`crate::ConnError::LocalAccess`], its requests completing
+    /// with that error, as an RDMA queue pair does when a memory region in use is
+    /// deregistered: such a request could never finish, and a caller waiting for it would
+    /// hang. Costs one look at every connection (deregistration is rare).
+    pub fn deregister(&mut self, now: Instant, id: RegionId) -> bool {
+        if !self.mem.remove(id) {
+            return false;
+        }
+        for idx in 0..self.conns.len() {
+            let Some(c) = self.conns[idx].as_mut() else {
+                continue;
+            };
+            if c.state != State::Failed && c.uses_region(id) {
+                c.local_access_error(&mut self.events, now);
+                self.stats.conn_failed += 1;
+                self.mark_ready(idx);
+            }
+        }
+        true
+    }
+
+    /// Connections in the table: live, failed and not yet closed, half-open.
+    pub fn connection_count(&self) -> usize {
+        self.conns.len() - self.free.len()
     }
 
     /// The key peers use to write into `id` (0 when not remotely writable or unknown).

@@ -168,6 +168,10 @@ pub enum ConnError {
     /// A one-sided write named a region key the target does not have, or fell outside the
     /// region. As with an RDMA remote access error, the connection fails on both sides.
     RemoteAccess,
+    /// A region that an outstanding request of this connection reads or writes was
+    /// deregistered. As with an RDMA local protection error, the request cannot finish and the
+    /// connection fails; the peer is told (it sees `Refused`).
+    LocalAccess,
     /// RCCC: data waited for the peer's credit for the whole peer timeout while the peer kept
     /// answering (a peer that does not grant credit, e.g. one without RCCC support).
     CreditStarved {
@@ -317,6 +321,9 @@ impl fmt::Display for ConnError {
             ConnError::RemoteAccess => {
                 f.write_str("remote access error (bad region key or bounds)")
             }
+            ConnError::LocalAccess => f.write_str(
+                "local access error (a region in use by an outstanding request was deregistered)",
+            ),
             ConnError::CreditStarved { waited_for } => write!(
                 f,
                 "no credit from the peer for {waited_for} (RCCC: does the peer grant credit?)"

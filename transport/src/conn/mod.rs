@@ -419,6 +419,33 @@ impl Conn {
         }
     }
 
+    /// Whether an outstanding request reads or writes `region`: a send or write not yet
+    /// acknowledged, a posted receive, or a matched receive still being filled.
+    pub(crate) fn uses_region(&self, region: crate::mem::RegionId) -> bool {
+        self.send.out.iter().any(|m| m.region == region)
+            || self.recv.posted.iter().any(|r| r.region == region)
+            || self
+                .recv
+                .inbound
+                .iter()
+                .flatten()
+                .any(|m| !m.done && m.recv.is_some_and(|r| r.region == region))
+    }
+
+    /// A region an outstanding request uses was deregistered: fail as an RDMA queue pair
+    /// does on a local protection error, and tell the peer (a CLOSE with the refused code,
+    /// which it reports as `Refused`), whose half of the messages can no longer complete.
+    pub(crate) fn local_access_error(&mut self, events: &mut VecDeque<Event>, now: Instant) {
+        if self.state == State::Failed {
+            return;
+        }
+        if self.state == State::Established {
+            self.close_reason = Some(CLOSE_REFUSED);
+            self.close_code = Some(CLOSE_REFUSED);
+        }
+        self.fail(ConnError::LocalAccess, events, now);
+    }
+
     /// The handshake's round trip is the first RTT sample (unless the SYN or SYN-ACK was
     /// sent more than once, which would make it ambiguous), so the first tail-loss probe is
     /// timed from a measurement, not from `initial_rto`.
