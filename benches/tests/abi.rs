@@ -814,6 +814,70 @@ fn abi_dereg_during_a_send_fails_it() {
     assert_eq!(engine_threads(), 0);
 }
 
+/// Not a timed test: the cost of one 4 KiB send (isend + irecv, tested to completion) with
+/// `WEIR_IDLE_PAIRS` (default 2000) idle comm pairs open, and of closing them; prints the
+/// figures. `WEIR_IDLE_PAIRS=24000 cargo test --release -p weir-bench --test abi --
+/// --ignored --nocapture abi_idle_connections_report`.
+#[test]
+#[ignore]
+fn abi_idle_connections_report() {
+    let _g = setup();
+    let n: usize = std::env::var("WEIR_IDLE_PAIRS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
+    let net = open(12);
+    let t = Instant::now();
+    let idle: Vec<Pair> = (0..n).map(|_| pair(&net)).collect();
+    let opened = t.elapsed();
+    let Pair {
+        send: s, recv: r, ..
+    } = pair(&net);
+    let mut sbuf = vec![7u8; 4096];
+    let mut rbuf = vec![0u8; 4096];
+    let smh = net.reg_mr(s, &mut sbuf).expect("regMr");
+    let rmh = net.reg_mr(r, &mut rbuf).expect("regMr");
+    const ROUNDS: usize = 2000;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let t = Instant::now();
+    for _ in 0..ROUNDS {
+        let buf = RecvBuf {
+            data: rbuf.as_mut_ptr(),
+            size: 4096,
+            tag: 1,
+            mr: rmh,
+        };
+        // SAFETY: registered buffers, untouched until both requests complete below.
+        let rq = unsafe { net.irecv(r, &[buf]) }
+            .expect("irecv")
+            .expect("free");
+        let sq = unsafe { net.isend(s, sbuf.as_mut_ptr(), 4096, 1, smh) }
+            .expect("isend")
+            .expect("free");
+        net.wait(sq, deadline, "send").expect("send");
+        net.wait(rq, deadline, "recv").expect("recv");
+    }
+    let per = t.elapsed() / ROUNDS as u32;
+    // Every send comm first (each lingers until its receiver closes), then every receive
+    // comm: the order that makes the lingering list longest.
+    let t = Instant::now();
+    for p in &idle {
+        net.close_send(p.send).expect("closeSend");
+    }
+    for p in &idle {
+        net.close_recv(p.recv).expect("closeRecv");
+    }
+    let closed = t.elapsed();
+    println!(
+        "{n} idle pairs: opened in {opened:.2?}; one 4 KiB send {per:.2?}; closed in {closed:.2?}"
+    );
+    net.dereg_mr(s, smh).expect("deregMr");
+    net.dereg_mr(r, rmh).expect("deregMr");
+    net.close_send(s).expect("closeSend");
+    net.close_recv(r).expect("closeRecv");
+    net.finalize().expect("finalize");
+}
+
 /// Not a timed test: one process, sender and receiver threads, 8 MiB messages with 8 in
 /// flight; prints the bandwidth. `cargo test --release -p weir-bench --test abi --
 /// --ignored --nocapture abi_bandwidth_report`.

@@ -143,7 +143,7 @@ pub struct HostStats {
     /// Received datagrams marked Congestion Experienced for a full receive queue
     /// (`HostConfig::rx_ecn_fraction`).
     pub rx_ecn_marked: u64,
-    /// Connections the engine holds now (`Endpoint::connection_count`): a leak shows here.
+    /// Connections the engine holds now (`Endpoint::connections`): a leak shows here.
     pub connections: u64,
 }
 
@@ -462,7 +462,7 @@ impl Host {
         self.with_engine(|e| {
             let mut s = e.stats;
             s.endpoint = *e.ep.stats();
-            s.connections = e.ep.connection_count() as u64;
+            s.connections = e.ep.connections() as u64;
             s
         })
     }

@@ -199,7 +199,7 @@ struct DevState {
     /// Connections of closed send comms, left open so the receiver can still take messages
     /// its engine accepted but no receive had claimed yet; the receiver's close (or the
     /// host's stop) ends them.
-    lingering: Vec<ConnId>,
+    lingering: VecDeque<ConnId>,
 }
 
 #[derive(Debug)]
@@ -402,15 +402,25 @@ pub(crate) fn listen(ctx: u64, dev: c_int, handle: &mut [u8; 128]) -> Result<*mu
 /// from the list without `Host::close` left them in the engine's connection table for as
 /// long as the device lived, so a job that opens and closes comms leaked a connection per
 /// cycle and made every engine operation slower.
-fn sweep_lingering(h: &Host, lingering: &mut Vec<ConnId>) {
-    lingering.retain(|&conn| {
+///
+/// At most `SWEEP_BATCH` connections are looked at per call, oldest first, the others going
+/// round to the back: closing N send comms before their receivers must not cost N² checks.
+fn sweep_lingering(h: &Host, lingering: &mut VecDeque<ConnId>) {
+    for _ in 0..SWEEP_BATCH.min(lingering.len()) {
+        let Some(conn) = lingering.pop_front() else {
+            break;
+        };
         if matches!(h.is_connected(conn), Ok(true)) {
-            return true;
+            lingering.push_back(conn);
+        } else {
+            h.close(conn);
         }
-        h.close(conn);
-        false
-    });
+    }
 }
+
+/// Lingering connections looked at per `sweep_lingering` call: more than one per call, so
+/// the list shrinks faster than comms are closed.
+const SWEEP_BATCH: usize = 8;
 
 /// `connect`: non-blocking; NULL until the handshake completes (NCCL retries with the same
 /// handle, in which the first call left its attempt id).
@@ -990,7 +1000,7 @@ impl State {
             match c.kind {
                 // The transport has no half-close: a CLOSE now would fail the receiver's
                 // connection and lose messages it buffered but has not matched yet.
-                Kind::Send => self.devs[c.dev].lingering.push(c.conn),
+                Kind::Send => self.devs[c.dev].lingering.push_back(c.conn),
                 Kind::Recv => h.close(c.conn),
             }
             sweep_lingering(&h, &mut self.devs[c.dev].lingering);

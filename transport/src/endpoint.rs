@@ -184,11 +184,6 @@ impl Endpoint {
         true
     }
 
-    /// Connections in the table: live, failed and not yet closed, half-open.
-    pub fn connection_count(&self) -> usize {
-        self.conns.len() - self.free.len()
-    }
-
     /// The key peers use to write into `id` (0 when not remotely writable or unknown).
     pub fn rkey(&self, id: RegionId) -> u32 {
         self.mem.get(id).map_or(0, |r| r.rkey)
@@ -234,6 +229,7 @@ impl Endpoint {
             return Err(PostError::QueueFull);
         }
         let id = WrId(self.next_wr);
+        c.wake(now, &self.config);
         match wr {
             WorkRequest::Send { tag, .. } => {
                 let len = u32::try_from(len).map_err(|_| PostError::TooLong)?;
@@ -278,7 +274,6 @@ impl Endpoint {
                 c.match_pending(&mut ctx);
             }
         }
-        let _ = now;
         self.next_wr += 1;
         self.mark_ready(idx);
         Ok(id)
@@ -677,9 +672,10 @@ impl Endpoint {
         self.conn(conn).map(|c| c.peer)
     }
 
-    /// Number of connections in the table (any state).
+    /// Number of connections in the table (any state: live, half-open, failed and not yet
+    /// closed). O(1): every slot not on the free list holds one.
     pub fn connections(&self) -> usize {
-        self.conns.iter().flatten().count()
+        self.conns.len() - self.free.len()
     }
 
     // ---------------------------------------------------------------------------------------

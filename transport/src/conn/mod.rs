@@ -40,6 +40,10 @@ pub(crate) const CLOSE_REFUSED: u32 = 1;
 /// Close reason code: a write violated the target's access rights.
 pub(crate) const CLOSE_ACCESS: u32 = 2;
 
+/// A CLOSE that carries an error is repeated this many times, after 1, 2 and 4 intervals
+/// (`Conn::close_interval`), as TCP repeats an unacknowledged FIN.
+const CLOSE_RESENDS: u8 = 3;
+
 /// Shortest tail-loss probe timeout: below this, scheduling noise on a host looks like loss.
 const MIN_PTO: Duration = Duration::from_micros(10);
 /// RACK's reordering window multiplier never exceeds this (the window is capped at SRTT too).
@@ -134,6 +138,10 @@ pub(crate) struct Conn {
     /// The reason code this (failed) connection closes with; repeated to a peer that keeps
     /// talking, in case the CLOSE was lost.
     close_code: Option<u32>,
+    /// CLOSEs with an error still to repeat on a timer (`CLOSE_RESENDS`): an idle peer sends
+    /// nothing that would draw one (idle connections do not probe), so a lost CLOSE would
+    /// leave it unaware that its connection ended.
+    close_resends: u8,
     nacks: VecDeque<(u32, NackReason, u64)>,
     /// Receiver side of RCCC: repeat this cumulative credit at once (the peer's request shows
     /// it missed the CREDIT that carried it).
@@ -218,6 +226,7 @@ impl Conn {
             need_synack: state == State::SynReceived,
             close_reason: None,
             close_code: None,
+            close_resends: 0,
             nacks: VecDeque::new(),
             credit_echo: None,
             in_ready: false,
@@ -314,6 +323,22 @@ impl Conn {
     /// Whether anything is outstanding in either direction.
     pub(crate) fn has_work(&self) -> bool {
         self.send.outstanding() > 0 || !self.recv.posted.is_empty() || !self.recv.inbound.is_empty()
+    }
+
+    /// A request is about to be posted. On an idle connection, liveness tracking starts
+    /// again: the peer has the peer timeout from now to be heard from, and keepalives resume.
+    pub(crate) fn wake(&mut self, now: Instant, config: &Config) {
+        if self.state != State::Established || self.has_work() {
+            return;
+        }
+        if now.saturating_since(self.last_heard) >= config.keepalive {
+            self.last_heard = now;
+            self.timers.set(Timer::Keepalive, now);
+        } else {
+            self.timers.set(Timer::Keepalive, now + config.keepalive);
+        }
+        self.timers
+            .set(Timer::PeerTimeout, now + config.peer_timeout);
     }
 
     // ---------------------------------------------------------------------------------------
@@ -1088,12 +1113,17 @@ impl Conn {
 
     /// Fail the connection: every outstanding request completes with an error, then
     /// `ConnectionLost` (or `Closed` when the peer closed an idle connection).
-    pub(crate) fn fail(&mut self, reason: ConnError, events: &mut VecDeque<Event>, _now: Instant) {
+    pub(crate) fn fail(&mut self, reason: ConnError, events: &mut VecDeque<Event>, now: Instant) {
         if self.state == State::Failed {
             return;
         }
         let had_work = self.has_work();
         self.state = State::Failed;
+        if self.close_code.is_some() {
+            self.close_resends = CLOSE_RESENDS;
+            self.timers
+                .set(Timer::Keepalive, now + self.close_interval());
+        }
         self.flush_requests(WrError::ConnectionLost(reason), events);
         if reason == ConnError::PeerClosed && !had_work {
             events.push_back(Event::Closed {
@@ -1319,7 +1349,9 @@ impl Conn {
         buf: &mut [u8],
     ) -> Option<Transmit> {
         let t = self.transmit_inner(now, config, mem, buf)?;
-        self.timers.set(Timer::Keepalive, now + config.keepalive);
+        if self.has_work() {
+            self.timers.set(Timer::Keepalive, now + config.keepalive);
+        }
         Some(t)
     }
 
@@ -1686,8 +1718,18 @@ impl Conn {
                 let t = self.timers.next_of(&Timer::ESTABLISHED);
                 t.into_iter().chain(self.cc.next_timeout()).min()
             }
+            // A failed connection's only timer: the repeats of its CLOSE.
+            State::Failed if self.close_resends > 0 => self.timers.get(Timer::Keepalive),
             State::Failed => None,
         }
+    }
+
+    /// Spacing of the CLOSE repeats: four smoothed RTTs, at least 1 ms.
+    fn close_interval(&self) -> Duration {
+        self.rtt
+            .srtt()
+            .map_or(Duration::ZERO, |s| s.saturating_mul(4))
+            .max(Duration::from_millis(1))
     }
 
     fn hs_interval(&self, config: &Config) -> Duration {
@@ -1722,13 +1764,36 @@ impl Conn {
                 }
             }
             State::Established => self.established_timeout(now, config, events),
-            State::Failed => {}
+            State::Failed => {
+                if self.close_resends > 0 && self.timers.is_expired(Timer::Keepalive, now) {
+                    self.close_reason = self.close_code;
+                    self.close_resends -= 1;
+                    let step = 1 << (CLOSE_RESENDS - self.close_resends);
+                    if self.close_resends > 0 {
+                        self.timers.set(
+                            Timer::Keepalive,
+                            now + self.close_interval().saturating_mul(step),
+                        );
+                    } else {
+                        self.timers.stop(Timer::Keepalive);
+                    }
+                }
+            }
         }
     }
 
     fn established_timeout(&mut self, now: Instant, config: &Config, events: &mut VecDeque<Event>) {
         let silent = now.saturating_since(self.last_heard);
-        if silent >= config.peer_timeout {
+        let busy = self.has_work();
+        if !busy {
+            // An idle connection neither probes nor times out: with nothing outstanding there
+            // is nothing to lose, and tens of thousands of idle connections (NCCL keeps one
+            // per peer and channel) would otherwise cost the engine a keepalive each per
+            // interval. Liveness starts again with the next request (`Conn::wake`), as on an
+            // RDMA reliable connection, which is silent when idle.
+            self.timers.stop(Timer::Keepalive);
+            self.timers.stop(Timer::PeerTimeout);
+        } else if silent >= config.peer_timeout {
             let retries = self.retries;
             self.fail(
                 ConnError::PeerTimeout {
