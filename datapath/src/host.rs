@@ -68,6 +68,16 @@ pub struct HostConfig {
     /// al., SIGCOMM 2023). The queue is read only after a receive round came back full, so
     /// an idle or lightly loaded host pays nothing.
     pub rx_ecn_fraction: f64,
+    /// Most connections the engine completed that the application has not taken yet
+    /// (`accept`/`try_accept`); more are closed at once and counted
+    /// (`HostStats::unaccepted_refused`). A listener that stops accepting (NCCL after its
+    /// communicators are up) would otherwise keep every handshake a peer completes.
+    pub max_unaccepted: usize,
+    /// Most of those from one source IP address.
+    pub max_unaccepted_per_source: usize,
+    /// A connection nobody accepted within this long is closed
+    /// (`HostStats::unaccepted_expired`).
+    pub unaccepted_ttl: std::time::Duration,
 }
 
 impl Default for HostConfig {
@@ -83,6 +93,9 @@ impl Default for HostConfig {
             icrc: false,
             host_int: false,
             rx_ecn_fraction: 0.25,
+            max_unaccepted: 1024,
+            max_unaccepted_per_source: 256,
+            unaccepted_ttl: std::time::Duration::from_secs(120),
         }
     }
 }
@@ -145,6 +158,12 @@ pub struct HostStats {
     pub rx_ecn_marked: u64,
     /// Connections the engine holds now (`Endpoint::connections`): a leak shows here.
     pub connections: u64,
+    /// Connections closed on arrival because `HostConfig::max_unaccepted` (in all, or
+    /// `max_unaccepted_per_source` from their source address) were already waiting for the
+    /// application's `accept`.
+    pub unaccepted_refused: u64,
+    /// Connections closed because nobody accepted them within `HostConfig::unaccepted_ttl`.
+    pub unaccepted_expired: u64,
 }
 
 /// A running transport host. Dropping it closes every connection and stops the engine thread.
@@ -174,6 +193,8 @@ struct Shared {
     published: std::sync::atomic::AtomicU64,
     wake_fd: RawFd,
     clock: MonotonicClock,
+    /// `HostConfig::max_unaccepted`, `max_unaccepted_per_source`, `unaccepted_ttl`.
+    unaccepted: (usize, usize, weir_base::Duration),
 }
 
 #[derive(Debug)]
@@ -187,7 +208,11 @@ struct Engine {
 #[derive(Debug, Default)]
 struct HostState {
     completions: VecDeque<Completion>,
-    accepted: VecDeque<(ConnId, SocketAddr, u64)>,
+    /// Completed connections waiting for `accept`, with when they completed.
+    accepted: VecDeque<(ConnId, SocketAddr, u64, Instant)>,
+    /// Connections refused because `accepted` was full.
+    unaccepted_refused: u64,
+    unaccepted_expired: u64,
     connected: HashSet<ConnId>,
     lost: HashMap<ConnId, (SocketAddr, ConnError)>,
 }
@@ -233,6 +258,13 @@ impl Host {
             published: std::sync::atomic::AtomicU64::new(0),
             wake_fd,
             clock: MonotonicClock::new(),
+            unaccepted: (
+                cfg.max_unaccepted,
+                cfg.max_unaccepted_per_source,
+                weir_base::Duration::from_nanos(
+                    u64::try_from(cfg.unaccepted_ttl.as_nanos()).unwrap_or(u64::MAX),
+                ),
+            ),
         });
         let runner = shared.clone();
         let spin = cfg.spin;
@@ -258,6 +290,18 @@ impl Host {
         self.with_engine(|e| e.ep.listen(true));
     }
 
+    /// Admit SYNs carrying `key` as their user data and a MAC keyed with `secret`; once any
+    /// key is admitted, every other SYN is dropped unanswered, before any state exists
+    /// (`Endpoint::admit`).
+    pub fn admit(&self, key: u64, secret: u128) {
+        self.with_engine(|e| e.ep.admit(key, secret));
+    }
+
+    /// Stop admitting `key`.
+    pub fn revoke(&self, key: u64) {
+        self.with_engine(|e| e.ep.revoke(key));
+    }
+
     /// Connect to `remote` and wait until the handshake completes.
     pub fn connect(
         &self,
@@ -266,6 +310,16 @@ impl Host {
         timeout: std::time::Duration,
     ) -> Result<ConnId, HostError> {
         let conn = self.connect_nonblocking(remote, user_data);
+        self.wait_connected(conn, timeout)
+    }
+
+    /// Wait until `conn` (from [`Host::connect_nonblocking`] or
+    /// [`Host::connect_authenticated`]) completes its handshake, or fails.
+    pub fn wait_connected(
+        &self,
+        conn: ConnId,
+        timeout: std::time::Duration,
+    ) -> Result<ConnId, HostError> {
         self.wait_state(timeout, "the connection handshake", |s| {
             if s.connected.contains(&conn) {
                 return Some(Ok(conn));
@@ -280,6 +334,18 @@ impl Host {
     pub fn connect_nonblocking(&self, remote: SocketAddr, user_data: u64) -> ConnId {
         let now = self.shared.clock.now();
         self.with_engine(|e| e.ep.connect(now, remote, user_data))
+    }
+
+    /// [`Host::connect_nonblocking`] to a listener that admits `user_data` with `secret`
+    /// (`Endpoint::connect_authenticated`).
+    pub fn connect_authenticated(
+        &self,
+        remote: SocketAddr,
+        user_data: u64,
+        secret: u128,
+    ) -> ConnId {
+        let now = self.shared.clock.now();
+        self.with_engine(|e| e.ep.connect_authenticated(now, remote, user_data, secret))
     }
 
     /// Whether `conn` completed its handshake; an error when it failed.
@@ -297,13 +363,16 @@ impl Host {
         timeout: std::time::Duration,
     ) -> Result<(ConnId, SocketAddr, u64), HostError> {
         self.wait_state(timeout, "an incoming connection", |s| {
-            s.accepted.pop_front().map(Ok)
+            s.accepted.pop_front().map(|(c, p, u, _)| Ok((c, p, u)))
         })
     }
 
     /// An incoming connection, if one is waiting.
     pub fn try_accept(&self) -> Option<(ConnId, SocketAddr, u64)> {
-        self.state().accepted.pop_front()
+        self.state()
+            .accepted
+            .pop_front()
+            .map(|(c, p, u, _)| (c, p, u))
     }
 
     /// Allocate `len` bytes of page-aligned, pre-touched memory and register it (writable by
@@ -386,7 +455,8 @@ impl Host {
         let worked = g.iterate(now, &mut events);
         drop(g);
         if !events.is_empty() {
-            publish(&self.shared, &mut events);
+            let refused = publish(&self.shared, &mut events);
+            close_refused(&self.shared, now, refused);
         }
         if worked {
             // The engine thread may sleep with a stale timer: let it recompute.
@@ -415,6 +485,16 @@ impl Host {
     pub fn close(&self, conn: ConnId) {
         let now = self.shared.clock.now();
         self.with_engine(|e| e.ep.close(now, conn));
+        let mut s = self.state();
+        s.lost.remove(&conn);
+        s.connected.remove(&conn);
+    }
+
+    /// Close an accepted connection the application will not serve: the peer's connection
+    /// fails with `ConnError::Refused` (`Endpoint::reject`).
+    pub fn reject(&self, conn: ConnId) {
+        let now = self.shared.clock.now();
+        self.with_engine(|e| e.ep.reject(now, conn));
         let mut s = self.state();
         s.lost.remove(&conn);
         s.connected.remove(&conn);
@@ -459,12 +539,17 @@ impl Host {
 
     /// Counters of every layer.
     pub fn stats(&self) -> HostStats {
-        self.with_engine(|e| {
+        let s = self.with_engine(|e| {
             let mut s = e.stats;
             s.endpoint = *e.ep.stats();
             s.connections = e.ep.connections() as u64;
             s
-        })
+        });
+        let mut s = s;
+        let st = self.state();
+        s.unaccepted_refused = st.unaccepted_refused;
+        s.unaccepted_expired = st.unaccepted_expired;
+        s
     }
 
     fn with_engine<R>(&self, f: impl FnOnce(&mut Engine) -> R) -> R {
@@ -783,7 +868,8 @@ fn engine_thread(shared: Arc<Shared>, fds: Vec<RawFd>, spin: std::time::Duration
             due = worked || g.dp.has_backlog();
             drop(g);
             if !events.is_empty() {
-                publish(&shared, &mut events);
+                let refused = publish(&shared, &mut events);
+                close_refused(&shared, now, refused);
                 // Completions wake application threads, which may share this core; a busy
                 // engine thread under SCHED_FIFO would otherwise keep them off it until the
                 // stream pauses.
@@ -808,6 +894,9 @@ fn engine_thread(shared: Arc<Shared>, fds: Vec<RawFd>, spin: std::time::Duration
             }
             continue;
         }
+        // Connections nobody accepted in time go before the engine sleeps (also whenever
+        // events are published), so they are reclaimed on an otherwise quiet host too.
+        reclaim_unaccepted(&shared);
         // Sleep until a datagram, a wakeup, or the next timer.
         shared.sleeping.store(true, Ordering::SeqCst);
         if !shared.pending.load(Ordering::SeqCst) && !shared.shutdown.load(Ordering::Acquire) {
@@ -1182,8 +1271,28 @@ fn close_all(ep: &mut Endpoint, now: Instant) {
     ep.close_all(now);
 }
 
-fn publish(shared: &Shared, events: &mut Vec<Event>) {
+/// Close the connections `publish` refused (the engine lock is not held there).
+fn close_refused(shared: &Shared, now: Instant, refused: Vec<ConnId>) {
+    if refused.is_empty() {
+        return;
+    }
+    let mut g = lock(&shared.engine);
+    for c in refused {
+        g.ep.reject(now, c);
+    }
+    drop(g);
+    // The CLOSEs are queued: have the engine send them.
+    shared.wake();
+}
+
+/// Hand the engine's events to the application side. Returns the accepted connections to
+/// close because `MAX_UNACCEPTED` were already waiting.
+fn publish(shared: &Shared, events: &mut Vec<Event>) -> Vec<ConnId> {
+    let now = shared.clock.now();
+    let (max, per_source, _) = shared.unaccepted;
+    let mut refused = Vec::new();
     let mut s = lock(&shared.state);
+    expire_unaccepted(shared, &mut s, now, &mut refused);
     for e in events.drain(..) {
         match e {
             Event::Completion(c) => s.completions.push_back(c),
@@ -1191,7 +1300,16 @@ fn publish(shared: &Shared, events: &mut Vec<Event>) {
                 conn,
                 peer,
                 user_data,
-            } => s.accepted.push_back((conn, peer, user_data)),
+            } => {
+                let full = s.accepted.len() >= max
+                    || s.accepted.iter().filter(|a| a.1.ip() == peer.ip()).count() >= per_source;
+                if full {
+                    s.unaccepted_refused += 1;
+                    refused.push(conn);
+                } else {
+                    s.accepted.push_back((conn, peer, user_data, now));
+                }
+            }
             Event::Connected { conn } => {
                 s.connected.insert(conn);
             }
@@ -1206,4 +1324,29 @@ fn publish(shared: &Shared, events: &mut Vec<Event>) {
     drop(s);
     shared.published.fetch_add(1, Ordering::Release);
     shared.cv.notify_all();
+    refused
+}
+
+/// Close the connections nobody accepted within `HostConfig::unaccepted_ttl`.
+fn reclaim_unaccepted(shared: &Shared) {
+    let now = shared.clock.now();
+    let mut refused = Vec::new();
+    {
+        let mut s = lock(&shared.state);
+        expire_unaccepted(shared, &mut s, now, &mut refused);
+    }
+    close_refused(shared, now, refused);
+}
+
+/// Move the connections nobody accepted within `HostConfig::unaccepted_ttl` to `refused`.
+fn expire_unaccepted(shared: &Shared, s: &mut HostState, now: Instant, refused: &mut Vec<ConnId>) {
+    let ttl = shared.unaccepted.2;
+    while let Some(&(conn, _, _, at)) = s.accepted.front() {
+        if now.saturating_since(at) < ttl {
+            break;
+        }
+        s.accepted.pop_front();
+        s.unaccepted_expired += 1;
+        refused.push(conn);
+    }
 }

@@ -30,6 +30,15 @@
 //! `connect` and close then closes, in the engine, the lingering connections whose receiver
 //! closed or that failed (`sweep_lingering`), so open/close cycles leave nothing behind.
 //!
+//! **Who may connect.** Each listen comm's handle, which NCCL exchanges through its bootstrap,
+//! carries a random 64-bit token (which listen comm) and a random 128-bit secret. A connector's
+//! SYN names the token and carries a MAC keyed with the secret; the engine answers only SYNs
+//! with a valid MAC for a live listen comm (`Host::admit`), with one stateless SYN-ACK cookie
+//! per SYN, and creates a connection only when the connector returns the cookie. A SYN flood
+//! from anyone without a handle creates no state and draws no reply. At most 1,024 completed
+//! connections (256 per source address) wait for `accept`, none longer than 120 s; the rest
+//! are closed (`HostStats::unaccepted_refused`, `unaccepted_expired`).
+//!
 //! **Memory.** `deregMr` of a region that a request in flight uses fails that request's
 //! connection (`Endpoint::deregister`, like an RDMA local protection error): `test` reports
 //! the error instead of waiting forever. Failed requests name the peer's address.
@@ -59,7 +68,7 @@ const POLL_BATCH: usize = 64;
 
 /// Handle magic ("WEIRNCCL") and layout version.
 const MAGIC: u64 = 0x5745_4952_4e43_434c;
-const HANDLE_VERSION: u32 = 1;
+const HANDLE_VERSION: u32 = 2;
 /// Field offsets in the 128-byte handle.
 mod field {
     use std::ops::Range;
@@ -71,6 +80,8 @@ mod field {
     pub(super) const TOKEN: Range<usize> = 40..48;
     /// Written by `connect`: the in-progress attempt (0 = none).
     pub(super) const ATTEMPT: Range<usize> = 48..56;
+    /// The listen comm's 128-bit secret: SYNs carry a MAC keyed with it (never the secret).
+    pub(super) const SECRET: Range<usize> = 64..80;
 }
 
 /// Opaque ids are `BASE + STRIDE·id` as pointers.
@@ -375,6 +386,8 @@ pub(crate) fn listen(ctx: u64, dev: c_int, handle: &mut [u8; 128]) -> Result<*mu
         let dev = s.device_index(dev)?;
         let host = s.acquire(dev)?;
         let token = weir_datapath::os_seed() | 1;
+        let secret =
+            u128::from(weir_datapath::os_seed()) << 64 | u128::from(weir_datapath::os_seed());
         let local = host.local_addr();
         handle.fill(0);
         handle[field::MAGIC].copy_from_slice(&MAGIC.to_le_bytes());
@@ -391,6 +404,10 @@ pub(crate) fn listen(ctx: u64, dev: c_int, handle: &mut [u8; 128]) -> Result<*mu
         }
         handle[field::PORT].copy_from_slice(&local.port().to_be_bytes());
         handle[field::TOKEN].copy_from_slice(&token.to_le_bytes());
+        handle[field::SECRET].copy_from_slice(&secret.to_le_bytes());
+        // Only SYNs for this token with a MAC keyed by its secret (or another live listen
+        // comm's) are answered: peers learn both from the handle NCCL exchanges out of band.
+        host.admit(token, secret);
         let id = s.id();
         s.listens.insert(id, Listen { dev, token, ctx });
         Ok(to_ptr(id))
@@ -418,6 +435,10 @@ fn sweep_lingering(h: &Host, lingering: &mut VecDeque<ConnId>) {
     }
 }
 
+/// Connections waiting for one listen comm's `accept` once taken from the engine; more are
+/// refused (the engine itself keeps at most `HostConfig::max_unaccepted`).
+const MAX_UNACCEPTED_PER_LISTEN: usize = 1024;
+
 /// Lingering connections looked at per `sweep_lingering` call: more than one per call, so
 /// the list shrinks faster than comms are closed.
 const SWEEP_BATCH: usize = 8;
@@ -425,13 +446,13 @@ const SWEEP_BATCH: usize = 8;
 /// `connect`: non-blocking; NULL until the handshake completes (NCCL retries with the same
 /// handle, in which the first call left its attempt id).
 pub(crate) fn connect(ctx: u64, dev: c_int, handle: &mut [u8; 128]) -> Result<*mut c_void> {
-    let (remote, token, attempt) = parse_handle(handle)?;
+    let (remote, token, secret, attempt) = parse_handle(handle)?;
     with(|s| {
         let dev = s.device_index(dev)?;
         if attempt == 0 {
             let host = s.acquire(dev)?;
             s.sweep_lingering(dev);
-            let conn = host.connect_nonblocking(remote, token);
+            let conn = host.connect_authenticated(remote, token, secret);
             let id = s.id();
             s.attempts.insert(
                 id,
@@ -484,7 +505,8 @@ pub(crate) fn connect(ctx: u64, dev: c_int, handle: &mut [u8; 128]) -> Result<*m
     })
 }
 
-fn parse_handle(h: &[u8; 128]) -> Result<(SocketAddr, u64, u64)> {
+/// (listener address, token, secret, attempt) from a handle.
+fn parse_handle(h: &[u8; 128]) -> Result<(SocketAddr, u64, u128, u64)> {
     let u64_at = |r: std::ops::Range<usize>| {
         let mut b = [0u8; 8];
         b.copy_from_slice(&h[r]);
@@ -512,9 +534,12 @@ fn parse_handle(h: &[u8; 128]) -> Result<(SocketAddr, u64, u64)> {
         f => return Err(Error::Arg(format!("connect: bad address family {f}"))),
     };
     let port = u16::from_be_bytes([h[field::PORT.start], h[field::PORT.start + 1]]);
+    let mut secret = [0u8; 16];
+    secret.copy_from_slice(&h[field::SECRET]);
     Ok((
         SocketAddr::new(ip, port),
         u64_at(field::TOKEN),
+        u128::from_le_bytes(secret),
         u64_at(field::ATTEMPT),
     ))
 }
@@ -534,11 +559,14 @@ pub(crate) fn accept(listen: *mut c_void) -> Result<*mut c_void> {
         };
         while let Some((conn, peer, tok)) = host.try_accept() {
             if s.listens.values().any(|l| l.dev == dev && l.token == tok) {
-                s.devs[dev]
-                    .accepted
-                    .entry(tok)
-                    .or_default()
-                    .push_back((conn, peer));
+                let q = s.devs[dev].accepted.entry(tok).or_default();
+                if q.len() >= MAX_UNACCEPTED_PER_LISTEN {
+                    // A peer holding this handle floods it with connections nobody accepts:
+                    // the engine's own cap must not be bypassed by moving them here.
+                    host.reject(conn);
+                } else {
+                    q.push_back((conn, peer));
+                }
             } else {
                 log::warn(&format!("closing connection from {peer}: unknown token"));
                 host.close(conn);
@@ -966,6 +994,9 @@ impl State {
         let Some(l) = self.listens.remove(&id) else {
             return Err(Error::Arg("closeListen: unknown listen comm".into()));
         };
+        if let Some(h) = &self.devs[l.dev].host {
+            h.revoke(l.token);
+        }
         if let Some(q) = self.devs[l.dev].accepted.remove(&l.token)
             && let Some(h) = &self.devs[l.dev].host
         {
@@ -1184,17 +1215,19 @@ mod tests {
         h[field::ADDR][..4].copy_from_slice(&[10, 1, 2, 3]);
         h[field::PORT].copy_from_slice(&4791u16.to_be_bytes());
         h[field::TOKEN].copy_from_slice(&0x1234u64.to_le_bytes());
-        let (addr, token, attempt) = parse_handle(&h).expect("valid handle");
+        h[field::SECRET].copy_from_slice(&(7u128 << 100 | 5).to_le_bytes());
+        let (addr, token, secret, attempt) = parse_handle(&h).expect("valid handle");
         assert_eq!(addr, "10.1.2.3:4791".parse().expect("addr"));
-        assert_eq!((token, attempt), (0x1234, 0));
+        assert_eq!((token, secret, attempt), (0x1234, 7 << 100 | 5, 0));
         let mut bad = h;
         bad[field::FAMILY] = 9;
         assert!(parse_handle(&bad).is_err());
         let mut bad = h;
         bad[0] ^= 1;
         assert!(parse_handle(&bad).is_err());
+        // A handle from a plugin of the first version (no secret) is refused.
         let mut bad = h;
-        bad[field::VERSION.start] = 2;
+        bad[field::VERSION.start] = 1;
         assert!(parse_handle(&bad).is_err());
     }
 }

@@ -169,6 +169,8 @@ pub(crate) struct Net {
     pub(crate) w: Work,
     pub(crate) conns: Vec<(Option<ConnId>, Option<ConnId>)>,
     accepted: usize,
+    /// Connections whose connecting side completed its handshake.
+    connected: usize,
     sends: HashMap<(u32, WrId), u32>,
     region: Vec<RegionId>,
     /// Intra-server link: when each GPU's egress and ingress are free.
@@ -270,6 +272,7 @@ impl Net {
             timer: vec![None; hosts],
             conns: vec![(None, None); w.pairs.len()],
             accepted: 0,
+            connected: 0,
             sends: HashMap::new(),
             region,
             nv_free: vec![Instant::ZERO; hosts],
@@ -309,8 +312,8 @@ impl Net {
         self.g.hosts
     }
 
-    /// Open one connection per host pair that needs one and run until all are accepted (or
-    /// `limit`).
+    /// Open one connection per host pair that needs one and run until both ends of every one
+    /// have it (or `limit`).
     pub(crate) fn connect_all(
         &mut self,
         limit: Instant,
@@ -324,7 +327,13 @@ impl Net {
         }
         self.settle();
         let pairs = self.w.pairs.len();
-        self.run_until(limit, &|n: &Net| n.accepted >= pairs, progress)
+        // Both ends: the acceptor has the connection once the connector's confirm arrives,
+        // the connector half a round trip later (`docs/transport.md`, "Connection set-up").
+        self.run_until(
+            limit,
+            &|n: &Net| n.accepted >= pairs && n.connected >= pairs,
+            progress,
+        )
     }
 
     /// Time zero of the workload: schedule the jobs, the samples and the faults.
@@ -754,6 +763,7 @@ impl Net {
                         self.accepted += 1;
                     }
                 }
+                Event::Connected { .. } => self.connected += 1,
                 Event::Completion(c) => {
                     let (m, send) = match c.kind {
                         CompletionKind::Send => match self.sends.remove(&(h, c.wr)) {

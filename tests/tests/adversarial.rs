@@ -22,9 +22,6 @@ use weir_wire::{
     NackExt, NackReason, Opcode, PayloadMode, ProbeExt,
 };
 
-/// `MAX_HALF_OPEN` in `transport/src/endpoint.rs` (private there).
-const MAX_HALF_OPEN: usize = 1024;
-
 fn config() -> Config {
     let mut c = Config::default();
     c.max_payload = 1024;
@@ -832,6 +829,11 @@ fn a_replayed_ack_does_not_move_the_rtt_estimate() {
 // (f), (g) handshake abuse
 
 fn syn_from(src_conn: u32, nonce: u64) -> Vec<u8> {
+    syn_with(src_conn, nonce, 0, 0, 0)
+}
+
+/// A SYN with user data, MAC (`echo_nonce`) and token (a confirm's cookie) as given.
+fn syn_with(src_conn: u32, nonce: u64, user_data: u64, mac: u64, token: u64) -> Vec<u8> {
     let h = Header {
         common: Common {
             opcode: Opcode::Syn,
@@ -841,12 +843,12 @@ fn syn_from(src_conn: u32, nonce: u64) -> Vec<u8> {
             psn: 0,
             entropy: 0,
             payload_len: 0,
-            token: 0,
+            token,
         },
         ext: Ext::Handshake(HandshakeExt {
             nonce,
-            echo_nonce: 0,
-            user_data: 0,
+            echo_nonce: mac,
+            user_data,
             initial_psn: 1000,
             max_payload: 1024,
             paths: 8,
@@ -858,12 +860,85 @@ fn syn_from(src_conn: u32, nonce: u64) -> Vec<u8> {
     emit(&h, &[])
 }
 
-/// 3000 SYNs from spoofed addresses: at most `MAX_HALF_OPEN` half-open connections are kept,
-/// the rest counted in `drop_handshake`; none of them produces an event; an established
-/// connection carries a transfer intact meanwhile; the half-open ones expire after the
-/// handshake timeout, and then a new peer can connect.
+fn spoofed(i: usize) -> SocketAddr {
+    SocketAddr::new(
+        IpAddr::V4(Ipv4Addr::new(172, 16, (i >> 8) as u8, i as u8)),
+        1000 + i as u16,
+    )
+}
+
+/// A listener that admits only the keys it handed out (`Endpoint::admit`): 3000 SYNs without
+/// a valid MAC (none, a guessed one, the right key with a MAC from another secret) create
+/// nothing and draw no reply (no bytes reflected to the spoofed sources), each is counted;
+/// a peer with the secret connects at once meanwhile, one with the wrong secret or none
+/// times out.
 #[test]
-fn syn_flood_is_bounded() {
+fn syns_without_a_valid_mac_create_nothing_and_draw_no_reply() {
+    const FLOOD: usize = 3000;
+    const KEY: u64 = 0x005E_C2E7;
+    const SECRET: u128 = 0x0123_4567_89ab_cdef_fedc_ba98_7654_3210;
+    let mut cfg = config();
+    cfg.handshake_timeout = Duration::from_millis(20);
+    let mut net = Net::new(2, cfg, Link::default(), 6);
+    net.eps[1].admit(KEY, SECRET);
+    let sent_before = net.stats.sent;
+    for i in 0..FLOOD {
+        let (user_data, mac) = match i % 3 {
+            0 => (i as u64, 0),
+            1 => (KEY, 0x9e37_79b9_7f4a_7c15 ^ i as u64),
+            _ => (KEY, i as u64 + 1),
+        };
+        let syn = syn_with(i as u32 + 1, 0xF00D_0000 + i as u64, user_data, mac, 0);
+        net.deliver(1, spoofed(i), &syn);
+    }
+    net.run_until(Duration::from_millis(10), |_| false);
+    assert_eq!(net.eps[1].connections(), 0);
+    assert_eq!(net.eps[1].stats().drop_unauthenticated, FLOOD as u64);
+    assert_eq!(net.eps[1].stats().cookies_sent, 0);
+    assert_eq!(net.stats.sent, sent_before, "something answered the flood");
+    assert!(net.events[1].is_empty(), "{:?}", net.events[1]);
+    let connects = |net: &mut Net, secret: Option<u128>| {
+        let now = net.now;
+        let addr = net.addrs[1];
+        let c = match secret {
+            Some(s) => net.eps[0].connect_authenticated(now, addr, KEY, s),
+            None => net.eps[0].connect(now, addr, KEY),
+        };
+        net.run_until(Duration::from_millis(100), |n| {
+            n.events[0].iter().any(|e| match e {
+                Event::Connected { conn } => *conn == c,
+                Event::ConnectionLost { conn, .. } => *conn == c,
+                _ => false,
+            })
+        });
+        net.events[0]
+            .iter()
+            .any(|e| matches!(e, Event::Connected { conn } if *conn == c))
+    };
+    assert!(!connects(&mut net, None), "connected without a MAC");
+    assert!(
+        !connects(&mut net, Some(SECRET ^ 1)),
+        "connected with the wrong secret"
+    );
+    assert!(connects(&mut net, Some(SECRET)));
+    assert_eq!(net.eps[1].connections(), 1);
+    assert!(
+        net.events[1]
+            .iter()
+            .any(|e| matches!(e, Event::Accepted { user_data: KEY, .. }))
+    );
+    // No key admitted: every SYN is answered again.
+    net.eps[1].revoke(KEY);
+    assert!(connects(&mut net, None));
+}
+
+/// 3000 SYNs from spoofed addresses to an open listener: no state is kept (the SYN-ACK is a
+/// cookie), each draws exactly one SYN-ACK no larger than itself, and nothing is sent again
+/// later (the connector retransmits, never the acceptor). Confirms with forged cookies, or
+/// with a cookie issued to another address, create nothing either. An established connection
+/// carries a transfer intact meanwhile, and a new peer connects at once.
+#[test]
+fn syn_flood_leaves_no_state_and_reflects_one_packet_per_syn() {
     const FLOOD: usize = 3000;
     let mut cfg = config();
     cfg.handshake_timeout = Duration::from_millis(100);
@@ -871,60 +946,86 @@ fn syn_flood_is_bounded() {
     let mut net = Net::new(3, cfg, Link::default(), 5);
     let (c0, c1) = net.connect(0, 1, Duration::from_millis(50)).unwrap();
     let events_before = net.events[1].len();
-    let drops_before = net.eps[1].stats().drop_handshake;
     // A transfer in progress from 0 to 1.
     let len = 200_000;
     let (src, _) = net.region(0, len, |i| pattern(3, i), false);
     let (dst, ptr) = net.region(1, len, |_| 0, false);
     let now = net.now;
     net.post_transfer(now, (0, c0, src), (1, c1, dst), len as u64);
+    net.capture = Some(Vec::new());
+    let cookies_before = net.eps[1].stats().cookies_sent;
+    let mut syn_bytes = 0;
     for i in 0..FLOOD {
-        let from = SocketAddr::new(
-            IpAddr::V4(Ipv4Addr::new(172, 16, (i >> 8) as u8, i as u8)),
-            1000 + i as u16,
-        );
-        net.deliver(1, from, &syn_from(i as u32 + 1, 0xF00D_0000 + i as u64));
+        let syn = syn_from(i as u32 + 1, 0xF00D_0000 + i as u64);
+        syn_bytes += syn.len();
+        net.deliver(1, spoofed(i), &syn);
     }
-    assert_eq!(net.eps[1].connections(), 1 + MAX_HALF_OPEN);
+    assert_eq!(net.eps[1].connections(), 1);
     assert_eq!(
-        net.eps[1].stats().drop_handshake - drops_before,
-        (FLOOD - MAX_HALF_OPEN) as u64
+        net.eps[1].stats().cookies_sent - cookies_before,
+        FLOOD as u64
     );
-    let flood_at = net.now;
     let done = net.run_until(Duration::from_millis(50), |n| {
         n.completions(0).count() >= 1 && n.completions(1).count() >= 1
     });
     assert!(done, "the established connection stalled during the flood");
     let got = net.bytes(ptr, len);
     assert!(got.iter().enumerate().all(|(i, &b)| b == pattern(3, i)));
-    // A new peer is refused while the table is full (no SYN cookies) ...
-    net.run_until(Duration::from_millis(30), |_| false);
-    let refused = net.eps[1].stats().drop_handshake;
-    let now = net.now;
-    let c2 = net.eps[2].connect(now, net.addrs[1], 9);
-    net.run_until(Duration::from_micros(100), |_| false);
-    assert_eq!(net.eps[1].stats().drop_handshake, refused + 1);
-    // ... and gets in once the half-open connections expired.
-    let connected = net.run_until(Duration::from_millis(400), |n| {
-        n.events[2]
-            .iter()
-            .any(|e| matches!(e, Event::Connected { conn } if *conn == c2))
-    });
-    let waited = net.now.saturating_since(flood_at);
-    println!(
-        "new peer connected: {connected} after {waited}; endpoint 1 holds {} connections",
-        net.eps[1].connections()
-    );
+    // Long past every retry interval: still exactly one answer per SYN.
+    net.run_until(Duration::from_millis(300), |_| false);
+    let log = net.capture.take().unwrap();
+    let answers: Vec<&Captured> = log.iter().filter(|c| c.dst.is_none()).collect();
+    assert_eq!(answers.len(), FLOOD, "answers to the spoofed sources");
+    let answered: usize = answers.iter().map(|c| c.bytes.len()).sum();
     assert!(
-        connected,
-        "a new peer could not connect after the flood expired"
+        answered <= syn_bytes,
+        "{answered} bytes reflected for {syn_bytes}"
     );
+    for (i, a) in answers.iter().enumerate() {
+        assert_eq!(a.opcode(), Some(Opcode::SynAck));
+        assert!(a.to == spoofed(i), "{:?}", a.to);
+    }
+    // Confirms: a guessed cookie, and a real cookie replayed from another address.
+    let cookie_of = |c: &Captured| match weir_wire::parse(&c.bytes, PayloadMode::Bytes) {
+        Ok(p) => match p.header.ext {
+            Ext::Handshake(hs) => hs.nonce,
+            _ => panic!("not a handshake"),
+        },
+        Err(e) => panic!("{e:?}"),
+    };
+    let stolen = cookie_of(answers[0]);
+    let bad_before = net.eps[1].stats().drop_bad_cookie;
+    for i in 0..100 {
+        let syn = syn_with(
+            i as u32 + 1,
+            0xF00D_0000 + i as u64,
+            0,
+            0,
+            0x1234_5678 + i as u64,
+        );
+        net.deliver(1, spoofed(i), &syn);
+    }
+    net.deliver(1, spoofed(4000), &syn_with(1, 0xF00D_0000, 0, 0, stolen));
+    assert_eq!(net.eps[1].stats().drop_bad_cookie - bad_before, 101);
+    assert_eq!(net.eps[1].connections(), 1);
+    // The genuine confirm from the address the cookie was issued to is what creates one.
+    net.deliver(1, spoofed(0), &syn_with(1, 0xF00D_0000, 0, 0, stolen));
     assert_eq!(net.eps[1].connections(), 2);
-    // The spoofed connections left no trace in the events: only our transfer and the new peer.
+    // A new peer gets in at once.
+    let (_, c2) = net
+        .connect(2, 1, Duration::from_millis(5))
+        .expect("a new peer connects");
+    assert_eq!(net.eps[1].connections(), 3);
+    // The flood left no trace in the events but the one confirmed connection.
     for e in &net.events[1][events_before..] {
         match e {
             Event::Completion(c) => assert_eq!(c.conn, c1),
-            Event::Accepted { peer, .. } => assert_eq!(*peer, net.addrs[2]),
+            Event::Accepted { peer, conn, .. } => {
+                assert!(
+                    *peer == net.addrs[2] && *conn == c2 || *peer == spoofed(0),
+                    "{e:?}"
+                )
+            }
             other => panic!("unexpected event {other:?}"),
         }
     }

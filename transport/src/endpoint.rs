@@ -15,6 +15,7 @@ use crate::conn::paths::PathStats;
 use crate::conn::recv::PostedRecv;
 use crate::conn::{CLOSE_NORMAL, CLOSE_REFUSED, Conn, Ctx, DATA_HEADER, State};
 use crate::deadlines::Deadlines;
+use crate::handshake;
 use crate::mem::{Memory, RegionId};
 use crate::stats::{ConnStats, EndpointStats};
 use crate::{
@@ -24,8 +25,10 @@ use crate::{
 /// Connection ids are `generation << INDEX_BITS | (slot + 1)`; 0 never names a connection.
 const INDEX_BITS: u32 = 20;
 const INDEX_MASK: u32 = (1 << INDEX_BITS) - 1;
-/// Most half-open (SYN received, not yet confirmed) connections kept at once.
-const MAX_HALF_OPEN: usize = 1024;
+/// Most packets waiting in the stateless queue (SYN-ACK cookies, refusals, closes of
+/// forgotten connections); more are dropped and counted (`EndpointStats::drop_stateless_full`).
+/// Each entry answers one received packet, and the queue is drained after every input.
+const MAX_STATELESS: usize = 4096;
 /// Most connections the credit scheduler serves at once (RCCC receiver side).
 const MAX_CREDIT_FLOWS: usize = 1 << 16;
 
@@ -43,11 +46,15 @@ pub struct Endpoint {
     generation: u32,
     /// (peer address, peer's connection id) → our connection id, for duplicate SYNs.
     by_peer: BTreeMap<(SocketAddr, u32), u32>,
-    half_open: usize,
     /// Ids of the connections in a graceful close, in slot order (the order a scan of all
     /// connections would meet them), so the per-poll check visits only those.
     closing: Vec<u32>,
     listening: bool,
+    /// When not empty, the `user_data` values a SYN may carry with the secret its MAC must
+    /// be keyed with (see [`Endpoint::admit`]); other SYNs are dropped unanswered.
+    admitted: BTreeMap<u64, u128>,
+    /// This endpoint's key for SYN-ACK cookies (`crate::handshake::cookie`).
+    cookie_key: u128,
     events: VecDeque<Event>,
     /// Connections that may have something to send, round-robin.
     ready: VecDeque<u32>,
@@ -80,6 +87,9 @@ impl Endpoint {
             _ => RcccParams::default(),
         };
         let pull = params.pull_bytes(u64::from(config.max_payload) + DATA_HEADER);
+        // The cookie key comes from its own stream, so drawing it moves no other random choice.
+        let mut keys = Rng::new(seed ^ 0x636f_6f6b_6965_6b65);
+        let cookie_key = u128::from(keys.next_u64()) << 64 | u128::from(keys.next_u64());
         Ok(Endpoint {
             config,
             local,
@@ -90,11 +100,12 @@ impl Endpoint {
             free: Vec::new(),
             generation: 1,
             by_peer: BTreeMap::new(),
-            half_open: 0,
             closing: Vec::new(),
             timers: Deadlines::default(),
             due: Vec::new(),
             listening: false,
+            admitted: BTreeMap::new(),
+            cookie_key,
             events: VecDeque::new(),
             ready: VecDeque::new(),
             stateless: VecDeque::new(),
@@ -118,11 +129,51 @@ impl Endpoint {
         self.listening = on;
     }
 
+    /// Admit SYNs whose `user_data` is `key` and whose MAC is keyed with `secret` (see
+    /// [`Endpoint::connect_authenticated`]). Once any key is admitted, every other SYN (no
+    /// MAC, a wrong one, another `user_data`) is dropped and counted in
+    /// `EndpointStats::drop_unauthenticated` before any state or reply exists: an application
+    /// that hands its peers the secret out of band (the NCCL plugin's listen handle) makes its
+    /// listener unreachable to anyone without it, so a SYN flood costs a parse, a map lookup
+    /// and a SipHash per datagram and reflects nothing. With no key admitted, every SYN is
+    /// answered (the default). Admitting a key again replaces its secret.
+    pub fn admit(&mut self, key: u64, secret: u128) {
+        self.admitted.insert(key, secret);
+    }
+
+    /// Stop admitting `key` (see [`Endpoint::admit`]).
+    pub fn revoke(&mut self, key: u64) {
+        self.admitted.remove(&key);
+    }
+
     /// Start connecting to `remote`; [`Event::Connected`] follows (or
     /// [`Event::ConnectionLost`] with [`crate::ConnError::HandshakeTimeout`]). `user_data` is
     /// delivered to the acceptor in [`Event::Accepted`]. Requests may be posted at once; they
     /// are sent when the handshake completes.
     pub fn connect(&mut self, now: Instant, remote: SocketAddr, user_data: u64) -> ConnId {
+        self.connect_inner(now, remote, user_data, None)
+    }
+
+    /// [`Endpoint::connect`] to a listener that admits `user_data` with `secret`
+    /// ([`Endpoint::admit`]): the SYN carries a MAC keyed with the secret over all its
+    /// fields, never the secret itself.
+    pub fn connect_authenticated(
+        &mut self,
+        now: Instant,
+        remote: SocketAddr,
+        user_data: u64,
+        secret: u128,
+    ) -> ConnId {
+        self.connect_inner(now, remote, user_data, Some(secret))
+    }
+
+    fn connect_inner(
+        &mut self,
+        now: Instant,
+        remote: SocketAddr,
+        user_data: u64,
+        secret: Option<u128>,
+    ) -> ConnId {
         let id = self.alloc_id();
         let nonce = self.nonce();
         let psn = self.rng.next_u32();
@@ -138,6 +189,9 @@ impl Endpoint {
             State::SynSent,
         );
         c.user_data = user_data;
+        if let Some(secret) = secret {
+            c.syn_mac = handshake::syn_mac(secret, id, &c.handshake_ext(&self.config, 0));
+        }
         self.insert(c);
         ConnId(id)
     }
@@ -282,6 +336,17 @@ impl Endpoint {
     /// Close `conn`: outstanding requests complete with [`WrError::Closed`], the peer is told,
     /// [`Event::Closed`] follows and the id becomes invalid.
     pub fn close(&mut self, now: Instant, conn: ConnId) {
+        self.close_with(now, conn, CLOSE_NORMAL);
+    }
+
+    /// Close an accepted connection the application will not serve (its accept queue is
+    /// full, or nobody accepted it in time): as [`Endpoint::close`], but the peer's
+    /// connection fails with [`crate::ConnError::Refused`] rather than closing normally.
+    pub fn reject(&mut self, now: Instant, conn: ConnId) {
+        self.close_with(now, conn, CLOSE_REFUSED);
+    }
+
+    fn close_with(&mut self, now: Instant, conn: ConnId, reason: u32) {
         let _ = now;
         let Some(idx) = self.index(conn.0) else {
             return;
@@ -291,9 +356,8 @@ impl Endpoint {
         };
         c.flush_requests(WrError::Closed, &mut self.events);
         if c.state != State::Failed {
-            if c.state == State::Established || c.state == State::SynReceived {
-                self.stateless
-                    .push_back((c.peer, close_header(&c, CLOSE_NORMAL)));
+            if c.state == State::Established {
+                self.push_stateless(c.peer, close_header(&c, reason));
             }
             self.events.push_back(Event::Closed { conn });
         }
@@ -406,15 +470,16 @@ impl Endpoint {
             credit: &mut self.credit,
         };
         conn.on_packet(now, meta.ecn, &pkt, meta.virtual_payload, &mut ctx);
-        if was == State::SynReceived && conn.state != State::SynReceived {
-            self.half_open = self.half_open.saturating_sub(1);
-        }
         if was != State::Failed && conn.state == State::Failed {
             self.stats.conn_failed += 1;
         }
         self.mark_ready(idx);
     }
 
+    /// A SYN: a connector's first one (token 0) or its confirm (token = our cookie).
+    /// Authenticated when keys are admitted; answered with exactly one SYN-ACK of the same
+    /// size, never repeated by us (the connector retransmits); state is created only for a
+    /// confirm carrying a valid cookie. See `docs/transport.md`, "Connection set-up".
     fn on_syn(&mut self, now: Instant, from: SocketAddr, h: &Header) {
         let Ext::Handshake(hs) = h.ext else {
             self.stats.drop_malformed += 1;
@@ -424,18 +489,26 @@ impl Endpoint {
             self.stats.drop_handshake += 1;
             return;
         }
-        // Duplicates first: a repeated (or corrupted copy of a) SYN for a connection that exists
-        // must never be refused, which would tear that connection down.
-        if let Some(&id) = self.by_peer.get(&(from, h.common.src_conn)) {
-            // A repeated SYN: answer again if it is the same attempt.
+        let src_conn = h.common.src_conn;
+        if !self.admitted.is_empty() {
+            let ok = self
+                .admitted
+                .get(&hs.user_data)
+                .is_some_and(|&secret| handshake::syn_mac(secret, src_conn, &hs) == hs.echo_nonce);
+            if !ok {
+                self.stats.drop_unauthenticated += 1;
+                return;
+            }
+        }
+        // The connection this attempt already made: its SYN-ACK was lost, answer again.
+        if let Some(&id) = self.by_peer.get(&(from, src_conn)) {
             if let Some(idx) = self.index(id)
                 && let Some(c) = self.conns[idx].as_mut()
                 && c.peer_nonce == hs.nonce
+                && c.state == State::Established
             {
-                if c.state == State::SynReceived {
-                    c.need_synack = true;
-                    self.mark_ready(idx);
-                }
+                c.need_synack = true;
+                self.mark_ready(idx);
                 return;
             }
             self.stats.drop_handshake += 1;
@@ -449,7 +522,7 @@ impl Endpoint {
                     opcode: Opcode::Close,
                     flags: Flags::empty(),
                     src_conn: 0,
-                    dst_conn: h.common.src_conn,
+                    dst_conn: src_conn,
                     psn: 0,
                     entropy: 0,
                     payload_len: 0,
@@ -460,15 +533,59 @@ impl Endpoint {
                 }),
                 int: IntList::new(),
             };
-            self.stateless.push_back((from, header));
+            self.push_stateless(from, header);
             return;
         }
-        if self.half_open >= MAX_HALF_OPEN {
-            self.stats.drop_handshake += 1;
+        let epoch = handshake::epoch(now);
+        let token = h.common.token;
+        let valid = token != 0
+            && (token == handshake::cookie(self.cookie_key, from, src_conn, &hs, epoch)
+                || token
+                    == handshake::cookie(
+                        self.cookie_key,
+                        from,
+                        src_conn,
+                        &hs,
+                        epoch.wrapping_sub(1),
+                    ));
+        if !valid {
+            if token != 0 {
+                self.stats.drop_bad_cookie += 1;
+            }
+            // A first SYN, or a confirm whose cookie expired: answer with a cookie and keep
+            // nothing.
+            let cookie = handshake::cookie(self.cookie_key, from, src_conn, &hs, epoch);
+            self.stats.cookies_sent += 1;
+            let header = Header {
+                common: Common {
+                    opcode: Opcode::SynAck,
+                    flags: Flags::empty(),
+                    src_conn: 0,
+                    dst_conn: src_conn,
+                    psn: 0,
+                    entropy: 0,
+                    payload_len: 0,
+                    token: hs.nonce,
+                },
+                ext: Ext::Handshake(weir_wire::HandshakeExt {
+                    nonce: cookie,
+                    echo_nonce: hs.nonce,
+                    user_data: 0,
+                    initial_psn: 0,
+                    max_payload: self.config.max_payload,
+                    paths: self.config.paths,
+                    mode: self.config.mode,
+                    rwnd_pkts: self.config.rwnd_packets,
+                }),
+                int: IntList::new(),
+            };
+            self.push_stateless(from, header);
             return;
         }
+        // A confirm with a valid cookie: the connector receives at `from` and (when keys are
+        // admitted) holds the secret. The connection starts established, with the cookie as
+        // its token, and its SYN-ACK tells the connector our connection id.
         let id = self.alloc_id();
-        let nonce = self.nonce();
         let psn = self.rng.next_u32();
         let entropy = self.rng.below(self.config.paths as u64) as u16;
         let mut c = Conn::new(
@@ -476,15 +593,20 @@ impl Endpoint {
             &self.config,
             id,
             from,
-            nonce,
+            token,
             psn,
             entropy,
-            State::SynReceived,
+            State::Established,
         );
         c.user_data = hs.user_data;
-        c.apply_handshake(&self.config, h.common.src_conn, &hs);
-        self.half_open += 1;
-        self.by_peer.insert((from, h.common.src_conn), id);
+        c.apply_handshake(&self.config, src_conn, &hs);
+        c.need_synack = true;
+        self.by_peer.insert((from, src_conn), id);
+        self.events.push_back(Event::Accepted {
+            conn: ConnId(id),
+            peer: from,
+            user_data: hs.user_data,
+        });
         self.insert(c);
     }
 
@@ -602,15 +724,6 @@ impl Endpoint {
                 c.on_timeout(now, &self.config, &mut self.events);
                 if was != State::Failed && c.state == State::Failed {
                     self.stats.conn_failed += 1;
-                    if was == State::SynReceived {
-                        // A half-open connection that never completed: forget it silently.
-                        self.half_open = self.half_open.saturating_sub(1);
-                        if let Some(c) = self.conns[idx].take() {
-                            self.discard_accept_events(c.id);
-                            self.forget(idx, c);
-                        }
-                        continue;
-                    }
                 }
                 self.mark_ready(idx);
             }
@@ -723,9 +836,13 @@ impl Endpoint {
         self.free.push(idx as u32);
     }
 
-    fn discard_accept_events(&mut self, id: u32) {
-        self.events
-            .retain(|e| !matches!(e, Event::ConnectionLost { conn, .. } if conn.0 == id));
+    /// Queue a packet that answers one received packet outside any connection.
+    fn push_stateless(&mut self, to: SocketAddr, h: Header) {
+        if self.stateless.len() >= MAX_STATELESS {
+            self.stats.drop_stateless_full += 1;
+            return;
+        }
+        self.stateless.push_back((to, h));
     }
 
     /// Put connection `idx` in the timer set under its current deadline.

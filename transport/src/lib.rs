@@ -25,12 +25,14 @@ pub mod config;
 mod conn;
 mod deadlines;
 mod endpoint;
+mod handshake;
 mod mem;
 pub mod stats;
 
 pub use config::{Config, ConfigError};
 pub use conn::paths::PathStats;
 pub use endpoint::Endpoint;
+pub use handshake::syn_mac;
 pub use mem::RegionId;
 pub use stats::{ConnStats, EndpointStats};
 pub use weir_wire::{Ecn, Mode};

@@ -18,6 +18,15 @@ pub struct EndpointStats {
     pub drop_wrong_peer: u64,
     /// Dropped: SYN while not listening, or handshake packets that do not fit the state.
     pub drop_handshake: u64,
+    /// Dropped unanswered: a SYN without a valid MAC for an admitted key while keys are
+    /// admitted (`Endpoint::admit`).
+    pub drop_unauthenticated: u64,
+    /// SYN confirms whose cookie was wrong or expired (each answered with a fresh cookie).
+    pub drop_bad_cookie: u64,
+    /// SYN-ACKs with a cookie sent in answer to a SYN (no state kept).
+    pub cookies_sent: u64,
+    /// Dropped: a stateless answer (cookie, refusal, close) found its queue full.
+    pub drop_stateless_full: u64,
     /// Connections that failed.
     pub conn_failed: u64,
     /// Credit grants issued by this endpoint's credit scheduler (RCCC receiver side).

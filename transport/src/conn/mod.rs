@@ -65,10 +65,9 @@ pub(crate) const DATA_HEADER: u64 = (weir_wire::COMMON_LEN + weir_wire::DATA_EXT
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum State {
-    /// We sent a SYN and wait for the SYN-ACK.
+    /// We sent a SYN (or its confirm, with the acceptor's cookie) and wait for the SYN-ACK
+    /// that carries the acceptor's connection id.
     SynSent,
-    /// We answered a SYN and wait for the first packet carrying our token.
-    SynReceived,
     Established,
     /// Failed or closed by the peer; waits for the application to close it.
     Failed,
@@ -133,6 +132,8 @@ pub(crate) struct Conn {
     // Control packets waiting to go out.
     pub(crate) need_syn: bool,
     pub(crate) need_synack: bool,
+    /// Connector: the MAC its SYNs carry (`handshake::syn_mac`); 0 when unauthenticated.
+    pub(crate) syn_mac: u64,
     /// Tell the peer why this connection failed: a CLOSE with this reason is pending.
     close_reason: Option<u32>,
     /// The reason code this (failed) connection closes with; repeated to a peer that keeps
@@ -223,7 +224,8 @@ impl Conn {
             probe_pending: false,
             next_pace: now,
             need_syn: state == State::SynSent,
-            need_synack: state == State::SynReceived,
+            need_synack: false,
+            syn_mac: 0,
             close_reason: None,
             close_code: None,
             close_resends: 0,
@@ -234,8 +236,7 @@ impl Conn {
         };
         let retry = now + c.hs_interval(config);
         let t = &mut c.timers;
-        let handshake = state == State::SynSent || state == State::SynReceived;
-        if handshake {
+        if state == State::SynSent {
             t.set(Timer::HandshakeRetry, retry);
             t.set(Timer::HandshakeExpiry, now + config.handshake_timeout);
         }
@@ -364,16 +365,6 @@ impl Conn {
             return;
         }
         let h = &pkt.header;
-        if self.state == State::SynReceived && h.common.opcode != Opcode::Syn {
-            self.handshake_rtt(now);
-            self.state = State::Established;
-            self.need_synack = false;
-            ctx.events.push_back(Event::Accepted {
-                conn: self.handle(),
-                peer: self.peer,
-                user_data: self.user_data,
-            });
-        }
         match (h.common.opcode, &h.ext) {
             (Opcode::SynAck, Ext::Handshake(hs)) => {
                 if self.state == State::SynSent {
@@ -484,21 +475,26 @@ impl Conn {
 
     fn on_synack(&mut self, h: &Header, hs: &HandshakeExt, ctx: &mut Ctx<'_>) {
         match self.state {
-            State::SynSent if hs.echo_nonce == self.local_nonce => {
+            State::SynSent if hs.echo_nonce == self.local_nonce && hs.nonce != 0 => {
                 if hs.mode != ctx.config.mode {
                     return;
                 }
+                if h.common.src_conn == 0 {
+                    // The acceptor's cookie: confirm at once with it as our token. The retry
+                    // timer keeps running, so a lost confirm (or its lost answer) is repeated.
+                    self.peer_nonce = hs.nonce;
+                    self.need_syn = true;
+                    return;
+                }
+                // The acceptor made the connection (its nonce is the cookie we confirmed).
                 self.apply_handshake(ctx.config, h.common.src_conn, hs);
                 self.state = State::Established;
                 self.need_syn = false;
-                // Third leg: tells the acceptor we hold its token.
-                self.recv.ack_now = true;
                 ctx.events.push_back(Event::Connected {
                     conn: self.handle(),
                 });
             }
-            // Our ACK of the SYN-ACK was lost: repeat it.
-            State::Established => self.recv.ack_now = true,
+            // Answers to repeated confirms: nothing to do.
             _ => {}
         }
     }
@@ -1366,12 +1362,12 @@ impl Conn {
             State::SynSent if self.need_syn => {
                 self.need_syn = false;
                 self.hs_sent_at = Some(now);
-                let ext = self.handshake_ext(config, 0);
+                let ext = self.handshake_ext(config, self.syn_mac);
                 return self.control(Opcode::Syn, Flags::empty(), Ext::Handshake(ext), 0, buf);
             }
-            State::SynReceived if self.need_synack => {
+            State::Established if self.need_synack => {
+                // Our SYN-ACK, once per confirm received (the connector retransmits).
                 self.need_synack = false;
-                self.hs_sent_at = Some(now);
                 let ext = self.handshake_ext(config, self.peer_nonce);
                 return self.control(Opcode::SynAck, Flags::empty(), Ext::Handshake(ext), 0, buf);
             }
@@ -1608,11 +1604,9 @@ impl Conn {
                 psn: self.send.snd_nxt,
                 entropy,
                 payload_len: 0,
-                token: if opcode == Opcode::Syn {
-                    0
-                } else {
-                    self.peer_nonce
-                },
+                // The peer's nonce; for a SYN, 0 until the acceptor's cookie arrives, then the
+                // cookie (which becomes the acceptor's nonce).
+                token: self.peer_nonce,
             },
             ext,
             int,
@@ -1713,7 +1707,7 @@ impl Conn {
     /// The earliest time this connection needs `on_timeout`.
     pub(crate) fn deadline(&self) -> Option<Instant> {
         match self.state {
-            State::SynSent | State::SynReceived => self.timers.next_of(&Timer::HANDSHAKE),
+            State::SynSent => self.timers.next_of(&Timer::HANDSHAKE),
             State::Established => {
                 let t = self.timers.next_of(&Timer::ESTABLISHED);
                 t.into_iter().chain(self.cc.next_timeout()).min()
@@ -1747,7 +1741,7 @@ impl Conn {
         events: &mut VecDeque<Event>,
     ) {
         match self.state {
-            State::SynSent | State::SynReceived => {
+            State::SynSent => {
                 if self.timers.is_expired(Timer::HandshakeExpiry, now) {
                     self.fail(ConnError::HandshakeTimeout, events, now);
                     return;
@@ -1756,11 +1750,7 @@ impl Conn {
                     self.hs_tries += 1;
                     let at = now + self.hs_interval(config);
                     self.timers.set(Timer::HandshakeRetry, at);
-                    if self.state == State::SynSent {
-                        self.need_syn = true;
-                    } else {
-                        self.need_synack = true;
-                    }
+                    self.need_syn = true;
                 }
             }
             State::Established => self.established_timeout(now, config, events),
