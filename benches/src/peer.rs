@@ -18,7 +18,7 @@ use std::ffi::OsString;
 use std::io::{BufRead, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Command, ExitStatus};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -307,6 +307,30 @@ impl PairOutcome {
         matches!((&self.receiver, &self.sender), (Ok(r), Ok(s)) if r.complete && s.complete)
     }
 
+    /// Why the measurement failed, `None` when both peers reported: each peer that died,
+    /// hung, reported an error or exited with a failure status, and what the other one had
+    /// done by then. A failed pair has no figures: the survivor's are of a stream cut short.
+    pub fn failure(&self) -> Option<String> {
+        let state = |r: &PeerReport| {
+            let mut s = format!(
+                "{} messages, {}",
+                r.messages,
+                if r.complete { "complete" } else { "partial" }
+            );
+            if let Some(n) = &r.note {
+                s.push_str(&format!(": {n}"));
+            }
+            s
+        };
+        match (&self.receiver, &self.sender) {
+            (Ok(_), Ok(_)) => None,
+            (Err(r), Err(s)) if r == s => Some(r.clone()),
+            (Err(r), Err(s)) => Some(format!("{r}; {s}")),
+            (Err(e), Ok(s)) => Some(format!("{e} (the sender reported {})", state(s))),
+            (Ok(r), Err(e)) => Some(format!("{e} (the receiver reported {})", state(r))),
+        }
+    }
+
     /// The peers' notes and errors, labelled and joined (an error both share, once).
     pub fn note(&self) -> Option<String> {
         let mut notes = Vec::new();
@@ -350,16 +374,30 @@ pub fn run_pair(cmd: &PeerCmd, receiver: &PeerParams, sender: &PeerParams) -> Pa
     let limit = sender.point() + sender.drain() + PEER_SLACK;
     let sender_result = spawn(cmd, "sender", &sender).and_then(|mut tx| {
         let r = report(&mut tx, limit);
-        tx.finish(EXIT_GRACE);
-        r
+        let status = tx.finish(EXIT_GRACE);
+        r.and_then(|r| exited_cleanly(&tx, status).map(|()| r))
     });
     // The receiver stops at the sender's end marker, or on its own deadline if the sender died.
     let receiver_result = report(&mut rx, receiver.receiver_patience() + PEER_SLACK);
-    rx.finish(EXIT_GRACE);
+    let status = rx.finish(EXIT_GRACE);
+    let receiver_result = receiver_result.and_then(|r| exited_cleanly(&rx, status).map(|()| r));
     PairOutcome {
         receiver: receiver_result.map_err(|e| e.to_string()),
         sender: sender_result.map_err(|e| e.to_string()),
         receiver_sched: Some(receiver_sched),
+    }
+}
+
+/// A peer that reported and then exited with a failure status (a panic, a signal while
+/// shutting down) failed: its report is not trusted. One that is still running after the
+/// grace period (`None`: killed) is not counted against it.
+fn exited_cleanly(peer: &Peer, status: Option<ExitStatus>) -> Result<(), BenchError> {
+    match status {
+        Some(s) if !s.success() => Err(BenchError::new(format!(
+            "{} exited with {s} after its report",
+            peer.name()
+        ))),
+        _ => Ok(()),
     }
 }
 
@@ -483,6 +521,54 @@ mod tests {
             unreachable!()
         };
         assert_eq!(r.gbps(), Some(3.0));
+    }
+
+    #[test]
+    fn a_pair_fails_when_either_peer_has_no_report() {
+        let ok = |complete| {
+            Ok(PeerReport {
+                messages: 2,
+                complete,
+                ..PeerReport::default()
+            })
+        };
+        let pair = |receiver, sender| PairOutcome {
+            receiver,
+            sender,
+            receiver_sched: None,
+        };
+        // A partial stream (the time limit) is a result, not a failure.
+        assert_eq!(pair(ok(false), ok(false)).failure(), None);
+        let e = pair(ok(false), Err("sender exited without a report".into()))
+            .failure()
+            .expect("failed");
+        assert_eq!(
+            e,
+            "sender exited without a report (the receiver reported 2 messages, partial)"
+        );
+        let e = pair(Err("receiver: bind".into()), ok(true)).failure();
+        assert_eq!(
+            e.as_deref(),
+            Some("receiver: bind (the sender reported 2 messages, complete)")
+        );
+        let same = pair(Err("spawn".into()), Err("spawn".into()));
+        assert_eq!(same.failure().as_deref(), Some("spawn"));
+        let both = pair(Err("a".into()), Err("b".into()));
+        assert_eq!(both.failure().as_deref(), Some("a; b"));
+    }
+
+    #[test]
+    fn a_failure_exit_after_the_report_fails_the_peer() {
+        let exit = |code: &str| {
+            let mut c = Command::new("sh");
+            c.args(["-c", &format!("exit {code}")]);
+            let mut p = Peer::spawn("sender", c).expect("spawn");
+            let status = p.finish(Duration::from_secs(30));
+            exited_cleanly(&p, status).map_err(|e| e.to_string())
+        };
+        assert!(exit("0").is_ok());
+        let e = exit("3").expect_err("exit 3");
+        assert!(e.starts_with("sender exited with exit status: 3"), "{e}");
     }
 
     #[test]

@@ -48,9 +48,22 @@ pub struct Row {
     pub complete: bool,
     /// Why a figure is missing or partial.
     pub note: Option<String>,
+    /// The measurement failed (a peer process died, hung, reported an error or exited with a
+    /// failure status): no figures, and `weir bench transport` exits non-zero.
+    pub error: Option<String>,
 }
 
 impl Row {
+    /// The point, as the table names it: `weir/swift loss 1% size 1 MiB`.
+    pub fn point(&self) -> String {
+        format!(
+            "{} loss {} size {}",
+            mode_label(self),
+            fmt_loss(self.loss),
+            fmt_size(self.size)
+        )
+    }
+
     /// Fill in the TCP reference and the ratio to it.
     pub fn set_tcp(&mut self, tcp_gbps: Option<f64>) {
         self.tcp_gbps = tcp_gbps;
@@ -76,6 +89,9 @@ pub struct PingPong {
     pub retransmits: Option<u64>,
     /// Why a figure is missing.
     pub note: Option<String>,
+    /// The measurement failed (a peer died, hung or reported an error): no figures, and
+    /// `weir bench transport` exits non-zero.
+    pub error: Option<String>,
 }
 
 /// Facts about the machine and the run's scheduling, printed in the header (and in every JSON
@@ -153,6 +169,14 @@ fn mode_label(r: &Row) -> String {
 pub fn table_row(r: &Row) -> String {
     let f =
         |v: Option<f64>, prec: usize| v.map_or_else(|| "-".to_string(), |v| format!("{v:.prec$}"));
+    if let Some(e) = &r.error {
+        return format!(
+            " {:>11} {:>6} {:>8}  FAILED: {e}",
+            mode_label(r),
+            fmt_loss(r.loss),
+            fmt_size(r.size),
+        );
+    }
     if r.goodput_gbps.is_none() && r.sender_gbps.is_none() {
         // Nothing measured: the note says why.
         return format!(
@@ -230,7 +254,9 @@ pub fn table_footer(pingpong: &[PingPong], machine: &Machine) -> String {
     let mut s = String::from("#\n");
     for p in pingpong {
         let _ = write!(s, "# ping-pong 8 B {:>4}: ", p.mode.as_str());
-        if p.round_trips > 0 {
+        if let Some(e) = &p.error {
+            let _ = write!(s, "FAILED: {e}");
+        } else if p.round_trips > 0 {
             let _ = write!(
                 s,
                 "RTT median {} us, p99 {} us ({} round trips",
@@ -360,6 +386,7 @@ mod tests {
                 rtt_p99_us: Some(30.0),
                 retransmits: None,
                 note: None,
+                error: None,
             },
             PingPong {
                 mode: Mode::Weir,
@@ -368,6 +395,7 @@ mod tests {
                 rtt_p99_us: Some(45.0),
                 retransmits: None,
                 note: None,
+                error: None,
             },
         ];
         let machine = Machine {
@@ -420,6 +448,7 @@ mod tests {
             rtt_p99_us: Some(35.0),
             retransmits: Some(0),
             note: None,
+            error: None,
         }];
         let f = table_footer(&pp, &Machine::default());
         assert!(

@@ -356,7 +356,34 @@ pub fn run(
         pingpong: &pingpong,
         machine: &machine,
     });
-    Ok(())
+    match failures(&rows, &pingpong) {
+        Some(e) => Err(BenchError::new(e)),
+        None => Ok(()),
+    }
+}
+
+/// The error of a run with failed points: how many of how many, each named with why (`None`:
+/// every point was measured). The table has already shown them; this is what the command
+/// exits with.
+fn failures(rows: &[Row], pingpong: &[PingPong]) -> Option<String> {
+    let mut failed: Vec<String> = rows
+        .iter()
+        .filter_map(|r| r.error.as_ref().map(|e| format!("{}: {e}", r.point())))
+        .collect();
+    failed.extend(pingpong.iter().filter_map(|p| {
+        p.error
+            .as_ref()
+            .map(|e| format!("{} ping-pong: {e}", p.mode.as_str()))
+    }));
+    if failed.is_empty() {
+        return None;
+    }
+    let total = rows.len() + pingpong.len();
+    Some(format!(
+        "{} of {total} points failed (no figures for them):\n  {}",
+        failed.len(),
+        failed.join("\n  ")
+    ))
 }
 
 /// Finish a row (TCP reference), report it, keep it for the end.
@@ -380,7 +407,8 @@ fn measure_stream(
     repeat: u32,
     machine: &mut Machine,
 ) -> Row {
-    let runs: Vec<Row> = (0..repeat.max(1))
+    let repeat = repeat.max(1);
+    let mut runs: Vec<Row> = (0..repeat)
         .map(|run| {
             let rp = plan.params(Role::Receiver, mode, Test::Stream, size, loss, run);
             let sp = plan.params(Role::Sender, mode, Test::Stream, size, loss, run);
@@ -390,10 +418,19 @@ fn measure_stream(
             if mode != Mode::Tcp {
                 row.cc = plan.cc.clone();
             }
+            if let Some(e) = &mut row.error
+                && repeat > 1
+            {
+                *e = format!("run {} of {repeat}: {e}", run + 1);
+            }
             row
         })
         .collect();
-    median_by(runs, |r| r.goodput_gbps)
+    // A run whose peer failed fails the point: the median of the others would hide it.
+    match runs.iter().position(|r| r.error.is_some()) {
+        Some(i) => runs.swap_remove(i),
+        None => median_by(runs, |r| r.goodput_gbps),
+    }
 }
 
 /// A row from the two peers' reports.
@@ -405,6 +442,11 @@ fn stream_row(mode: Mode, loss: f64, size: u64, window: u32, o: &PairOutcome) ->
         window,
         ..Row::default()
     };
+    if let Some(e) = o.failure() {
+        // What the survivor measured is a stream cut short: no figures for a failed point.
+        row.error = Some(e);
+        return row;
+    }
     if let Ok(r) = &o.receiver {
         row.messages = r.messages;
         row.bytes = r.bytes;
@@ -426,6 +468,13 @@ fn measure_pingpong(plan: &Plan, mode: Mode, machine: &mut Machine) -> PingPong 
     let sp = plan.params(Role::Sender, mode, Test::PingPong, 8, 0.0, 0);
     let outcome = peer::run_pair(&plan.peer, &rp, &sp);
     tally(machine, &outcome);
+    if let Some(error) = outcome.failure() {
+        return PingPong {
+            mode,
+            error: Some(error),
+            ..PingPong::default()
+        };
+    }
     match outcome.sender {
         Ok(PeerReport {
             lat_count,
@@ -441,6 +490,7 @@ fn measure_pingpong(plan: &Plan, mode: Mode, machine: &mut Machine) -> PingPong 
             rtt_p99_us: lat_p99_us,
             retransmits,
             note,
+            error: None,
         },
         Err(e) => PingPong {
             mode,
@@ -610,9 +660,76 @@ mod tests {
             receiver_sched: None,
         };
         let row = stream_row(Mode::Gbn, 0.05, 1000, 4, &o);
-        assert_eq!(row.goodput_gbps, None);
-        assert_eq!(row.sender_gbps, Some(2.0));
+        assert_eq!((row.goodput_gbps, row.sender_gbps), (None, None));
         assert!(!row.complete);
-        assert_eq!(row.note.as_deref(), Some("receiver did not answer"));
+        let e = row.error.as_deref().expect("a failed point");
+        assert!(e.starts_with("receiver did not answer"), "{e}");
+        assert!(
+            e.contains("the sender reported 4 messages, complete"),
+            "{e}"
+        );
+    }
+
+    /// Issue 13: a sender killed mid-stream left the receiver's partial report, whose goodput
+    /// was printed as the point's, and the command exited 0.
+    #[test]
+    fn a_dead_sender_fails_the_point() {
+        let o = PairOutcome {
+            receiver: Ok(PeerReport {
+                messages: 3,
+                bytes: 3000,
+                elapsed_ns: 1000,
+                complete: false,
+                note: Some("stream ended early: Connection reset by peer".into()),
+                ..PeerReport::default()
+            }),
+            sender: Err("sender exited without a report (signal: 9 (SIGKILL))".into()),
+            receiver_sched: None,
+        };
+        let mut row = stream_row(Mode::Tcp, 0.0, 1 << 20, 4, &o);
+        row.set_tcp(row.goodput_gbps);
+        for v in [
+            row.goodput_gbps,
+            row.sender_gbps,
+            row.retx_ratio,
+            row.p50_us,
+            row.p99_us,
+            row.tcp_gbps,
+            row.ratio_to_tcp,
+        ] {
+            assert_eq!(v, None, "{row:?}");
+        }
+        let e = row.error.clone().expect("a failed point");
+        assert!(
+            e.contains("sender exited without a report (signal: 9"),
+            "{e}"
+        );
+        assert!(
+            e.contains("the receiver reported 3 messages, partial"),
+            "{e}"
+        );
+        let line = crate::report::table_row(&row);
+        assert!(line.contains("FAILED: sender exited"), "{line}");
+        assert!(!line.contains("0.003") && !line.contains("3.000"), "{line}");
+
+        // The run's error names the point and the peer; the rows that worked do not count.
+        let ok = Row {
+            goodput_gbps: Some(1.0),
+            complete: true,
+            ..Row::default()
+        };
+        assert_eq!(failures(std::slice::from_ref(&ok), &[]), None);
+        let pp = PingPong {
+            mode: Mode::Weir,
+            error: Some("receiver: bind failed".into()),
+            ..PingPong::default()
+        };
+        let e = failures(&[ok, row], &[pp]).expect("failed");
+        assert!(e.starts_with("2 of 3 points failed"), "{e}");
+        assert!(
+            e.contains("tcp loss 0 size 1 MiB: sender exited without a report"),
+            "{e}"
+        );
+        assert!(e.contains("weir ping-pong: receiver: bind failed"), "{e}");
     }
 }

@@ -896,43 +896,34 @@ fn abi_idle_connections_report() {
     net.finalize().expect("finalize");
 }
 
-/// Not a timed test: one process, sender and receiver threads, 8 MiB messages with 8 in
-/// flight; prints the bandwidth. `cargo test --release -p weir-bench --test abi --
-/// --ignored --nocapture abi_bandwidth_report`.
-#[test]
-#[ignore]
-fn abi_bandwidth_report() {
-    let _g = setup();
-    let net = open(12);
-    let Pair {
-        send: s, recv: r, ..
-    } = pair(&net);
-    const SIZE: usize = 8 << 20;
-    const SLOTS: usize = 8;
-    const COUNT: usize = 128;
-    let mut sbuf = vec![7u8; SIZE * SLOTS];
-    let mut rbuf = vec![0u8; SIZE * SLOTS];
+/// Moves `count` messages of `size` bytes from `s` to `r`, a sender and a receiver thread each
+/// keeping `slots` requests in flight; the wall time from the first post to the last
+/// completion (registration before, deregistration after, both outside it).
+fn stream(net: &Net, s: Comm, r: Comm, size: usize, slots: usize, count: usize) -> Duration {
+    let mut sbuf = vec![7u8; size * slots];
+    let mut rbuf = vec![0u8; size * slots];
     let smh = net.reg_mr(s, &mut sbuf).expect("regMr");
     let rmh = net.reg_mr(r, &mut rbuf).expect("regMr");
     let (sb, rb) = (sbuf.as_mut_ptr() as usize, rbuf.as_mut_ptr() as usize);
     let start = Instant::now();
     std::thread::scope(|sc| {
-        let net = &net;
         let side = move |send: bool| {
             let mut inflight: std::collections::VecDeque<Request> = Default::default();
             let mut posted = 0;
-            while posted < COUNT || !inflight.is_empty() {
-                if posted < COUNT && inflight.len() < SLOTS {
-                    let slot = posted % SLOTS;
+            let deadline = Instant::now() + Duration::from_secs(120);
+            while posted < count || !inflight.is_empty() {
+                assert!(Instant::now() < deadline, "stream stuck");
+                if posted < count && inflight.len() < slots {
+                    let slot = posted % slots;
                     // SAFETY: slot `slot` of a registered buffer, whose previous request has
-                    // completed (at most SLOTS in flight, tested oldest first).
+                    // completed (at most `slots` in flight, tested oldest first).
                     let req = unsafe {
                         if send {
-                            net.isend(s, (sb + slot * SIZE) as *mut u8, SIZE, 1, smh)
+                            net.isend(s, (sb + slot * size) as *mut u8, size, 1, smh)
                         } else {
                             let buf = RecvBuf {
-                                data: (rb + slot * SIZE) as *mut u8,
-                                size: SIZE,
+                                data: (rb + slot * size) as *mut u8,
+                                size,
                                 tag: 1,
                                 mr: rmh,
                             };
@@ -956,7 +947,26 @@ fn abi_bandwidth_report() {
         sc.spawn(move || side(true));
         sc.spawn(move || side(false));
     });
-    let secs = start.elapsed().as_secs_f64();
+    let elapsed = start.elapsed();
+    net.dereg_mr(s, smh).expect("deregMr");
+    net.dereg_mr(r, rmh).expect("deregMr");
+    elapsed
+}
+
+/// Not a timed test: one process, sender and receiver threads, 8 MiB messages with 8 in
+/// flight; prints the bandwidth. `cargo test --release -p weir-bench --test abi --
+/// --ignored --nocapture abi_bandwidth_report`.
+#[test]
+#[ignore]
+fn abi_bandwidth_report() {
+    let _g = setup();
+    let net = open(12);
+    let Pair {
+        send: s, recv: r, ..
+    } = pair(&net);
+    const SIZE: usize = 8 << 20;
+    const COUNT: usize = 128;
+    let secs = stream(&net, s, r, SIZE, 8, COUNT).as_secs_f64();
     let bytes = (SIZE * COUNT) as f64;
     eprintln!(
         "{COUNT} x {} MiB in {secs:.3} s: {:.2} GB/s ({:.1} Gbit/s)",
@@ -966,6 +976,156 @@ fn abi_bandwidth_report() {
     );
     net.close_send(s).expect("closeSend");
     net.close_recv(r).expect("closeRecv");
+    net.finalize().expect("finalize");
+}
+
+/// This process's resident set, bytes (`/proc/self/statm`: pages).
+fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    pages * u64::try_from(page).unwrap_or(4096)
+}
+
+/// Open file descriptors of this process (sockets included).
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count())
+}
+
+/// Bulk bandwidth on a fresh pair: 64 MiB in 8 MiB messages, 8 in flight, three times;
+/// the median, GB/s (10^9 B/s).
+fn fresh_pair_bandwidth(net: &Net) -> f64 {
+    const SIZE: usize = 8 << 20;
+    const COUNT: usize = 8;
+    let p = pair(net);
+    let mut runs: Vec<f64> = (0..3)
+        .map(|_| {
+            (SIZE * COUNT) as f64 / stream(net, p.send, p.recv, SIZE, 8, COUNT).as_secs_f64() / 1e9
+        })
+        .collect();
+    net.close_send(p.send).expect("closeSend");
+    net.close_recv(p.recv).expect("closeRecv");
+    runs.sort_by(f64::total_cmp);
+    runs[1]
+}
+
+/// Not a timed test: connection churn with one pair kept up. `WEIR_CYCLES` (default 2000)
+/// cycles of listen, connect, accept, regMr, one 1 KiB send and its receive, deregMr,
+/// closeSend, closeRecv, closeListen — NCCL opening and closing communicators in a
+/// long-running job. Every 10 % of the cycles it prints the time per cycle of that slice,
+/// the process's RSS, its open file descriptors and engine threads (the engine's connection
+/// count is not reachable through the plugin's C tables, so it is not printed); before and
+/// after, the bulk bandwidth of a fresh pair. The last line compares the first slice with the
+/// last. `WEIR_CYCLES=30000 cargo test --release -p weir-bench --test abi -- --ignored
+/// --nocapture abi_open_close_cycles_report`.
+#[test]
+#[ignore]
+fn abi_open_close_cycles_report() {
+    let _g = setup();
+    let n: usize = std::env::var("WEIR_CYCLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(2000);
+    let net = open(12);
+    let kept = pair(&net);
+    let bw_before = fresh_pair_bandwidth(&net);
+    let rss_start = rss_bytes();
+    println!(
+        "{n} open/close cycles, one pair kept up; bulk bandwidth before: {bw_before:.2} GB/s; \
+         RSS {:.1} MB, {} fds, {} engine threads; engine connection count: not reachable \
+         through the plugin (skipped)",
+        rss_start as f64 / 1e6,
+        open_fds(),
+        engine_threads()
+    );
+    const SIZE: usize = 1024;
+    let mut sbuf: Vec<u8> = (0..SIZE).map(|i| (i % 251) as u8).collect();
+    let mut rbuf = vec![0u8; SIZE];
+    let slice = n.div_ceil(10);
+    let mut slices: Vec<(usize, Duration)> = Vec::new();
+    let mut t = Instant::now();
+    let mut in_slice = 0;
+    for cycle in 1..=n {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let (mut handle, l) = net.listen(0).expect("listen");
+        let (mut s, mut r) = (None, None);
+        while s.is_none() || r.is_none() {
+            assert!(Instant::now() < deadline, "cycle {cycle}: connect/accept");
+            if s.is_none() {
+                s = net.connect(0, &mut handle).expect("connect");
+            }
+            if r.is_none() {
+                r = net.accept(l).expect("accept");
+            }
+            std::thread::yield_now();
+        }
+        let (Some(s), Some(r)) = (s, r) else {
+            unreachable!("the loop ends with both ends up")
+        };
+        let smh = net.reg_mr(s, &mut sbuf).expect("regMr");
+        let rmh = net.reg_mr(r, &mut rbuf).expect("regMr");
+        let buf = RecvBuf {
+            data: rbuf.as_mut_ptr(),
+            size: SIZE,
+            tag: 1,
+            mr: rmh,
+        };
+        // SAFETY: registered buffers, untouched until both requests complete below.
+        let rq = unsafe { net.irecv(r, &[buf]) }
+            .expect("irecv")
+            .expect("a free request");
+        let sq = unsafe { net.isend(s, sbuf.as_mut_ptr(), SIZE, 1, smh) }
+            .expect("isend")
+            .expect("a free request");
+        net.wait(sq, deadline, "send").expect("send");
+        let done = net.wait(rq, deadline, "recv").expect("recv");
+        assert_eq!(done.size(), SIZE, "cycle {cycle}");
+        assert_eq!(rbuf, sbuf, "cycle {cycle}");
+        rbuf.fill(0);
+        net.dereg_mr(s, smh).expect("deregMr");
+        net.dereg_mr(r, rmh).expect("deregMr");
+        net.close_send(s).expect("closeSend");
+        net.close_recv(r).expect("closeRecv");
+        net.close_listen(l).expect("closeListen");
+        in_slice += 1;
+        if in_slice == slice || cycle == n {
+            let elapsed = t.elapsed();
+            println!(
+                "cycles {:>6}..={cycle:<6} {:>9.1} us/cycle  RSS {:>7.1} MB  {:>4} fds  {} \
+                 engine threads",
+                cycle + 1 - in_slice,
+                elapsed.as_secs_f64() * 1e6 / in_slice as f64,
+                rss_bytes() as f64 / 1e6,
+                open_fds(),
+                engine_threads()
+            );
+            slices.push((in_slice, elapsed));
+            in_slice = 0;
+            t = Instant::now();
+        }
+    }
+    let rss_end = rss_bytes();
+    let bw_after = fresh_pair_bandwidth(&net);
+    let per = |(k, d): (usize, Duration)| d.as_secs_f64() * 1e6 / k as f64;
+    let first = per(slices[0]);
+    let last = per(slices[slices.len() - 1]);
+    println!(
+        "summary: {n} cycles; first slice {first:.1} us/cycle, last slice {last:.1} us/cycle \
+         (last/first {:.2}); RSS growth {:+.2} MB ({:.2} -> {:.2} MB); bulk bandwidth \
+         before {bw_before:.2} GB/s, after {bw_after:.2} GB/s",
+        last / first,
+        (rss_end as f64 - rss_start as f64) / 1e6,
+        rss_start as f64 / 1e6,
+        rss_end as f64 / 1e6
+    );
+    net.close_send(kept.send).expect("closeSend");
+    net.close_recv(kept.recv).expect("closeRecv");
     net.finalize().expect("finalize");
 }
 

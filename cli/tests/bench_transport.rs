@@ -4,6 +4,10 @@
 use std::process::Command;
 
 use serde_json::Value;
+use weir_bench::Mode;
+use weir_bench::peer::PeerCmd;
+use weir_bench::report;
+use weir_bench::transport::{Event, TransportOptions};
 
 const WEIR: &str = env!("CARGO_BIN_EXE_weir");
 
@@ -93,6 +97,61 @@ fn table_has_header_rows_and_footer() {
     let rows: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
     assert_eq!(rows.len(), 1, "{text}");
     assert!(rows[0].trim_start().starts_with("tcp"), "{text}");
+}
+
+/// Issue 13: a point whose sender process is killed mid-stream is a failure — no goodput for
+/// it, the peer named, and an error for the command to exit non-zero with (`weir` prints it
+/// as `weir: …` and exits 1). The peers here are `weir bench-peer` behind a shell that kills
+/// the sender's with SIGKILL once it has started (whenever that is: the test does not depend
+/// on how far the stream got, nor on any timing).
+#[test]
+fn a_killed_sender_fails_its_point() {
+    let script = r#"read -r line
+case "$line" in
+*'"role":"sender"'*)
+    "$0" bench-peer <<PARAMS &
+$line
+PARAMS
+    sleep 0.5
+    kill -KILL $! 2>/dev/null
+    wait
+    kill -KILL $$ ;;
+*)
+    printf '%s\n' "$line" | exec "$0" bench-peer ;;
+esac"#;
+    let peer = PeerCmd {
+        program: "sh".into(),
+        args: vec!["-c".into(), script.into(), WEIR.into()],
+    };
+    let opts = TransportOptions {
+        modes: Some(vec![Mode::Tcp]),
+        point_secs: Some(30.0),
+        bytes_per_point: Some(64 << 30),
+        pingpong: Some(100),
+        quick: true,
+        ..TransportOptions::default()
+    };
+    let mut rows = Vec::new();
+    let result = weir_bench::transport::run(&opts, &peer, &mut |e| {
+        if let Event::Row(r) = e {
+            rows.push(r.clone());
+        }
+    });
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let row = &rows[0];
+    assert_eq!(row.goodput_gbps, None, "{row:?}");
+    assert_eq!(row.sender_gbps, None, "{row:?}");
+    let e = row.error.as_deref().expect("the point failed");
+    assert!(e.contains("sender exited without a report"), "{e}");
+    assert!(e.contains("SIGKILL") || e.contains("signal: 9"), "{e}");
+    let line = report::table_row(row);
+    assert!(line.contains("FAILED: sender exited"), "{line}");
+    let err = result.expect_err("the run fails").to_string();
+    assert!(err.contains("points failed"), "{err}");
+    assert!(
+        err.contains("tcp loss 0 size 1 MiB: sender exited without a report"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -67,6 +67,11 @@ loss. Goodput is measured at the receiver (first byte to last completion; GB = 1
 per message at the sender (post to completion, so it includes waiting behind the window). An \
 8-byte ping-pong gives the round-trip time of each mode.
 
+A point whose peer process died, hung, reported an error or exited with a failure status is \
+shown as `FAILED: <why>` (naming the peer, and what the other peer had done) with no figures: \
+with several runs per point, one failed run fails the point. After the table the command lists \
+the failed points and exits with status 1.
+
 On a shared machine, run under `chrt -f 10` or with `--rt` (root), and read the CPU pressure \
 printed in the header and footer.";
 

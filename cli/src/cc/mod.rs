@@ -7,7 +7,9 @@
 //!   errors naming the key.
 //! * `weir cc run --policy NAME|FILE.toml …` — run the policy on the model bottleneck of
 //!   `weir_congestion::testing` and print Jain's index, utilisation and queue figures,
-//!   optionally drawing an SVG chart and writing a CSV.
+//!   optionally drawing an SVG chart and writing a CSV. An eBPF program (`FILE.o`) that faults
+//!   at run time is reported (per hook, per flow, the first fault's message) and the command
+//!   exits 1 unless `--allow-faults` (see `ebpf`).
 //!
 //! Contract: the algorithms come from one table, `weir_congestion::registry::BUILTINS`; every
 //! command builds its text first (testable without a terminal) and prints it whole. Errors are
@@ -62,10 +64,28 @@ pub(crate) fn run(args: CcArgs) -> Result<(), Box<dyn std::error::Error>> {
         CcCommand::List => list(),
         CcCommand::Show { name } => show(&name)?,
         CcCommand::Check { file } => check(&file)?,
-        CcCommand::Run(args) => run_policy(&args)?,
+        CcCommand::Run(args) => {
+            let ran = run_policy(&args)?;
+            // The summary (and the files) first: they say what faulted, and where.
+            print!("{}", ran.text);
+            return match ran.fault {
+                Some(e) => Err(e.into()),
+                None => Ok(()),
+            };
+        }
     };
     print!("{text}");
     Ok(())
+}
+
+/// What `weir cc run` produced.
+#[derive(Debug)]
+struct Ran {
+    /// The summary (and the files written).
+    text: String,
+    /// The error to exit with: the eBPF program faulted at run time (and `--allow-faults`
+    /// was not given).
+    fault: Option<String>,
 }
 
 /// `weir cc list`.
@@ -123,7 +143,7 @@ fn check(file: &Path) -> Result<String, String> {
 }
 
 /// `weir cc run`.
-fn run_policy(args: &RunArgs) -> Result<String, String> {
+fn run_policy(args: &RunArgs) -> Result<Ran, String> {
     let mut sets = Vec::new();
     for kv in &args.set {
         let (k, v) = kv
@@ -161,7 +181,32 @@ fn run_policy(args: &RunArgs) -> Result<String, String> {
         std::fs::write(path, out.trace.to_csv()).map_err(|e| format!("{}: {e}", path.display()))?;
         let _ = writeln!(s, "wrote {}", path.display());
     }
-    Ok(s)
+    let fault = match out.faults {
+        Some(f) if !args.allow_faults => fault_error(&args.policy, &f),
+        _ => None,
+    };
+    Ok(Ran { text: s, fault })
+}
+
+/// The error `weir cc run` exits with when the policy's program faulted (`None`: it did not).
+fn fault_error(policy: &str, f: &ebpf::Faults) -> Option<String> {
+    if f.faults == 0 {
+        return None;
+    }
+    let first = f.first.as_ref().map_or_else(String::new, |x| {
+        format!(
+            "; first: f{}, {} event at {:.4} ms: {}",
+            x.flow,
+            x.hook,
+            x.at.as_ps() as f64 / 1e9,
+            x.message
+        )
+    });
+    Some(format!(
+        "{policy}: the policy program faulted {} times in {} runs{first} (summary above; \
+         --allow-faults to exit 0 anyway)",
+        f.faults, f.runs
+    ))
 }
 
 /// The policy `spec` names: a TOML file (by extension or because it exists) or an algorithm
@@ -346,7 +391,7 @@ mod tests {
             "--csv",
             &csv_s,
         ]);
-        let text = run_policy(&args).expect("runs");
+        let text = run_policy(&args).expect("runs").text;
         assert!(text.contains("Jain's index"), "{text}");
         assert!(text.contains("incast at 0.67 ms"), "{text}");
         let drawn = std::fs::read_to_string(&svg).expect("svg written");
@@ -369,7 +414,7 @@ mod tests {
         std::fs::write(&path, "[cc]\nalgorithm = \"fixed\"\nwindow = 65536\n").expect("write");
         let p = path.to_string_lossy();
         let args = run_args(&["--policy", &p, "--set", "rate=10", "--duration-ms", "1"]);
-        let text = run_policy(&args).expect("runs");
+        let text = run_policy(&args).expect("runs").text;
         assert!(text.starts_with("policy fixed"), "{text}");
         let args = run_args(&["--policy", &p, "--set", "rate=-1"]);
         assert!(run_policy(&args).unwrap_err().contains("`rate`"));
@@ -426,10 +471,19 @@ mod tests {
                 "--duration-ms",
                 "3",
             ]))
-            .expect("runs");
-            t.lines().skip(1).map(str::to_string).collect::<Vec<_>>()
+            .expect("runs")
+            .text;
+            // The program's run count is the eBPF run's own line.
+            t.lines()
+                .skip(1)
+                .filter(|l| !l.starts_with("program: "))
+                .map(str::to_string)
+                .collect::<Vec<_>>()
         };
         assert_eq!(summary(&o), summary("swift"));
+        let ran = run_policy(&run_args(&["--policy", &o, "--duration-ms", "1"])).expect("runs");
+        assert!(ran.fault.is_none(), "{ran:?}");
+        assert!(ran.text.contains(" runs, no faults"), "{}", ran.text);
         // Parameters by declared name; unknown names and non-integers are refused.
         let args = run_args(&["--policy", &o, "--set", "hops=2", "--duration-ms", "1"]);
         assert!(run_policy(&args).is_ok());
@@ -443,6 +497,112 @@ mod tests {
         assert!(check(&junk).unwrap_err().contains("refused"));
         let _ = std::fs::remove_file(&obj);
         let _ = std::fs::remove_file(&junk);
+    }
+
+    /// One eBPF instruction (`op`, registers, offset, immediate), little-endian.
+    fn insn(op: u8, dst: u8, src: u8, off: i16, imm: i32) -> Vec<u8> {
+        let mut b = vec![op, dst | (src << 4)];
+        b.extend_from_slice(&off.to_le_bytes());
+        b.extend_from_slice(&imm.to_le_bytes());
+        b
+    }
+
+    /// A verified program that runs at 1 Gbit/s but fails (returns 22) on every SENT event.
+    fn faulting_on_sent() -> weir_policy::Program {
+        use std::mem::offset_of;
+        use weir_policy::abi::{Context, event};
+        let off = |o: usize| i16::try_from(o).expect("offset");
+        let code = [
+            // r2 = ctx->event
+            insn(0x61, 2, 1, off(offset_of!(Context, event)), 0),
+            // if r2 == SENT goto fail
+            insn(0x15, 2, 0, 3, event::SENT as i32),
+            // ctx->out_rate_bps = 1e9; return 0
+            insn(
+                0x7a,
+                1,
+                0,
+                off(offset_of!(Context, out_rate_bps)),
+                1_000_000_000,
+            ),
+            insn(0xb7, 0, 0, 0, 0),
+            insn(0x95, 0, 0, 0, 0),
+            // fail: return 22
+            insn(0xb7, 0, 0, 0, 22),
+            insn(0x95, 0, 0, 0, 0),
+        ]
+        .concat();
+        weir_policy::Program::from_bytecode(&code, &weir_policy::VerifierConfig::default())
+            .expect("verifies")
+    }
+
+    /// Issue 13: `weir cc run` said nothing when the policy's program faulted at run time (the
+    /// flows kept their last good limits, so the figures looked plausible). Now the faults
+    /// are counted per hook and per flow, the first one's message is shown under the summary's
+    /// first line, and the command exits with an error (unless --allow-faults).
+    #[test]
+    fn a_faulting_program_is_reported_per_hook_and_fails_the_run() {
+        let program = faulting_on_sent();
+        let params = weir_policy::ParamHandle::new(&[]).expect("params");
+        let policy = ebpf::program_policy(program, params, Vec::new());
+        let args = run_args(&["--flows", "3", "--duration-ms", "1"]);
+        let out = sim::simulate(&policy, &args).expect("runs");
+        let f = out.faults.expect("an eBPF policy reports its faults");
+        let [init, sent, feedback, timeout] = f.by_hook;
+        assert_eq!((init, feedback, timeout), (0, 0, 0), "{f:?}");
+        assert!(sent > 0 && f.faults == sent, "{f:?}");
+        // Every packet sent ran the program and faulted; INIT and feedback did not.
+        assert!(f.runs > f.faults, "{f:?}");
+        assert_eq!(f.by_flow.keys().copied().collect::<Vec<_>>(), [0, 1, 2]);
+        assert_eq!(f.by_flow.values().sum::<u64>(), f.faults);
+        let first = f.first.clone().expect("a first fault");
+        assert_eq!(first.hook, "sent");
+        assert_eq!(first.message, "the program returned 22");
+        let lines: Vec<&str> = out.summary.lines().collect();
+        assert!(lines[0].starts_with("policy ebpf"), "{}", out.summary);
+        assert!(
+            lines[1].starts_with(&format!(
+                "POLICY FAULTED: {} of {} program runs",
+                f.faults, f.runs
+            )),
+            "{}",
+            out.summary
+        );
+        assert_eq!(
+            lines[2],
+            format!("  faults by hook  init 0, sent {sent}, feedback 0, timeout 0")
+        );
+        assert!(
+            lines[3].starts_with("  faults by flow  f0 ")
+                && lines[3].ends_with("(3 of 3 flows faulted)"),
+            "{}",
+            lines[3]
+        );
+        assert!(
+            lines[4].starts_with("  first fault     f")
+                && lines[4].ends_with(": the program returned 22"),
+            "{}",
+            lines[4]
+        );
+        let e = fault_error("x.o", &f).expect("an error to exit with");
+        assert!(
+            e.starts_with(&format!(
+                "x.o: the policy program faulted {} times",
+                f.faults
+            )),
+            "{e}"
+        );
+        assert!(
+            e.contains("sent event at") && e.contains("the program returned 22"),
+            "{e}"
+        );
+        // Nothing faulted: no error, one line saying so.
+        let quiet = ebpf::Faults {
+            runs: 10,
+            ..ebpf::Faults::default()
+        };
+        assert_eq!(fault_error("x.o", &quiet), None);
+        assert_eq!(sim::fault_lines(&quiet, 3), "program: 10 runs, no faults\n");
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! errors name the parameter.
 
 use std::fmt;
+use std::sync::Arc;
 
 use weir_base::Instant;
 use weir_congestion::{
@@ -16,8 +17,12 @@ use weir_congestion::{
     registry,
 };
 
-/// Builds one controller for a flow starting at `now` on `path`.
-pub(crate) type Factory = Box<dyn Fn(Instant, &PathInfo) -> Box<dyn CongestionControl>>;
+use super::ebpf::{FaultLog, Faults};
+
+/// Builds one controller for flow `Some(i)` of a run (or `None`: a probe outside any run)
+/// starting at `now` on `path`.
+pub(crate) type Factory =
+    Box<dyn Fn(Option<usize>, Instant, &PathInfo) -> Box<dyn CongestionControl>>;
 
 /// The built-in called `name` (case-insensitive).
 pub(crate) fn find(name: &str) -> Result<&'static AlgorithmInfo, String> {
@@ -44,6 +49,8 @@ pub(crate) struct Policy {
     /// Every parameter with its effective value, in display order.
     pub(crate) values: Vec<(ParamSpec, f64)>,
     factory: Factory,
+    /// eBPF programs: the run-time faults of the flows built with [`Policy::build_flow`].
+    faults: Option<Arc<FaultLog>>,
 }
 
 impl fmt::Debug for Policy {
@@ -68,28 +75,47 @@ impl Policy {
             algorithm: a.name,
             receiver_driven: a.receiver_driven,
             values: cfg.values().map(|(s, v)| (*s, v)).collect(),
-            factory: Box::new(move |now, path| Box::new(cfg.build(now, path))),
+            factory: Box::new(move |_, now, path| Box::new(cfg.build(now, path))),
+            faults: None,
         })
     }
 
     /// A policy from its parts (eBPF programs, which are not in the table and are never
-    /// receiver-driven).
+    /// receiver-driven), with the log its flows record their faults in.
     pub(crate) fn from_parts(
         algorithm: &'static str,
         values: Vec<(ParamSpec, f64)>,
         factory: Factory,
+        faults: Arc<FaultLog>,
     ) -> Policy {
         Policy {
             algorithm,
             receiver_driven: false,
             values,
             factory,
+            faults: Some(faults),
         }
     }
 
-    /// A controller for one flow.
+    /// A controller outside any run (to ask it what it needs); its faults are not recorded.
     pub(crate) fn build(&self, now: Instant, path: &PathInfo) -> Box<dyn CongestionControl> {
-        (self.factory)(now, path)
+        (self.factory)(None, now, path)
+    }
+
+    /// The controller of flow `flow` of a run.
+    pub(crate) fn build_flow(
+        &self,
+        flow: usize,
+        now: Instant,
+        path: &PathInfo,
+    ) -> Box<dyn CongestionControl> {
+        (self.factory)(Some(flow), now, path)
+    }
+
+    /// eBPF programs: the faults of the flows built so far, complete once they are dropped
+    /// (`None` for the built-ins, which cannot fault).
+    pub(crate) fn faults(&self) -> Option<Faults> {
+        self.faults.as_ref().map(|log| log.snapshot())
     }
 
     /// The effective value of `name`, if the algorithm has such a parameter.

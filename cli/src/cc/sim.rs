@@ -13,6 +13,7 @@ use clap::Args;
 use weir_base::{Duration, Instant, Rate};
 use weir_congestion::testing::{self, Config, FlowSpec, IntHops, Overflow, Red, Trace};
 
+use super::ebpf::{Faults, HOOKS};
 use super::policy::Policy;
 
 /// Options of `weir cc run`.
@@ -97,6 +98,10 @@ pub(crate) struct RunArgs {
     /// Write every sample as CSV here.
     #[arg(long)]
     pub(crate) csv: Option<PathBuf>,
+    /// eBPF policies: exit 0 even if the program faulted at run time (the faults are still
+    /// reported). Without it a run whose program faulted exits 1.
+    #[arg(long)]
+    pub(crate) allow_faults: bool,
 }
 
 /// What was run and what came out.
@@ -106,6 +111,8 @@ pub(crate) struct Outcome {
     pub(crate) trace: Trace,
     /// Human-readable summary.
     pub(crate) summary: String,
+    /// eBPF policies: the program's run-time faults over the run (`None` for built-ins).
+    pub(crate) faults: Option<Faults>,
 }
 
 /// Runs `policy` as `args` describe (files are written by the caller).
@@ -122,9 +129,76 @@ pub(crate) fn simulate(policy: &Policy, args: &RunArgs) -> Result<Outcome, Strin
             policy.algorithm
         ));
     }
-    let trace = testing::run_with(&cfg, &flows, |_, now, path| policy.build(now, path));
-    let summary = summary(policy, args, &cfg, &trace);
-    Ok(Outcome { trace, summary })
+    let trace = testing::run_with(&cfg, &flows, |i, now, path| policy.build_flow(i, now, path));
+    // `run_with` has dropped the flows: every run is counted.
+    let faults = policy.faults();
+    let mut summary = summary(policy, args, &cfg, &trace);
+    match &faults {
+        // Right under the first line, which names the policy: not to be missed.
+        Some(f) if f.faults > 0 => {
+            let at = summary.find('\n').map_or(summary.len(), |i| i + 1);
+            summary.insert_str(at, &fault_lines(f, trace.specs.len()));
+        }
+        Some(f) => summary.push_str(&fault_lines(f, trace.specs.len())),
+        None => {}
+    }
+    Ok(Outcome {
+        trace,
+        summary,
+        faults,
+    })
+}
+
+/// How many flows [`fault_lines`] names one by one.
+const FLOWS_NAMED: usize = 16;
+
+/// The summary's lines about an eBPF program's run-time faults.
+pub(crate) fn fault_lines(f: &Faults, flows: usize) -> String {
+    let mut s = String::new();
+    if f.faults == 0 {
+        let _ = writeln!(s, "program: {} runs, no faults", f.runs);
+        return s;
+    }
+    let _ = writeln!(
+        s,
+        "POLICY FAULTED: {} of {} program runs ({:.3} %); each fault kept its flow's last good \
+         limits, so the figures below are not the program's law",
+        f.faults,
+        f.runs,
+        100.0 * f.faults as f64 / f.runs.max(1) as f64
+    );
+    let hooks: Vec<String> = HOOKS
+        .iter()
+        .zip(f.by_hook)
+        .map(|(h, n)| format!("{h} {n}"))
+        .collect();
+    let _ = writeln!(s, "  faults by hook  {}", hooks.join(", "));
+    let mut named: Vec<String> = f
+        .by_flow
+        .iter()
+        .take(FLOWS_NAMED)
+        .map(|(i, n)| format!("f{i} {n}"))
+        .collect();
+    if f.by_flow.len() > FLOWS_NAMED {
+        named.push(format!("... {} more", f.by_flow.len() - FLOWS_NAMED));
+    }
+    let _ = writeln!(
+        s,
+        "  faults by flow  {} ({} of {flows} flows faulted)",
+        named.join(", "),
+        f.by_flow.len()
+    );
+    if let Some(first) = &f.first {
+        let _ = writeln!(
+            s,
+            "  first fault     f{}, {} event at {:.4} ms: {}",
+            first.flow,
+            first.hook,
+            first.at.as_ps() as f64 / 1e9,
+            first.message
+        );
+    }
+    s
 }
 
 /// The harness configuration and flows `args` describe.
