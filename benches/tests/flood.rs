@@ -17,6 +17,8 @@
 //!   each cookie SYN-ACK answered with its confirm, so every answered SYN completes a
 //!   handshake the application never accepts.
 //!
+//! `WEIR_FLOOD_PLUGIN=/path/to/libnccl_net_weir.so` runs the same report against another build.
+//!
 //! Each phase prints the stream's goodput against the phase before the floods, the time a
 //! fresh listen/connect/accept through the plugin takes during the flood, the process's
 //! resident memory growth, and the attacker's datagrams and bytes sent and received.
@@ -34,6 +36,10 @@ use weir_transport::Mode;
 use weir_wire::{Common, Ext, Flags, HandshakeExt, Header, IntList, Opcode, PayloadMode};
 
 fn lib_path() -> PathBuf {
+    // Another build of the plugin (an earlier commit, for a before/after comparison).
+    if let Some(p) = std::env::var_os("WEIR_FLOOD_PLUGIN") {
+        return PathBuf::from(p);
+    }
     let exe = std::env::current_exe().expect("current_exe");
     let deps = exe.parent().expect("deps dir");
     let fresh = deps.join("libnccl_net_weir.so");
