@@ -71,6 +71,12 @@ pub struct Config {
     /// ACKs. Also on whenever the congestion controller needs it
     /// (`CongestionControl::needs_int`).
     pub request_int: bool,
+    /// Connections a listener creates per second for one source IP address, with a burst of
+    /// as many (a token bucket); confirms beyond it are dropped unanswered and counted
+    /// (`EndpointStats::drop_rate_limited`), and the connector's handshake retry sends them
+    /// again. Bounds what a peer holding the listener's secret can make it do. 0 = no limit.
+    /// Default 10,000.
+    pub accept_rate_per_source: u32,
 }
 
 impl Default for Config {
@@ -99,6 +105,7 @@ impl Default for Config {
             cnp_interval: Some(Duration::from_micros(4)),
             pace_burst: 64 << 10,
             request_int: false,
+            accept_rate_per_source: 10_000,
         }
     }
 }

@@ -55,6 +55,8 @@ pub struct Endpoint {
     admitted: BTreeMap<u64, u128>,
     /// This endpoint's key for SYN-ACK cookies (`crate::handshake::cookie`).
     cookie_key: u128,
+    /// Connection-creation token buckets per source address (`Config::accept_rate_per_source`).
+    accept_buckets: BTreeMap<core::net::IpAddr, handshake::Bucket>,
     events: VecDeque<Event>,
     /// Connections that may have something to send, round-robin.
     ready: VecDeque<u32>,
@@ -106,6 +108,7 @@ impl Endpoint {
             listening: false,
             admitted: BTreeMap::new(),
             cookie_key,
+            accept_buckets: BTreeMap::new(),
             events: VecDeque::new(),
             ready: VecDeque::new(),
             stateless: VecDeque::new(),
@@ -580,6 +583,11 @@ impl Endpoint {
                 int: IntList::new(),
             };
             self.push_stateless(from, header);
+            return;
+        }
+        let rate = self.config.accept_rate_per_source;
+        if rate > 0 && !handshake::take(&mut self.accept_buckets, from.ip(), rate, now) {
+            self.stats.drop_rate_limited += 1;
             return;
         }
         // A confirm with a valid cookie: the connector receives at `from` and (when keys are

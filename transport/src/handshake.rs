@@ -16,6 +16,7 @@
 //! SipHash is a keyed pseudo-random function made for short inputs under adversarial control
 //! (Aumasson and Bernstein, "SipHash: a fast short-input PRF", INDOCRYPT 2012).
 
+use alloc::collections::BTreeMap;
 use core::hash::Hasher;
 use core::net::{IpAddr, SocketAddr};
 
@@ -83,6 +84,44 @@ pub(crate) fn cookie(
     h.finish().max(1)
 }
 
+/// A token bucket of connection creations for one source address, in thousandths of a
+/// connection.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Bucket {
+    milli: u64,
+    at: Instant,
+}
+
+/// Buckets kept before the idle ones (full again, so the same as absent) are pruned.
+const MAX_BUCKETS: usize = 65_536;
+
+/// Take one connection from `ip`'s bucket (`rate` per second, burst `rate`); false when empty.
+pub(crate) fn take(
+    buckets: &mut BTreeMap<IpAddr, Bucket>,
+    ip: IpAddr,
+    rate: u32,
+    now: Instant,
+) -> bool {
+    let cap = u64::from(rate) * 1000;
+    if buckets.len() >= MAX_BUCKETS && !buckets.contains_key(&ip) {
+        // A bucket idle for a second is full: forgetting it changes nothing.
+        buckets.retain(|_, b| now.saturating_since(b.at).as_ps() < 1_000_000_000_000);
+    }
+    let b = buckets.entry(ip).or_insert(Bucket {
+        milli: cap,
+        at: now,
+    });
+    // rate/s = rate·1000 milli per 1e12 ps.
+    let refill = u128::from(now.saturating_since(b.at).as_ps()) * u128::from(rate) / 1_000_000_000;
+    b.milli = (u128::from(b.milli) + refill).min(u128::from(cap)) as u64;
+    b.at = now;
+    if b.milli < 1000 {
+        return false;
+    }
+    b.milli -= 1000;
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,6 +165,26 @@ mod tests {
         let mut h = hs();
         h.echo_nonce = base;
         assert_eq!(base, syn_mac(1, 5, &h));
+    }
+
+    #[test]
+    fn the_bucket_allows_a_burst_then_the_rate() {
+        let mut m = BTreeMap::new();
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        let other: IpAddr = "10.0.0.2".parse().unwrap();
+        let t0 = Instant::from_ps(1 << 50);
+        assert_eq!((0..150).filter(|_| take(&mut m, ip, 100, t0)).count(), 100);
+        assert!(
+            take(&mut m, other, 100, t0),
+            "another source has its own bucket"
+        );
+        // 10 ms later: one more connection (100/s).
+        let t1 = Instant::from_ps((1 << 50) + 10_000_000_000);
+        assert!(take(&mut m, ip, 100, t1));
+        assert!(!take(&mut m, ip, 100, t1));
+        // Long idle: full again, never more than the burst.
+        let t2 = Instant::from_ps((1 << 50) + 100_000_000_000_000);
+        assert_eq!((0..150).filter(|_| take(&mut m, ip, 100, t2)).count(), 100);
     }
 
     #[test]

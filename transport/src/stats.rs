@@ -25,6 +25,9 @@ pub struct EndpointStats {
     pub drop_bad_cookie: u64,
     /// SYN-ACKs with a cookie sent in answer to a SYN (no state kept).
     pub cookies_sent: u64,
+    /// Dropped unanswered: a valid confirm over its source's connection rate
+    /// (`Config::accept_rate_per_source`).
+    pub drop_rate_limited: u64,
     /// Dropped: a stateless answer (cookie, refusal, close) found its queue full.
     pub drop_stateless_full: u64,
     /// Connections that failed.
