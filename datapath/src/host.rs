@@ -78,6 +78,11 @@ pub struct HostConfig {
     /// A connection nobody accepted within this long is closed
     /// (`HostStats::unaccepted_expired`).
     pub unaccepted_ttl: std::time::Duration,
+    /// Share the primary socket's receive buffer among the connections receiving at once
+    /// (`weir_transport::Config::rx_budget_packets`, set from the buffer the kernel granted
+    /// unless the transport configuration sets it): senders are told to keep no more in flight
+    /// than the socket can hold, so an incast does not overflow it. On by default.
+    pub rx_flow_control: bool,
 }
 
 impl Default for HostConfig {
@@ -96,6 +101,7 @@ impl Default for HostConfig {
             max_unaccepted: 1024,
             max_unaccepted_per_source: 256,
             unaccepted_ttl: std::time::Duration::from_secs(120),
+            rx_flow_control: true,
         }
     }
 }
@@ -230,6 +236,12 @@ impl Host {
         cfg.udp.sockets = cfg.udp.sockets.max(cfg.transport.paths as usize).max(1);
         cfg.host_int |= cfg.transport.request_int || cfg.transport.cc.needs_int();
         let sockets = UdpSockets::bind(&cfg.udp)?;
+        if cfg.rx_flow_control
+            && cfg.transport.rx_budget_packets == 0
+            && let Some((_, limit)) = sockets.rx_occupancy()
+        {
+            cfg.transport.rx_budget_packets = rx_budget(limit, cfg.transport.max_payload);
+        }
         let local = sockets.local_addr();
         let seed = cfg.seed.unwrap_or_else(os_seed);
         let ep = Endpoint::new(cfg.transport, local, seed)?;
@@ -1269,6 +1281,14 @@ fn own_with_icrc(d: &TxDatagram<'_>) -> Owned {
 
 fn close_all(ep: &mut Endpoint, now: Instant) {
     ep.close_all(now);
+}
+
+/// Packets a receive buffer of `limit` bytes (the kernel's figure, which counts each
+/// datagram's buffer overhead, about doubling small ones) holds for sure: half the limit in
+/// datagrams of `max_payload` plus headers.
+fn rx_budget(limit: u64, max_payload: u32) -> u32 {
+    let per = u64::from(max_payload) + 128;
+    u32::try_from(limit / 2 / per).unwrap_or(u32::MAX).max(1)
 }
 
 /// Close the connections `publish` refused (the engine lock is not held there).

@@ -77,7 +77,20 @@ pub struct Config {
     /// again. Bounds what a peer holding the listener's secret can make it do. 0 = no limit.
     /// Default 10,000.
     pub accept_rate_per_source: u32,
+    /// Packets the receive path can buffer for all connections together before it drops
+    /// (a host: its socket's receive buffer, in packets); 0 = no such limit (the simulator:
+    /// switch buffers model the network). When set, each connection's advertised receive
+    /// window is this budget shared among the connections that received data in the last
+    /// millisecond or so (at least `MIN_RX_SHARE` packets), so an incast of N senders keeps
+    /// at most about the budget in flight towards the host instead of N windows — a
+    /// receiver-side window in the manner of ICTCP (Wu et al., "ICTCP: Incast Congestion
+    /// Control for TCP in Data Center Networks", CoNEXT 2010). The handshake offers at most
+    /// the whole budget.
+    pub rx_budget_packets: u32,
 }
+
+/// Smallest receive window a connection is offered under `Config::rx_budget_packets`.
+pub const MIN_RX_SHARE: u32 = 2;
 
 impl Default for Config {
     fn default() -> Self {
@@ -106,6 +119,7 @@ impl Default for Config {
             pace_burst: 64 << 10,
             request_int: false,
             accept_rate_per_source: 10_000,
+            rx_budget_packets: 0,
         }
     }
 }
@@ -136,6 +150,16 @@ impl Config {
             mode: Mode::GoBackN,
             paths: 1,
             ..Config::default()
+        }
+    }
+
+    /// The receive window a handshake offers: `rwnd_packets`, or less under a receive budget.
+    pub fn rwnd_offer(&self) -> u32 {
+        if self.rx_budget_packets == 0 {
+            self.rwnd_packets
+        } else {
+            self.rwnd_packets
+                .min(self.rx_budget_packets.max(MIN_RX_SHARE))
         }
     }
 

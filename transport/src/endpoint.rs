@@ -55,6 +55,10 @@ pub struct Endpoint {
     admitted: BTreeMap<u64, u128>,
     /// This endpoint's key for SYN-ACK cookies (`crate::handshake::cookie`).
     cookie_key: u128,
+    /// Receive budget sharing (`Config::rx_budget_packets`): the current epoch (2^30 ps,
+    /// about 1.07 ms) and the connections that received data in it and in the one before.
+    rx_epoch: u64,
+    rx_active: (u32, u32),
     /// Connection-creation token buckets per source address (`Config::accept_rate_per_source`).
     accept_buckets: BTreeMap<core::net::IpAddr, handshake::Bucket>,
     events: VecDeque<Event>,
@@ -109,6 +113,8 @@ impl Endpoint {
             admitted: BTreeMap::new(),
             cookie_key,
             accept_buckets: BTreeMap::new(),
+            rx_epoch: 0,
+            rx_active: (0, 0),
             events: VecDeque::new(),
             ready: VecDeque::new(),
             stateless: VecDeque::new(),
@@ -192,6 +198,7 @@ impl Endpoint {
             State::SynSent,
         );
         c.user_data = user_data;
+        c.rwnd_offer = self.rwnd_offer();
         if let Some(secret) = secret {
             c.syn_mac = handshake::syn_mac(secret, id, &c.handshake_ext(&self.config, 0));
         }
@@ -326,6 +333,7 @@ impl Endpoint {
                     config: &self.config,
                     mem: &self.mem,
                     events: &mut self.events,
+                    rx_share: u32::MAX,
                     credit: &mut self.credit,
                 };
                 c.match_pending(&mut ctx);
@@ -466,10 +474,32 @@ impl Endpoint {
             return;
         }
         let was = conn.state;
+        let budget = self.config.rx_budget_packets;
+        let rx_share = if budget > 0 && c.opcode == Opcode::Data {
+            let epoch = now.as_ps() >> 30;
+            if epoch != self.rx_epoch {
+                let prev = if epoch == self.rx_epoch + 1 {
+                    self.rx_active.0
+                } else {
+                    0
+                };
+                self.rx_active = (0, prev);
+                self.rx_epoch = epoch;
+            }
+            if conn.rx_epoch_seen != epoch + 1 {
+                conn.rx_epoch_seen = epoch + 1;
+                self.rx_active.0 += 1;
+            }
+            let active = self.rx_active.0.max(self.rx_active.1).max(1);
+            (budget / active).max(crate::config::MIN_RX_SHARE)
+        } else {
+            u32::MAX
+        };
         let mut ctx = Ctx {
             config: &self.config,
             mem: &self.mem,
             events: &mut self.events,
+            rx_share,
             credit: &mut self.credit,
         };
         conn.on_packet(now, meta.ecn, &pkt, meta.virtual_payload, &mut ctx);
@@ -578,7 +608,7 @@ impl Endpoint {
                     max_payload: self.config.max_payload,
                     paths: self.config.paths,
                     mode: self.config.mode,
-                    rwnd_pkts: self.config.rwnd_packets,
+                    rwnd_pkts: self.config.rwnd_offer(),
                 }),
                 int: IntList::new(),
             };
@@ -607,6 +637,7 @@ impl Endpoint {
             State::Established,
         );
         c.user_data = hs.user_data;
+        c.rwnd_offer = self.rwnd_offer();
         c.apply_handshake(&self.config, src_conn, &hs);
         c.need_synack = true;
         self.by_peer.insert((from, src_conn), id);
@@ -842,6 +873,23 @@ impl Endpoint {
             self.timers.set(idx as u32, None);
         }
         self.free.push(idx as u32);
+    }
+
+    /// The receive window a new connection's handshake offers: `Config::rwnd_packets`, or
+    /// under a receive budget (`Config::rx_budget_packets`) the budget shared with the
+    /// connections already open, so N connections made at once for an incast do not each
+    /// start with the whole budget. Their ACKs then share it among those actually receiving.
+    fn rwnd_offer(&self) -> u32 {
+        let budget = self.config.rx_budget_packets;
+        if budget == 0 {
+            return self.config.rwnd_packets;
+        }
+        let n = u32::try_from(self.connections())
+            .unwrap_or(u32::MAX)
+            .saturating_add(1);
+        (budget / n)
+            .max(crate::config::MIN_RX_SHARE)
+            .min(self.config.rwnd_packets)
     }
 
     /// Queue a packet that answers one received packet outside any connection.

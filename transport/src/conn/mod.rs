@@ -134,6 +134,11 @@ pub(crate) struct Conn {
     pub(crate) need_synack: bool,
     /// Connector: the MAC its SYNs carry (`handshake::syn_mac`); 0 when unauthenticated.
     pub(crate) syn_mac: u64,
+    /// The endpoint's receive epoch (+1) in which this connection last received data:
+    /// counts it once per epoch among the receiving connections (`Config::rx_budget_packets`).
+    pub(crate) rx_epoch_seen: u64,
+    /// The receive window our handshake offers (`Endpoint::rwnd_offer`).
+    pub(crate) rwnd_offer: u32,
     /// Tell the peer why this connection failed: a CLOSE with this reason is pending.
     close_reason: Option<u32>,
     /// The reason code this (failed) connection closes with; repeated to a peer that keeps
@@ -160,6 +165,9 @@ pub(crate) struct Ctx<'a> {
     pub(crate) config: &'a Config,
     pub(crate) mem: &'a Memory,
     pub(crate) events: &'a mut VecDeque<Event>,
+    /// This connection's share of the receive budget, packets (`Config::rx_budget_packets`;
+    /// `u32::MAX` when there is none): the window the next ACKs advertise.
+    pub(crate) rx_share: u32,
     /// The endpoint's credit scheduler (RCCC receiver side, shared by all connections).
     pub(crate) credit: &'a mut CreditScheduler,
 }
@@ -226,6 +234,8 @@ impl Conn {
             need_syn: state == State::SynSent,
             need_synack: false,
             syn_mac: 0,
+            rx_epoch_seen: 0,
+            rwnd_offer: config.rwnd_packets,
             close_reason: None,
             close_code: None,
             close_resends: 0,
@@ -312,7 +322,7 @@ impl Conn {
             max_payload: config.max_payload,
             paths: self.paths.len(),
             mode: config.mode,
-            rwnd_pkts: config.rwnd_packets,
+            rwnd_pkts: self.rwnd_offer,
         }
     }
 
@@ -510,6 +520,7 @@ impl Conn {
         ecn: Ecn,
         ctx: &mut Ctx<'_>,
     ) {
+        self.recv.adv = ctx.rx_share;
         let r = &mut self.recv;
         r.last_psn = c.psn;
         r.last_entropy = c.entropy;

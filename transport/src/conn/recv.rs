@@ -86,6 +86,9 @@ pub(crate) struct RecvState {
     pub(crate) high: u32,
     bitmap: Bitmap,
     pub(crate) capacity: u32,
+    /// The window ACKs advertise beyond `cum` (at most `capacity`): the connection's share of
+    /// the endpoint's receive budget (`Config::rx_budget_packets`).
+    pub(crate) adv: u32,
     /// Posted receives not matched yet, in posting order.
     pub(crate) posted: VecDeque<PostedRecv>,
     /// Incoming sends from `in_base` on.
@@ -140,6 +143,7 @@ impl RecvState {
             high: initial_psn,
             bitmap: Bitmap::new(capacity),
             capacity,
+            adv: capacity,
             posted: VecDeque::new(),
             inbound: VecDeque::new(),
             in_base: 0,
@@ -196,7 +200,7 @@ impl RecvState {
 
     /// Flow-control limit to advertise.
     pub(crate) fn rwnd_psn(&self) -> u32 {
-        self.cum.wrapping_add(self.capacity)
+        self.cum.wrapping_add(self.capacity.min(self.adv))
     }
 
     /// The SACK bitmap for the next ACK: the `MAX_SACK_WORDS * 64` PSNs right after `cum`
