@@ -19,16 +19,19 @@ use weir_bench::launch::{RankEnd, Ranks, free_port};
 #[command(after_help = "Example: weir run -n 4 -- ./target/release/examples/allreduce")]
 pub(crate) struct RunArgs {
     /// Ranks to start on this host
-    #[arg(short = 'n', long, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    #[arg(short = 'n', long, allow_negative_numbers = true,
+          value_parser = clap::value_parser!(u32).range(1..=1024))]
     ranks: u32,
     /// Address of rank 0's bootstrap listener
     #[arg(long, default_value = "127.0.0.1")]
     master_addr: String,
-    /// Port of rank 0's bootstrap listener [default: a free port]
-    #[arg(long)]
+    /// Port of rank 0's bootstrap listener, 1 to 65535 [default: a free port]
+    #[arg(long, allow_negative_numbers = true,
+          value_parser = clap::value_parser!(u16).range(1..))]
     master_port: Option<u16>,
-    /// Seconds the other ranks get to exit after one fails, before they are killed
-    #[arg(long, default_value_t = 10.0)]
+    /// Seconds the other ranks get to exit after one fails, before they are killed (0 to 3600)
+    #[arg(long, default_value_t = 10.0, allow_negative_numbers = true,
+          value_parser = crate::args::real(0.0, false, 3600.0, "s"))]
     grace: f64,
     /// The program and its arguments
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
@@ -38,8 +41,9 @@ pub(crate) struct RunArgs {
 /// Run `weir run`.
 pub(crate) fn run(a: RunArgs) -> Result<(), String> {
     let (program, args) = a.command.split_first().ok_or("no program given")?;
-    if !(a.grace.is_finite() && a.grace >= 0.0) {
-        return Err("--grace must be a non-negative number of seconds".into());
+    // `--grace` is range-checked by its parser; a `RunArgs` built in code is checked here.
+    if !(a.grace.is_finite() && (0.0..=3600.0).contains(&a.grace)) {
+        return Err("--grace must lie within 0..=3600 seconds".into());
     }
     let port = match a.master_port {
         Some(p) => p,

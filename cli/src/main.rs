@@ -8,6 +8,7 @@
 //! are switched off here.
 #![allow(clippy::disallowed_methods)]
 
+mod args;
 mod bench;
 mod cc;
 mod launch;

@@ -23,14 +23,18 @@ use serde::Serialize;
 pub(crate) struct SweepArgs {
     /// Scenario file (TOML; docs/sim.md) [default: the embedded perm-128 scenario]
     file: Option<PathBuf>,
-    /// A parameter and its values, `PATH=V1,V2,…` (repeatable; e.g. `switch.routing=ecmp,spray`)
-    #[arg(long = "set", value_name = "PATH=LIST")]
+    /// A parameter and its values, `PATH=V1,V2,…` (repeatable; e.g. `switch.routing=ecmp,spray`);
+    /// every value is range-checked as the scenario's key, before any simulation runs
+    #[arg(long = "set", value_name = "PATH=LIST", allow_hyphen_values = true,
+          value_parser = |s: &str| parse_set(s).map(|_| s.to_string()))]
     sets: Vec<String>,
-    /// Seeds, `A..B` (B excluded) or a comma list [default: the scenario's seed]
-    #[arg(long, value_name = "RANGE|LIST")]
+    /// Seeds, `A..B` (B excluded) or a comma list, each at most 2^63 - 1, at most 100000 seeds
+    /// [default: the scenario's seed]
+    #[arg(long, value_name = "RANGE|LIST", allow_hyphen_values = true,
+          value_parser = |s: &str| parse_seeds(s).map(|_| s.to_string()))]
     seeds: Option<String>,
-    /// Simulations at once [default: the number of cores]
-    #[arg(long, short = 'j')]
+    /// Simulations at once, 1 to 256 [default: the number of cores]
+    #[arg(long, short = 'j', allow_negative_numbers = true, value_parser = crate::args::count(1, 256))]
     jobs: Option<usize>,
     /// Print CSV instead of the table
     #[arg(long, conflicts_with = "json")]
@@ -115,8 +119,19 @@ impl PointResult {
     }
 }
 
-/// Parse `A..B` or `a,b,c`.
+/// Parse `A..B` or `a,b,c`: at most 100000 seeds, each one a TOML integer (below 2^63).
 fn parse_seeds(s: &str) -> Result<Vec<u64>, String> {
+    let seeds = parse_seed_list(s)?;
+    if seeds.len() > 100_000 {
+        return Err(format!("--seeds {s:?}: more than 100000 seeds"));
+    }
+    if let Some(big) = seeds.iter().find(|&&v| i64::try_from(v).is_err()) {
+        return Err(format!("--seeds {s:?}: seed {big} is above 2^63 - 1"));
+    }
+    Ok(seeds)
+}
+
+fn parse_seed_list(s: &str) -> Result<Vec<u64>, String> {
     if let Some((a, b)) = s.split_once("..") {
         let a: u64 = a
             .trim()
@@ -141,26 +156,35 @@ fn parse_seeds(s: &str) -> Result<Vec<u64>, String> {
 /// Every (params, seed, scenario) of the grid, each scenario parsed and validated.
 type Grid = Vec<(Vec<(String, String)>, u64, weir_sim::Scenario)>;
 
+/// Parse one `--set PATH=V1,V2,…`: the path and its values (the values themselves are checked
+/// by the scenario, which names the key).
+fn parse_set(s: &str) -> Result<(String, Vec<String>), String> {
+    let (path, values) = s
+        .split_once('=')
+        .ok_or_else(|| format!("--set {s:?}: expected PATH=V1,V2,…"))?;
+    let values: Vec<String> = values.split(',').map(|v| v.trim().to_string()).collect();
+    if values.iter().any(String::is_empty) {
+        return Err(format!("--set {s:?}: empty value"));
+    }
+    let path = path.trim();
+    if path.is_empty() {
+        return Err(format!("--set {s:?}: empty path"));
+    }
+    if path == "seed" {
+        // The seed axis is `--seeds`; a `--set seed=…` would be overridden by it.
+        return Err(format!(
+            "--set {s:?}: the seed is an axis of its own; use --seeds {}",
+            values.join(",")
+        ));
+    }
+    Ok((path.to_string(), values))
+}
+
 fn grid(text: &str, sets: &[String], seeds: Option<&str>) -> Result<Grid, String> {
     let base = weir_sim::Scenario::from_toml(text).map_err(|e| e.to_string())?;
     let mut axes: Vec<(String, Vec<String>)> = Vec::new();
     for s in sets {
-        let (path, values) = s
-            .split_once('=')
-            .ok_or_else(|| format!("--set {s:?}: expected PATH=V1,V2,…"))?;
-        let values: Vec<String> = values.split(',').map(|v| v.trim().to_string()).collect();
-        if values.iter().any(String::is_empty) {
-            return Err(format!("--set {s:?}: empty value"));
-        }
-        let path = path.trim();
-        if path == "seed" {
-            // The seed axis is `--seeds`; a `--set seed=…` would be overridden by it.
-            return Err(format!(
-                "--set {s:?}: the seed is an axis of its own; use --seeds {}",
-                values.join(",")
-            ));
-        }
-        axes.push((path.to_string(), values));
+        axes.push(parse_set(s)?);
     }
     let seeds = match seeds {
         Some(s) => parse_seeds(s)?,
@@ -211,10 +235,11 @@ pub(crate) fn run(a: SweepArgs, default_scenario: &str) -> Result<(), String> {
         None => default_scenario.to_string(),
     };
     let points = grid(&text, &a.sets, a.seeds.as_deref())?;
-    let jobs = a
-        .jobs
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-        .clamp(1, 256);
+    let jobs = a.jobs.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(256)
+    });
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(jobs)
         .build()

@@ -8,24 +8,28 @@ use std::time::Duration;
 use clap::Args;
 use weir_bench::coll::{self, CollOp, CollPlan, MpiBtl, PathChoice};
 use weir_bench::peer::PeerCmd;
-use weir_bench::units;
 
-use super::BenchError;
+use super::{BenchError, MAX_MESSAGE};
+use crate::args::{real, size_at_most};
 
 /// Options of `weir bench allreduce|allgather|reduce-scatter`.
 #[derive(Debug, Args)]
 pub(crate) struct CollArgs {
-    /// Ranks (processes on this host)
-    #[arg(long, short = 'n', default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64))]
+    /// Ranks (processes on this host), 2 to 64
+    #[arg(long, short = 'n', default_value_t = 2, allow_negative_numbers = true,
+          value_parser = clap::value_parser!(u32).range(2..=64))]
     pub(crate) ranks: u32,
 
-    /// Sizes in bytes of float32 data, comma-separated; K/M/G are KiB/MiB/GiB [default: 8 B to
-    /// 256 MiB in ×4 steps plus 256M; --quick: 8,8M]
-    #[arg(long, value_name = "LIST", value_delimiter = ',', value_parser = units::parse_size)]
+    /// Sizes in bytes of float32 data, comma-separated; K/M/G are KiB/MiB/GiB, 1 B to 1G
+    /// [default: 8 B to 256 MiB in ×4 steps plus 256M; --quick: 8,8M]
+    #[arg(long, value_name = "LIST", value_delimiter = ',', allow_negative_numbers = true,
+          value_parser = size_at_most(MAX_MESSAGE))]
     pub(crate) sizes: Option<Vec<u64>>,
 
-    /// Time budget of the timed calls at each size, seconds [default: 0.5; --quick: 0.1]
-    #[arg(long, value_name = "SECS")]
+    /// Time budget of the timed calls at each size, seconds, in (0, 60] [default: 0.5;
+    /// --quick: 0.1]
+    #[arg(long, value_name = "SECS", allow_negative_numbers = true,
+          value_parser = real(0.0, true, 60.0, "s"))]
     pub(crate) budget: Option<f64>,
 
     /// Data paths to compare: `both` (Weir shm vs Open MPI vader, then Weir udp vs Open MPI
@@ -52,7 +56,8 @@ pub(crate) struct CollArgs {
     pub(crate) mpi_btl: Option<MpiBtl>,
 
     /// Alternate the Weir and MPI sweeps this many times; each size reports its median run
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=9))]
+    #[arg(long, default_value_t = 1, allow_negative_numbers = true,
+          value_parser = clap::value_parser!(u32).range(1..=9))]
     pub(crate) repeat: u32,
 
     /// Pin rank r to core r mod cores (Open MPI binds its ranks to cores itself)
@@ -71,8 +76,9 @@ pub(crate) struct CollArgs {
     #[arg(long)]
     pub(crate) quick: bool,
 
-    /// Give up on a sweep (Weir's ranks or mpirun) after this many seconds
-    #[arg(long, default_value_t = 600)]
+    /// Give up on a sweep (Weir's ranks or mpirun) after this many seconds (1 to 86400)
+    #[arg(long, default_value_t = 600, allow_negative_numbers = true,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub(crate) timeout: u64,
 }
 

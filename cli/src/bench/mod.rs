@@ -14,6 +14,11 @@ use weir_bench::peer::PeerCmd;
 use weir_bench::report;
 use weir_bench::transport::{Event, TransportOptions};
 use weir_bench::units;
+
+use crate::args::{real, size_at_most, size_or_zero_at_most};
+
+/// The largest message any bench allocates per slot (and the plugin's maxP2pBytes).
+pub(crate) const MAX_MESSAGE: u64 = 1 << 30;
 // The collective benches (`coll`) name it `super::BenchError`.
 pub(crate) use weir_bench::BenchError;
 
@@ -78,13 +83,16 @@ printed in the header and footer.";
 /// Options of `weir bench transport`.
 #[derive(Debug, Args)]
 pub(crate) struct TransportArgs {
-    /// Message sizes, comma-separated; K/M/G are KiB/MiB/GiB [default: 64K,1M,8M; --quick: 1M]
-    #[arg(long, value_name = "LIST", value_delimiter = ',', value_parser = units::parse_size)]
+    /// Message sizes, comma-separated; K/M/G are KiB/MiB/GiB, 1 B to 1G [default: 64K,1M,8M;
+    /// --quick: 1M]
+    #[arg(long, value_name = "LIST", value_delimiter = ',', allow_negative_numbers = true,
+          value_parser = size_at_most(MAX_MESSAGE))]
     pub(crate) sizes: Option<Vec<u64>>,
 
     /// Injected loss probabilities, fractions or percentages [default: 0,0.001,0.01,0.05;
     /// --quick: 0,0.01]
-    #[arg(long, value_name = "LIST", value_delimiter = ',', value_parser = units::parse_loss)]
+    #[arg(long, value_name = "LIST", value_delimiter = ',', allow_negative_numbers = true,
+          value_parser = units::parse_loss)]
     pub(crate) loss: Option<Vec<f64>>,
 
     /// Modes to measure besides the TCP baseline, which always runs [default: weir,gbn]
@@ -93,11 +101,13 @@ pub(crate) struct TransportArgs {
 
     /// Payload bytes per point [default: 128M below 1 MiB messages, 256M below 8 MiB, 512M
     /// from 8 MiB; --quick: 16M]; at least two messages
-    #[arg(long, value_name = "SIZE", value_parser = units::parse_size)]
+    #[arg(long, value_name = "SIZE", allow_negative_numbers = true, value_parser = units::parse_size)]
     pub(crate) bytes_per_point: Option<u64>,
 
-    /// Time limit per point: the sender posts no new message after it [default: 2; --quick: 1]
-    #[arg(long, value_name = "SECS")]
+    /// Time limit per point, 0.01 to 600 s: the sender posts no new message after it
+    /// [default: 2; --quick: 1]
+    #[arg(long, value_name = "SECS", allow_negative_numbers = true,
+          value_parser = real(0.01, false, 600.0, "s"))]
     pub(crate) point_secs: Option<f64>,
 
     /// Congestion control of the weir/gbn runs, comma-separated: built-in names, `all`, or
@@ -107,20 +117,23 @@ pub(crate) struct TransportArgs {
     pub(crate) cc: Option<Vec<String>>,
 
     /// Messages in flight (posted, not yet completed) at the sender
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    #[arg(long, default_value_t = 4, allow_negative_numbers = true,
+          value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub(crate) window: u32,
 
     /// Runs per point; the run with the median goodput is reported [default: 3; --quick: 1]
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=99))]
+    #[arg(long, value_name = "N", allow_negative_numbers = true,
+          value_parser = clap::value_parser!(u32).range(1..=99))]
     pub(crate) repeat: Option<u32>,
 
     /// Ping-pong round trips per mode (at most one second's worth) [default: 20000; --quick:
     /// 2000]
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true,
+          value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) pingpong: Option<u64>,
 
     /// Seed of the loss injection
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
     pub(crate) seed: u64,
 
     /// Pin the sender to core 0 and the receiver to core 1 (sched_setaffinity)
@@ -144,23 +157,29 @@ pub(crate) struct TransportArgs {
 #[derive(Debug, Args)]
 pub(crate) struct IncastArgs {
     /// Sender processes, each with its own connection
-    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=256))]
+    #[arg(long, default_value_t = 16, allow_negative_numbers = true,
+          value_parser = clap::value_parser!(u32).range(1..=256))]
     pub(crate) senders: u32,
 
-    /// Message size; K/M/G are KiB/MiB/GiB [default: 1M; --quick: 256K]
-    #[arg(long, value_name = "SIZE", value_parser = units::parse_size)]
+    /// Message size; K/M/G are KiB/MiB/GiB, 1 B to 1G [default: 1M; --quick: 256K]
+    #[arg(long, value_name = "SIZE", allow_negative_numbers = true,
+          value_parser = size_at_most(MAX_MESSAGE))]
     pub(crate) size: Option<u64>,
 
-    /// Messages per sender [default: 16; --quick: 8]
-    #[arg(long, value_name = "N")]
+    /// Messages per sender, 2 to 1000000 [default: 16; --quick: 8]
+    #[arg(long, value_name = "N", allow_negative_numbers = true,
+          value_parser = clap::value_parser!(u64).range(2..=1_000_000))]
     pub(crate) messages: Option<u64>,
 
     /// Messages in flight per sender
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    #[arg(long, default_value_t = 4, allow_negative_numbers = true,
+          value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub(crate) window: u32,
 
-    /// Kernel receive buffer per receiver socket (SO_RCVBUF; 0: the datapath's default)
-    #[arg(long, value_name = "SIZE", default_value = "256K", value_parser = units::parse_size)]
+    /// Kernel receive buffer per receiver socket (SO_RCVBUF, at most 1G; 0: the datapath's
+    /// default)
+    #[arg(long, value_name = "SIZE", default_value = "256K", allow_negative_numbers = true,
+          value_parser = size_or_zero_at_most(1 << 30))]
     pub(crate) rcvbuf: u64,
 
     /// Congestion control: a built-in name or a TOML file with a [cc] table
@@ -171,8 +190,9 @@ pub(crate) struct IncastArgs {
     #[arg(long)]
     pub(crate) rt: bool,
 
-    /// Time limit of each phase, seconds [default: 30; --quick: 15]
-    #[arg(long, value_name = "SECS")]
+    /// Time limit of each phase, 0.1 to 600 s [default: 30; --quick: 15]
+    #[arg(long, value_name = "SECS", allow_negative_numbers = true,
+          value_parser = real(0.1, false, 600.0, "s"))]
     pub(crate) timeout: Option<f64>,
 
     /// Print one JSON object per row instead of the table

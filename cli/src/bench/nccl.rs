@@ -9,34 +9,42 @@ use weir_bench::nccl::{self, Event, NcclOptions};
 use weir_bench::peer::PeerCmd;
 use weir_bench::units;
 
+use super::MAX_MESSAGE;
+use crate::args::{real, size_at_most};
+
 /// Options of `weir bench nccl-abi`.
 #[derive(Debug, Args)]
 pub(crate) struct NcclAbiArgs {
-    /// Message sizes, comma-separated; K/M/G are KiB/MiB/GiB [default:
-    /// 8K,32K,128K,512K,2M,8M,32M,64M; --quick: 1M,8M]
-    #[arg(long, value_name = "LIST", value_delimiter = ',', value_parser = units::parse_size)]
+    /// Message sizes, comma-separated; K/M/G are KiB/MiB/GiB, 1 B to 1G (the plugin's
+    /// maxP2pBytes) [default: 8K,32K,128K,512K,2M,8M,32M,64M; --quick: 1M,8M]
+    #[arg(long, value_name = "LIST", value_delimiter = ',', allow_negative_numbers = true,
+          value_parser = size_at_most(MAX_MESSAGE))]
     pub(crate) sizes: Option<Vec<u64>>,
 
     /// Loss injected at the plugin receiver, fractions or percentages [default: 0]
-    #[arg(long, value_name = "LIST", value_delimiter = ',', value_parser = units::parse_loss)]
+    #[arg(long, value_name = "LIST", value_delimiter = ',', allow_negative_numbers = true,
+          value_parser = units::parse_loss)]
     pub(crate) loss: Option<Vec<f64>>,
 
     /// Data requests in flight per comm (NCCL keeps NCCL_STEPS = 8 per channel); at most 30,
     /// as two more of the plugin's 32 carry the start and end markers
-    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=30))]
+    #[arg(long, default_value_t = 8, allow_negative_numbers = true,
+          value_parser = clap::value_parser!(u32).range(1..=30))]
     pub(crate) inflight: u32,
 
     /// Payload bytes per point [default: 128M below 1 MiB messages, 512M from 1 MiB;
     /// --quick: 32M]
-    #[arg(long, value_name = "SIZE", value_parser = units::parse_size)]
+    #[arg(long, value_name = "SIZE", allow_negative_numbers = true, value_parser = units::parse_size)]
     pub(crate) bytes_per_point: Option<u64>,
 
-    /// Time limit per point: the sender posts no new message after it [default: 2]
-    #[arg(long, value_name = "SECS", default_value_t = 2.0)]
+    /// Time limit per point, 0.01 to 600 s: the sender posts no new message after it
+    #[arg(long, value_name = "SECS", default_value_t = 2.0, allow_negative_numbers = true,
+          value_parser = real(0.01, false, 600.0, "s"))]
     pub(crate) point_secs: f64,
 
     /// Runs per point; the run with the median bandwidth is reported [default: 3; --quick: 1]
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=99))]
+    #[arg(long, value_name = "N", allow_negative_numbers = true,
+          value_parser = clap::value_parser!(u32).range(1..=99))]
     pub(crate) repeat: Option<u32>,
 
     /// `dlopen` this plugin (e.g. target/release/libnccl-net-weir.so) instead of using the

@@ -299,6 +299,11 @@ mod tests {
     }
 
     fn run_args(extra: &[&str]) -> RunArgs {
+        try_run_args(extra).expect("valid arguments")
+    }
+
+    /// The arguments, or clap's error (out-of-range values are refused here).
+    fn try_run_args(extra: &[&str]) -> Result<RunArgs, String> {
         use clap::Parser;
         #[derive(Parser)]
         struct Wrap {
@@ -307,7 +312,9 @@ mod tests {
         }
         let mut argv = vec!["run"];
         argv.extend_from_slice(extra);
-        Wrap::try_parse_from(argv).expect("valid arguments").run
+        Wrap::try_parse_from(argv)
+            .map(|w| w.run)
+            .map_err(|e| e.to_string())
     }
 
     #[test]
@@ -624,7 +631,11 @@ mod tests {
                 "needs in-band network telemetry",
             ),
         ] {
-            let e = run_policy(&run_args(flags)).unwrap_err();
+            // Single values out of range are refused by the parser, combinations by the run.
+            let e = match try_run_args(flags) {
+                Err(e) => e,
+                Ok(a) => run_policy(&a).unwrap_err(),
+            };
             assert!(e.contains(want), "{flags:?}: {e}");
         }
     }

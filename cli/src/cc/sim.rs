@@ -15,6 +15,7 @@ use weir_congestion::testing::{self, Config, FlowSpec, IntHops, Overflow, Red, T
 
 use super::ebpf::{Faults, HOOKS};
 use super::policy::Policy;
+use crate::args::{count, probability, real};
 
 /// Options of `weir cc run`.
 #[derive(Debug, Clone, Args)]
@@ -26,47 +27,55 @@ pub(crate) struct RunArgs {
     /// the file).
     #[arg(long = "set", value_name = "NAME=VALUE")]
     pub(crate) set: Vec<String>,
-    /// Long-running flows, all starting at time zero (see --stagger-us).
-    #[arg(long, default_value_t = 8)]
+    /// Long-running flows, all starting at time zero (see --stagger-us); 0 to 4096.
+    #[arg(long, default_value_t = 8, allow_negative_numbers = true, value_parser = count(0, MAX_FLOWS))]
     pub(crate) flows: usize,
-    /// Start flow i at i × this many µs.
-    #[arg(long, default_value_t = 0.0)]
+    /// Start flow i at i × this many µs (0 to 1e9).
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true,
+          value_parser = real(0.0, false, 1e9, "µs"))]
     pub(crate) stagger_us: f64,
-    /// Extra flows that start together (an incast) at --incast-at-ms.
-    #[arg(long, default_value_t = 0)]
+    /// Extra flows that start together (an incast) at --incast-at-ms; 0 to 4096.
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true, value_parser = count(0, MAX_FLOWS))]
     pub(crate) incast: usize,
-    /// When the incast starts; default a third of the run.
-    #[arg(long)]
+    /// When the incast starts (0 to 10000 ms); default a third of the run.
+    #[arg(long, allow_negative_numbers = true, value_parser = real(0.0, false, MAX_MS, "ms"))]
     pub(crate) incast_at_ms: Option<f64>,
-    /// How long the incast flows send; default a third of the run.
-    #[arg(long)]
+    /// How long the incast flows send (more than 0, at most 10000 ms); default a third of the run.
+    #[arg(long, allow_negative_numbers = true, value_parser = real(0.0, true, MAX_MS, "ms"))]
     pub(crate) incast_ms: Option<f64>,
-    /// Length of the run.
-    #[arg(long, default_value_t = 20.0)]
+    /// Length of the run (more than 0, at most 10000 ms).
+    #[arg(long, default_value_t = 20.0, allow_negative_numbers = true,
+          value_parser = real(0.0, true, MAX_MS, "ms"))]
     pub(crate) duration_ms: f64,
-    /// Bottleneck link rate (also each sender's NIC rate).
-    #[arg(long, default_value_t = 100.0)]
+    /// Bottleneck link rate (also each sender's NIC rate), more than 0, at most 1e5 Gbit/s.
+    #[arg(long, default_value_t = 100.0, allow_negative_numbers = true,
+          value_parser = real(0.0, true, 1e5, "Gbit/s"))]
     pub(crate) link_gbps: f64,
-    /// Propagation round-trip time of every flow.
-    #[arg(long, default_value_t = 10.0)]
+    /// Propagation round-trip time of every flow (0 to 1e9 µs).
+    #[arg(long, default_value_t = 10.0, allow_negative_numbers = true,
+          value_parser = real(0.0, false, 1e9, "µs"))]
     pub(crate) rtt_us: f64,
-    /// Receiver host delay, part of every RTT sample.
-    #[arg(long, default_value_t = 0.0)]
+    /// Receiver host delay, part of every RTT sample (0 to 1e9 µs).
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true,
+          value_parser = real(0.0, false, 1e9, "µs"))]
     pub(crate) host_delay_us: f64,
-    /// Bottleneck buffer.
-    #[arg(long, default_value_t = 1000.0)]
+    /// Bottleneck buffer (0 to 1e9 KB).
+    #[arg(long, default_value_t = 1000.0, allow_negative_numbers = true,
+          value_parser = real(0.0, false, 1e9, "KB"))]
     pub(crate) buffer_kb: f64,
     /// Trim packets that do not fit (NACKed at once) instead of dropping them.
     #[arg(long)]
     pub(crate) trim: bool,
-    /// RED/ECN marking: Kmin.
-    #[arg(long, default_value_t = 100.0)]
+    /// RED/ECN marking: Kmin (0 to 1e9 KB).
+    #[arg(long, default_value_t = 100.0, allow_negative_numbers = true,
+          value_parser = real(0.0, false, 1e9, "KB"))]
     pub(crate) kmin_kb: f64,
-    /// RED/ECN marking: Kmax.
-    #[arg(long, default_value_t = 400.0)]
+    /// RED/ECN marking: Kmax (0 to 1e9 KB, above Kmin).
+    #[arg(long, default_value_t = 400.0, allow_negative_numbers = true,
+          value_parser = real(0.0, false, 1e9, "KB"))]
     pub(crate) kmax_kb: f64,
-    /// RED/ECN marking: probability at Kmax.
-    #[arg(long, default_value_t = 0.2)]
+    /// RED/ECN marking: probability at Kmax (0..1).
+    #[arg(long, default_value_t = 0.2, allow_negative_numbers = true, value_parser = probability())]
     pub(crate) pmax: f64,
     /// No ECN marking at all.
     #[arg(long)]
@@ -75,22 +84,27 @@ pub(crate) struct RunArgs {
     #[arg(long, default_value = "bottleneck")]
     pub(crate) int: String,
     /// Link-rate change, `MS:GBPS` (repeatable), e.g. `--step 10:40 --step 15:100`.
-    #[arg(long = "step", value_name = "MS:GBPS")]
+    #[arg(long = "step", value_name = "MS:GBPS", allow_hyphen_values = true,
+          value_parser = |s: &str| parse_step(s).map(|_| s.to_string()))]
     pub(crate) steps: Vec<String>,
     /// Random loss probability per data packet (0..1).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true, value_parser = probability())]
     pub(crate) loss: f64,
-    /// Receiver acknowledges every this many packets.
-    #[arg(long, default_value_t = 1)]
+    /// Receiver acknowledges every this many packets (1 to 1024).
+    #[arg(long, default_value_t = 1, allow_negative_numbers = true,
+          value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub(crate) ack_every: u32,
-    /// Data packet size on the wire.
-    #[arg(long, default_value_t = 4096)]
+    /// Data packet size on the wire (64 to 65536 bytes).
+    #[arg(long, default_value_t = 4096, allow_negative_numbers = true,
+          value_parser = clap::value_parser!(u32).range(64..=65_536))]
     pub(crate) mtu: u32,
-    /// Sample interval of the trace (and the CSV).
-    #[arg(long, default_value_t = 10.0)]
+    /// Sample interval of the trace (and the CSV), more than 0, at most 1e9 µs; the run may
+    /// hold at most 50 million samples (flows × duration / interval).
+    #[arg(long, default_value_t = 10.0, allow_negative_numbers = true,
+          value_parser = real(0.0, true, 1e9, "µs"))]
     pub(crate) sample_us: f64,
     /// Seed for marking, loss and jitter.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
     pub(crate) seed: u64,
     /// Write an SVG chart (rate/window per flow, queue depth) here.
     #[arg(long)]
@@ -102,6 +116,25 @@ pub(crate) struct RunArgs {
     /// reported). Without it a run whose program faulted exits 1.
     #[arg(long)]
     pub(crate) allow_faults: bool,
+}
+
+/// Most flows (`--flows` plus `--incast`) a run may have.
+const MAX_FLOWS: u64 = 4096;
+
+/// Longest run, incast start and incast length, ms.
+const MAX_MS: f64 = 10_000.0;
+
+/// Most trace samples (flows × samples per flow) a run may hold.
+const MAX_SAMPLES: f64 = 50e6;
+
+/// One `--step MS:GBPS`: when (ms, within 0..=10000) and the new rate (Gbit/s, above 0).
+fn parse_step(s: &str) -> Result<(f64, f64), String> {
+    let (at, rate) = s
+        .split_once(':')
+        .ok_or_else(|| format!("--step {s}: expected MS:GBPS"))?;
+    let at = real(0.0, false, MAX_MS, "ms")(at).map_err(|e| format!("--step {s}: {e}"))?;
+    let rate = real(0.0, true, 1e5, "Gbit/s")(rate).map_err(|e| format!("--step {s}: {e}"))?;
+    Ok((at, rate))
 }
 
 /// What was run and what came out.
@@ -231,25 +264,25 @@ fn scenario(args: &RunArgs) -> Result<(Config, Vec<FlowSpec>), String> {
     if !(0.0..=1.0).contains(&args.loss) {
         return Err(format!("--loss {} is not a probability", args.loss));
     }
-    if args.flows + args.incast == 0 {
+    if args.flows.saturating_add(args.incast) == 0 {
         return Err("no flows: give --flows or --incast".into());
     }
-    if args.flows + args.incast > 4096 {
-        return Err("at most 4096 flows".into());
+    if args.flows.saturating_add(args.incast) > MAX_FLOWS as usize {
+        return Err(format!("--flows plus --incast: at most {MAX_FLOWS} flows"));
+    }
+    let samples = (args.flows + args.incast) as f64 * args.duration_ms * 1e3 / args.sample_us;
+    if samples.is_nan() || samples > MAX_SAMPLES {
+        return Err(format!(
+            "--sample-us {}: {} flow(s) over --duration-ms {} would take {samples:.0} samples, \
+             more than {MAX_SAMPLES:.0}; raise --sample-us",
+            args.sample_us,
+            args.flows + args.incast,
+            args.duration_ms
+        ));
     }
     let mut rate_steps = Vec::new();
     for s in &args.steps {
-        let (at, rate) = s
-            .split_once(':')
-            .ok_or_else(|| format!("--step {s}: expected MS:GBPS"))?;
-        let at: f64 = at
-            .trim()
-            .parse()
-            .map_err(|_| format!("--step {s}: `{at}` is not a number of ms"))?;
-        let rate: f64 = rate
-            .trim()
-            .parse()
-            .map_err(|_| format!("--step {s}: `{rate}` is not a number of Gbit/s"))?;
+        let (at, rate) = parse_step(s)?;
         let at = ms("--step", at)?;
         if at > duration {
             return Err(format!("--step {s}: after the end of the run"));
