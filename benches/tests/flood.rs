@@ -104,6 +104,7 @@ fn handshake(nonce: u64, user_data: u64) -> HandshakeExt {
         paths: 8,
         mode: Mode::Weir,
         rwnd_pkts: 256,
+        rx_ports: 0,
     }
 }
 

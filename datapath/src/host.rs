@@ -236,11 +236,17 @@ impl Host {
         cfg.udp.sockets = cfg.udp.sockets.max(cfg.transport.paths as usize).max(1);
         cfg.host_int |= cfg.transport.request_int || cfg.transport.cc.needs_int();
         let sockets = UdpSockets::bind(&cfg.udp)?;
+        // Peers spread their packets over every socket when they are at consecutive ports.
+        cfg.transport.rx_ports = sockets.rx_ports();
         if cfg.rx_flow_control
             && cfg.transport.rx_budget_packets == 0
             && let Some((_, limit)) = sockets.rx_occupancy()
         {
-            cfg.transport.rx_budget_packets = rx_budget(limit, cfg.transport.max_payload);
+            // Spraying fills the sockets unevenly (bursts of `spray_burst` packets share a
+            // path): count the extra sockets at half their buffer.
+            let per_socket = rx_budget(limit, cfg.transport.max_payload);
+            let ports = u32::from(cfg.transport.rx_ports.max(1));
+            cfg.transport.rx_budget_packets = per_socket.saturating_mul(ports + 1) / 2;
         }
         let local = sockets.local_addr();
         let seed = cfg.seed.unwrap_or_else(os_seed);

@@ -174,6 +174,11 @@ pub struct UdpSockets {
     rx_calls: u64,
     /// Set by [`UdpSockets::wait`] when an extra socket was readable.
     extras_ready: AtomicBool,
+    /// Per socket: receive calls left during which it is read every time, because it
+    /// delivered recently (peers spray over the extras when `rx_ports` > 1).
+    rx_hot: Vec<u8>,
+    /// Sockets bound at consecutive ports from the primary's (1 when they are not).
+    rx_ports: u8,
     tx: TxScratch,
     rx: RxScratch,
 }
@@ -203,28 +208,17 @@ impl UdpSockets {
             ));
         }
         let v6 = cfg.bind.is_ipv6();
-        let mut socks = Vec::with_capacity(cfg.sockets);
-        let mut addrs = Vec::with_capacity(cfg.sockets);
-        for i in 0..cfg.sockets {
-            let port = match (i, cfg.port) {
-                (0, p) => p,
-                (_, 0) => 0,
-                (i, p) => u16::try_from(i)
-                    .ok()
-                    .and_then(|i| p.checked_add(i))
-                    .unwrap_or(0),
-            };
-            let sock = match open(cfg, port) {
-                Ok(s) => s,
-                Err(_) if i > 0 && port != 0 => open(cfg, 0)?,
-                Err(e) => return Err(e),
-            };
-            let addr = sock.local_addr()?.as_socket().ok_or_else(|| {
-                io::Error::new(io::ErrorKind::InvalidData, "bound to a non-IP address")
-            })?;
-            socks.push(sock);
-            addrs.push(addr);
-        }
+        let (socks, addrs, rx_ports) = match bind_consecutive(cfg)? {
+            Some((socks, addrs)) => {
+                let n = u8::try_from(socks.len()).unwrap_or(1);
+                (socks, addrs, n)
+            }
+            None => {
+                let (socks, addrs) = bind_any(cfg)?;
+                (socks, addrs, 1)
+            }
+        };
+        let n = socks.len();
         // The same kernel answers for every socket, so the primary's answer stands for all.
         // Setting UDP_SEGMENT to 0 means "no default segmentation" and fails on kernels that
         // do not know the option.
@@ -263,9 +257,17 @@ impl UdpSockets {
             stats: UdpStats::default(),
             rx_calls: 0,
             extras_ready: AtomicBool::new(false),
+            rx_hot: vec![0; n],
+            rx_ports,
             tx: TxScratch::new(),
             rx: RxScratch::new(),
         })
+    }
+
+    /// Sockets bound at consecutive ports from the primary's (1 when they are not): peers
+    /// may address any of them (`weir_transport::Config::rx_ports`).
+    pub fn rx_ports(&self) -> u8 {
+        self.rx_ports
     }
 
     /// Address of the primary socket.
@@ -456,12 +458,19 @@ impl UdpSockets {
         let extras = self.socks.len() > 1
             && (self.rx_calls.is_multiple_of(EXTRA_POLL_INTERVAL)
                 || self.extras_ready.swap(false, Ordering::Relaxed));
-        let last = if extras { self.socks.len() } else { 1 };
         let mut delivered = 0;
-        for idx in 0..last {
+        for idx in 0..self.socks.len() {
+            if idx > 0 && !extras && self.rx_hot[idx] == 0 {
+                continue;
+            }
+            self.rx_hot[idx] = self.rx_hot[idx].saturating_sub(1);
+            let before = delivered;
             match self.recv_up_to(idx, max_msgs, on_datagram) {
                 Ok((_, d)) => delivered += d,
                 Err(e) => return if delivered > 0 { Ok(delivered) } else { Err(e) },
+            }
+            if idx > 0 && delivered > before {
+                self.rx_hot[idx] = EXTRA_HOT_CALLS;
             }
         }
         Ok(delivered)
@@ -477,9 +486,13 @@ impl UdpSockets {
         let extras = self.socks.len() > 1
             && (self.rx_calls.is_multiple_of(EXTRA_POLL_INTERVAL)
                 || self.extras_ready.swap(false, Ordering::Relaxed));
-        let last = if extras { self.socks.len() } else { 1 };
         let mut delivered = 0;
-        for idx in 0..last {
+        for idx in 0..self.socks.len() {
+            if idx > 0 && !extras && self.rx_hot[idx] == 0 {
+                continue;
+            }
+            self.rx_hot[idx] = self.rx_hot[idx].saturating_sub(1);
+            let before = delivered;
             for _ in 0..RX_ROUNDS {
                 match self.recv_once(idx, on_datagram) {
                     Ok((msgs, d)) => {
@@ -490,6 +503,9 @@ impl UdpSockets {
                     }
                     Err(e) => return if delivered > 0 { Ok(delivered) } else { Err(e) },
                 }
+            }
+            if idx > 0 && delivered > before {
+                self.rx_hot[idx] = EXTRA_HOT_CALLS;
             }
         }
         Ok(delivered)
@@ -669,6 +685,10 @@ const RX_BUF_LEN: usize = 64 * 1024;
 const RX_ROUNDS: usize = 4;
 /// Extra sockets are read on every this many `recv_batch` calls.
 const EXTRA_POLL_INTERVAL: u64 = 16;
+/// Receive calls during which an extra socket that delivered is read every time.
+const EXTRA_HOT_CALLS: u8 = 16;
+/// Tries at binding the sockets on consecutive ports before giving up on it.
+const CONSECUTIVE_TRIES: usize = 16;
 /// Most entries per `sendmmsg`.
 const TX_MAX_MSGS: usize = 64;
 /// Most iovecs per `sendmmsg` (two per datagram; a full GSO entry takes 128).
@@ -932,6 +952,64 @@ fn open(cfg: &UdpConfig, port: u16) -> io::Result<Socket> {
     }
     sock.bind(&SocketAddr::new(cfg.bind, port).into())?;
     Ok(sock)
+}
+
+/// Bind the sockets at the configured ports (`cfg.port`, `cfg.port + 1`, …, or ephemeral).
+fn bind_any(cfg: &UdpConfig) -> io::Result<(Vec<Socket>, Vec<SocketAddr>)> {
+    let mut socks = Vec::with_capacity(cfg.sockets);
+    let mut addrs = Vec::with_capacity(cfg.sockets);
+    for i in 0..cfg.sockets {
+        let port = match (i, cfg.port) {
+            (0, p) => p,
+            (_, 0) => 0,
+            (i, p) => u16::try_from(i)
+                .ok()
+                .and_then(|i| p.checked_add(i))
+                .unwrap_or(0),
+        };
+        let sock = match open(cfg, port) {
+            Ok(s) => s,
+            Err(_) if i > 0 && port != 0 => open(cfg, 0)?,
+            Err(e) => return Err(e),
+        };
+        addrs.push(local(&sock)?);
+        socks.push(sock);
+    }
+    Ok((socks, addrs))
+}
+
+/// With an ephemeral primary port and several sockets: bind them at consecutive ports (the
+/// primary's, then the next ones), so peers can address every socket from the primary's
+/// address alone (`weir_transport::Config::rx_ports`). `None` when that did not work out
+/// in a few tries (ports taken) or does not apply.
+fn bind_consecutive(cfg: &UdpConfig) -> io::Result<Option<(Vec<Socket>, Vec<SocketAddr>)>> {
+    if cfg.port != 0 || cfg.sockets < 2 || cfg.sockets > usize::from(u8::MAX) {
+        return Ok(None);
+    }
+    'tries: for _ in 0..CONSECUTIVE_TRIES {
+        let first = open(cfg, 0)?;
+        let a = local(&first)?;
+        let mut socks = vec![first];
+        let mut addrs = vec![a];
+        for i in 1..cfg.sockets {
+            let Some(port) = u16::try_from(i).ok().and_then(|i| a.port().checked_add(i)) else {
+                continue 'tries;
+            };
+            let Ok(s) = open(cfg, port) else {
+                continue 'tries;
+            };
+            addrs.push(local(&s)?);
+            socks.push(s);
+        }
+        return Ok(Some((socks, addrs)));
+    }
+    Ok(None)
+}
+
+fn local(sock: &Socket) -> io::Result<SocketAddr> {
+    sock.local_addr()?
+        .as_socket()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "bound to a non-IP address"))
 }
 
 /// `SO_SNDBUFFORCE`/`SO_RCVBUFFORCE` (not in `libc` for every target); the generic Linux

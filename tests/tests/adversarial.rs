@@ -616,6 +616,7 @@ fn forged_packets_are_dropped_and_harmless() {
                 paths: 8,
                 mode: Mode::Weir,
                 rwnd_pkts: 256,
+                rx_ports: 0,
             }),
             int: IntList::new(),
         };
@@ -854,6 +855,7 @@ fn syn_with(src_conn: u32, nonce: u64, user_data: u64, mac: u64, token: u64) -> 
             paths: 8,
             mode: Mode::Weir,
             rwnd_pkts: 256,
+            rx_ports: 0,
         }),
         int: IntList::new(),
     };

@@ -53,6 +53,7 @@ fn syn(src_conn: u32, nonce: u64, user_data: u64, mac: u64) -> Vec<u8> {
             paths: 8,
             mode: Mode::Weir,
             rwnd_pkts: 256,
+            rx_ports: 0,
         }),
         int: IntList::new(),
     };

@@ -87,6 +87,10 @@ pub struct Config {
     /// Control for TCP in Data Center Networks", CoNEXT 2010). The handshake offers at most
     /// the whole budget.
     pub rx_budget_packets: u32,
+    /// Sockets this endpoint receives on, at consecutive ports from its address; offered in
+    /// the handshake so that peers spread their packets over them by entropy. 1 (the
+    /// default) is one socket; the UDP host sets it when it bound consecutive ports.
+    pub rx_ports: u8,
 }
 
 /// Smallest receive window a connection is offered under `Config::rx_budget_packets`.
@@ -120,6 +124,7 @@ impl Default for Config {
             request_int: false,
             accept_rate_per_source: 10_000,
             rx_budget_packets: 0,
+            rx_ports: 1,
         }
     }
 }

@@ -609,6 +609,7 @@ impl Endpoint {
                     paths: self.config.paths,
                     mode: self.config.mode,
                     rwnd_pkts: self.config.rwnd_offer(),
+                    rx_ports: self.config.rx_ports,
                 }),
                 int: IntList::new(),
             };

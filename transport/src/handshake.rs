@@ -49,6 +49,7 @@ fn write_hs(h: &mut SipHasher24, src_conn: u32, hs: &HandshakeExt) {
         Mode::GoBackN => 1,
     });
     h.write_u32(hs.rwnd_pkts);
+    h.write_u8(hs.rx_ports);
 }
 
 /// The MAC a SYN from connection `src_conn` carries in its `echo_nonce` (that field of `hs`
@@ -136,6 +137,7 @@ mod tests {
             paths: 8,
             mode: Mode::Weir,
             rwnd_pkts: 256,
+            rx_ports: 0,
         }
     }
 
@@ -147,7 +149,7 @@ mod tests {
         assert_ne!(base, syn_mac(2, 5, &hs()));
         assert_ne!(base, syn_mac(1 << 64, 5, &hs()));
         assert_ne!(base, syn_mac(1, 6, &hs()));
-        let changes: [fn(&mut HandshakeExt); 7] = [
+        let changes: [fn(&mut HandshakeExt); 8] = [
             |h| h.nonce ^= 1,
             |h| h.user_data ^= 1,
             |h| h.initial_psn ^= 1,
@@ -155,6 +157,7 @@ mod tests {
             |h| h.paths ^= 1,
             |h| h.mode = Mode::GoBackN,
             |h| h.rwnd_pkts ^= 1,
+            |h| h.rx_ports ^= 1,
         ];
         for f in changes {
             let mut h = hs();

@@ -11,7 +11,7 @@
 //! +-------------------------------+-------------------------------+
 //! |          initial_psn          |          max_payload          |
 //! +---------------+-------+-------+-------------------------------+
-//! |     paths     | mode  | rsvd  |           rwnd_pkts           |
+//! |     paths     | mode  |rx_port|           rwnd_pkts           |
 //! +---------------+-------+-------+-------------------------------+
 //! ```
 //!
@@ -68,17 +68,18 @@ pub struct HandshakeExt {
     pub mode: Mode,
     /// Receive window in packets the sender offers.
     pub rwnd_pkts: u32,
+    /// The sender receives on this many sockets, at consecutive UDP ports from the one it
+    /// sends the handshake from; the peer spreads its packets over them by entropy (more
+    /// kernel receive buffer for an incast). 0 and 1 both mean one.
+    pub rx_ports: u8,
 }
 
 impl HandshakeExt {
-    /// Checks mode and the reserved byte.
+    /// Checks the mode.
     #[inline(always)]
     pub(crate) fn parse(w: &Wire) -> Result<HandshakeExt, Error> {
         //= docs/wire.md#handshake-extension
-        //# `mode` is 0 or 1; the reserved byte is zero.
-        if w.reserved != 0 {
-            return Err(Error::BadField);
-        }
+        //# `mode` is 0 or 1.
         Ok(HandshakeExt {
             nonce: w.nonce.get(),
             echo_nonce: w.echo_nonce.get(),
@@ -88,6 +89,7 @@ impl HandshakeExt {
             paths: w.paths.get(),
             mode: Mode::try_from(w.mode)?,
             rwnd_pkts: w.rwnd_pkts.get(),
+            rx_ports: w.rx_ports,
         })
     }
 
@@ -102,7 +104,7 @@ impl HandshakeExt {
             max_payload: U32::new(self.max_payload),
             paths: U16::new(self.paths),
             mode: self.mode as u8,
-            reserved: 0,
+            rx_ports: self.rx_ports,
             rwnd_pkts: U32::new(self.rwnd_pkts),
         }
     }
@@ -127,7 +129,7 @@ pub(crate) struct Wire {
     /// Offset 34.
     mode: u8,
     /// Offset 35.
-    reserved: u8,
+    rx_ports: u8,
     /// Offset 36.
     rwnd_pkts: U32,
 }
@@ -149,13 +151,11 @@ mod tests {
             paths: 6,
             mode: Mode::GoBackN,
             rwnd_pkts: 7,
+            rx_ports: 8,
         };
         assert_eq!(HandshakeExt::parse(&h.to_wire()), Ok(h));
         let mut w = h.to_wire();
         w.mode = 2;
-        assert_eq!(HandshakeExt::parse(&w), Err(Error::BadField));
-        let mut w = h.to_wire();
-        w.reserved = 0x80;
         assert_eq!(HandshakeExt::parse(&w), Err(Error::BadField));
         assert_eq!(Mode::try_from(0), Ok(Mode::Weir));
     }

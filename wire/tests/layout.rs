@@ -180,6 +180,7 @@ fn handshake() -> HandshakeExt {
         paths: 256,
         mode: Mode::GoBackN,
         rwnd_pkts: 0x200,
+        rx_ports: 0,
     }
 }
 

@@ -147,6 +147,7 @@ fn control(opcode: Opcode) -> BoxedStrategy<Header> {
                         paths,
                         mode: if gbn { Mode::GoBackN } else { Mode::Weir },
                         rwnd_pkts: rw,
+                        rx_ports: 0,
                     })
                 },
             )

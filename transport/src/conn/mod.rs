@@ -139,6 +139,8 @@ pub(crate) struct Conn {
     pub(crate) rx_epoch_seen: u64,
     /// The receive window our handshake offers (`Endpoint::rwnd_offer`).
     pub(crate) rwnd_offer: u32,
+    /// The peer's receive sockets (`HandshakeExt::rx_ports`).
+    pub(crate) peer_rx_ports: u8,
     /// Tell the peer why this connection failed: a CLOSE with this reason is pending.
     close_reason: Option<u32>,
     /// The reason code this (failed) connection closes with; repeated to a peer that keeps
@@ -236,6 +238,7 @@ impl Conn {
             syn_mac: 0,
             rx_epoch_seen: 0,
             rwnd_offer: config.rwnd_packets,
+            peer_rx_ports: 1,
             close_reason: None,
             close_code: None,
             close_resends: 0,
@@ -304,6 +307,7 @@ impl Conn {
     pub(crate) fn apply_handshake(&mut self, config: &Config, peer_id: u32, hs: &HandshakeExt) {
         self.peer_id = peer_id;
         self.peer_nonce = hs.nonce;
+        self.peer_rx_ports = hs.rx_ports;
         self.max_payload = config.max_payload.min(hs.max_payload.max(64));
         // Receives posted while connecting stay posted.
         let posted = core::mem::take(&mut self.recv.posted);
@@ -311,6 +315,19 @@ impl Conn {
         self.recv.posted = posted;
         self.timers.stop(Timer::AckDelay);
         self.send.rwnd_psn = self.initial_psn.wrapping_add(hs.rwnd_pkts.max(1));
+    }
+
+    /// The peer's receive socket for packets of `entropy`: its ports are consecutive from
+    /// `peer` (`HandshakeExt::rx_ports`).
+    fn peer_port(&self, entropy: u16) -> SocketAddr {
+        if self.peer_rx_ports <= 1 {
+            return self.peer;
+        }
+        let off = entropy % u16::from(self.peer_rx_ports);
+        match self.peer.port().checked_add(off) {
+            Some(p) => SocketAddr::new(self.peer.ip(), p),
+            None => self.peer,
+        }
     }
 
     pub(crate) fn handshake_ext(&self, config: &Config, echo_nonce: u64) -> HandshakeExt {
@@ -323,6 +340,7 @@ impl Conn {
             paths: self.paths.len(),
             mode: config.mode,
             rwnd_pkts: self.rwnd_offer,
+            rx_ports: config.rx_ports,
         }
     }
 
@@ -1625,7 +1643,12 @@ impl Conn {
         let header_len = header.emit(buf).ok()?;
         Some(Transmit {
             meta: TxMeta {
-                to: self.peer,
+                // Handshake packets go to the peer's first port (entropy 0 is the first).
+                to: if matches!(opcode, Opcode::Syn | Opcode::SynAck) {
+                    self.peer
+                } else {
+                    self.peer_port(entropy)
+                },
                 entropy,
                 ecn: Ecn::NotEct,
             },
@@ -1703,7 +1726,7 @@ impl Conn {
         self.arm_timers(now, config);
         Some(Transmit {
             meta: TxMeta {
-                to: self.peer,
+                to: self.peer_port(p.path),
                 entropy: p.path,
                 ecn: Ecn::Ect0,
             },
