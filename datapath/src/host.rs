@@ -201,6 +201,8 @@ struct Shared {
     clock: MonotonicClock,
     /// `HostConfig::max_unaccepted`, `max_unaccepted_per_source`, `unaccepted_ttl`.
     unaccepted: (usize, usize, weir_base::Duration),
+    /// The engine's poll saw an extra socket readable (`UdpSockets::mark_extras_ready`).
+    extras_readable: AtomicBool,
 }
 
 #[derive(Debug)]
@@ -276,6 +278,7 @@ impl Host {
             published: std::sync::atomic::AtomicU64::new(0),
             wake_fd,
             clock: MonotonicClock::new(),
+            extras_readable: AtomicBool::new(false),
             unaccepted: (
                 cfg.max_unaccepted,
                 cfg.max_unaccepted_per_source,
@@ -881,6 +884,9 @@ fn engine_thread(shared: Arc<Shared>, fds: Vec<RawFd>, spin: std::time::Duration
             if shutting_down {
                 close_all(&mut g.ep, now);
             }
+            if shared.extras_readable.swap(false, Ordering::Relaxed) {
+                g.dp.sockets.mark_extras_ready();
+            }
             worked = g.iterate(now, &mut events);
             next = g.next_deadline();
             due = worked || g.dp.has_backlog();
@@ -904,7 +910,12 @@ fn engine_thread(shared: Arc<Shared>, fds: Vec<RawFd>, spin: std::time::Duration
         }
         if wall.duration_since(last_work) < spin {
             // Busy-poll: a zero-timeout poll(2) tells whether a datagram is waiting.
-            due |= poll_fds(&fds, None, Some(std::time::Duration::ZERO));
+            due |= poll_fds(
+                &fds,
+                None,
+                Some(std::time::Duration::ZERO),
+                &shared.extras_readable,
+            );
             if !due {
                 // Let another runnable thread on this core (the application, a peer process)
                 // go first: on a 2-core machine spinning threads outnumber cores.
@@ -922,7 +933,12 @@ fn engine_thread(shared: Arc<Shared>, fds: Vec<RawFd>, spin: std::time::Duration
                 .map(|t| to_std(t.saturating_since(shared.clock.now())))
                 .unwrap_or(std::time::Duration::from_millis(100))
                 .min(std::time::Duration::from_millis(100));
-            poll_fds(&fds, Some(shared.wake_fd), Some(timeout));
+            poll_fds(
+                &fds,
+                Some(shared.wake_fd),
+                Some(timeout),
+                &shared.extras_readable,
+            );
             shared.drain_wakeups();
         }
         shared.sleeping.store(false, Ordering::SeqCst);
@@ -934,7 +950,14 @@ fn engine_thread(shared: Arc<Shared>, fds: Vec<RawFd>, spin: std::time::Duration
 
 /// `poll(2)` for readability on `fds` (and `extra`); true when any is readable (or on error,
 /// so the caller looks).
-fn poll_fds(fds: &[RawFd], extra: Option<RawFd>, timeout: Option<std::time::Duration>) -> bool {
+/// `ppoll` the sockets (and `extra`); whether anything is readable. An extra socket (index
+/// ≥ 1) found readable sets `extras`, so the next receive reads it at once.
+fn poll_fds(
+    fds: &[RawFd],
+    extra: Option<RawFd>,
+    timeout: Option<std::time::Duration>,
+    extras: &AtomicBool,
+) -> bool {
     let mut pfds: Vec<libc::pollfd> = fds
         .iter()
         .chain(extra.iter())
@@ -961,6 +984,9 @@ fn poll_fds(fds: &[RawFd], extra: Option<RawFd>, timeout: Option<std::time::Dura
             std::ptr::null(),
         )
     };
+    if r > 0 && pfds.iter().take(fds.len()).skip(1).any(|p| p.revents != 0) {
+        extras.store(true, Ordering::Relaxed);
+    }
     r != 0
 }
 

@@ -270,6 +270,12 @@ impl UdpSockets {
         self.rx_ports
     }
 
+    /// An extra socket was seen readable (by a poll outside [`UdpSockets::wait`]): the next
+    /// receive call reads the extras too.
+    pub fn mark_extras_ready(&self) {
+        self.extras_ready.store(true, Ordering::Relaxed);
+    }
+
     /// Address of the primary socket.
     pub fn local_addr(&self) -> SocketAddr {
         self.addrs[0]
