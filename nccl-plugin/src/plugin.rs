@@ -201,8 +201,9 @@ struct Req {
 struct DevState {
     host: Option<Arc<Host>>,
     users: usize,
-    /// Accepted connections by token, waiting for their listen comm's `accept`.
-    accepted: HashMap<u64, VecDeque<(ConnId, SocketAddr)>>,
+    /// Accepted connections by token, waiting for their listen comm's `accept`, with when
+    /// they were taken from the engine.
+    accepted: HashMap<u64, VecDeque<(ConnId, SocketAddr, std::time::Instant)>>,
     /// Posted work requests: (request id, part index).
     routes: HashMap<WrId, (u64, usize)>,
     /// Registration cache: (address, length) → (region, memory handles using it).
@@ -439,6 +440,10 @@ fn sweep_lingering(h: &Host, lingering: &mut VecDeque<ConnId>) {
 /// refused (the engine itself keeps at most `HostConfig::max_unaccepted`).
 const MAX_UNACCEPTED_PER_LISTEN: usize = 1024;
 
+/// A connection taken from the engine for a listen comm that does not accept it within this
+/// long is refused (the engine's own limit, `HostConfig::unaccepted_ttl`, is the same).
+const UNACCEPTED_TTL: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// Lingering connections looked at per `sweep_lingering` call: more than one per call, so
 /// the list shrinks faster than comms are closed.
 const SWEEP_BATCH: usize = 8;
@@ -557,6 +562,22 @@ pub(crate) fn accept(listen: *mut c_void) -> Result<*mut c_void> {
         let Some(host) = s.devs[dev].host.clone() else {
             return Err(Error::Internal("accept: device host missing".into()));
         };
+        let now = std::time::Instant::now();
+        // Connections no listen comm took in time go, as in the engine
+        // (`HostConfig::unaccepted_ttl`).
+        for q in s.devs[dev].accepted.values_mut() {
+            while q
+                .front()
+                .is_some_and(|e| now.duration_since(e.2) >= UNACCEPTED_TTL)
+            {
+                if let Some((c, peer, _)) = q.pop_front() {
+                    log::warn(&format!(
+                        "closing connection from {peer}: not accepted within {UNACCEPTED_TTL:?}"
+                    ));
+                    host.reject(c);
+                }
+            }
+        }
         while let Some((conn, peer, tok)) = host.try_accept() {
             if s.listens.values().any(|l| l.dev == dev && l.token == tok) {
                 let q = s.devs[dev].accepted.entry(tok).or_default();
@@ -565,14 +586,14 @@ pub(crate) fn accept(listen: *mut c_void) -> Result<*mut c_void> {
                     // the engine's own cap must not be bypassed by moving them here.
                     host.reject(conn);
                 } else {
-                    q.push_back((conn, peer));
+                    q.push_back((conn, peer, now));
                 }
             } else {
                 log::warn(&format!("closing connection from {peer}: unknown token"));
                 host.close(conn);
             }
         }
-        let Some((conn, peer)) = s.devs[dev]
+        let Some((conn, peer, _)) = s.devs[dev]
             .accepted
             .get_mut(&token)
             .and_then(VecDeque::pop_front)
@@ -1000,7 +1021,7 @@ impl State {
         if let Some(q) = self.devs[l.dev].accepted.remove(&l.token)
             && let Some(h) = &self.devs[l.dev].host
         {
-            for (c, _) in q {
+            for (c, _, _) in q {
                 h.close(c);
             }
         }
