@@ -90,6 +90,16 @@ impl Deadlines {
         }
     }
 
+    /// Prefetch what [`Deadlines::set`] for `slot` reads first (a hint).
+    pub(crate) fn prefetch(&self, slot: usize) {
+        if let Some(p) = self.pos.get(slot) {
+            crate::prefetch::lines(p, 1);
+        }
+        if let Some(h) = self.heap.first() {
+            crate::prefetch::lines(h, 1);
+        }
+    }
+
     fn remove_at(&mut self, i: usize) {
         let Some(last) = self.heap.len().checked_sub(1) else {
             return;
