@@ -32,7 +32,7 @@ const MAX_STATELESS: usize = 4096;
 /// Most connections the credit scheduler serves at once (RCCC receiver side).
 const MAX_CREDIT_FLOWS: usize = 1 << 16;
 /// Cache lines of a connection [`Endpoint::prefetch_handle`] asks for.
-const PREFETCH_CONN_LINES: usize = 16;
+const PREFETCH_CONN_LINES: usize = 12;
 
 /// A transport endpoint: one local address, many connections. See the crate documentation for
 /// the calling order.
@@ -720,6 +720,29 @@ impl Endpoint {
             }
         } else if let Some(&idx) = self.ready.front() {
             self.prefetch_slot(idx as usize);
+        }
+    }
+
+    /// The first stage of the prefetch hints: the endpoint's own fields that
+    /// [`Endpoint::prefetch_handle`], [`Endpoint::prefetch_transmit`] and
+    /// [`Endpoint::prefetch_timeout`] read (call one of those later, once these are cached).
+    pub fn prefetch_state(&self) {
+        use crate::prefetch::lines;
+        lines(&self.conns, 1);
+        lines(&self.ready, 1);
+        lines(&self.events, 1);
+        lines(&self.stats, 1);
+        lines(&self.credit, 1);
+        self.timers.prefetch_state();
+    }
+
+    /// As [`Endpoint::prefetch_handle`], for [`Endpoint::handle_timeout`]: with `first`, the
+    /// timer heap's root; then the connection it names.
+    pub fn prefetch_timeout(&self, first: bool) {
+        match self.timers.first_slot() {
+            Some(_) if first => self.timers.prefetch(usize::MAX),
+            Some(slot) => self.prefetch_slot(slot as usize),
+            None => {}
         }
     }
 
