@@ -188,6 +188,9 @@ pub(crate) struct Net {
     sample_every: Duration,
     pub(crate) series: SeriesRec,
     progress_every: u64,
+    /// Prefetch the state of upcoming events ([`Net::prefetch_for`]); a hint, on from
+    /// [`PREFETCH_MIN_HOSTS`] hosts.
+    pub(crate) prefetch: bool,
 }
 
 /// How far ahead (in events of the current wheel slot) each prefetch stage looks
@@ -324,6 +327,7 @@ impl Net {
                 ..SeriesRec::default()
             },
             progress_every: cfg.progress_every.max(1),
+            prefetch: g.hosts >= PREFETCH_MIN_HOSTS,
             g,
             ports,
             eps,
@@ -409,7 +413,7 @@ impl Net {
                 return false;
             }
             self.now = at;
-            if self.g.hosts >= PREFETCH_MIN_HOSTS {
+            if self.prefetch {
                 for (stage, &k) in PREFETCH_AHEAD.iter().enumerate() {
                     if let Some(ev) = self.q.peek_ahead(k) {
                         self.prefetch_for(ev, stage);
