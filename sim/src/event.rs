@@ -198,6 +198,14 @@ impl EventQueue {
         None
     }
 
+    /// The event `k` places after the next one to pop, when it is in the current slot's sorted
+    /// run (events pushed since the slot was loaded are not seen). A hint: the simulator
+    /// prefetches the state upcoming events will touch.
+    pub(crate) fn peek_ahead(&self, k: usize) -> Option<Ev> {
+        let n = self.cur.len();
+        (k < n).then(|| self.cur[n - 1 - k].ev)
+    }
+
     /// Pending events.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {

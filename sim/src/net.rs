@@ -188,6 +188,42 @@ pub(crate) struct Net {
     sample_every: Duration,
     pub(crate) series: SeriesRec,
     progress_every: u64,
+    /// Prefetch the state of upcoming events ([`Net::prefetch_for`]); a hint, on from
+    /// [`PREFETCH_MIN_HOSTS`] hosts.
+    pub(crate) prefetch: bool,
+}
+
+/// How far ahead (in events of the current wheel slot) each prefetch stage looks
+/// ([`Net::prefetch_for`]).
+const PREFETCH_AHEAD: [usize; 4] = [4, 3, 2, 1];
+/// Hosts from which the simulator prefetches: below, its state mostly stays in cache and the
+/// hints cost more than they save (rail-1024: 16.2 → 18.0 s of CPU with them).
+const PREFETCH_MIN_HOSTS: u32 = 2048;
+
+/// Ask the CPU to bring the cache line holding `r` closer.
+#[inline(always)]
+fn prefetch<T>(r: &T) {
+    prefetch_ptr((r as *const T).cast());
+}
+
+/// Prefetch the start of a byte buffer (a header: one or two lines).
+#[inline(always)]
+fn prefetch_bytes(b: &[u8]) {
+    if !b.is_empty() {
+        prefetch_ptr(b.as_ptr());
+    }
+}
+
+#[inline(always)]
+fn prefetch_ptr(p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: PREFETCHT0 is a hint: it never faults, whatever the address, and changes no
+    // state the program can observe. SSE is part of the x86_64 baseline.
+    unsafe {
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p.cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
 }
 
 /// Address of host `h`.
@@ -291,6 +327,7 @@ impl Net {
                 ..SeriesRec::default()
             },
             progress_every: cfg.progress_every.max(1),
+            prefetch: g.hosts >= PREFETCH_MIN_HOSTS,
             g,
             ports,
             eps,
@@ -376,6 +413,13 @@ impl Net {
                 return false;
             }
             self.now = at;
+            if self.prefetch {
+                for (stage, &k) in PREFETCH_AHEAD.iter().enumerate() {
+                    if let Some(ev) = self.q.peek_ahead(k) {
+                        self.prefetch_for(ev, stage);
+                    }
+                }
+            }
             self.c.events += 1;
             if self.c.events.is_multiple_of(self.progress_every) {
                 progress(Progress {
@@ -432,6 +476,141 @@ impl Net {
             }
             Ev::Sample => self.sample(),
             Ev::Fault { idx } => self.fault(idx as usize),
+        }
+    }
+
+    /// Prefetch the state event `ev` will touch (a hint; nothing observable changes). Stage 0
+    /// runs furthest ahead and asks for what the event names directly (its packet, port,
+    /// endpoint); each later stage, one event nearer, reads the lines the previous one asked
+    /// for (cached by then) to reach one step further: the port a packet arrived on and its
+    /// header bytes, then the connection the endpoint will use. At thousands of hosts every
+    /// event's state is cold and the simulator waits on memory; the current wheel slot is
+    /// sorted, so the next events are known.
+    fn prefetch_for(&self, ev: Ev, stage: usize) {
+        let host = |n: u32| {
+            (n < self.g.hosts)
+                .then(|| self.eps.get(n as usize))
+                .flatten()
+        };
+        let port_of = |n: u32, i: u16| {
+            self.ports
+                .get(n as usize)
+                .and_then(|ps| ps.get(usize::from(i)))
+        };
+        match ev {
+            Ev::Arrive { node, pkt } => {
+                let Some(p) = self.pkts.get(pkt as usize) else {
+                    return;
+                };
+                match stage {
+                    0 => {
+                        prefetch(p);
+                        if let Some(ps) = self.ports.get(node as usize) {
+                            prefetch(ps);
+                        }
+                    }
+                    1 => {
+                        if let Some(q) = port_of(node, p.in_port) {
+                            prefetch(q);
+                        }
+                        if let Some(ep) = host(node) {
+                            prefetch_bytes(&p.hdr);
+                            ep.prefetch_state();
+                        }
+                    }
+                    2 | 3 => {
+                        if let Some(ep) = host(node) {
+                            if stage == 2 {
+                                ep.prefetch_handle(&p.hdr);
+                            }
+                        } else if let Some(q) =
+                            self.route_hint(node, p).and_then(|o| port_of(node, o))
+                        {
+                            if stage == 2 {
+                                prefetch(q);
+                            } else if let Some(x) = q.queue.back() {
+                                prefetch(x);
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            Ev::PortFree { node, port } => {
+                if stage == 0 {
+                    if let Some(ps) = self.ports.get(node as usize) {
+                        prefetch(ps);
+                    }
+                    if let Some(ep) = host(node) {
+                        ep.prefetch_state();
+                    }
+                    return;
+                }
+                let Some(q) = port_of(node, port) else {
+                    return;
+                };
+                if let Some(ep) = host(node) {
+                    match stage {
+                        1 => {
+                            prefetch(q);
+                            ep.prefetch_transmit(true);
+                        }
+                        2 => ep.prefetch_transmit(false),
+                        _ => {}
+                    }
+                    return;
+                }
+                match stage {
+                    1 => prefetch(q),
+                    2 => {
+                        let (a, b) = q.prio.as_slices();
+                        let (c, _) = q.queue.as_slices();
+                        if let Some(x) = a.first().or(b.first()).or(c.first()) {
+                            prefetch(x);
+                        }
+                    }
+                    3 => {
+                        if let Some(&id) = q.prio.front().or(q.queue.front())
+                            && let Some(p) = self.pkts.get(id as usize)
+                        {
+                            prefetch(p);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            Ev::Timer { host: h, .. } => {
+                if let Some(ep) = host(h) {
+                    match stage {
+                        0 => ep.prefetch_state(),
+                        1 | 2 => ep.prefetch_timeout(stage == 1),
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The output port `forward` will most likely pick for `p` at switch `node` (a prefetch
+    /// hint: `None` where the choice draws from the RNG or scans queues).
+    fn route_hint(&self, node: u32, p: &Pkt) -> Option<u16> {
+        let tor = *self.g.host_tor.get(p.dst as usize)?;
+        if *self.g.tors.get(tor as usize)? == node {
+            return self.g.host_port.get(p.dst as usize).copied();
+        }
+        let hops = self.g.next_hops(node, tor);
+        match hops.len() {
+            0 => None,
+            1 => Some(hops[0]),
+            n if self.sw.routing == Routing::Ecmp => {
+                let key = (u64::from(p.src) << 40)
+                    ^ (u64::from(p.dst) << 16)
+                    ^ u64::from(p.entropy)
+                    ^ (u64::from(node) << 56).rotate_left(7);
+                Some(hops[(mix(key) % n as u64) as usize])
+            }
+            _ => None,
         }
     }
 

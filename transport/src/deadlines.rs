@@ -90,6 +90,27 @@ impl Deadlines {
         }
     }
 
+    /// The slot with the earliest deadline.
+    pub(crate) fn first_slot(&self) -> Option<u32> {
+        self.heap.first().map(|&(_, slot)| slot)
+    }
+
+    /// Prefetch this set's own fields (a hint).
+    pub(crate) fn prefetch_state(&self) {
+        crate::prefetch::lines(&self.heap, 1);
+        crate::prefetch::lines(&self.pos, 1);
+    }
+
+    /// Prefetch what [`Deadlines::set`] for `slot` reads first (a hint).
+    pub(crate) fn prefetch(&self, slot: usize) {
+        if let Some(p) = self.pos.get(slot) {
+            crate::prefetch::lines(p, 1);
+        }
+        if let Some(h) = self.heap.first() {
+            crate::prefetch::lines(h, 1);
+        }
+    }
+
     fn remove_at(&mut self, i: usize) {
         let Some(last) = self.heap.len().checked_sub(1) else {
             return;

@@ -31,6 +31,8 @@ const INDEX_MASK: u32 = (1 << INDEX_BITS) - 1;
 const MAX_STATELESS: usize = 4096;
 /// Most connections the credit scheduler serves at once (RCCC receiver side).
 const MAX_CREDIT_FLOWS: usize = 1 << 16;
+/// Cache lines of a connection [`Endpoint::prefetch_handle`] asks for.
+const PREFETCH_CONN_LINES: usize = 12;
 
 /// A transport endpoint: one local address, many connections. See the crate documentation for
 /// the calling order.
@@ -731,6 +733,64 @@ impl Endpoint {
             } => self.mem.bytes(region, offset, len as usize),
             _ => None,
         }
+    }
+
+    /// A hint for a driver that knows what comes next (a simulator running thousands of
+    /// endpoints, whose state is cold at every packet): ask the CPU to fetch the connection
+    /// state [`Endpoint::handle`] will touch for `datagram`, so the miss overlaps other work.
+    /// Changes nothing observable.
+    pub fn prefetch_handle(&self, datagram: &[u8]) {
+        // `dst_conn`: big-endian, at offset 8 of the common header (`weir_wire::common`).
+        if let Some(b) = datagram.get(8..12) {
+            let id = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+            if let Some(slot) = (id & INDEX_MASK).checked_sub(1) {
+                self.prefetch_slot(slot as usize);
+            }
+        }
+    }
+
+    /// As [`Endpoint::prefetch_handle`], for the connection [`Endpoint::poll_transmit`] would
+    /// serve first. With `queue_only`, fetch only the head of the ready queue (call again
+    /// with `false` later: the connection's slot is read from it).
+    pub fn prefetch_transmit(&self, queue_only: bool) {
+        if queue_only {
+            let (a, b) = self.ready.as_slices();
+            if let Some(x) = a.first().or(b.first()) {
+                crate::prefetch::lines(x, 1);
+            }
+        } else if let Some(&idx) = self.ready.front() {
+            self.prefetch_slot(idx as usize);
+        }
+    }
+
+    /// The first stage of the prefetch hints: the endpoint's own fields that
+    /// [`Endpoint::prefetch_handle`], [`Endpoint::prefetch_transmit`] and
+    /// [`Endpoint::prefetch_timeout`] read (call one of those later, once these are cached).
+    pub fn prefetch_state(&self) {
+        use crate::prefetch::lines;
+        lines(&self.conns, 1);
+        lines(&self.ready, 1);
+        lines(&self.events, 1);
+        lines(&self.stats, 1);
+        lines(&self.credit, 1);
+        self.timers.prefetch_state();
+    }
+
+    /// As [`Endpoint::prefetch_handle`], for [`Endpoint::handle_timeout`]: with `first`, the
+    /// timer heap's root; then the connection it names.
+    pub fn prefetch_timeout(&self, first: bool) {
+        match self.timers.first_slot() {
+            Some(_) if first => self.timers.prefetch(usize::MAX),
+            Some(slot) => self.prefetch_slot(slot as usize),
+            None => {}
+        }
+    }
+
+    fn prefetch_slot(&self, slot: usize) {
+        if let Some(c) = self.conns.get(slot) {
+            crate::prefetch::lines(c, PREFETCH_CONN_LINES);
+        }
+        self.timers.prefetch(slot);
     }
 
     /// The earliest time at which [`Endpoint::handle_timeout`] must be called.
