@@ -34,6 +34,9 @@ pub struct IncastPeer {
     pub index: u32,
     /// Receiver: kernel receive buffer per socket, bytes (0: the datapath's default).
     pub rcvbuf: u64,
+    /// Receiver: receive on all its sockets (`HostConfig::rx_spread`).
+    #[serde(default)]
+    pub rx_spread: bool,
 }
 
 /// What the incast receiver saw of one sender.
@@ -70,6 +73,8 @@ pub struct IncastOptions {
     pub window: u32,
     /// Kernel receive buffer per receiver socket, bytes [256K].
     pub rcvbuf: u64,
+    /// The receiver receives on all its sockets (`HostConfig::rx_spread`) [off].
+    pub rx_spread: bool,
     /// Congestion control by name or TOML file [default: the transport's].
     pub cc: Option<String>,
     /// Run the peers under SCHED_FIFO.
@@ -88,6 +93,7 @@ impl Default for IncastOptions {
             messages: None,
             window: 4,
             rcvbuf: 256 << 10,
+            rx_spread: false,
             cc: None,
             rt: false,
             timeout_secs: None,
@@ -172,6 +178,7 @@ struct Plan {
     messages: u64,
     window: u32,
     rcvbuf: u64,
+    rx_spread: bool,
     cc: Option<String>,
     rt: bool,
     timeout_ms: u64,
@@ -203,6 +210,7 @@ impl Plan {
             messages,
             window: o.window.max(1),
             rcvbuf: o.rcvbuf,
+            rx_spread: o.rx_spread,
             cc: o.cc.clone(),
             rt: o.rt,
             timeout_ms: (secs * 1e3) as u64,
@@ -232,6 +240,7 @@ impl Plan {
                 senders,
                 index,
                 rcvbuf: self.rcvbuf,
+                rx_spread: self.rx_spread,
             }),
         }
     }
@@ -429,12 +438,17 @@ fn table_header(plan: &Plan, notes: &[String]) -> String {
     let _ = writeln!(
         s,
         "# weir bench incast: {} senders → 1 receiver over loopback, {} messages of {} each, \
-         window {}, receiver rcvbuf {} per socket; cc {}",
+         window {}, receiver rcvbuf {} per socket{}; cc {}",
         plan.senders,
         plan.messages,
         fmt_size(plan.size),
         plan.window,
         fmt_size(plan.rcvbuf),
+        if plan.rx_spread {
+            ", receiving on all sockets (--rx-spread)"
+        } else {
+            ""
+        },
         plan.cc.as_deref().unwrap_or("default"),
     );
     let _ = writeln!(

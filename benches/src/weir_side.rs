@@ -626,10 +626,12 @@ fn start_host(p: &PeerParams) -> Result<Host, BenchError> {
     {
         udp.rcvbuf = usize::try_from(i.rcvbuf)?;
     }
+    let rx_spread = matches!((p.role, &p.incast), (Role::Receiver, Some(i)) if i.rx_spread);
     Host::start(HostConfig {
         transport,
         fault_rx,
         udp,
+        rx_spread,
         seed: Some(p.seed ^ role),
         ..HostConfig::default()
     })

@@ -83,6 +83,11 @@ pub struct HostConfig {
     /// unless the transport configuration sets it): senders are told to keep no more in flight
     /// than the socket can hold, so an incast does not overflow it. On by default.
     pub rx_flow_control: bool,
+    /// Receive on every socket: offer peers the sockets' consecutive ports
+    /// (`weir_transport::Config::rx_ports`) so they spread packets over all of them — more
+    /// kernel buffer for an incast, at the price of reading several sockets (a few µs per
+    /// small message when the spread lands on a socket not read lately). Off by default.
+    pub rx_spread: bool,
 }
 
 impl Default for HostConfig {
@@ -102,6 +107,7 @@ impl Default for HostConfig {
             max_unaccepted_per_source: 256,
             unaccepted_ttl: std::time::Duration::from_secs(120),
             rx_flow_control: true,
+            rx_spread: false,
         }
     }
 }
@@ -239,7 +245,9 @@ impl Host {
         cfg.host_int |= cfg.transport.request_int || cfg.transport.cc.needs_int();
         let sockets = UdpSockets::bind(&cfg.udp)?;
         // Peers spread their packets over every socket when they are at consecutive ports.
-        cfg.transport.rx_ports = sockets.rx_ports();
+        if cfg.rx_spread {
+            cfg.transport.rx_ports = sockets.rx_ports();
+        }
         if cfg.rx_flow_control
             && cfg.transport.rx_budget_packets == 0
             && let Some((_, limit)) = sockets.rx_occupancy()

@@ -182,6 +182,11 @@ pub(crate) struct IncastArgs {
           value_parser = size_or_zero_at_most(1 << 30))]
     pub(crate) rcvbuf: u64,
 
+    /// The receiver receives on all its sockets, at consecutive ports its peers spread
+    /// packets over (HostConfig::rx_spread): more kernel buffer for the incast
+    #[arg(long)]
+    pub(crate) rx_spread: bool,
+
     /// Congestion control: a built-in name or a TOML file with a [cc] table
     #[arg(long, value_name = "NAME")]
     pub(crate) cc: Option<String>,
@@ -212,6 +217,7 @@ impl IncastArgs {
             messages: self.messages,
             window: self.window,
             rcvbuf: self.rcvbuf,
+            rx_spread: self.rx_spread,
             cc: self.cc.clone(),
             rt: self.rt,
             timeout_secs: self.timeout,
