@@ -772,3 +772,38 @@ impl Net {
         }
     }
 }
+
+/// A SYN as a connector would send it (initial PSN 1000, 1 KiB payloads, 8 paths, Weir mode,
+/// a 256-packet window, one receive port), from connection `src_conn` with `nonce`, the given
+/// user data, MAC (`echo_nonce`; 0: none) and token (0, or a cookie for a confirm). For tests
+/// that forge handshakes.
+pub fn syn_datagram(src_conn: u32, nonce: u64, user_data: u64, mac: u64, token: u64) -> Vec<u8> {
+    let h = weir_wire::Header {
+        common: weir_wire::Common {
+            opcode: Opcode::Syn,
+            flags: weir_wire::Flags::empty(),
+            src_conn,
+            dst_conn: 0,
+            psn: 0,
+            entropy: 0,
+            payload_len: 0,
+            token,
+        },
+        ext: weir_wire::Ext::Handshake(weir_wire::HandshakeExt {
+            nonce,
+            echo_nonce: mac,
+            user_data,
+            initial_psn: 1000,
+            max_payload: 1024,
+            paths: 8,
+            mode: weir_wire::Mode::Weir,
+            rwnd_pkts: 256,
+            rx_ports: 0,
+        }),
+        int: weir_wire::IntList::new(),
+    };
+    let mut buf = vec![0u8; MAX_HEADER_LEN];
+    let n = h.emit(&mut buf).expect("a SYN always fits");
+    buf.truncate(n);
+    buf
+}

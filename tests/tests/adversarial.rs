@@ -835,31 +835,7 @@ fn syn_from(src_conn: u32, nonce: u64) -> Vec<u8> {
 
 /// A SYN with user data, MAC (`echo_nonce`) and token (a confirm's cookie) as given.
 fn syn_with(src_conn: u32, nonce: u64, user_data: u64, mac: u64, token: u64) -> Vec<u8> {
-    let h = Header {
-        common: Common {
-            opcode: Opcode::Syn,
-            flags: Flags::empty(),
-            src_conn,
-            dst_conn: 0,
-            psn: 0,
-            entropy: 0,
-            payload_len: 0,
-            token,
-        },
-        ext: Ext::Handshake(HandshakeExt {
-            nonce,
-            echo_nonce: mac,
-            user_data,
-            initial_psn: 1000,
-            max_payload: 1024,
-            paths: 8,
-            mode: Mode::Weir,
-            rwnd_pkts: 256,
-            rx_ports: 0,
-        }),
-        int: IntList::new(),
-    };
-    emit(&h, &[])
+    weir_tests::syn_datagram(src_conn, nonce, user_data, mac, token)
 }
 
 fn spoofed(i: usize) -> SocketAddr {

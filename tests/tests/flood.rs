@@ -14,8 +14,7 @@ use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
 use weir_datapath::{Host, HostConfig, HostError};
-use weir_transport::{CompletionKind, Mode, WorkRequest};
-use weir_wire::{Common, Ext, Flags, HandshakeExt, Header, IntList, Opcode};
+use weir_transport::{CompletionKind, WorkRequest};
 
 const KEY: u64 = 0x0000_C0FF_EE5E_C2E7;
 const SECRET: u128 = 0x5EC2_E7A1_0000_1111_2222_3333_4444_5555;
@@ -33,34 +32,7 @@ fn host() -> Host {
 
 /// A SYN as a peer would send it, with `user_data` and `mac` as given.
 fn syn(src_conn: u32, nonce: u64, user_data: u64, mac: u64) -> Vec<u8> {
-    let h = Header {
-        common: Common {
-            opcode: Opcode::Syn,
-            flags: Flags::empty(),
-            src_conn,
-            dst_conn: 0,
-            psn: 0,
-            entropy: 0,
-            payload_len: 0,
-            token: 0,
-        },
-        ext: Ext::Handshake(HandshakeExt {
-            nonce,
-            echo_nonce: mac,
-            user_data,
-            initial_psn: 1000,
-            max_payload: 1024,
-            paths: 8,
-            mode: Mode::Weir,
-            rwnd_pkts: 256,
-            rx_ports: 0,
-        }),
-        int: IntList::new(),
-    };
-    let mut buf = vec![0u8; weir_wire::MAX_HEADER_LEN];
-    let n = h.emit(&mut buf).expect("emit");
-    buf.truncate(n);
-    buf
+    weir_tests::syn_datagram(src_conn, nonce, user_data, mac, 0)
 }
 
 #[test]

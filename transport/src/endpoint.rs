@@ -552,23 +552,10 @@ impl Endpoint {
         if hs.mode != self.config.mode {
             // Refuse explicitly so the connector fails fast instead of timing out.
             self.stats.drop_handshake += 1;
-            let header = Header {
-                common: Common {
-                    opcode: Opcode::Close,
-                    flags: Flags::empty(),
-                    src_conn: 0,
-                    dst_conn: src_conn,
-                    psn: 0,
-                    entropy: 0,
-                    payload_len: 0,
-                    token: hs.nonce,
-                },
-                ext: Ext::Close(CloseExt {
-                    reason: CLOSE_REFUSED,
-                }),
-                int: IntList::new(),
-            };
-            self.push_stateless(from, header);
+            let ext = Ext::Close(CloseExt {
+                reason: CLOSE_REFUSED,
+            });
+            self.push_stateless(from, answer(Opcode::Close, src_conn, hs.nonce, ext));
             return;
         }
         let epoch = handshake::epoch(now);
@@ -591,18 +578,11 @@ impl Endpoint {
             // nothing.
             let cookie = handshake::cookie(self.cookie_key, from, src_conn, &hs, epoch);
             self.stats.cookies_sent += 1;
-            let header = Header {
-                common: Common {
-                    opcode: Opcode::SynAck,
-                    flags: Flags::empty(),
-                    src_conn: 0,
-                    dst_conn: src_conn,
-                    psn: 0,
-                    entropy: 0,
-                    payload_len: 0,
-                    token: hs.nonce,
-                },
-                ext: Ext::Handshake(weir_wire::HandshakeExt {
+            let header = answer(
+                Opcode::SynAck,
+                src_conn,
+                hs.nonce,
+                Ext::Handshake(weir_wire::HandshakeExt {
                     nonce: cookie,
                     echo_nonce: hs.nonce,
                     user_data: 0,
@@ -613,8 +593,7 @@ impl Endpoint {
                     rwnd_pkts: self.config.rwnd_offer(),
                     rx_ports: self.config.rx_ports,
                 }),
-                int: IntList::new(),
-            };
+            );
             self.push_stateless(from, header);
             return;
         }
@@ -1006,6 +985,25 @@ impl Endpoint {
         }
         let high = (self.rng.next_u32() | 1) << 16;
         high | slot
+    }
+}
+
+/// A stateless answer to a SYN from connection `dst_conn`: no connection of ours (`src_conn`
+/// 0), the SYN's nonce as token.
+fn answer(opcode: Opcode, dst_conn: u32, token: u64, ext: Ext) -> Header {
+    Header {
+        common: Common {
+            opcode,
+            flags: Flags::empty(),
+            src_conn: 0,
+            dst_conn,
+            psn: 0,
+            entropy: 0,
+            payload_len: 0,
+            token,
+        },
+        ext,
+        int: IntList::new(),
     }
 }
 
