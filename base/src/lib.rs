@@ -8,6 +8,7 @@
 #![no_std]
 #![warn(missing_docs)]
 
+pub mod prefetch;
 mod rng;
 mod scheduled;
 mod time;

@@ -242,6 +242,7 @@ impl Host {
             .validate()
             .map_err(|e| HostError::Fault(e.to_string()))?;
         cfg.udp.sockets = cfg.udp.sockets.max(cfg.transport.paths as usize).max(1);
+        cfg.udp.consecutive_ports |= cfg.rx_spread;
         cfg.host_int |= cfg.transport.request_int || cfg.transport.cc.needs_int();
         let sockets = UdpSockets::bind(&cfg.udp)?;
         // Peers spread their packets over every socket when they are at consecutive ports.
@@ -396,6 +397,32 @@ impl Host {
         })
     }
 
+    /// The first waiting incoming connection whose connector sent `user_data`, if any (the
+    /// others stay waiting, under the same limits: `HostConfig::max_unaccepted`,
+    /// `unaccepted_ttl`). Several listeners sharing a host (the NCCL plugin's listen comms,
+    /// one token each) take their own connections this way.
+    pub fn try_accept_for(&self, user_data: u64) -> Option<(ConnId, SocketAddr)> {
+        let mut s = self.state();
+        let i = s.accepted.iter().position(|a| a.2 == user_data)?;
+        s.accepted.remove(i).map(|(c, p, _, _)| (c, p))
+    }
+
+    /// Close every waiting incoming connection whose connector sent `user_data` (its listener
+    /// is going away).
+    pub fn close_waiting(&self, user_data: u64) {
+        let mut gone = Vec::new();
+        self.state().accepted.retain(|a| {
+            let keep = a.2 != user_data;
+            if !keep {
+                gone.push(a.0);
+            }
+            keep
+        });
+        for c in gone {
+            self.close(c);
+        }
+    }
+
     /// An incoming connection, if one is waiting.
     pub fn try_accept(&self) -> Option<(ConnId, SocketAddr, u64)> {
         self.state()
@@ -514,9 +541,7 @@ impl Host {
     pub fn close(&self, conn: ConnId) {
         let now = self.shared.clock.now();
         self.with_engine(|e| e.ep.close(now, conn));
-        let mut s = self.state();
-        s.lost.remove(&conn);
-        s.connected.remove(&conn);
+        self.forget(conn);
     }
 
     /// Close an accepted connection the application will not serve: the peer's connection
@@ -524,6 +549,11 @@ impl Host {
     pub fn reject(&self, conn: ConnId) {
         let now = self.shared.clock.now();
         self.with_engine(|e| e.ep.reject(now, conn));
+        self.forget(conn);
+    }
+
+    /// Drop what the application side knows of a closed connection.
+    fn forget(&self, conn: ConnId) {
         let mut s = self.state();
         s.lost.remove(&conn);
         s.connected.remove(&conn);
@@ -568,13 +598,12 @@ impl Host {
 
     /// Counters of every layer.
     pub fn stats(&self) -> HostStats {
-        let s = self.with_engine(|e| {
+        let mut s = self.with_engine(|e| {
             let mut s = e.stats;
             s.endpoint = *e.ep.stats();
             s.connections = e.ep.connections() as u64;
             s
         });
-        let mut s = s;
         let st = self.state();
         s.unaccepted_refused = st.unaccepted_refused;
         s.unaccepted_expired = st.unaccepted_expired;
@@ -957,9 +986,8 @@ fn engine_thread(shared: Arc<Shared>, fds: Vec<RawFd>, spin: std::time::Duration
 }
 
 /// `poll(2)` for readability on `fds` (and `extra`); true when any is readable (or on error,
-/// so the caller looks).
-/// `ppoll` the sockets (and `extra`); whether anything is readable. An extra socket (index
-/// ≥ 1) found readable sets `extras`, so the next receive reads it at once.
+/// so the caller looks). An extra socket (index ≥ 1) found readable sets `extras`, so the
+/// next receive reads it at once.
 fn poll_fds(
     fds: &[RawFd],
     extra: Option<RawFd>,
@@ -1346,7 +1374,8 @@ fn close_refused(shared: &Shared, now: Instant, refused: Vec<ConnId>) {
 }
 
 /// Hand the engine's events to the application side. Returns the accepted connections to
-/// close because `MAX_UNACCEPTED` were already waiting.
+/// refuse: over `HostConfig::max_unaccepted` (or its per-source share), or waiting past
+/// `unaccepted_ttl`.
 fn publish(shared: &Shared, events: &mut Vec<Event>) -> Vec<ConnId> {
     let now = shared.clock.now();
     let (max, per_source, _) = shared.unaccepted;

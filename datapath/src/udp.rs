@@ -77,6 +77,9 @@ pub struct UdpConfig {
     pub sndbuf: usize,
     /// Receive buffer size requested per socket, as for `sndbuf`.
     pub rcvbuf: usize,
+    /// With an ephemeral `port` and several sockets, try to bind them at consecutive ports
+    /// ([`UdpSockets::rx_ports`]), so peers can address each one (`HostConfig::rx_spread`).
+    pub consecutive_ports: bool,
 }
 
 /// What the kernel turned out to support.
@@ -194,6 +197,7 @@ impl Default for UdpConfig {
             ecn: true,
             sndbuf: 32 << 20,
             rcvbuf: 32 << 20,
+            consecutive_ports: false,
         }
     }
 }
@@ -989,7 +993,11 @@ fn bind_any(cfg: &UdpConfig) -> io::Result<(Vec<Socket>, Vec<SocketAddr>)> {
 /// address alone (`weir_transport::Config::rx_ports`). `None` when that did not work out
 /// in a few tries (ports taken) or does not apply.
 fn bind_consecutive(cfg: &UdpConfig) -> io::Result<Option<(Vec<Socket>, Vec<SocketAddr>)>> {
-    if cfg.port != 0 || cfg.sockets < 2 || cfg.sockets > usize::from(u8::MAX) {
+    if !cfg.consecutive_ports
+        || cfg.port != 0
+        || cfg.sockets < 2
+        || cfg.sockets > usize::from(u8::MAX)
+    {
         return Ok(None);
     }
     'tries: for _ in 0..CONSECUTIVE_TRIES {

@@ -201,9 +201,6 @@ struct Req {
 struct DevState {
     host: Option<Arc<Host>>,
     users: usize,
-    /// Accepted connections by token, waiting for their listen comm's `accept`, with when
-    /// they were taken from the engine.
-    accepted: HashMap<u64, VecDeque<(ConnId, SocketAddr, std::time::Instant)>>,
     /// Posted work requests: (request id, part index).
     routes: HashMap<WrId, (u64, usize)>,
     /// Registration cache: (address, length) → (region, memory handles using it).
@@ -436,14 +433,6 @@ fn sweep_lingering(h: &Host, lingering: &mut VecDeque<ConnId>) {
     }
 }
 
-/// Connections waiting for one listen comm's `accept` once taken from the engine; more are
-/// refused (the engine itself keeps at most `HostConfig::max_unaccepted`).
-const MAX_UNACCEPTED_PER_LISTEN: usize = 1024;
-
-/// A connection taken from the engine for a listen comm that does not accept it within this
-/// long is refused (the engine's own limit, `HostConfig::unaccepted_ttl`, is the same).
-const UNACCEPTED_TTL: std::time::Duration = std::time::Duration::from_secs(120);
-
 /// Lingering connections looked at per `sweep_lingering` call: more than one per call, so
 /// the list shrinks faster than comms are closed.
 const SWEEP_BATCH: usize = 8;
@@ -562,42 +551,9 @@ pub(crate) fn accept(listen: *mut c_void) -> Result<*mut c_void> {
         let Some(host) = s.devs[dev].host.clone() else {
             return Err(Error::Internal("accept: device host missing".into()));
         };
-        let now = std::time::Instant::now();
-        // Connections no listen comm took in time go, as in the engine
-        // (`HostConfig::unaccepted_ttl`).
-        for q in s.devs[dev].accepted.values_mut() {
-            while q
-                .front()
-                .is_some_and(|e| now.duration_since(e.2) >= UNACCEPTED_TTL)
-            {
-                if let Some((c, peer, _)) = q.pop_front() {
-                    log::warn(&format!(
-                        "closing connection from {peer}: not accepted within {UNACCEPTED_TTL:?}"
-                    ));
-                    host.reject(c);
-                }
-            }
-        }
-        while let Some((conn, peer, tok)) = host.try_accept() {
-            if s.listens.values().any(|l| l.dev == dev && l.token == tok) {
-                let q = s.devs[dev].accepted.entry(tok).or_default();
-                if q.len() >= MAX_UNACCEPTED_PER_LISTEN {
-                    // A peer holding this handle floods it with connections nobody accepts:
-                    // the engine's own cap must not be bypassed by moving them here.
-                    host.reject(conn);
-                } else {
-                    q.push_back((conn, peer, now));
-                }
-            } else {
-                log::warn(&format!("closing connection from {peer}: unknown token"));
-                host.close(conn);
-            }
-        }
-        let Some((conn, peer, _)) = s.devs[dev]
-            .accepted
-            .get_mut(&token)
-            .and_then(VecDeque::pop_front)
-        else {
+        // The engine keeps the waiting connections (capped, expired after a while); each
+        // listen comm takes those that name its token.
+        let Some((conn, peer)) = host.try_accept_for(token) else {
             return Ok(std::ptr::null_mut());
         };
         s.acquire(dev)?;
@@ -978,7 +934,6 @@ impl State {
         let d = &mut self.devs[dev];
         d.users = d.users.saturating_sub(1);
         if d.users == 0 {
-            d.accepted.clear();
             d.routes.clear();
             d.cache.clear();
             d.lingering.clear();
@@ -1017,13 +972,7 @@ impl State {
         };
         if let Some(h) = &self.devs[l.dev].host {
             h.revoke(l.token);
-        }
-        if let Some(q) = self.devs[l.dev].accepted.remove(&l.token)
-            && let Some(h) = &self.devs[l.dev].host
-        {
-            for (c, _, _) in q {
-                h.close(c);
-            }
+            h.close_waiting(l.token);
         }
         Ok(self.release(l.dev))
     }

@@ -203,27 +203,15 @@ const PREFETCH_MIN_HOSTS: u32 = 2048;
 /// Ask the CPU to bring the cache line holding `r` closer.
 #[inline(always)]
 fn prefetch<T>(r: &T) {
-    prefetch_ptr((r as *const T).cast());
+    weir_base::prefetch::lines(r, 1);
 }
 
 /// Prefetch the start of a byte buffer (a header: one or two lines).
 #[inline(always)]
 fn prefetch_bytes(b: &[u8]) {
     if !b.is_empty() {
-        prefetch_ptr(b.as_ptr());
+        weir_base::prefetch::line(b.as_ptr());
     }
-}
-
-#[inline(always)]
-fn prefetch_ptr(p: *const u8) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: PREFETCHT0 is a hint: it never faults, whatever the address, and changes no
-    // state the program can observe. SSE is part of the x86_64 baseline.
-    unsafe {
-        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p.cast());
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
 }
 
 /// Address of host `h`.

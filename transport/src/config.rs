@@ -158,16 +158,6 @@ impl Config {
         }
     }
 
-    /// The receive window a handshake offers: `rwnd_packets`, or less under a receive budget.
-    pub fn rwnd_offer(&self) -> u32 {
-        if self.rx_budget_packets == 0 {
-            self.rwnd_packets
-        } else {
-            self.rwnd_packets
-                .min(self.rx_budget_packets.max(MIN_RX_SHARE))
-        }
-    }
-
     /// Check every field; the engine only accepts validated configs.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let err = |field, reason| Err(ConfigError { field, reason });

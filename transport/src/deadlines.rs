@@ -97,17 +97,17 @@ impl Deadlines {
 
     /// Prefetch this set's own fields (a hint).
     pub(crate) fn prefetch_state(&self) {
-        crate::prefetch::lines(&self.heap, 1);
-        crate::prefetch::lines(&self.pos, 1);
+        weir_base::prefetch::lines(&self.heap, 1);
+        weir_base::prefetch::lines(&self.pos, 1);
     }
 
     /// Prefetch what [`Deadlines::set`] for `slot` reads first (a hint).
     pub(crate) fn prefetch(&self, slot: usize) {
         if let Some(p) = self.pos.get(slot) {
-            crate::prefetch::lines(p, 1);
+            weir_base::prefetch::lines(p, 1);
         }
         if let Some(h) = self.heap.first() {
-            crate::prefetch::lines(h, 1);
+            weir_base::prefetch::lines(h, 1);
         }
     }
 

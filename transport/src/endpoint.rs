@@ -57,10 +57,8 @@ pub struct Endpoint {
     admitted: BTreeMap<u64, u128>,
     /// This endpoint's key for SYN-ACK cookies (`crate::handshake::cookie`).
     cookie_key: u128,
-    /// Receive budget sharing (`Config::rx_budget_packets`): the current epoch (2^30 ps,
-    /// about 1.07 ms) and the connections that received data in it and in the one before.
-    rx_epoch: u64,
-    rx_active: (u32, u32),
+    /// Receive budget sharing (`Config::rx_budget_packets`).
+    rx_budget: RxBudget,
     /// Connection-creation token buckets per source address (`Config::accept_rate_per_source`).
     accept_buckets: BTreeMap<core::net::IpAddr, handshake::Bucket>,
     events: VecDeque<Event>,
@@ -115,8 +113,7 @@ impl Endpoint {
             admitted: BTreeMap::new(),
             cookie_key,
             accept_buckets: BTreeMap::new(),
-            rx_epoch: 0,
-            rx_active: (0, 0),
+            rx_budget: RxBudget::default(),
             events: VecDeque::new(),
             ready: VecDeque::new(),
             stateless: VecDeque::new(),
@@ -478,22 +475,7 @@ impl Endpoint {
         let was = conn.state;
         let budget = self.config.rx_budget_packets;
         let rx_share = if budget > 0 && c.opcode == Opcode::Data {
-            let epoch = now.as_ps() >> 30;
-            if epoch != self.rx_epoch {
-                let prev = if epoch == self.rx_epoch + 1 {
-                    self.rx_active.0
-                } else {
-                    0
-                };
-                self.rx_active = (0, prev);
-                self.rx_epoch = epoch;
-            }
-            if conn.rx_epoch_seen != epoch + 1 {
-                conn.rx_epoch_seen = epoch + 1;
-                self.rx_active.0 += 1;
-            }
-            let active = self.rx_active.0.max(self.rx_active.1).max(1);
-            (budget / active).max(crate::config::MIN_RX_SHARE)
+            self.rx_budget.share(now, &mut conn.rx_epoch_seen, budget)
         } else {
             u32::MAX
         };
@@ -559,9 +541,10 @@ impl Endpoint {
             return;
         }
         let epoch = handshake::epoch(now);
+        let cookie = handshake::cookie(self.cookie_key, from, src_conn, &hs, epoch);
         let token = h.common.token;
         let valid = token != 0
-            && (token == handshake::cookie(self.cookie_key, from, src_conn, &hs, epoch)
+            && (token == cookie
                 || token
                     == handshake::cookie(
                         self.cookie_key,
@@ -576,7 +559,6 @@ impl Endpoint {
             }
             // A first SYN, or a confirm whose cookie expired: answer with a cookie and keep
             // nothing.
-            let cookie = handshake::cookie(self.cookie_key, from, src_conn, &hs, epoch);
             self.stats.cookies_sent += 1;
             let header = answer(
                 Opcode::SynAck,
@@ -590,7 +572,7 @@ impl Endpoint {
                     max_payload: self.config.max_payload,
                     paths: self.config.paths,
                     mode: self.config.mode,
-                    rwnd_pkts: self.config.rwnd_offer(),
+                    rwnd_pkts: self.rwnd_offer(),
                     rx_ports: self.config.rx_ports,
                 }),
             );
@@ -735,7 +717,7 @@ impl Endpoint {
         if queue_only {
             let (a, b) = self.ready.as_slices();
             if let Some(x) = a.first().or(b.first()) {
-                crate::prefetch::lines(x, 1);
+                weir_base::prefetch::lines(x, 1);
             }
         } else if let Some(&idx) = self.ready.front() {
             self.prefetch_slot(idx as usize);
@@ -746,7 +728,7 @@ impl Endpoint {
     /// [`Endpoint::prefetch_handle`], [`Endpoint::prefetch_transmit`] and
     /// [`Endpoint::prefetch_timeout`] read (call one of those later, once these are cached).
     pub fn prefetch_state(&self) {
-        use crate::prefetch::lines;
+        use weir_base::prefetch::lines;
         lines(&self.conns, 1);
         lines(&self.ready, 1);
         lines(&self.events, 1);
@@ -767,7 +749,7 @@ impl Endpoint {
 
     fn prefetch_slot(&self, slot: usize) {
         if let Some(c) = self.conns.get(slot) {
-            crate::prefetch::lines(c, PREFETCH_CONN_LINES);
+            weir_base::prefetch::lines(c, PREFETCH_CONN_LINES);
         }
         self.timers.prefetch(slot);
     }
@@ -988,14 +970,51 @@ impl Endpoint {
     }
 }
 
+/// Who shares the receive budget (`Config::rx_budget_packets`): the connections that
+/// received data in the current epoch (2^30 ps, about 1.07 ms) or the one before.
+#[derive(Debug, Default)]
+struct RxBudget {
+    epoch: u64,
+    /// Receiving connections in the current epoch and in the previous one.
+    active: (u32, u32),
+}
+
+impl RxBudget {
+    /// A data packet for a connection that last received in epoch `seen` (+1; 0: never):
+    /// count it among this epoch's receivers, and return its share of `budget` in packets.
+    fn share(&mut self, now: Instant, seen: &mut u64, budget: u32) -> u32 {
+        let epoch = now.as_ps() >> 30;
+        if epoch != self.epoch {
+            let prev = if epoch == self.epoch + 1 {
+                self.active.0
+            } else {
+                0
+            };
+            self.active = (0, prev);
+            self.epoch = epoch;
+        }
+        if *seen != epoch + 1 {
+            *seen = epoch + 1;
+            self.active.0 += 1;
+        }
+        let active = self.active.0.max(self.active.1).max(1);
+        (budget / active).max(crate::config::MIN_RX_SHARE)
+    }
+}
+
 /// A stateless answer to a SYN from connection `dst_conn`: no connection of ours (`src_conn`
 /// 0), the SYN's nonce as token.
 fn answer(opcode: Opcode, dst_conn: u32, token: u64, ext: Ext) -> Header {
+    control_header(opcode, 0, dst_conn, token, ext)
+}
+
+/// A control packet outside a connection's own transmit path (no PSN, entropy or payload).
+fn control_header(opcode: Opcode, src_conn: u32, dst_conn: u32, token: u64, ext: Ext) -> Header {
     Header {
         common: Common {
             opcode,
             flags: Flags::empty(),
-            src_conn: 0,
+            src_conn,
             dst_conn,
             psn: 0,
             entropy: 0,
@@ -1008,20 +1027,8 @@ fn answer(opcode: Opcode, dst_conn: u32, token: u64, ext: Ext) -> Header {
 }
 
 fn close_header(c: &Conn, reason: u32) -> Header {
-    Header {
-        common: Common {
-            opcode: Opcode::Close,
-            flags: Flags::empty(),
-            src_conn: c.id,
-            dst_conn: c.peer_id,
-            psn: 0,
-            entropy: 0,
-            payload_len: 0,
-            token: c.peer_nonce,
-        },
-        ext: Ext::Close(CloseExt { reason }),
-        int: IntList::new(),
-    }
+    let ext = Ext::Close(CloseExt { reason });
+    control_header(Opcode::Close, c.id, c.peer_id, c.peer_nonce, ext)
 }
 
 /// The rate a receiver meters credit at: its RCCC `link_rate` when it runs RCCC with one set,

@@ -27,7 +27,6 @@ mod deadlines;
 mod endpoint;
 mod handshake;
 mod mem;
-mod prefetch;
 pub mod stats;
 
 pub use config::{Config, ConfigError};

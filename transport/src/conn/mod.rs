@@ -1643,12 +1643,8 @@ impl Conn {
         let header_len = header.emit(buf).ok()?;
         Some(Transmit {
             meta: TxMeta {
-                // Handshake packets go to the peer's first port (entropy 0 is the first).
-                to: if matches!(opcode, Opcode::Syn | Opcode::SynAck) {
-                    self.peer
-                } else {
-                    self.peer_port(entropy)
-                },
+                // Handshake packets (entropy 0) go to the peer's first port.
+                to: self.peer_port(entropy),
                 entropy,
                 ecn: Ecn::NotEct,
             },
