@@ -13,11 +13,13 @@
 //! with each event.
 //!
 //! Pieces: [`abi`] (the context layout, the program ABI), [`elf`] (a bounds-checked reader for
-//! the object files), [`verifier`], [`Program`] and [`BpfPolicy`].
+//! the object files), [`verifier`], [`Program`], [`BpfPolicy`] and [`faults`] (recording a
+//! run's run-time faults per hook and per flow).
 #![warn(missing_docs)]
 
 pub mod abi;
 pub mod elf;
+pub mod faults;
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 mod insn;
 mod jit;

@@ -30,6 +30,7 @@ use policy::Policy;
 use sim::RunArgs;
 use weir_congestion::AlgorithmInfo;
 use weir_congestion::registry::BUILTINS;
+use weir_policy::faults::Faults;
 
 /// Arguments of `weir cc`.
 #[derive(Debug, Args)]
@@ -189,7 +190,7 @@ fn run_policy(args: &RunArgs) -> Result<Ran, String> {
 }
 
 /// The error `weir cc run` exits with when the policy's program faulted (`None`: it did not).
-fn fault_error(policy: &str, f: &ebpf::Faults) -> Option<String> {
+fn fault_error(policy: &str, f: &Faults) -> Option<String> {
     if f.faults == 0 {
         return None;
     }
@@ -604,9 +605,9 @@ mod tests {
             "{e}"
         );
         // Nothing faulted: no error, one line saying so.
-        let quiet = ebpf::Faults {
+        let quiet = Faults {
             runs: 10,
-            ..ebpf::Faults::default()
+            ..Faults::default()
         };
         assert_eq!(fault_error("x.o", &quiet), None);
         assert_eq!(sim::fault_lines(&quiet, 3), "program: 10 runs, no faults\n");

@@ -17,7 +17,7 @@ use weir_congestion::{
     registry,
 };
 
-use super::ebpf::{FaultLog, Faults};
+use weir_policy::faults::{FaultLog, Faults};
 
 /// Builds one controller for flow `Some(i)` of a run (or `None`: a probe outside any run)
 /// starting at `now` on `path`.

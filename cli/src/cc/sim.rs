@@ -13,9 +13,9 @@ use clap::Args;
 use weir_base::{Duration, Instant, Rate};
 use weir_congestion::testing::{self, Config, FlowSpec, IntHops, Overflow, Red, Trace};
 
-use super::ebpf::{Faults, HOOKS};
 use super::policy::Policy;
 use crate::args::{count, probability, real};
+use weir_policy::faults::{Faults, HOOKS};
 
 /// Options of `weir cc run`.
 #[derive(Debug, Clone, Args)]
