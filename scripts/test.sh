@@ -48,6 +48,11 @@ trap 'rm -f "$log"' EXIT
 # Tests that skip write their SKIPPED line straight to stderr (past libtest's capture).
 cargo test --workspace --locked 2>&1 | tee "$log"
 
+# The engine's descriptor rings under loom's model checker: a separate build of the firmware
+# crate with `--cfg loom` (its own target directory, so the main build is not invalidated).
+RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom \
+  cargo test --locked -p weir-firmware --lib loom 2>&1 | tee -a "$log"
+
 if [ "$(id -u)" != 0 ]; then
   echo "SKIPPED netns_loss (2 tests): not root, network namespaces need CAP_NET_ADMIN;" \
     "run: sudo bash scripts/test.sh" | tee -a "$log"

@@ -1,3 +1,26 @@
-//! The engine as a DPU would run it (poll-mode loop, host⇄engine descriptor rings, collective
-//! offload). Its content lands with the firmware issue; the crate holds its place in the
-//! workspace (docs/architecture.md).
+//! The engine as a DPU runs it: one poll-mode, run-to-completion loop that owns the datapath
+//! and serves every local client through descriptor rings (docs/engine.md).
+//!
+//! * [`ring`]: single-producer, single-consumer rings in memory two parties share, neither
+//!   trusting the other, with a doorbell handshake that cannot lose a wakeup.
+//! * [`desc`]: the 64-byte submission and completion descriptors, checked field by field.
+//! * [`engine`]: the core — clients' submissions in, one transport endpoint for all, their
+//!   completions out, each client confined to its own connections, regions and memory.
+//!
+//! The core is `no_std` + `alloc`, like the transport: it is the code a DPU's cores would
+//! run. Time, packets and wake-ups come from the placement that drives it.
+#![no_std]
+
+extern crate alloc;
+#[cfg(test)]
+extern crate std;
+
+pub mod desc;
+pub mod engine;
+pub mod ring;
+#[cfg(all(test, not(loom)))]
+mod tests;
+
+pub use desc::{Cqe, CqeKind, DESC_LEN, Op, Sqe, Status};
+pub use engine::{AttachError, Broken, ClientId, Engine, EngineConfig, EngineStats};
+pub use ring::{Consumer, Producer, RingError, RingMemory};

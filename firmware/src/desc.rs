@@ -1,0 +1,822 @@
+//! Ring descriptors: what a client submits ([`Sqe`], 64 bytes) and what the engine answers
+//! ([`Cqe`], 64 bytes), as fixed little-endian layouts. Shared memory carries bytes, never
+//! Rust values: [`Sqe::decode`] checks every field a client wrote (unknown operations, set
+//! reserved bits and impossible combinations are errors, never panics), and the engine
+//! checks every handle against the client's own tables.
+//!
+//! Submission layout:
+//!
+//! | bytes | field |
+//! | --- | --- |
+//! | 0 | operation ([`Op`]) |
+//! | 1 | flags ([`SQE_TAGGED`], [`SQE_NOTIFY`], [`SQE_REMOTE_WRITE`]) |
+//! | 2..4 | reserved, 0 |
+//! | 4..8 | connection handle |
+//! | 8..16 | user cookie, echoed in the completion |
+//! | 16..20 | region handle (register: segment) |
+//! | 20..24 | write: remote key; connect: port (low 16 bits) |
+//! | 24..32 | offset |
+//! | 32..40 | length |
+//! | 40..48 | tag (send, receive); remote offset (write); user data (connect, listen) |
+//! | 48..64 | connect: IPv6 address (IPv4 as `::ffff:a.b.c.d`); write: immediate (48..52) |
+//!
+//! Completion layout:
+//!
+//! | bytes | field |
+//! | --- | --- |
+//! | 0..8 | user cookie of the submission (0 for unsolicited completions) |
+//! | 8..16 | length |
+//! | 16..24 | tag (receive); remote key (register); user data (accepted); immediate (write received) |
+//! | 24..28 | connection handle |
+//! | 28..32 | region handle (register) |
+//! | 32 | kind ([`CqeKind`]) |
+//! | 33 | status ([`Status`]) |
+//! | 34..36 | port (accepted, connection lost) |
+//! | 36..40 | reserved |
+//! | 40..48 | detail (truncated: the message length) |
+//! | 48..64 | address (accepted, connection lost) |
+
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+/// Bytes per descriptor, both rings.
+pub const DESC_LEN: usize = 64;
+
+/// Receive: only a send with this tag matches (otherwise any tag).
+pub const SQE_TAGGED: u8 = 1;
+/// Write: the peer gets a "write received" completion with the immediate.
+pub const SQE_NOTIFY: u8 = 2;
+/// Register: peers may write into the region.
+pub const SQE_REMOTE_WRITE: u8 = 4;
+
+/// What a submission asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// Nothing; completes at once (a fence: every earlier submission was taken).
+    Nop,
+    /// Open a connection to a remote engine.
+    Connect {
+        /// The remote engine.
+        remote: SocketAddr,
+        /// Given to the remote side's listener with the connection.
+        user_data: u64,
+    },
+    /// Take the connections whose connector passed `key` as user data.
+    Listen {
+        /// The key.
+        key: u64,
+    },
+    /// Stop taking them.
+    Unlisten {
+        /// The key.
+        key: u64,
+    },
+    /// Close a connection.
+    Close {
+        /// Its handle.
+        conn: u32,
+    },
+    /// Register `len` bytes at `offset` of one of the client's memory segments.
+    Register {
+        /// The segment (numbered by the placement when the client attached it).
+        segment: u32,
+        /// Offset in the segment.
+        offset: u64,
+        /// Length.
+        len: u64,
+        /// Peers may write into it.
+        remote_write: bool,
+    },
+    /// Remove a region.
+    Deregister {
+        /// Its handle.
+        region: u32,
+    },
+    /// Send a message.
+    Send {
+        /// Connection handle.
+        conn: u32,
+        /// Region handle.
+        region: u32,
+        /// Offset in the region.
+        offset: u64,
+        /// Length.
+        len: u64,
+        /// Tag.
+        tag: u64,
+    },
+    /// Post a receive.
+    Recv {
+        /// Connection handle.
+        conn: u32,
+        /// Region handle.
+        region: u32,
+        /// Offset in the region.
+        offset: u64,
+        /// Capacity.
+        len: u64,
+        /// Only this tag matches.
+        tag: Option<u64>,
+    },
+    /// One-sided write into the peer's region.
+    Write {
+        /// Connection handle.
+        conn: u32,
+        /// Local region handle.
+        region: u32,
+        /// Offset in it.
+        offset: u64,
+        /// Length.
+        len: u64,
+        /// The peer's region key.
+        rkey: u32,
+        /// Offset in the peer's region.
+        remote_offset: u64,
+        /// Immediate for the peer's "write received" completion.
+        notify: Option<u32>,
+    },
+}
+
+/// A submission: an operation and the cookie its completion carries back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sqe {
+    /// What to do.
+    pub op: Op,
+    /// Echoed in the completion.
+    pub user: u64,
+}
+
+/// Why a submission's bytes were refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DecodeError {
+    /// No such operation.
+    UnknownOp(u8),
+    /// A reserved byte or flag was set.
+    Reserved,
+    /// A connect to an unspecified address or port 0.
+    BadAddress,
+}
+
+mod op {
+    pub(super) const NOP: u8 = 0;
+    pub(super) const CONNECT: u8 = 1;
+    pub(super) const LISTEN: u8 = 2;
+    pub(super) const UNLISTEN: u8 = 3;
+    pub(super) const CLOSE: u8 = 4;
+    pub(super) const REGISTER: u8 = 5;
+    pub(super) const DEREGISTER: u8 = 6;
+    pub(super) const SEND: u8 = 7;
+    pub(super) const RECV: u8 = 8;
+    pub(super) const WRITE: u8 = 9;
+}
+
+fn u16_at(b: &[u8; DESC_LEN], i: usize) -> u16 {
+    u16::from_le_bytes([b[i], b[i + 1]])
+}
+
+fn u32_at(b: &[u8; DESC_LEN], i: usize) -> u32 {
+    u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]])
+}
+
+fn u64_at(b: &[u8; DESC_LEN], i: usize) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&b[i..i + 8]);
+    u64::from_le_bytes(w)
+}
+
+fn put16(b: &mut [u8; DESC_LEN], i: usize, v: u16) {
+    b[i..i + 2].copy_from_slice(&v.to_le_bytes());
+}
+
+fn put32(b: &mut [u8; DESC_LEN], i: usize, v: u32) {
+    b[i..i + 4].copy_from_slice(&v.to_le_bytes());
+}
+
+fn put64(b: &mut [u8; DESC_LEN], i: usize, v: u64) {
+    b[i..i + 8].copy_from_slice(&v.to_le_bytes());
+}
+
+fn put_addr(b: &mut [u8; DESC_LEN], ip_at: usize, port_at: usize, a: SocketAddr) {
+    let v6 = match a.ip() {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped(),
+        IpAddr::V6(v6) => v6,
+    };
+    b[ip_at..ip_at + 16].copy_from_slice(&v6.octets());
+    put16(b, port_at, a.port());
+}
+
+fn addr_at(b: &[u8; DESC_LEN], ip_at: usize, port_at: usize) -> SocketAddr {
+    let mut o = [0u8; 16];
+    o.copy_from_slice(&b[ip_at..ip_at + 16]);
+    let v6 = Ipv6Addr::from(o);
+    let ip = match v6.to_ipv4_mapped() {
+        Some(v4) => IpAddr::V4(v4),
+        None => IpAddr::V6(v6),
+    };
+    SocketAddr::new(ip, u16_at(b, port_at))
+}
+
+impl Sqe {
+    /// The 64 bytes of this submission.
+    pub fn encode(&self) -> [u8; DESC_LEN] {
+        let mut b = [0u8; DESC_LEN];
+        put64(&mut b, 8, self.user);
+        let (code, flags) = match self.op {
+            Op::Nop => (op::NOP, 0),
+            Op::Connect { remote, user_data } => {
+                put_addr(&mut b, 48, 20, remote);
+                put64(&mut b, 40, user_data);
+                (op::CONNECT, 0)
+            }
+            Op::Listen { key } => {
+                put64(&mut b, 40, key);
+                (op::LISTEN, 0)
+            }
+            Op::Unlisten { key } => {
+                put64(&mut b, 40, key);
+                (op::UNLISTEN, 0)
+            }
+            Op::Close { conn } => {
+                put32(&mut b, 4, conn);
+                (op::CLOSE, 0)
+            }
+            Op::Register {
+                segment,
+                offset,
+                len,
+                remote_write,
+            } => {
+                put32(&mut b, 16, segment);
+                put64(&mut b, 24, offset);
+                put64(&mut b, 32, len);
+                (
+                    op::REGISTER,
+                    if remote_write { SQE_REMOTE_WRITE } else { 0 },
+                )
+            }
+            Op::Deregister { region } => {
+                put32(&mut b, 16, region);
+                (op::DEREGISTER, 0)
+            }
+            Op::Send {
+                conn,
+                region,
+                offset,
+                len,
+                tag,
+            } => {
+                put32(&mut b, 4, conn);
+                put32(&mut b, 16, region);
+                put64(&mut b, 24, offset);
+                put64(&mut b, 32, len);
+                put64(&mut b, 40, tag);
+                (op::SEND, 0)
+            }
+            Op::Recv {
+                conn,
+                region,
+                offset,
+                len,
+                tag,
+            } => {
+                put32(&mut b, 4, conn);
+                put32(&mut b, 16, region);
+                put64(&mut b, 24, offset);
+                put64(&mut b, 32, len);
+                put64(&mut b, 40, tag.unwrap_or(0));
+                (op::RECV, if tag.is_some() { SQE_TAGGED } else { 0 })
+            }
+            Op::Write {
+                conn,
+                region,
+                offset,
+                len,
+                rkey,
+                remote_offset,
+                notify,
+            } => {
+                put32(&mut b, 4, conn);
+                put32(&mut b, 16, region);
+                put32(&mut b, 20, rkey);
+                put64(&mut b, 24, offset);
+                put64(&mut b, 32, len);
+                put64(&mut b, 40, remote_offset);
+                put32(&mut b, 48, notify.unwrap_or(0));
+                (op::WRITE, if notify.is_some() { SQE_NOTIFY } else { 0 })
+            }
+        };
+        b[0] = code;
+        b[1] = flags;
+        b
+    }
+
+    /// Read a submission a client wrote. Fields an operation does not use must be zero, so a
+    /// descriptor means exactly one thing (and a future field can be added without old
+    /// engines misreading it).
+    pub fn decode(b: &[u8; DESC_LEN]) -> Result<Sqe, DecodeError> {
+        let (code, flags) = (b[0], b[1]);
+        if u16_at(b, 2) != 0 {
+            return Err(DecodeError::Reserved);
+        }
+        let allowed = match code {
+            op::RECV => SQE_TAGGED,
+            op::WRITE => SQE_NOTIFY,
+            op::REGISTER => SQE_REMOTE_WRITE,
+            op::NOP..=op::WRITE => 0,
+            _ => return Err(DecodeError::UnknownOp(code)),
+        };
+        if flags & !allowed != 0 {
+            return Err(DecodeError::Reserved);
+        }
+        let conn = u32_at(b, 4);
+        let user = u64_at(b, 8);
+        let region = u32_at(b, 16);
+        let w20 = u32_at(b, 20);
+        let offset = u64_at(b, 24);
+        let len = u64_at(b, 32);
+        let w40 = u64_at(b, 40);
+        let tail = &b[48..];
+        // Which of (conn, region, w20, offset, len, w40, bytes 48..64) each operation uses.
+        let used: [bool; 7] = match code {
+            op::NOP => [false; 7],
+            op::CONNECT => [false, false, true, false, false, true, true],
+            op::LISTEN | op::UNLISTEN => [false, false, false, false, false, true, false],
+            op::CLOSE => [true, false, false, false, false, false, false],
+            op::REGISTER => [false, true, false, true, true, false, false],
+            op::DEREGISTER => [false, true, false, false, false, false, false],
+            op::SEND | op::RECV => [true, true, false, true, true, true, false],
+            _ => [true, true, true, true, true, true, true],
+        };
+        let nonzero = [
+            conn != 0,
+            region != 0,
+            w20 != 0,
+            offset != 0,
+            len != 0,
+            w40 != 0,
+            tail.iter().any(|&x| x != 0),
+        ];
+        if used.iter().zip(nonzero).any(|(&u, nz)| nz && !u) {
+            return Err(DecodeError::Reserved);
+        }
+        let op = match code {
+            op::NOP => Op::Nop,
+            op::CONNECT => {
+                if w20 > u32::from(u16::MAX) {
+                    return Err(DecodeError::Reserved);
+                }
+                let remote = addr_at(b, 48, 20);
+                if remote.port() == 0 || remote.ip().is_unspecified() {
+                    return Err(DecodeError::BadAddress);
+                }
+                Op::Connect {
+                    remote,
+                    user_data: w40,
+                }
+            }
+            op::LISTEN => Op::Listen { key: w40 },
+            op::UNLISTEN => Op::Unlisten { key: w40 },
+            op::CLOSE => Op::Close { conn },
+            op::REGISTER => Op::Register {
+                segment: region,
+                offset,
+                len,
+                remote_write: flags & SQE_REMOTE_WRITE != 0,
+            },
+            op::DEREGISTER => Op::Deregister { region },
+            op::SEND => Op::Send {
+                conn,
+                region,
+                offset,
+                len,
+                tag: w40,
+            },
+            op::RECV => {
+                let tagged = flags & SQE_TAGGED != 0;
+                if !tagged && w40 != 0 {
+                    return Err(DecodeError::Reserved);
+                }
+                Op::Recv {
+                    conn,
+                    region,
+                    offset,
+                    len,
+                    tag: tagged.then_some(w40),
+                }
+            }
+            _ => {
+                let imm = u32_at(b, 48);
+                let notify = flags & SQE_NOTIFY != 0;
+                if tail[4..].iter().any(|&x| x != 0) || (!notify && imm != 0) {
+                    return Err(DecodeError::Reserved);
+                }
+                Op::Write {
+                    conn,
+                    region,
+                    offset,
+                    len,
+                    rkey: w20,
+                    remote_offset: w40,
+                    notify: notify.then_some(imm),
+                }
+            }
+        };
+        Ok(Sqe { op, user })
+    }
+}
+
+/// What a completion reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum CqeKind {
+    /// A submission without a more specific completion finished (nop, listen, unlisten,
+    /// close, deregister), or was refused (`status`).
+    Done = 0,
+    /// A connect completed its handshake (`conn`).
+    Connected = 1,
+    /// A listened-for connection arrived (`conn`, `tag` = the connector's user data, `addr`).
+    Accepted = 2,
+    /// A region was registered (`region`, `tag` = its remote key).
+    Registered = 3,
+    /// A send finished.
+    Send = 4,
+    /// A receive finished (`len`, `tag`).
+    Recv = 5,
+    /// A write finished.
+    Write = 6,
+    /// A peer's write with notify landed (`len`, `tag` = immediate); no submission.
+    WriteReceived = 7,
+    /// A connection failed (`status` says why, `addr` names the peer); its requests were
+    /// completed with errors first. No submission.
+    ConnectionLost = 8,
+    /// A connection's resources were released. No submission.
+    Closed = 9,
+}
+
+impl CqeKind {
+    fn from_u8(v: u8) -> Option<CqeKind> {
+        use CqeKind::*;
+        Some(match v {
+            0 => Done,
+            1 => Connected,
+            2 => Accepted,
+            3 => Registered,
+            4 => Send,
+            5 => Recv,
+            6 => Write,
+            7 => WriteReceived,
+            8 => ConnectionLost,
+            9 => Closed,
+            _ => return None,
+        })
+    }
+}
+
+/// How a submission (or a connection) ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Status {
+    /// Success.
+    Ok = 0,
+    /// The descriptor's bytes were malformed ([`DecodeError`]).
+    BadDescriptor = 1,
+    /// No such connection of this client (unknown, stale, or another client's handle).
+    UnknownConnection = 2,
+    /// No such region or segment of this client.
+    UnknownRegion = 3,
+    /// Offset and length fall outside the region or segment.
+    OutOfBounds = 4,
+    /// Longer than a message may be.
+    TooLong = 5,
+    /// Too many requests outstanding on the connection.
+    QueueFull = 6,
+    /// The connection is not open (failed or closing).
+    NotConnected = 7,
+    /// The message was longer than the receive (`detail` = its length).
+    Truncated = 8,
+    /// The peer refused a write (bad key or out of bounds).
+    RemoteAccess = 9,
+    /// The connection failed before the request finished.
+    ConnectionLost = 10,
+    /// The connection was closed before the request finished.
+    Closed = 11,
+    /// This client holds as many connections, regions or listen keys as it may.
+    TooMany = 12,
+    /// Another client listens on this key.
+    InUse = 13,
+    /// The peer did not answer for the peer timeout.
+    PeerTimeout = 14,
+    /// The handshake did not complete in time.
+    HandshakeTimeout = 15,
+    /// The peer refused the connection or closed it with an error.
+    Refused = 16,
+    /// The peer closed the connection.
+    PeerClosed = 17,
+    /// A region in use by the connection was deregistered.
+    LocalAccess = 18,
+    /// The peer never granted credit.
+    CreditStarved = 19,
+}
+
+impl Status {
+    fn from_u8(v: u8) -> Option<Status> {
+        use Status::*;
+        Some(match v {
+            0 => Ok,
+            1 => BadDescriptor,
+            2 => UnknownConnection,
+            3 => UnknownRegion,
+            4 => OutOfBounds,
+            5 => TooLong,
+            6 => QueueFull,
+            7 => NotConnected,
+            8 => Truncated,
+            9 => RemoteAccess,
+            10 => ConnectionLost,
+            11 => Closed,
+            12 => TooMany,
+            13 => InUse,
+            14 => PeerTimeout,
+            15 => HandshakeTimeout,
+            16 => Refused,
+            17 => PeerClosed,
+            18 => LocalAccess,
+            19 => CreditStarved,
+            _ => return None,
+        })
+    }
+
+    /// What a connection error becomes.
+    pub fn from_conn_error(e: weir_transport::ConnError) -> Status {
+        use weir_transport::ConnError as E;
+        match e {
+            E::PeerTimeout { .. } => Status::PeerTimeout,
+            E::HandshakeTimeout => Status::HandshakeTimeout,
+            E::Refused => Status::Refused,
+            E::PeerClosed => Status::PeerClosed,
+            E::RemoteAccess => Status::RemoteAccess,
+            E::LocalAccess => Status::LocalAccess,
+            E::CreditStarved { .. } => Status::CreditStarved,
+        }
+    }
+
+    /// What a refused post becomes.
+    pub fn from_post_error(e: weir_transport::PostError) -> Status {
+        use weir_transport::PostError as E;
+        match e {
+            E::UnknownConnection => Status::UnknownConnection,
+            E::NotConnected => Status::NotConnected,
+            E::UnknownRegion => Status::UnknownRegion,
+            E::OutOfBounds => Status::OutOfBounds,
+            E::TooLong => Status::TooLong,
+            E::QueueFull => Status::QueueFull,
+        }
+    }
+}
+
+impl core::fmt::Display for Status {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        core::fmt::Debug::fmt(self, f)
+    }
+}
+
+/// A completion.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cqe {
+    /// The submission's cookie (0 for unsolicited completions).
+    pub user: u64,
+    /// What happened.
+    pub kind: CqeKind,
+    /// How it ended.
+    pub status: Status,
+    /// Connection handle (0 when none).
+    pub conn: u32,
+    /// Region handle (registered).
+    pub region: u32,
+    /// Bytes moved (receive: the message length).
+    pub len: u64,
+    /// See the layout table.
+    pub tag: u64,
+    /// Truncated: the message's length.
+    pub detail: u64,
+    /// Accepted, connection lost: the peer.
+    pub addr: Option<SocketAddr>,
+}
+
+impl Cqe {
+    /// A completion with everything but `user`, `kind` and `status` zero.
+    pub fn new(user: u64, kind: CqeKind, status: Status) -> Cqe {
+        Cqe {
+            user,
+            kind,
+            status,
+            conn: 0,
+            region: 0,
+            len: 0,
+            tag: 0,
+            detail: 0,
+            addr: None,
+        }
+    }
+
+    /// The 64 bytes of this completion.
+    pub fn encode(&self) -> [u8; DESC_LEN] {
+        let mut b = [0u8; DESC_LEN];
+        put64(&mut b, 0, self.user);
+        put64(&mut b, 8, self.len);
+        put64(&mut b, 16, self.tag);
+        put32(&mut b, 24, self.conn);
+        put32(&mut b, 28, self.region);
+        b[32] = self.kind as u8;
+        b[33] = self.status as u8;
+        put64(&mut b, 40, self.detail);
+        if let Some(a) = self.addr {
+            put_addr(&mut b, 48, 34, a);
+        }
+        b
+    }
+
+    /// Read a completion the engine wrote (`None`: not a completion this version knows).
+    pub fn decode(b: &[u8; DESC_LEN]) -> Option<Cqe> {
+        let kind = CqeKind::from_u8(b[32])?;
+        let status = Status::from_u8(b[33])?;
+        let has_addr = b[48..].iter().any(|&x| x != 0) || u16_at(b, 34) != 0;
+        Some(Cqe {
+            user: u64_at(b, 0),
+            len: u64_at(b, 8),
+            tag: u64_at(b, 16),
+            conn: u32_at(b, 24),
+            region: u32_at(b, 28),
+            kind,
+            status,
+            detail: u64_at(b, 40),
+            addr: has_addr.then(|| addr_at(b, 48, 34)),
+        })
+    }
+}
+
+/// `0.0.0.0`, for tests and placeholders.
+pub const UNSPECIFIED_V4: Ipv4Addr = Ipv4Addr::UNSPECIFIED;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn addr() -> impl Strategy<Value = SocketAddr> {
+        prop_oneof![
+            (any::<[u8; 4]>(), 1u16..).prop_map(|(ip, p)| SocketAddr::new(IpAddr::from(ip), p)),
+            (any::<[u8; 16]>(), 1u16..)
+                .prop_map(|(ip, p)| SocketAddr::new(IpAddr::V6(Ipv6Addr::from(ip)), p)),
+        ]
+        .prop_filter("specified", |a| !a.ip().is_unspecified())
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            Just(Op::Nop),
+            (addr(), any::<u64>())
+                .prop_map(|(remote, user_data)| Op::Connect { remote, user_data }),
+            any::<u64>().prop_map(|key| Op::Listen { key }),
+            any::<u64>().prop_map(|key| Op::Unlisten { key }),
+            any::<u32>().prop_map(|conn| Op::Close { conn }),
+            (any::<u32>(), any::<u64>(), any::<u64>(), any::<bool>()).prop_map(
+                |(segment, offset, len, remote_write)| Op::Register {
+                    segment,
+                    offset,
+                    len,
+                    remote_write
+                }
+            ),
+            any::<u32>().prop_map(|region| Op::Deregister { region }),
+            (
+                any::<u32>(),
+                any::<u32>(),
+                any::<u64>(),
+                any::<u64>(),
+                any::<u64>()
+            )
+                .prop_map(|(conn, region, offset, len, tag)| Op::Send {
+                    conn,
+                    region,
+                    offset,
+                    len,
+                    tag
+                }),
+            (
+                any::<u32>(),
+                any::<u32>(),
+                any::<u64>(),
+                any::<u64>(),
+                any::<Option<u64>>()
+            )
+                .prop_map(|(conn, region, offset, len, tag)| Op::Recv {
+                    conn,
+                    region,
+                    offset,
+                    len,
+                    tag
+                }),
+            (
+                (any::<u32>(), any::<u32>(), any::<u64>(), any::<u64>()),
+                (any::<u32>(), any::<u64>(), any::<Option<u32>>())
+            )
+                .prop_map(
+                    |((conn, region, offset, len), (rkey, remote_offset, notify))| {
+                        Op::Write {
+                            conn,
+                            region,
+                            offset,
+                            len,
+                            rkey,
+                            remote_offset,
+                            notify,
+                        }
+                    }
+                ),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn submissions_round_trip(op in op(), user in any::<u64>()) {
+            let s = Sqe { op, user };
+            prop_assert_eq!(Sqe::decode(&s.encode()), Ok(s));
+        }
+
+        /// Any 64 bytes decode to an error or to a submission that encodes back to exactly
+        /// those bytes: one meaning per descriptor, and nothing a client writes panics.
+        #[test]
+        fn any_bytes_decode_canonically(b in proptest::array::uniform32(any::<u8>()), c in proptest::array::uniform32(any::<u8>()), sparse in any::<u64>()) {
+            let mut d = [0u8; DESC_LEN];
+            d[..32].copy_from_slice(&b);
+            d[32..].copy_from_slice(&c);
+            // Zero most bytes most of the time, so valid descriptors are common.
+            for (i, x) in d.iter_mut().enumerate() {
+                if sparse >> (i % 64) & 1 == 0 {
+                    *x = 0;
+                }
+            }
+            d[0] %= 12;
+            if let Ok(s) = Sqe::decode(&d) {
+                prop_assert_eq!(s.encode(), d);
+            }
+        }
+
+        #[test]
+        fn completions_round_trip(user in any::<u64>(), len in any::<u64>(), tag in any::<u64>(), conn in any::<u32>(), region in any::<u32>(), kind in 0u8..10, status in 0u8..20, detail in any::<u64>(), a in proptest::option::of(addr())) {
+            let c = Cqe {
+                user, len, tag, conn, region,
+                kind: CqeKind::from_u8(kind).unwrap(),
+                status: Status::from_u8(status).unwrap(),
+                detail, addr: a,
+            };
+            prop_assert_eq!(Cqe::decode(&c.encode()), Some(c));
+        }
+    }
+
+    #[test]
+    fn refusals() {
+        let mut b = Sqe {
+            op: Op::Nop,
+            user: 1,
+        }
+        .encode();
+        b[0] = 200;
+        assert_eq!(Sqe::decode(&b), Err(DecodeError::UnknownOp(200)));
+        b[0] = 0;
+        b[2] = 1;
+        assert_eq!(Sqe::decode(&b), Err(DecodeError::Reserved));
+        b[2] = 0;
+        b[1] = SQE_TAGGED;
+        assert_eq!(Sqe::decode(&b), Err(DecodeError::Reserved), "flag on a nop");
+        b[1] = 0;
+        b[30] = 1;
+        assert_eq!(
+            Sqe::decode(&b),
+            Err(DecodeError::Reserved),
+            "offset on a nop"
+        );
+        let mut c = Sqe {
+            op: Op::Connect {
+                remote: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9),
+                user_data: 0,
+            },
+            user: 0,
+        }
+        .encode();
+        c[20] = 0;
+        assert_eq!(Sqe::decode(&c), Err(DecodeError::BadAddress), "port 0");
+        c[20] = 9;
+        c[22] = 1;
+        assert_eq!(Sqe::decode(&c), Err(DecodeError::Reserved), "port > 65535");
+        let z = Sqe {
+            op: Op::Connect {
+                remote: SocketAddr::new(IpAddr::V4(UNSPECIFIED_V4), 9),
+                user_data: 0,
+            },
+            user: 0,
+        }
+        .encode();
+        assert_eq!(Sqe::decode(&z), Err(DecodeError::BadAddress));
+    }
+}

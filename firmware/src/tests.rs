@@ -1,0 +1,719 @@
+//! The engine core between two in-memory "hosts": clients submit through real rings, the
+//! two engines' endpoints exchange datagrams directly, time advances by hand.
+
+use alloc::vec;
+use alloc::vec::Vec;
+use core::net::{IpAddr, Ipv4Addr, SocketAddr};
+use core::ptr::NonNull;
+use std::boxed::Box;
+
+use proptest::prelude::*;
+use weir_base::{Duration, Instant};
+use weir_transport::{Config, Endpoint, Payload, RxMeta};
+use weir_wire::{Ecn, MAX_HEADER_LEN};
+
+use crate::desc::{Cqe, CqeKind, DESC_LEN, Op, Sqe, Status};
+use crate::engine::{Broken, ClientId, Engine, EngineConfig};
+use crate::ring::{Consumer, Producer, RingMemory};
+
+struct TestClient {
+    id: ClientId,
+    sq: Producer,
+    cq: Consumer,
+    mem: Box<[u8]>,
+    _rings: (RingMemory, RingMemory),
+    next_user: u64,
+}
+
+impl TestClient {
+    fn submit_raw(&mut self, b: &[u8; DESC_LEN]) {
+        assert_eq!(self.sq.push(b), Ok(true), "submission ring full");
+    }
+
+    fn submit(&mut self, op: Op) -> u64 {
+        self.next_user += 1;
+        let user = self.next_user;
+        self.submit_raw(&Sqe { op, user }.encode());
+        user
+    }
+
+    fn poll(&mut self) -> Option<Cqe> {
+        let mut b = [0u8; DESC_LEN];
+        self.cq
+            .pop(&mut b)
+            .unwrap()
+            .then(|| Cqe::decode(&b).unwrap())
+    }
+}
+
+struct Side {
+    eng: Engine,
+    addr: SocketAddr,
+    clients: Vec<TestClient>,
+}
+
+impl Side {
+    fn new(port: u16, cfg: EngineConfig) -> Side {
+        let addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port);
+        let ep = Endpoint::new(Config::default(), addr, u64::from(port)).unwrap();
+        Side {
+            eng: Engine::new(ep, cfg),
+            addr,
+            clients: Vec::new(),
+        }
+    }
+
+    /// A client with rings of `cap` slots and `mem_len` bytes of attached memory (segment 0).
+    fn client(&mut self, cap: u32, mem_len: usize) -> usize {
+        let sqm = RingMemory::new(cap, DESC_LEN).unwrap();
+        let cqm = RingMemory::new(cap, DESC_LEN).unwrap();
+        // SAFETY: the ring memory lives in the client, which outlives the engine's use of it
+        // (each test drops sides whole).
+        let (sq_p, sq_c, cq_p, cq_c) = unsafe {
+            (
+                sqm.producer().unwrap(),
+                sqm.consumer().unwrap(),
+                cqm.producer().unwrap(),
+                cqm.consumer().unwrap(),
+            )
+        };
+        let id = self.eng.attach(sq_c, cq_p).unwrap();
+        let mut mem = vec![0u8; mem_len].into_boxed_slice();
+        let ptr = NonNull::new(mem.as_mut_ptr()).unwrap();
+        // SAFETY: the boxed memory lives in the client; it is not moved by moving the box.
+        let seg = unsafe { self.eng.add_segment(id, ptr, mem_len as u64) }.unwrap();
+        assert_eq!(seg, 0);
+        self.clients.push(TestClient {
+            id,
+            sq: sq_p,
+            cq: cq_c,
+            mem,
+            _rings: (sqm, cqm),
+            next_user: 0,
+        });
+        self.clients.len() - 1
+    }
+}
+
+struct Net {
+    a: Side,
+    b: Side,
+    now: Instant,
+    /// Drop every datagram whose index modulo this is 0 (0: none).
+    drop_every: u64,
+    sent: u64,
+}
+
+impl Net {
+    fn new() -> Net {
+        Net::with(EngineConfig::default())
+    }
+
+    fn with(cfg: EngineConfig) -> Net {
+        Net {
+            a: Side::new(4000, cfg.clone()),
+            b: Side::new(5000, cfg),
+            now: Instant::ZERO,
+            drop_every: 0,
+            sent: 0,
+        }
+    }
+
+    /// One round: both engines take submissions, exchange datagrams, fire timers, route
+    /// events and flush completions.
+    fn step(&mut self) {
+        self.now += Duration::from_micros(5);
+        let now = self.now;
+        for side in [&mut self.a, &mut self.b] {
+            side.eng.submit(now);
+            let ep = side.eng.endpoint();
+            if ep.poll_timeout().is_some_and(|t| t <= now) {
+                ep.handle_timeout(now);
+            }
+        }
+        let mut a_to_b = Vec::new();
+        let mut b_to_a = Vec::new();
+        for (side, out) in [(&mut self.a, &mut a_to_b), (&mut self.b, &mut b_to_a)] {
+            let ep = side.eng.endpoint();
+            let mut hdr = [0u8; MAX_HEADER_LEN];
+            while let Some(t) = ep.poll_transmit(now, &mut hdr) {
+                let mut d = hdr[..t.header_len].to_vec();
+                if let Payload::Region { .. } = t.payload {
+                    d.extend_from_slice(ep.payload(&t.payload).unwrap());
+                }
+                out.push(d);
+            }
+        }
+        let (a_addr, b_addr) = (self.a.addr, self.b.addr);
+        for (side, from, inbox) in [(&mut self.b, a_addr, a_to_b), (&mut self.a, b_addr, b_to_a)] {
+            for d in inbox {
+                self.sent += 1;
+                if self.drop_every > 0 && self.sent.is_multiple_of(self.drop_every) {
+                    continue;
+                }
+                let meta = RxMeta {
+                    from,
+                    ecn: Ecn::NotEct,
+                    virtual_payload: false,
+                    int_hop: None,
+                };
+                side.eng.endpoint().handle(now, meta, &d);
+            }
+        }
+        for side in [&mut self.a, &mut self.b] {
+            side.eng.route_events(now);
+            side.eng.flush();
+        }
+    }
+
+    /// Step until `side`'s client `c` has a completion (at most `rounds` rounds).
+    fn wait(&mut self, on_a: bool, c: usize, rounds: usize) -> Cqe {
+        for _ in 0..rounds {
+            let side = if on_a { &mut self.a } else { &mut self.b };
+            if let Some(cqe) = side.clients[c].poll() {
+                return cqe;
+            }
+            self.step();
+        }
+        panic!("no completion for client {c} after {rounds} rounds");
+    }
+
+    /// Connect A's client `ca` to B's client `cb` (which listens on `key`): the two handles.
+    fn connect(&mut self, ca: usize, cb: usize, key: u64) -> (u32, u32) {
+        let u = self.b.clients[cb].submit(Op::Listen { key });
+        let l = self.wait(false, cb, 10);
+        assert_eq!((l.user, l.status), (u, Status::Ok));
+        let remote = self.b.addr;
+        let u = self.a.clients[ca].submit(Op::Connect {
+            remote,
+            user_data: key,
+        });
+        let c = self.wait(true, ca, 1000);
+        assert_eq!(
+            (c.user, c.kind, c.status),
+            (u, CqeKind::Connected, Status::Ok)
+        );
+        let acc = self.wait(false, cb, 1000);
+        assert_eq!((acc.kind, acc.tag), (CqeKind::Accepted, key));
+        assert_eq!(acc.addr, Some(self.a.addr));
+        (c.conn, acc.conn)
+    }
+
+    fn register(&mut self, on_a: bool, c: usize, offset: u64, len: u64, remote_write: bool) -> Cqe {
+        let side = if on_a { &mut self.a } else { &mut self.b };
+        side.clients[c].submit(Op::Register {
+            segment: 0,
+            offset,
+            len,
+            remote_write,
+        });
+        let r = self.wait(on_a, c, 10);
+        assert_eq!((r.kind, r.status), (CqeKind::Registered, Status::Ok));
+        r
+    }
+}
+
+#[test]
+fn send_receive_and_write_through_rings() {
+    let mut n = Net::new();
+    let ca = n.a.client(64, 1 << 20);
+    let cb = n.b.client(64, 1 << 20);
+    let (ha, hb) = n.connect(ca, cb, 7);
+    for (i, x) in n.a.clients[ca].mem.iter_mut().enumerate() {
+        *x = (i * 7 + 3) as u8;
+    }
+    let ra = n.register(true, ca, 0, 1 << 20, false).region;
+    let rb = n.register(false, cb, 0, 1 << 20, true);
+    let recv = n.b.clients[cb].submit(Op::Recv {
+        conn: hb,
+        region: rb.region,
+        offset: 0,
+        len: 1 << 19,
+        tag: Some(42),
+    });
+    let send = n.a.clients[ca].submit(Op::Send {
+        conn: ha,
+        region: ra,
+        offset: 0,
+        len: 300_000,
+        tag: 42,
+    });
+    let s = n.wait(true, ca, 100_000);
+    assert_eq!(
+        (s.user, s.kind, s.status, s.conn),
+        (send, CqeKind::Send, Status::Ok, ha)
+    );
+    let r = n.wait(false, cb, 100_000);
+    assert_eq!(
+        (r.user, r.kind, r.status, r.len, r.tag),
+        (recv, CqeKind::Recv, Status::Ok, 300_000, 42)
+    );
+    assert_eq!(
+        n.b.clients[cb].mem[..300_000],
+        n.a.clients[ca].mem[..300_000]
+    );
+    // A one-sided write with notify into B's region.
+    let w = n.a.clients[ca].submit(Op::Write {
+        conn: ha,
+        region: ra,
+        offset: 1000,
+        len: 5000,
+        rkey: rb.tag as u32,
+        remote_offset: 600_000,
+        notify: Some(99),
+    });
+    let wc = n.wait(true, ca, 100_000);
+    assert_eq!(
+        (wc.user, wc.kind, wc.status),
+        (w, CqeKind::Write, Status::Ok)
+    );
+    let got = n.wait(false, cb, 100_000);
+    assert_eq!(
+        (got.kind, got.tag, got.len, got.conn),
+        (CqeKind::WriteReceived, 99, 5000, hb)
+    );
+    assert_eq!(
+        n.b.clients[cb].mem[600_000..605_000],
+        n.a.clients[ca].mem[1000..6000]
+    );
+}
+
+#[test]
+fn messages_survive_loss() {
+    let mut n = Net::new();
+    let ca = n.a.client(64, 1 << 20);
+    let cb = n.b.client(64, 1 << 20);
+    let (ha, hb) = n.connect(ca, cb, 1);
+    n.drop_every = 7;
+    for (i, x) in n.a.clients[ca].mem.iter_mut().enumerate() {
+        *x = (i % 251) as u8;
+    }
+    let ra = n.register(true, ca, 0, 1 << 20, false).region;
+    let rb = n.register(false, cb, 0, 1 << 20, false).region;
+    for k in 0..4u64 {
+        n.b.clients[cb].submit(Op::Recv {
+            conn: hb,
+            region: rb,
+            offset: k * 200_000,
+            len: 200_000,
+            tag: None,
+        });
+        n.a.clients[ca].submit(Op::Send {
+            conn: ha,
+            region: ra,
+            offset: k * 200_000,
+            len: 200_000,
+            tag: k,
+        });
+    }
+    let mut tags = Vec::new();
+    while tags.len() < 4 {
+        let r = n.wait(false, cb, 2_000_000);
+        assert_eq!((r.kind, r.status), (CqeKind::Recv, Status::Ok));
+        tags.push(r.tag);
+    }
+    // Messages complete as they are whole (loss reorders completions); each landed in the
+    // receive posted for it.
+    tags.sort_unstable();
+    assert_eq!(tags, [0, 1, 2, 3]);
+    assert_eq!(
+        n.b.clients[cb].mem[..800_000],
+        n.a.clients[ca].mem[..800_000]
+    );
+}
+
+#[test]
+fn clients_see_only_their_own_handles() {
+    let mut n = Net::new();
+    let c1 = n.a.client(64, 4096);
+    let c2 = n.a.client(64, 4096);
+    let cb = n.b.client(64, 4096);
+    let (h1, _) = n.connect(c1, cb, 3);
+    let r1 = n.register(true, c1, 0, 4096, false).region;
+    let r2 = n.register(true, c2, 0, 1024, false).region;
+    let u = n.a.clients[c1].submit(Op::Listen { key: 3 });
+    assert_eq!(n.wait(true, c1, 10).user, u);
+    let cases = [
+        // Client 1's connection and region, named by client 2.
+        (
+            Op::Send {
+                conn: h1,
+                region: r1,
+                offset: 0,
+                len: 8,
+                tag: 0,
+            },
+            Status::UnknownConnection,
+        ),
+        // Its own region, someone else's connection.
+        (
+            Op::Recv {
+                conn: h1,
+                region: r2,
+                offset: 0,
+                len: 8,
+                tag: None,
+            },
+            Status::UnknownConnection,
+        ),
+        (Op::Close { conn: h1 }, Status::UnknownConnection),
+        (Op::Deregister { region: 0 }, Status::UnknownRegion),
+        (
+            Op::Register {
+                segment: 1,
+                offset: 0,
+                len: 8,
+                remote_write: false,
+            },
+            Status::UnknownRegion,
+        ),
+        (
+            Op::Register {
+                segment: 0,
+                offset: 4000,
+                len: 200,
+                remote_write: false,
+            },
+            Status::OutOfBounds,
+        ),
+        (
+            Op::Register {
+                segment: 0,
+                offset: u64::MAX,
+                len: 2,
+                remote_write: false,
+            },
+            Status::OutOfBounds,
+        ),
+        (Op::Unlisten { key: 3 }, Status::UnknownConnection),
+        (Op::Listen { key: 3 }, Status::InUse),
+    ];
+    for (op, want) in cases {
+        let u = n.a.clients[c2].submit(op);
+        let c = n.wait(true, c2, 10);
+        assert_eq!((c.user, c.status), (u, want), "{op:?}");
+    }
+    // Client 1's own handles work; out of bounds on a valid region is refused.
+    let u = n.a.clients[c1].submit(Op::Send {
+        conn: h1,
+        region: r1,
+        offset: 4000,
+        len: 200,
+        tag: 0,
+    });
+    let c = n.wait(true, c1, 10);
+    assert_eq!(
+        (c.user, c.kind, c.status),
+        (u, CqeKind::Send, Status::OutOfBounds)
+    );
+    // A closed handle is stale: its slot's next occupant has another handle.
+    n.a.clients[c1].submit(Op::Close { conn: h1 });
+    assert_eq!(n.wait(true, c1, 10).status, Status::Ok);
+    n.a.clients[c1].submit(Op::Close { conn: h1 });
+    assert_eq!(n.wait(true, c1, 10).status, Status::UnknownConnection);
+    let st = n.a.eng.stats();
+    assert_eq!(st.refused, 11);
+}
+
+#[test]
+fn malformed_submissions_are_refused_and_counted() {
+    let mut n = Net::new();
+    let c = n.a.client(64, 64);
+    let mut b = [0u8; DESC_LEN];
+    b[0] = 0xee;
+    b[8] = 5;
+    n.a.clients[c].submit_raw(&b);
+    let r = n.wait(true, c, 10);
+    assert_eq!(
+        (r.user, r.kind, r.status),
+        (5, CqeKind::Done, Status::BadDescriptor)
+    );
+    let u = n.a.clients[c].submit(Op::Nop);
+    assert_eq!(n.wait(true, c, 10).user, u, "the client goes on");
+    assert_eq!(n.a.eng.stats().refused, 1);
+}
+
+#[test]
+fn a_full_completion_ring_backlogs_then_breaks_a_client_that_never_reads() {
+    let cfg = EngineConfig {
+        max_backlog: 8,
+        ..EngineConfig::default()
+    };
+    let mut n = Net::with(cfg);
+    let c = n.a.client(4, 64);
+    let other = n.a.client(64, 64);
+    // Four nops fill the completion ring; the rest wait in the backlog, and the engine stops
+    // taking this client's submissions until it reads.
+    for _ in 0..4 {
+        n.a.clients[c].submit(Op::Nop);
+    }
+    n.step();
+    for _ in 0..4 {
+        n.a.clients[c].submit(Op::Nop);
+    }
+    n.step();
+    n.step();
+    assert_eq!(n.a.eng.stats().completions, 4);
+    assert_eq!(
+        n.a.eng.stats().backlogged,
+        1,
+        "one waits, the rest stay submitted"
+    );
+    let mut got = Vec::new();
+    for _ in 0..20 {
+        while let Some(x) = n.a.clients[c].poll() {
+            got.push(x.user);
+        }
+        n.step();
+    }
+    assert_eq!(got, (1..=8).collect::<Vec<_>>());
+    assert_eq!(n.a.eng.broken(n.a.clients[c].id), None);
+    // A peer-driven stream of completions to a client that never reads breaks it, and only it.
+    let cb = n.b.client(64, 1 << 16);
+    let (ha, hb) = n.connect(c, cb, 9);
+    while n.a.clients[c].poll().is_some() {}
+    let rb = n.register(false, cb, 0, 1 << 16, false).region;
+    let ra = {
+        n.a.clients[c].submit(Op::Register {
+            segment: 0,
+            offset: 0,
+            len: 64,
+            remote_write: true,
+        });
+        n.step();
+        n.a.clients[c].poll().unwrap()
+    };
+    for _ in 0..20 {
+        n.b.clients[cb].submit(Op::Write {
+            conn: hb,
+            region: rb,
+            offset: 0,
+            len: 8,
+            rkey: ra.tag as u32,
+            remote_offset: 0,
+            notify: Some(1),
+        });
+        for _ in 0..200 {
+            n.step();
+        }
+    }
+    let _ = ha;
+    assert_eq!(
+        n.a.eng.broken(n.a.clients[c].id),
+        Some(Broken::CompletionOverflow)
+    );
+    let u = n.a.clients[other].submit(Op::Nop);
+    assert_eq!(
+        n.wait(true, other, 10).user,
+        u,
+        "the other client is served"
+    );
+}
+
+#[test]
+fn detaching_a_client_closes_its_connections_for_the_peer() {
+    let mut n = Net::new();
+    let ca = n.a.client(64, 64);
+    let keep = n.a.client(64, 64);
+    let cb = n.b.client(64, 64);
+    let (_, hb) = n.connect(ca, cb, 11);
+    let (hkeep, hk) = n.connect(keep, cb, 12);
+    let id = n.a.clients[ca].id;
+    let now = n.now;
+    assert!(n.a.eng.detach(now, id).is_some());
+    let lost = n.wait(false, cb, 1000);
+    assert_eq!((lost.kind, lost.conn), (CqeKind::Closed, hb));
+    // The other client's connection still works.
+    let rk = n.register(true, keep, 0, 64, false).region;
+    let r = n.a.clients[keep].submit(Op::Recv {
+        conn: hkeep,
+        region: rk,
+        offset: 0,
+        len: 64,
+        tag: None,
+    });
+    let rb = n.register(false, cb, 0, 64, false).region;
+    let u = n.b.clients[cb].submit(Op::Send {
+        conn: hk,
+        region: rb,
+        offset: 0,
+        len: 64,
+        tag: 0,
+    });
+    let s = n.wait(false, cb, 10_000);
+    assert_eq!((s.user, s.status), (u, Status::Ok));
+    let got = n.wait(true, keep, 10_000);
+    assert_eq!((got.user, got.status, got.len), (r, Status::Ok, 64));
+    // The detached client's rings are gone: its slot can be reused.
+    assert_eq!(n.a.eng.clients(), 1);
+}
+
+#[test]
+fn accepts_nobody_listens_for_are_refused() {
+    let mut n = Net::new();
+    let ca = n.a.client(64, 64);
+    let cb = n.b.client(64, 64);
+    let u = n.b.clients[cb].submit(Op::Listen { key: 1 });
+    assert_eq!(n.wait(false, cb, 10).user, u);
+    let remote = n.b.addr;
+    let u = n.a.clients[ca].submit(Op::Connect {
+        remote,
+        user_data: 2,
+    });
+    let c = n.wait(true, ca, 100_000);
+    // Refused before or after the handshake completed, depending on timing.
+    if c.kind == CqeKind::Connected && c.status == Status::Ok {
+        let lost = n.wait(true, ca, 100_000);
+        assert_eq!(
+            (lost.kind, lost.status),
+            (CqeKind::ConnectionLost, Status::Refused)
+        );
+    } else {
+        assert_eq!(
+            (c.user, c.kind, c.status),
+            (u, CqeKind::Connected, Status::Refused)
+        );
+    }
+    assert_eq!(n.b.eng.stats().unrouted_accepts, 1);
+}
+
+#[test]
+fn a_corrupted_submission_ring_breaks_only_its_client() {
+    let mut n = Net::new();
+    let c = n.a.client(4, 64);
+    let other = n.a.client(4, 64);
+    // The client claims to have produced 1,000 slots into a 4-slot ring.
+    let tail = (n.a.clients[c]._rings.0.base_for_test().as_ptr() as usize + 64) as *mut u32;
+    // SAFETY: the ring's tail index, inside its memory.
+    unsafe { tail.write_volatile(1000) };
+    n.step();
+    assert!(matches!(
+        n.a.eng.broken(n.a.clients[c].id),
+        Some(Broken::Ring(crate::ring::RingError::Corrupt { .. }))
+    ));
+    assert_eq!(n.a.eng.broken_clients(), [n.a.clients[c].id]);
+    let u = n.a.clients[other].submit(Op::Nop);
+    assert_eq!(n.wait(true, other, 10).user, u);
+}
+
+#[test]
+fn thousands_of_connections_through_one_engine() {
+    let mut n = Net::new();
+    let ca = n.a.client(4096, 1 << 16);
+    let cb = n.b.client(4096, 1 << 16);
+    let u = n.b.clients[cb].submit(Op::Listen { key: 5 });
+    assert_eq!(n.wait(false, cb, 10).user, u);
+    let count = 2000;
+    let remote = n.b.addr;
+    for _ in 0..count {
+        n.a.clients[ca].submit(Op::Connect {
+            remote,
+            user_data: 5,
+        });
+    }
+    let (mut up, mut accepted) = (Vec::new(), Vec::new());
+    for _ in 0..20_000 {
+        n.step();
+        while let Some(c) = n.a.clients[ca].poll() {
+            assert_eq!((c.kind, c.status), (CqeKind::Connected, Status::Ok));
+            up.push(c.conn);
+        }
+        while let Some(c) = n.b.clients[cb].poll() {
+            assert_eq!(c.kind, CqeKind::Accepted);
+            accepted.push(c.conn);
+        }
+        if up.len() == count && accepted.len() == count {
+            break;
+        }
+    }
+    assert_eq!((up.len(), accepted.len()), (count, count));
+    up.sort_unstable();
+    up.dedup();
+    assert_eq!(up.len(), count, "distinct handles");
+    // Every connection carries one message.
+    let ra = n.register(true, ca, 0, 1 << 16, false).region;
+    let rb = n.register(false, cb, 0, 1 << 16, false).region;
+    for &h in &accepted {
+        n.b.clients[cb].submit(Op::Recv {
+            conn: h,
+            region: rb,
+            offset: 0,
+            len: 64,
+            tag: None,
+        });
+    }
+    for &h in &up {
+        n.a.clients[ca].submit(Op::Send {
+            conn: h,
+            region: ra,
+            offset: 0,
+            len: 64,
+            tag: 1,
+        });
+    }
+    let mut done = 0;
+    for _ in 0..20_000 {
+        n.step();
+        while let Some(c) = n.b.clients[cb].poll() {
+            assert_eq!((c.kind, c.status, c.len), (CqeKind::Recv, Status::Ok, 64));
+            done += 1;
+        }
+        while n.a.clients[ca].poll().is_some() {}
+        if done == count {
+            break;
+        }
+    }
+    assert_eq!(done, count);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+    /// A client writing arbitrary descriptors never breaks the engine or another client's
+    /// transfer, and gets exactly one completion per submission.
+    #[test]
+    fn arbitrary_submissions_never_hurt_the_engine(descs in proptest::collection::vec(proptest::array::uniform32(any::<u8>()), 1..40), mask in any::<u64>()) {
+        let mut n = Net::new();
+        let good = n.a.client(64, 1 << 16);
+        let evil = n.a.client(64, 1 << 16);
+        let cb = n.b.client(64, 1 << 16);
+        let (ha, hb) = n.connect(good, cb, 1);
+        let (he, _) = n.connect(evil, cb, 2);
+        let ra = n.register(true, good, 0, 1 << 16, false).region;
+        let rb = n.register(false, cb, 0, 1 << 16, false).region;
+        n.b.clients[cb].submit(Op::Recv { conn: hb, region: rb, offset: 0, len: 1 << 16, tag: None });
+        n.a.clients[good].submit(Op::Send { conn: ha, region: ra, offset: 0, len: 1 << 16, tag: 0 });
+        let mut submitted = 0;
+        for (i, half) in descs.iter().enumerate() {
+            let mut d = [0u8; DESC_LEN];
+            d[..32].copy_from_slice(half);
+            d[32..].copy_from_slice(half);
+            if mask >> (i % 64) & 1 == 1 {
+                // Aim at plausible operations with the evil client's real handles mixed in.
+                d[0] %= 10;
+                d[2] = 0;
+                d[3] = 0;
+                d[4..8].copy_from_slice(&[he, ha][i % 2].to_le_bytes());
+                d[48..].fill(0);
+            }
+            n.a.clients[evil].submit_raw(&d);
+            submitted += 1;
+            if submitted % 32 == 0 {
+                n.step();
+                while n.a.clients[evil].poll().is_some() {}
+            }
+        }
+        let mut got = Vec::new();
+        for _ in 0..100_000 {
+            n.step();
+            while let Some(c) = n.b.clients[cb].poll() {
+                got.push(c);
+            }
+            if got.iter().any(|c| c.kind == CqeKind::Recv) {
+                break;
+            }
+        }
+        let r = got.iter().find(|c| c.kind == CqeKind::Recv).expect("the good transfer completes");
+        prop_assert_eq!((r.status, r.len), (Status::Ok, 1 << 16));
+        prop_assert_eq!(n.a.eng.broken_clients(), Vec::<ClientId>::new());
+    }
+}
