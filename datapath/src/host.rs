@@ -233,43 +233,16 @@ struct HostState {
 
 impl Host {
     /// Bind the sockets and start the engine thread.
-    pub fn start(mut cfg: HostConfig) -> Result<Host, HostError> {
-        cfg.transport.validate()?;
-        cfg.fault_rx
-            .validate()
-            .map_err(|e| HostError::Fault(e.to_string()))?;
-        cfg.fault_tx
-            .validate()
-            .map_err(|e| HostError::Fault(e.to_string()))?;
-        cfg.udp.sockets = cfg.udp.sockets.max(cfg.transport.paths as usize).max(1);
-        cfg.udp.consecutive_ports |= cfg.rx_spread;
-        cfg.host_int |= cfg.transport.request_int || cfg.transport.cc.needs_int();
-        let sockets = UdpSockets::bind(&cfg.udp)?;
-        // Peers spread their packets over every socket when they are at consecutive ports.
-        if cfg.rx_spread {
-            cfg.transport.rx_ports = sockets.rx_ports();
-        }
-        if cfg.rx_flow_control
-            && cfg.transport.rx_budget_packets == 0
-            && let Some((_, limit)) = sockets.rx_occupancy()
-        {
-            // Spraying fills the sockets unevenly (bursts of `spray_burst` packets share a
-            // path): count the extra sockets at half their buffer.
-            let per_socket = rx_budget(limit, cfg.transport.max_payload);
-            let ports = u32::from(cfg.transport.rx_ports.max(1));
-            cfg.transport.rx_budget_packets = per_socket.saturating_mul(ports + 1) / 2;
-        }
-        let local = sockets.local_addr();
-        let seed = cfg.seed.unwrap_or_else(os_seed);
-        let ep = Endpoint::new(cfg.transport, local, seed)?;
+    pub fn start(cfg: HostConfig) -> Result<Host, HostError> {
+        let (ep, dp, cfg) = open(cfg)?;
+        let local = ep.local_addr();
         // SAFETY: plain syscall; the returned descriptor is owned by `Shared` and closed in
         // its Drop.
         let wake_fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
         if wake_fd < 0 {
             return Err(HostError::Io(std::io::Error::last_os_error()));
         }
-        let fds: Vec<RawFd> = sockets.raw_fds().collect();
-        let dp = Datapath::new(sockets, &cfg, seed);
+        let fds: Vec<RawFd> = dp.sockets.raw_fds().collect();
         let shared = Arc::new(Shared {
             engine: Mutex::new(Engine {
                 ep,
@@ -886,6 +859,112 @@ impl Datapath {
             rx_backlogged: false,
             rx_ecn_marked: 0,
         }
+    }
+}
+
+/// Validate `cfg`, bind its sockets, size the receive budget from the buffer the kernel
+/// granted, and build the endpoint and the datapath (shared by [`Host`] and [`Nic`]). Returns
+/// the configuration as adjusted.
+fn open(mut cfg: HostConfig) -> Result<(Endpoint, Datapath, HostConfig), HostError> {
+    cfg.transport.validate()?;
+    cfg.fault_rx
+        .validate()
+        .map_err(|e| HostError::Fault(e.to_string()))?;
+    cfg.fault_tx
+        .validate()
+        .map_err(|e| HostError::Fault(e.to_string()))?;
+    cfg.udp.sockets = cfg.udp.sockets.max(cfg.transport.paths as usize).max(1);
+    cfg.udp.consecutive_ports |= cfg.rx_spread;
+    cfg.host_int |= cfg.transport.request_int || cfg.transport.cc.needs_int();
+    let sockets = UdpSockets::bind(&cfg.udp)?;
+    // Peers spread their packets over every socket when they are at consecutive ports.
+    if cfg.rx_spread {
+        cfg.transport.rx_ports = sockets.rx_ports();
+    }
+    if cfg.rx_flow_control
+        && cfg.transport.rx_budget_packets == 0
+        && let Some((_, limit)) = sockets.rx_occupancy()
+    {
+        // Spraying fills the sockets unevenly (bursts of `spray_burst` packets share a
+        // path): count the extra sockets at half their buffer.
+        let per_socket = rx_budget(limit, cfg.transport.max_payload);
+        let ports = u32::from(cfg.transport.rx_ports.max(1));
+        cfg.transport.rx_budget_packets = per_socket.saturating_mul(ports + 1) / 2;
+    }
+    let local = sockets.local_addr();
+    let seed = cfg.seed.unwrap_or_else(os_seed);
+    let ep = Endpoint::new(cfg.transport, local, seed)?;
+    let dp = Datapath::new(sockets, &cfg, seed);
+    Ok((ep, dp, cfg))
+}
+
+/// The I/O side of an engine — sockets, impairments, transmit staging — for a loop that owns
+/// its endpoint outright (the firmware engine's placements), where [`Host`] shares it with
+/// application threads. One [`Nic::iterate`] is the same run-to-completion round the host's
+/// engine thread runs: a receive round, timers, a transmit pass, the endpoint's events.
+#[derive(Debug)]
+pub struct Nic {
+    dp: Datapath,
+    stats: HostStats,
+    fds: Vec<RawFd>,
+}
+
+impl Nic {
+    /// Bind the sockets `cfg` describes and build the endpoint they serve.
+    pub fn open(cfg: HostConfig) -> Result<(Nic, Endpoint), HostError> {
+        let (ep, dp, _) = open(cfg)?;
+        let fds = dp.sockets.raw_fds().collect();
+        Ok((
+            Nic {
+                dp,
+                stats: HostStats::default(),
+                fds,
+            },
+            ep,
+        ))
+    }
+
+    /// One round: receive, fire due timers, transmit; the endpoint's events are appended to
+    /// `events`. Returns whether anything happened.
+    pub fn iterate(&mut self, ep: &mut Endpoint, now: Instant, events: &mut Vec<Event>) -> bool {
+        self.dp.iterate(ep, &mut self.stats, now, events)
+    }
+
+    /// When the next round is due without new input: the endpoint's next timer or an
+    /// impairment's next release.
+    pub fn next_deadline(&self, ep: &Endpoint) -> Option<Instant> {
+        [
+            ep.poll_timeout(),
+            self.dp.rx_fault.next_release(),
+            self.dp.tx_fault.next_release(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Datagrams the socket refused for now wait to be resent: run another round soon.
+    pub fn has_backlog(&self) -> bool {
+        self.dp.has_backlog()
+    }
+
+    /// Wait up to `timeout` (`None`: for ever; zero: just look) until a socket or `wake`
+    /// (an eventfd, say) is readable. True when something is.
+    pub fn wait(&mut self, wake: Option<RawFd>, timeout: Option<std::time::Duration>) -> bool {
+        let extras = AtomicBool::new(false);
+        let r = poll_fds(&self.fds, wake, timeout, &extras);
+        if extras.load(Ordering::Relaxed) {
+            self.dp.sockets.mark_extras_ready();
+        }
+        r
+    }
+
+    /// Counters of every layer (the endpoint's from `ep`).
+    pub fn stats(&self, ep: &Endpoint) -> HostStats {
+        let mut s = self.stats;
+        s.endpoint = *ep.stats();
+        s.connections = ep.connections() as u64;
+        s
     }
 }
 

@@ -27,6 +27,6 @@ pub use buffer::Buffer;
 pub use clock::{MonotonicClock, os_seed};
 pub use fault::{BurstLoss, FaultConfig, FaultConfigError, FaultInjector, FaultStats, Impaired};
 #[cfg(target_os = "linux")]
-pub use host::{Host, HostConfig, HostError, HostStats};
+pub use host::{Host, HostConfig, HostError, HostStats, Nic};
 #[cfg(target_os = "linux")]
 pub use udp::{RxDatagram, TxDatagram, UdpCaps, UdpConfig, UdpSockets, UdpStats};

@@ -8,15 +8,20 @@
 //!   completions out, each client confined to its own connections, regions and memory.
 //!
 //! The core is `no_std` + `alloc`, like the transport: it is the code a DPU's cores would
-//! run. Time, packets and wake-ups come from the placement that drives it.
+//! run. Time, packets and wake-ups come from the placement that drives it:
+//!
+//! * [`inproc`] (feature `std`, on by default): the engine as a thread of its clients'
+//!   process, owning a UDP datapath, clients reaching it only through rings and doorbells.
 #![no_std]
 
 extern crate alloc;
-#[cfg(test)]
+#[cfg(any(test, feature = "std"))]
 extern crate std;
 
 pub mod desc;
 pub mod engine;
+#[cfg(all(feature = "std", target_os = "linux"))]
+pub mod inproc;
 pub mod ring;
 #[cfg(all(test, not(loom)))]
 mod tests;
