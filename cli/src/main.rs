@@ -2,7 +2,7 @@
 //!
 //! `weir bench` (transport, nccl-abi, allreduce/allgather/reduce-scatter: each against its
 //! baseline in the same run), `weir cc` (congestion-control policies), `weir sim` (the
-//! simulator: run, sweep) and `weir run` (a local launcher with torchrun's environment). This
+//! simulator: run, sweep), `weir engine` (the engine daemon) and `weir run` (a local launcher with torchrun's environment). This
 //! crate is an I/O crate in the sense of docs/architecture.md: it reads the
 //! OS clock, spawns threads and processes and opens sockets, so the workspace's sans-IO lints
 //! are switched off here.
@@ -11,6 +11,7 @@
 mod args;
 mod bench;
 mod cc;
+mod engine;
 mod launch;
 mod sim;
 mod simplot;
@@ -42,6 +43,9 @@ enum Command {
     Cc(cc::CcArgs),
     /// The packet-level simulator: run a scenario file (docs/sim.md).
     Sim(sim::SimArgs),
+    /// Run the engine daemon: one engine for every local process, attached through a Unix
+    /// socket with rings and memory in shared memfds (docs/engine.md).
+    Engine(engine::EngineArgs),
     /// Start N local ranks of a program with torchrun's environment (RANK, WORLD_SIZE,
     /// LOCAL_RANK, MASTER_ADDR, MASTER_PORT) and wait for all of them.
     Run(launch::RunArgs),
@@ -60,6 +64,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::run(args).map_err(|e| e.to_string()),
         Command::Cc(args) => cc::run(args).map_err(|e| e.to_string()),
         Command::Sim(args) => sim::run(args),
+        Command::Engine(args) => engine::run(args),
         Command::Run(args) => launch::run(args),
         Command::BenchPeer => weir_bench::peer::main().map_err(|e| e.to_string()),
         Command::BenchCollWorker(w) => bench::coll::worker(w).map_err(|e| e.to_string()),

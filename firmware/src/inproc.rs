@@ -11,8 +11,10 @@
 // thread (docs/architecture.md binds only the protocol code to the sans-IO rule).
 #![allow(clippy::disallowed_methods)]
 
+use std::boxed::Box;
 use std::os::fd::RawFd;
 use std::ptr::NonNull;
+use std::string::String;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
@@ -42,6 +44,8 @@ pub enum EngineError {
     Timeout(StdDuration),
     /// The engine refused the client (too many clients) or its memory.
     Refused(&'static str),
+    /// The daemon answered something else than expected (its words).
+    Daemon(String),
 }
 
 impl core::fmt::Display for EngineError {
@@ -52,6 +56,7 @@ impl core::fmt::Display for EngineError {
             EngineError::Stopped(a) => write!(f, "the engine at {a} has stopped"),
             EngineError::Timeout(t) => write!(f, "no completion within {t:?}"),
             EngineError::Refused(why) => write!(f, "engine refused: {why}"),
+            EngineError::Daemon(said) => write!(f, "engine daemon: {said}"),
         }
     }
 }
@@ -60,10 +65,10 @@ impl std::error::Error for EngineError {}
 
 /// An eventfd: a doorbell one side writes and the other sleeps on.
 #[derive(Debug)]
-struct EventFd(RawFd);
+pub(crate) struct EventFd(pub(crate) RawFd);
 
 impl EventFd {
-    fn new() -> Result<EventFd, EngineError> {
+    pub(crate) fn new() -> Result<EventFd, EngineError> {
         // SAFETY: plain syscall; the descriptor is owned by the returned value.
         let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
         if fd < 0 {
@@ -72,7 +77,17 @@ impl EventFd {
         Ok(EventFd(fd))
     }
 
-    fn ring(&self) {
+    /// A duplicate of another eventfd (owned by the new value).
+    pub(crate) fn dup(fd: RawFd) -> Result<EventFd, EngineError> {
+        // SAFETY: plain syscall on a descriptor the caller keeps open.
+        let d = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
+        if d < 0 {
+            return Err(EngineError::Io(std::io::Error::last_os_error()));
+        }
+        Ok(EventFd(d))
+    }
+
+    pub(crate) fn ring(&self) {
         let one: u64 = 1;
         // SAFETY: writes 8 bytes from a valid u64 to our own eventfd.
         unsafe { libc::write(self.0, (&one as *const u64).cast(), 8) };
@@ -85,7 +100,7 @@ impl EventFd {
     }
 
     /// Sleep until rung or `timeout` passes.
-    fn wait(&self, timeout: StdDuration) {
+    pub(crate) fn wait(&self, timeout: StdDuration) {
         let mut p = libc::pollfd {
             fd: self.0,
             events: libc::POLLIN,
@@ -105,11 +120,14 @@ impl Drop for EventFd {
     }
 }
 
-/// Zeroed, page-aligned memory a client registers regions in (a segment).
+/// Zeroed, page-aligned memory a client registers regions in (a segment): heap memory in
+/// the in-process placement, a shared mapping of a sealed memfd with the daemon.
 #[derive(Debug)]
 pub struct Memory {
-    ptr: NonNull<u8>,
-    len: usize,
+    pub(crate) ptr: NonNull<u8>,
+    pub(crate) len: usize,
+    /// `Some(fd)`: a mapping of that memfd (unmapped and closed on drop).
+    pub(crate) memfd: Option<RawFd>,
 }
 
 // SAFETY: plain owned heap memory; the engine and the client coordinate access through the
@@ -123,10 +141,14 @@ impl Memory {
         std::alloc::Layout::from_size_align(len.max(1), 4096).ok()
     }
 
-    fn new(len: usize) -> Option<Memory> {
+    pub(crate) fn new(len: usize) -> Option<Memory> {
         // SAFETY: the layout has a non-zero size.
         let ptr = NonNull::new(unsafe { std::alloc::alloc_zeroed(Memory::layout(len)?) })?;
-        Some(Memory { ptr, len })
+        Some(Memory {
+            ptr,
+            len,
+            memfd: None,
+        })
     }
 
     /// Its length.
@@ -165,6 +187,15 @@ impl Memory {
 
 impl Drop for Memory {
     fn drop(&mut self) {
+        if let Some(fd) = self.memfd {
+            // SAFETY: `ptr`/`len` are the mapping made with this memfd, unmapped once; we own
+            // the descriptor.
+            unsafe {
+                libc::munmap(self.ptr.as_ptr().cast(), self.len.max(1));
+                libc::close(fd);
+            }
+            return;
+        }
         if let Some(l) = Memory::layout(self.len) {
             // SAFETY: allocated in `new` with this layout.
             unsafe { std::alloc::dealloc(self.ptr.as_ptr(), l) };
@@ -173,11 +204,12 @@ impl Drop for Memory {
 }
 
 /// What a client asks of the loop outside its rings.
-enum Control {
+pub(crate) enum Control {
     Attach {
         sq: Consumer,
         cq: Producer,
-        rings: (Arc<RingMemory>, Arc<RingMemory>),
+        /// What must outlive the engine's use of the rings.
+        keep: Box<dyn core::any::Any + Send + Sync>,
         wake: Arc<EventFd>,
         reply: mpsc::Sender<Result<ClientId, EngineError>>,
     },
@@ -192,13 +224,13 @@ enum Control {
 
 /// What the loop keeps of an attached client: what must live as long as the engine uses it.
 struct Attached {
-    _rings: (Arc<RingMemory>, Arc<RingMemory>),
+    _rings: Box<dyn core::any::Any + Send + Sync>,
     _segments: Vec<Arc<Memory>>,
     wake: Arc<EventFd>,
 }
 
 #[derive(Debug)]
-struct Shared {
+pub(crate) struct Shared {
     control: Mutex<Vec<Control>>,
     wake: EventFd,
     shutdown: AtomicBool,
@@ -206,6 +238,18 @@ struct Shared {
     local: std::net::SocketAddr,
     /// CPU time the engine thread has used, ns (read at each sleep).
     cpu_ns: AtomicU64,
+}
+
+impl Shared {
+    /// The engine's doorbell.
+    pub(crate) fn wake_fd(&self) -> RawFd {
+        self.wake.0
+    }
+
+    /// The engine's datapath address.
+    pub(crate) fn local_addr(&self) -> std::net::SocketAddr {
+        self.local
+    }
 }
 
 impl core::fmt::Debug for Control {
@@ -258,6 +302,10 @@ impl EngineThread {
         self.shared.local
     }
 
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
     /// A new client with its own rings.
     pub fn client(&self) -> Result<Client, EngineError> {
         let sq =
@@ -280,17 +328,17 @@ impl EngineThread {
         self.control(Control::Attach {
             sq: sq_c,
             cq: cq_p,
-            rings: (sq.clone(), cq.clone()),
+            keep: Box::new((sq.clone(), cq.clone())),
             wake: wake.clone(),
             reply: tx,
         });
         let id = self.reply(&rx)??;
         Ok(Client {
             id,
-            shared: self.shared.clone(),
+            link: Link::InProc(self.shared.clone()),
             sq: sq_p,
             cq: cq_c,
-            _rings: (sq, cq),
+            _rings: Box::new((sq, cq)),
             wake,
             next: 0,
             spin: StdDuration::from_micros(50),
@@ -313,7 +361,7 @@ impl EngineThread {
     }
 }
 
-fn control(shared: &Shared, c: Control) {
+pub(crate) fn control(shared: &Shared, c: Control) {
     shared
         .control
         .lock()
@@ -322,7 +370,7 @@ fn control(shared: &Shared, c: Control) {
     shared.wake.ring();
 }
 
-fn reply<T>(shared: &Shared, rx: &mpsc::Receiver<T>) -> Result<T, EngineError> {
+pub(crate) fn reply<T>(shared: &Shared, rx: &mpsc::Receiver<T>) -> Result<T, EngineError> {
     loop {
         match rx.recv_timeout(StdDuration::from_millis(100)) {
             Ok(v) => return Ok(v),
@@ -370,7 +418,7 @@ fn run(shared: Arc<Shared>, mut core: Engine, mut nic: Nic, spin: StdDuration) {
                 Control::Attach {
                     sq,
                     cq,
-                    rings,
+                    keep,
                     wake,
                     reply,
                 } => {
@@ -383,7 +431,7 @@ fn run(shared: Arc<Shared>, mut core: Engine, mut nic: Nic, spin: StdDuration) {
                             attached.resize_with(i + 1, || None);
                         }
                         attached[i] = Some(Attached {
-                            _rings: rings,
+                            _rings: keep,
                             _segments: Vec::new(),
                             wake,
                         });
@@ -474,18 +522,76 @@ fn run(shared: Arc<Shared>, mut core: Engine, mut nic: Nic, spin: StdDuration) {
     }
 }
 
+/// How a client reaches its engine outside the rings.
+#[derive(Debug)]
+pub(crate) enum Link {
+    /// A thread of this process.
+    InProc(Arc<Shared>),
+    /// The `weir engine` daemon, over its Unix socket.
+    Daemon(crate::daemon::Remote),
+}
+
+impl Link {
+    /// Ring the engine's doorbell.
+    fn ring_engine(&self) {
+        match self {
+            Link::InProc(s) => s.wake.ring(),
+            Link::Daemon(r) => r.engine_wake.ring(),
+        }
+    }
+
+    /// The error to report when the engine is gone, if it is.
+    fn gone(&self) -> Option<EngineError> {
+        match self {
+            Link::InProc(s) => s
+                .stopped
+                .load(Ordering::Acquire)
+                .then_some(EngineError::Stopped(s.local)),
+            Link::Daemon(r) => r.gone(),
+        }
+    }
+
+    fn memory(&self, id: ClientId, len: usize) -> Result<(u32, Arc<Memory>), EngineError> {
+        match self {
+            Link::InProc(s) => {
+                let mem = Arc::new(Memory::new(len).ok_or(EngineError::Refused("memory"))?);
+                let (tx, rx) = mpsc::channel();
+                control(
+                    s,
+                    Control::Segment {
+                        client: id,
+                        mem: mem.clone(),
+                        reply: tx,
+                    },
+                );
+                let seg = reply(s, &rx)?.ok_or(EngineError::Refused("too many segments"))?;
+                Ok((seg, mem))
+            }
+            Link::Daemon(r) => r.memory(len),
+        }
+    }
+
+    fn detach(&self, id: ClientId) {
+        match self {
+            Link::InProc(s) => control(s, Control::Detach(id)),
+            // Closing the socket (when `Remote` drops) detaches.
+            Link::Daemon(_) => {}
+        }
+    }
+}
+
 /// A client of an engine: its rings and doorbells. Not shared between threads (one producer,
 /// one consumer); open one per thread. Dropping it detaches it (its connections close).
 #[derive(Debug)]
 pub struct Client {
-    id: ClientId,
-    shared: Arc<Shared>,
-    sq: Producer,
-    cq: Consumer,
-    _rings: (Arc<RingMemory>, Arc<RingMemory>),
-    wake: Arc<EventFd>,
-    next: u64,
-    spin: StdDuration,
+    pub(crate) id: ClientId,
+    pub(crate) link: Link,
+    pub(crate) sq: Producer,
+    pub(crate) cq: Consumer,
+    pub(crate) _rings: Box<dyn core::any::Any + Send + Sync>,
+    pub(crate) wake: Arc<EventFd>,
+    pub(crate) next: u64,
+    pub(crate) spin: StdDuration,
 }
 
 impl Client {
@@ -500,20 +606,20 @@ impl Client {
             match self.sq.push(&bytes) {
                 Ok(true) => break,
                 Ok(false) => {
-                    if self.shared.stopped.load(Ordering::Acquire) {
-                        return Err(EngineError::Stopped(self.shared.local));
+                    if let Some(e) = self.link.gone() {
+                        return Err(e);
                     }
                     if start.elapsed() > StdDuration::from_secs(5) {
                         return Err(EngineError::Timeout(start.elapsed()));
                     }
-                    self.shared.wake.ring();
+                    self.link.ring_engine();
                     std::thread::yield_now();
                 }
                 Err(_) => return Err(EngineError::Refused("submission ring corrupted")),
             }
         }
         if self.sq.needs_doorbell() {
-            self.shared.wake.ring();
+            self.link.ring_engine();
         }
         Ok(user)
     }
@@ -537,16 +643,16 @@ impl Client {
             if let Some(c) = self.poll()? {
                 return Ok(c);
             }
-            if self.shared.stopped.load(Ordering::Acquire) {
-                return Err(EngineError::Stopped(self.shared.local));
-            }
             let waited = start.elapsed();
-            if waited >= timeout {
-                return Err(EngineError::Timeout(waited));
-            }
             if waited < self.spin {
                 std::thread::yield_now();
                 continue;
+            }
+            if let Some(e) = self.link.gone() {
+                return Err(e);
+            }
+            if waited >= timeout {
+                return Err(EngineError::Timeout(waited));
             }
             match self.cq.prepare_sleep() {
                 Ok(true) => {
@@ -563,24 +669,13 @@ impl Client {
     /// `len` bytes of zeroed memory the engine may read and write for this client: returns
     /// its segment number (for [`Op::Register`]) and the memory.
     pub fn memory(&mut self, len: usize) -> Result<(u32, Arc<Memory>), EngineError> {
-        let mem = Arc::new(Memory::new(len).ok_or(EngineError::Refused("memory"))?);
-        let (tx, rx) = mpsc::channel();
-        control(
-            &self.shared,
-            Control::Segment {
-                client: self.id,
-                mem: mem.clone(),
-                reply: tx,
-            },
-        );
-        let seg = reply(&self.shared, &rx)?.ok_or(EngineError::Refused("too many segments"))?;
-        Ok((seg, mem))
+        self.link.memory(self.id, len)
     }
 }
 
 impl Drop for Client {
     fn drop(&mut self) {
-        control(&self.shared, Control::Detach(self.id));
+        self.link.detach(self.id);
     }
 }
 

@@ -12,12 +12,16 @@
 //!
 //! * [`inproc`] (feature `std`, on by default): the engine as a thread of its clients'
 //!   process, owning a UDP datapath, clients reaching it only through rings and doorbells.
+//! * [`daemon`] (feature `std`): `weir engine`, one engine per host that every local process
+//!   attaches to over a Unix socket, rings and payload memory in shared memfds.
 #![no_std]
 
 extern crate alloc;
 #[cfg(any(test, feature = "std"))]
 extern crate std;
 
+#[cfg(all(feature = "std", target_os = "linux"))]
+pub mod daemon;
 pub mod desc;
 pub mod engine;
 #[cfg(all(feature = "std", target_os = "linux"))]

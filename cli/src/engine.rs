@@ -1,0 +1,111 @@
+//! `weir engine`: the engine daemon (docs/engine.md) — one engine per host that local
+//! processes attach to through its Unix socket, rings and memory in shared memfds. Runs until
+//! SIGINT or SIGTERM, printing its counters every `--stats-every` seconds and at exit.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use weir_datapath::HostConfig;
+use weir_firmware::EngineConfig;
+use weir_firmware::daemon::Daemon;
+
+/// `weir engine` arguments.
+#[derive(Debug, clap::Args)]
+pub(crate) struct EngineArgs {
+    /// Unix socket clients attach to [default: $XDG_RUNTIME_DIR/weir-engine.sock, else
+    /// /tmp/weir-engine-<uid>.sock]
+    #[arg(long)]
+    socket: Option<PathBuf>,
+    /// IP address the datapath binds (peers reach the engine there)
+    #[arg(long, default_value = "127.0.0.1")]
+    bind: IpAddr,
+    /// UDP port of the datapath (0: any free port)
+    #[arg(long, default_value_t = 0)]
+    port: u16,
+    /// Congestion control: a built-in name or a TOML file with a [cc] table
+    #[arg(long)]
+    cc: Option<String>,
+    /// Print the counters every this many seconds (0: only at exit)
+    #[arg(long, default_value_t = 10)]
+    stats_every: u64,
+}
+
+/// The default socket path.
+pub(crate) fn default_socket() -> PathBuf {
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(d) if !d.is_empty() => PathBuf::from(d).join("weir-engine.sock"),
+        // SAFETY: getuid has no preconditions.
+        _ => std::env::temp_dir().join(format!("weir-engine-{}.sock", unsafe { libc::getuid() })),
+    }
+}
+
+/// Block SIGINT and SIGTERM in this thread (and the threads it starts), so `wait_signal`
+/// can take them.
+fn block_signals() -> libc::sigset_t {
+    // SAFETY: a zeroed sigset_t is valid input to sigemptyset, which initialises it.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    }
+}
+
+/// Wait up to `secs` for SIGINT/SIGTERM; true when one came.
+fn wait_signal(set: &libc::sigset_t, secs: u64) -> bool {
+    let ts = libc::timespec {
+        tv_sec: secs.clamp(1, 3600) as libc::time_t,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid set and timespec; no siginfo wanted.
+    unsafe { libc::sigtimedwait(set, std::ptr::null_mut(), &ts) > 0 }
+}
+
+pub(crate) fn run(args: EngineArgs) -> Result<(), String> {
+    let set = block_signals();
+    let path = args.socket.unwrap_or_else(default_socket);
+    let mut cfg = HostConfig::default();
+    cfg.udp.bind = args.bind;
+    cfg.udp.port = args.port;
+    if let Some(cc) = &args.cc {
+        cfg.transport.cc = weir_bench::weir_side::load_cc(cc).map_err(|e| e.to_string())?;
+    }
+    let d = Daemon::start(&path, cfg, EngineConfig::default()).map_err(|e| e.to_string())?;
+    println!(
+        "weir engine: datapath {}, clients attach at {}",
+        d.local_addr(),
+        path.display()
+    );
+    let print = |d: &Daemon| match d.engine().stats() {
+        Ok((e, h, cpu_ns)) => println!(
+            "weir engine: {} submissions ({} refused), {} completions, {} clients broken, \
+             {} connections, {} datagrams in / {} out, engine CPU {:.3} s",
+            e.submissions,
+            e.refused,
+            e.completions,
+            e.broken_clients,
+            h.connections,
+            h.endpoint.rx_packets,
+            h.endpoint.tx_packets,
+            cpu_ns as f64 / 1e9
+        ),
+        Err(e) => eprintln!("weir engine: {e}"),
+    };
+    loop {
+        let every = if args.stats_every == 0 {
+            3600
+        } else {
+            args.stats_every
+        };
+        if wait_signal(&set, every) {
+            break;
+        }
+        if args.stats_every > 0 {
+            print(&d);
+        }
+    }
+    print(&d);
+    Ok(())
+}
