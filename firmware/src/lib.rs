@@ -20,11 +20,11 @@ extern crate alloc;
 #[cfg(any(test, feature = "std"))]
 extern crate std;
 
-#[cfg(all(feature = "std", target_os = "linux"))]
+#[cfg(all(feature = "std", target_os = "linux", not(loom)))]
 pub mod daemon;
 pub mod desc;
 pub mod engine;
-#[cfg(all(feature = "std", target_os = "linux"))]
+#[cfg(all(feature = "std", target_os = "linux", not(loom)))]
 pub mod inproc;
 pub mod ring;
 #[cfg(all(test, not(loom)))]
