@@ -5,9 +5,9 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use weir_datapath::HostConfig;
-use weir_firmware::EngineConfig;
+use weir_datapath::{HostConfig, HostStats};
 use weir_firmware::daemon::Daemon;
+use weir_firmware::{EngineConfig, EngineStats};
 
 /// `weir engine` arguments.
 #[derive(Debug, clap::Args)]
@@ -25,6 +25,10 @@ pub(crate) struct EngineArgs {
     /// Congestion control: a built-in name or a TOML file with a [cc] table
     #[arg(long)]
     cc: Option<String>,
+    /// Engine loops, each with its own UDP port and a share of the clients (as a NIC's
+    /// queues, each served by a core) [default: the CPUs, at most 4]
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=64))]
+    loops: Option<u16>,
     /// Print the counters every this many seconds (0: only at exit)
     #[arg(long, default_value_t = 10)]
     stats_every: u64,
@@ -72,14 +76,25 @@ pub(crate) fn run(args: EngineArgs) -> Result<(), String> {
     if let Some(cc) = &args.cc {
         cfg.transport.cc = weir_bench::weir_side::load_cc(cc).map_err(|e| e.to_string())?;
     }
-    let d = Daemon::start(&path, cfg, EngineConfig::default()).map_err(|e| e.to_string())?;
+    let loops = args.loops.map_or_else(
+        || {
+            std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .min(4)
+        },
+        usize::from,
+    );
+    let d = Daemon::with_loops(&path, cfg, EngineConfig::default(), loops)
+        .map_err(|e| e.to_string())?;
+    let addrs: Vec<String> = d.loops().map(|e| e.local_addr().to_string()).collect();
     println!(
-        "weir engine: datapath {}, clients attach at {}",
-        d.local_addr(),
+        "weir engine: {loops} loop(s) at {}, clients attach at {}",
+        addrs.join(", "),
         path.display()
     );
-    let print = |d: &Daemon| match d.engine().stats() {
-        Ok((e, h, cpu_ns)) => println!(
+    let print = |d: &Daemon| {
+        let (e, h, cpu_ns) = totals(d);
+        println!(
             "weir engine: {} submissions ({} refused), {} completions, {} clients broken, \
              {} connections, {} datagrams in / {} out, engine CPU {:.3} s",
             e.submissions,
@@ -90,8 +105,7 @@ pub(crate) fn run(args: EngineArgs) -> Result<(), String> {
             h.endpoint.rx_packets,
             h.endpoint.tx_packets,
             cpu_ns as f64 / 1e9
-        ),
-        Err(e) => eprintln!("weir engine: {e}"),
+        );
     };
     loop {
         let every = if args.stats_every == 0 {
@@ -108,4 +122,25 @@ pub(crate) fn run(args: EngineArgs) -> Result<(), String> {
     }
     print(&d);
     Ok(())
+}
+
+/// The counters of every loop, added up.
+fn totals(d: &Daemon) -> (EngineStats, HostStats, u64) {
+    let (mut e, mut h, mut cpu) = (EngineStats::default(), HostStats::default(), 0);
+    for l in d.loops() {
+        match l.stats() {
+            Ok((le, lh, lc)) => {
+                e.submissions += le.submissions;
+                e.refused += le.refused;
+                e.completions += le.completions;
+                e.broken_clients += le.broken_clients;
+                h.connections += lh.connections;
+                h.endpoint.rx_packets += lh.endpoint.rx_packets;
+                h.endpoint.tx_packets += lh.endpoint.tx_packets;
+                cpu += lc;
+            }
+            Err(err) => eprintln!("weir engine: {err}"),
+        }
+    }
+    (e, h, cpu)
 }

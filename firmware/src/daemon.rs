@@ -212,10 +212,15 @@ fn rings_len(slots: u32) -> Option<usize> {
     ring::layout_len(slots, DESC_LEN).map(|l| 2 * l)
 }
 
-/// A running `weir engine` daemon: the engine thread and the thread that serves its socket.
+/// A running `weir engine` daemon: its engine loops and the thread that serves its socket.
+///
+/// With more than one loop (as a NIC has several queues, each served by a core of the DPU),
+/// each loop has its own endpoint and UDP port, and an attaching client is given the loop with
+/// the fewest clients; its connections, listen keys and memory live there, and
+/// [`Client::engine_addr`] is that loop's address (what its peers connect to).
 #[derive(Debug)]
 pub struct Daemon {
-    engine: Arc<EngineThread>,
+    loops: Vec<Arc<EngineThread>>,
     path: PathBuf,
     stop: Arc<EventFd>,
     thread: Option<JoinHandle<()>>,
@@ -229,31 +234,58 @@ impl Daemon {
         cfg: HostConfig,
         engine: EngineConfig,
     ) -> Result<Daemon, EngineError> {
-        let engine = Arc::new(EngineThread::start(cfg, engine)?);
+        Daemon::with_loops(path, cfg, engine, 1)
+    }
+
+    /// As [`Daemon::start`], with `loops` engine loops (at least 1). With a fixed
+    /// `cfg.udp.port`, loop `i` binds `port + i`.
+    pub fn with_loops(
+        path: &Path,
+        cfg: HostConfig,
+        engine: EngineConfig,
+        loops: usize,
+    ) -> Result<Daemon, EngineError> {
+        let mut engines = Vec::new();
+        for i in 0..loops.max(1) {
+            let mut c = cfg.clone();
+            if c.udp.port != 0 {
+                c.udp.port = c
+                    .udp
+                    .port
+                    .checked_add(i as u16)
+                    .ok_or(EngineError::Refused("port range"))?;
+            }
+            engines.push(Arc::new(EngineThread::start(c, engine.clone())?));
+        }
         let _ = std::fs::remove_file(path);
         let lfd = seqpacket_listen(path)?;
         let stop = Arc::new(EventFd::new()?);
-        let (e, s) = (engine.clone(), stop.clone());
+        let (e, s) = (engines.clone(), stop.clone());
         let thread = std::thread::Builder::new()
             .name("weir-engine-socket".to_string())
             .spawn(move || serve(lfd, e, s))
             .map_err(EngineError::Io)?;
         Ok(Daemon {
-            engine,
+            loops: engines,
             path: path.to_path_buf(),
             stop,
             thread: Some(thread),
         })
     }
 
-    /// The engine's datapath address (what peers connect to).
+    /// The first loop's datapath address.
     pub fn local_addr(&self) -> std::net::SocketAddr {
-        self.engine.local_addr()
+        self.loops[0].local_addr()
     }
 
-    /// The engine itself (statistics, in-process clients).
+    /// The first loop (statistics, in-process clients).
     pub fn engine(&self) -> &EngineThread {
-        &self.engine
+        &self.loops[0]
+    }
+
+    /// Every loop.
+    pub fn loops(&self) -> impl Iterator<Item = &EngineThread> {
+        self.loops.iter().map(|e| &**e)
     }
 
     /// The socket path.
@@ -304,13 +336,14 @@ fn seqpacket_listen(path: &Path) -> Result<RawFd, EngineError> {
 /// One attached client, as the socket thread sees it.
 struct Conn {
     sock: RawFd,
-    id: Option<ClientId>,
+    /// Its loop and its id there, once attached.
+    id: Option<(usize, ClientId)>,
 }
 
 /// The socket thread: accept clients, answer their messages, detach them when their socket
 /// closes.
-fn serve(lfd: RawFd, engine: Arc<EngineThread>, stop: Arc<EventFd>) {
-    let shared = engine.shared().clone();
+fn serve(lfd: RawFd, loops: Vec<Arc<EngineThread>>, stop: Arc<EventFd>) {
+    let shared: Vec<_> = loops.iter().map(|e| e.shared().clone()).collect();
     let mut conns: Vec<Conn> = Vec::new();
     loop {
         let mut pfds: Vec<libc::pollfd> = [lfd, stop.0]
@@ -349,10 +382,19 @@ fn serve(lfd: RawFd, engine: Arc<EngineThread>, stop: Arc<EventFd>) {
             if p.revents == 0 {
                 continue;
             }
+            // The loop with the fewest clients, for a client that attaches now.
+            let mut load = vec![0usize; shared.len()];
+            for c in &conns {
+                if let Some((l, _)) = c.id {
+                    load[l] += 1;
+                }
+            }
+            let idle = (0..shared.len()).min_by_key(|&l| load[l]).unwrap_or(0);
             let c = &mut conns[i - 2];
+            let l = c.id.map_or(idle, |(l, _)| l);
             match recv_msg(c.sock) {
                 Ok(Some((msg, fds))) => {
-                    let answer = handle(&shared, c, &msg, fds);
+                    let answer = handle(&shared[l], l, c, &msg, fds);
                     let (text, out): (String, Vec<Arc<EventFd>>) = match answer {
                         Ok(a) => a,
                         Err(e) => (format!("ERR {e}"), Vec::new()),
@@ -367,8 +409,8 @@ fn serve(lfd: RawFd, engine: Arc<EngineThread>, stop: Arc<EventFd>) {
         }
         for i in gone.into_iter().rev() {
             let c = conns.swap_remove(i);
-            if let Some(id) = c.id {
-                control(&shared, Control::Detach(id));
+            if let Some((l, id)) = c.id {
+                control(&shared[l], Control::Detach(id));
             }
             close(c.sock);
         }
@@ -382,6 +424,7 @@ fn serve(lfd: RawFd, engine: Arc<EngineThread>, stop: Arc<EventFd>) {
 /// Carry out one client message; the answer and the eventfds to pass with it.
 fn handle(
     shared: &crate::inproc::Shared,
+    loop_index: usize,
     c: &mut Conn,
     msg: &str,
     fds: Vec<RawFd>,
@@ -436,7 +479,7 @@ fn handle(
                 },
             );
             let id = reply(shared, &rx)??;
-            c.id = Some(id);
+            c.id = Some((loop_index, id));
             let engine_wake = Arc::new(EventFd::dup(shared.wake_fd())?);
             Ok((
                 format!("OK {} {}", id.0, shared.local_addr()),
@@ -454,7 +497,7 @@ fn handle(
             control(
                 shared,
                 Control::Segment {
-                    client: c.id.unwrap_or(ClientId(0)),
+                    client: c.id.map_or(ClientId(0), |(_, id)| id),
                     mem,
                     reply: tx,
                 },
@@ -496,6 +539,10 @@ impl Remote {
         self.gone
             .load(Ordering::Relaxed)
             .then_some(EngineError::Stopped(self.engine))
+    }
+
+    pub(crate) fn engine_addr(&self) -> std::net::SocketAddr {
+        self.engine
     }
 
     pub(crate) fn memory(&self, len: usize) -> Result<(u32, Arc<Memory>), EngineError> {
@@ -705,6 +752,34 @@ mod tests {
         let (st, _, _) = d.engine().stats().unwrap();
         // Connect, register and send from each of the three clients.
         assert_eq!(st.submissions, 9, "{st:?}");
+    }
+
+    /// With two loops, attaching clients are spread over both (each its own address), and a
+    /// client of one loop reaches a client of the other.
+    #[test]
+    fn loops_share_the_clients() {
+        let path = sock_path("loops");
+        let d = Daemon::with_loops(&path, cfg(), EngineConfig::default(), 2).unwrap();
+        let mut a = connect(&path, 64).unwrap();
+        let mut b = connect(&path, 64).unwrap();
+        let addrs: Vec<_> = d.loops().map(|e| e.local_addr()).collect();
+        assert_eq!(addrs.len(), 2);
+        assert_ne!(a.engine_addr(), b.engine_addr(), "one client per loop");
+        assert!(addrs.contains(&a.engine_addr()) && addrs.contains(&b.engine_addr()));
+        let u = b.submit(Op::Listen { key: 9 }).unwrap();
+        done(&mut b, u, CqeKind::Done);
+        let remote = b.engine_addr();
+        let u = a
+            .submit(Op::Connect {
+                remote,
+                user_data: 9,
+            })
+            .unwrap();
+        done(&mut a, u, CqeKind::Connected);
+        assert_eq!(
+            b.wait(StdDuration::from_secs(10)).unwrap().kind,
+            CqeKind::Accepted
+        );
     }
 
     /// What the daemon refuses: unsealed memory, bad ring shapes, memory before attaching,

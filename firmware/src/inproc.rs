@@ -503,13 +503,14 @@ fn run(shared: Arc<Shared>, mut core: Engine, mut nic: Nic, spin: StdDuration) {
             }
             continue;
         }
-        // Sleep until a datagram, a doorbell, a control request or the next timer.
+        // Sleep until a datagram, a doorbell, a control request or the next timer (shutdown
+        // and control requests ring the eventfd; the 1 s cap is only a backstop).
         if core.prepare_sleep() {
             let timeout = nic
                 .next_deadline(core.endpoint())
                 .map(|t| weir_datapath::clock::to_std(t.saturating_since(clock.now())))
-                .unwrap_or(StdDuration::from_millis(100))
-                .min(StdDuration::from_millis(100));
+                .unwrap_or(StdDuration::from_secs(1))
+                .min(StdDuration::from_secs(1));
             shared.cpu_ns.store(thread_cpu_ns(), Ordering::Relaxed);
             nic.wait(Some(shared.wake.0), Some(timeout));
             shared.wake.drain();
@@ -663,6 +664,14 @@ impl Client {
                 Ok(false) => {}
                 Err(_) => return Err(EngineError::Refused("completion ring corrupted")),
             }
+        }
+    }
+
+    /// The datapath address of this client's engine (loop): what its peers connect to.
+    pub fn engine_addr(&self) -> std::net::SocketAddr {
+        match &self.link {
+            Link::InProc(s) => s.local,
+            Link::Daemon(r) => r.engine_addr(),
         }
     }
 

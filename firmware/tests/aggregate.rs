@@ -5,7 +5,8 @@
 //! * `inproc`: each of the four clients has its own engine thread (what a process with its
 //!   own `Host` has today): four engines on the host.
 //! * `daemon`: two `weir engine` daemons on loopback (a sender "host" and a receiver "host"),
-//!   two clients attached to each through the Unix socket, rings and memory in memfds.
+//!   two clients attached to each through the Unix socket, rings and memory in memfds;
+//!   `WEIR_AGG_LOOPS` engine loops per daemon (default: `weir engine`'s, the CPUs, at most 4).
 //!
 //! Each pair streams `WEIR_AGG_MB` MiB (default 256) in 1 MiB messages with 8 in flight (two
 //! NCCL channels' worth of requests). Printed per run: aggregate goodput (every byte, first
@@ -30,6 +31,14 @@ fn cfg() -> HostConfig {
     let mut c = HostConfig::default();
     c.udp.bind = std::net::Ipv4Addr::LOCALHOST.into();
     c
+}
+
+/// `WEIR_AGG_LOOPS`, else `weir engine`'s default: the CPUs, at most 4.
+fn daemon_loops() -> usize {
+    let cpus = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(4);
+    env("WEIR_AGG_LOOPS", cpus as u64) as usize
 }
 
 fn env(name: &str, default: u64) -> u64 {
@@ -185,17 +194,16 @@ fn daemon(total: u64) -> (f64, f64) {
     let pid = std::process::id();
     let pa = dir.join(format!("weir-agg-{pid}-a.sock"));
     let pb = dir.join(format!("weir-agg-{pid}-b.sock"));
-    let a = Daemon::start(&pa, cfg(), EngineConfig::default()).unwrap();
-    let b = Daemon::start(&pb, cfg(), EngineConfig::default()).unwrap();
-    let refs = [a.engine(), b.engine()];
+    let loops = daemon_loops();
+    let a = Daemon::with_loops(&pa, cfg(), EngineConfig::default(), loops).unwrap();
+    let b = Daemon::with_loops(&pb, cfg(), EngineConfig::default(), loops).unwrap();
+    let refs: Vec<&EngineThread> = a.loops().chain(b.loops()).collect();
     let cpu0 = cpu_s(&refs);
     let pairs = (0..2)
         .map(|_| {
-            (
-                connect(&pa, 1024).unwrap(),
-                connect(&pb, 1024).unwrap(),
-                b.local_addr(),
-            )
+            let rx = connect(&pb, 1024).unwrap();
+            let remote = rx.engine_addr();
+            (connect(&pa, 1024).unwrap(), rx, remote)
         })
         .collect();
     let g = run_pairs(pairs, total);
@@ -397,7 +405,8 @@ fn incast_report() {
         });
         drop(engines);
         let path = dir.join(format!("weir-incast-{}.sock", std::process::id()));
-        let d = Daemon::start(&path, cfg(), EngineConfig::default()).unwrap();
+        let loops = daemon_loops();
+        let d = Daemon::with_loops(&path, cfg(), EngineConfig::default(), loops).unwrap();
         let daemon = incast(senders, per, remote, rx_engine.client().unwrap(), &|_| {
             connect(&path, 256).unwrap()
         });
