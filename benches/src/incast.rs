@@ -242,6 +242,7 @@ impl Plan {
                 rcvbuf: self.rcvbuf,
                 rx_spread: self.rx_spread,
             }),
+            engine: crate::engine_side::Placement::Host,
         }
     }
 }

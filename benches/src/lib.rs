@@ -34,6 +34,7 @@
 #![warn(missing_docs)]
 
 pub mod coll;
+pub mod engine_side;
 pub mod incast;
 pub mod launch;
 pub mod nccl;

@@ -209,6 +209,7 @@ impl Plan {
             lib: self.lib.clone(),
             cc: None,
             incast: None,
+            engine: crate::engine_side::Placement::Host,
         }
     }
 }

@@ -480,6 +480,7 @@ mod tests {
             lib: None,
             cc: None,
             incast: None,
+            engine: crate::engine_side::Placement::Host,
         }
     }
 

@@ -96,6 +96,10 @@ pub struct PeerParams {
     /// Incast: the receiver's connection count and socket buffer, the sender's index.
     #[serde(default)]
     pub incast: Option<crate::incast::IncastPeer>,
+    /// Weir modes: where the peer's engine runs (its own `Host`, a firmware engine thread,
+    /// or a `weir engine` daemon).
+    #[serde(default)]
+    pub engine: crate::engine_side::Placement,
 }
 
 impl PeerParams {
@@ -476,6 +480,7 @@ mod tests {
             lib: None,
             cc: None,
             incast: None,
+            engine: crate::engine_side::Placement::Host,
         }
     }
 

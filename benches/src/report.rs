@@ -17,6 +17,10 @@ use crate::units::{fmt_loss, fmt_size};
 pub struct Row {
     /// The transport.
     pub mode: Mode,
+    /// Where a weir/gbn row's engines ran (`inproc`, `daemon`), when not in each peer's own
+    /// `Host`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub engine: Option<String>,
     /// Congestion control of a weir/gbn row, when chosen with `--cc`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cc: Option<String>,
@@ -79,6 +83,9 @@ impl Row {
 pub struct PingPong {
     /// The transport.
     pub mode: Mode,
+    /// Where its engines ran, when not in each peer's own `Host` (as in [`Row::engine`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub engine: Option<String>,
     /// Round trips timed.
     pub round_trips: u64,
     /// Median round-trip time, µs.
@@ -159,9 +166,13 @@ pub fn table_heading() -> String {
 
 /// The mode column: `weir`, or `weir/swift` when an algorithm was chosen.
 fn mode_label(r: &Row) -> String {
-    match &r.cc {
-        Some(cc) => format!("{}/{cc}", r.mode.as_str()),
+    let mode = match &r.engine {
+        Some(e) => format!("{}@{e}", r.mode.as_str()),
         None => r.mode.as_str().to_string(),
+    };
+    match &r.cc {
+        Some(cc) => format!("{mode}/{cc}"),
+        None => mode,
     }
 }
 
@@ -253,7 +264,11 @@ pub fn table_footer(pingpong: &[PingPong], machine: &Machine) -> String {
     let f = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v:.1}"));
     let mut s = String::from("#\n");
     for p in pingpong {
-        let _ = write!(s, "# ping-pong 8 B {:>4}: ", p.mode.as_str());
+        let mode = match &p.engine {
+            Some(e) => format!("{}@{e}", p.mode.as_str()),
+            None => p.mode.as_str().to_string(),
+        };
+        let _ = write!(s, "# ping-pong 8 B {mode:>4}: ");
         if let Some(e) = &p.error {
             let _ = write!(s, "FAILED: {e}");
         } else if p.round_trips > 0 {
@@ -381,6 +396,7 @@ mod tests {
         let pp = [
             PingPong {
                 mode: Mode::Tcp,
+                engine: None,
                 round_trips: 100,
                 rtt_p50_us: Some(20.0),
                 rtt_p99_us: Some(30.0),
@@ -390,6 +406,7 @@ mod tests {
             },
             PingPong {
                 mode: Mode::Weir,
+                engine: None,
                 round_trips: 100,
                 rtt_p50_us: Some(25.0),
                 rtt_p99_us: Some(45.0),
@@ -443,6 +460,7 @@ mod tests {
     fn footer_lists_pingpong() {
         let pp = [PingPong {
             mode: Mode::Tcp,
+            engine: None,
             round_trips: 20_000,
             rtt_p50_us: Some(21.04),
             rtt_p99_us: Some(35.0),

@@ -387,6 +387,7 @@ mod tests {
             lib: None,
             cc: None,
             incast: None,
+            engine: crate::engine_side::Placement::Host,
         }
     }
 

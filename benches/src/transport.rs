@@ -8,6 +8,7 @@
 //! everything else (process orchestration, the TCP baseline, histograms, output) works
 //! without it. [`run`] reports as it goes through [`Event`]s; [`crate::report`] formats them.
 
+use crate::engine_side::{EngineKind, Placement};
 use crate::peer::{self, PairOutcome, PeerCmd, PeerParams, PeerReport, Role, Test};
 use crate::report::{Machine, PingPong, Row};
 use crate::{BenchError, Mode, median_by, rt_permitted, sys, units, weir_side};
@@ -44,6 +45,8 @@ pub struct TransportOptions {
     pub rt: bool,
     /// A tiny run for smoke tests.
     pub quick: bool,
+    /// Where the weir/gbn peers' engines run [host].
+    pub engine: crate::engine_side::EngineKind,
 }
 
 impl Default for TransportOptions {
@@ -62,6 +65,7 @@ impl Default for TransportOptions {
             pin: false,
             rt: false,
             quick: false,
+            engine: EngineKind::Host,
         }
     }
 }
@@ -118,6 +122,10 @@ struct Plan {
     cc: Option<String>,
     /// How to start a peer.
     peer: PeerCmd,
+    /// Where the weir/gbn peers' engines run.
+    engine: crate::engine_side::EngineKind,
+    /// With `--engine daemon`: the sockets of the sender's and the receiver's daemon.
+    daemon_sockets: (std::path::PathBuf, std::path::PathBuf),
 }
 
 impl Plan {
@@ -212,6 +220,15 @@ impl Plan {
             ccs,
             cc: None,
             peer: peer.clone(),
+            engine: a.engine,
+            daemon_sockets: {
+                let dir = std::env::temp_dir();
+                let pid = std::process::id();
+                (
+                    dir.join(format!("weir-bench-{pid}-tx.sock")),
+                    dir.join(format!("weir-bench-{pid}-rx.sock")),
+                )
+            },
         })
     }
 
@@ -262,7 +279,66 @@ impl Plan {
             lib: None,
             cc: self.cc.clone(),
             incast: None,
+            engine: match (mode, self.engine) {
+                (Mode::Tcp, _) | (_, EngineKind::Host) => Placement::Host,
+                (_, EngineKind::Inproc) => Placement::Inproc,
+                (_, EngineKind::Daemon) => Placement::Daemon(match role {
+                    Role::Sender => self.daemon_sockets.0.clone(),
+                    Role::Receiver => self.daemon_sockets.1.clone(),
+                }),
+            },
         }
+    }
+
+    /// The engine label of a `mode` row (`None`: each peer's own `Host`).
+    fn engine_label(&self, mode: Mode) -> Option<String> {
+        (mode != Mode::Tcp && self.engine != EngineKind::Host)
+            .then(|| self.engine.name().to_string())
+    }
+
+    /// Run `f` with the two daemons of `--engine daemon` started for this point (the
+    /// receiver's with the point's loss injected), stopping them after.
+    fn with_daemons<R>(
+        &self,
+        mode: Mode,
+        loss: f64,
+        run: u32,
+        f: impl FnOnce() -> R,
+    ) -> Result<R, String> {
+        if mode == Mode::Tcp || self.engine != EngineKind::Daemon {
+            return Ok(f());
+        }
+        let seed = self.seed.wrapping_add(u64::from(run));
+        let mut daemons = Vec::new();
+        for (path, rx) in [
+            (&self.daemon_sockets.0, false),
+            (&self.daemon_sockets.1, true),
+        ] {
+            let mut args: Vec<String> = vec![
+                "engine".into(),
+                "--socket".into(),
+                path.display().to_string(),
+                "--loops".into(),
+                "1".into(),
+                "--stats-every".into(),
+                "0".into(),
+            ];
+            if mode == Mode::Gbn {
+                args.push("--go-back-n".into());
+            }
+            if let Some(cc) = &self.cc {
+                args.extend(["--cc".into(), cc.clone()]);
+            }
+            if rx && loss > 0.0 {
+                args.extend(["--fault-rx".into(), format!("drop={loss},seed={seed}")]);
+            }
+            daemons.push(crate::engine_side::DaemonProcess::spawn(
+                &self.peer.program,
+                &args,
+                path,
+            )?);
+        }
+        Ok(f())
     }
 }
 
@@ -412,9 +488,24 @@ fn measure_stream(
         .map(|run| {
             let rp = plan.params(Role::Receiver, mode, Test::Stream, size, loss, run);
             let sp = plan.params(Role::Sender, mode, Test::Stream, size, loss, run);
-            let outcome = peer::run_pair(&plan.peer, &rp, &sp);
+            let outcome =
+                match plan.with_daemons(mode, loss, run, || peer::run_pair(&plan.peer, &rp, &sp)) {
+                    Ok(o) => o,
+                    Err(e) => {
+                        return Row {
+                            mode,
+                            engine: plan.engine_label(mode),
+                            loss,
+                            size,
+                            window: plan.window,
+                            error: Some(e),
+                            ..Row::default()
+                        };
+                    }
+                };
             tally(machine, &outcome);
             let mut row = stream_row(mode, loss, size, plan.window, &outcome);
+            row.engine = plan.engine_label(mode);
             if mode != Mode::Tcp {
                 row.cc = plan.cc.clone();
             }
@@ -466,11 +557,23 @@ fn stream_row(mode: Mode, loss: f64, size: u64, window: u32, o: &PairOutcome) ->
 fn measure_pingpong(plan: &Plan, mode: Mode, machine: &mut Machine) -> PingPong {
     let rp = plan.params(Role::Receiver, mode, Test::PingPong, 8, 0.0, 0);
     let sp = plan.params(Role::Sender, mode, Test::PingPong, 8, 0.0, 0);
-    let outcome = peer::run_pair(&plan.peer, &rp, &sp);
+    let engine = plan.engine_label(mode);
+    let outcome = match plan.with_daemons(mode, 0.0, 0, || peer::run_pair(&plan.peer, &rp, &sp)) {
+        Ok(o) => o,
+        Err(e) => {
+            return PingPong {
+                mode,
+                engine,
+                error: Some(e),
+                ..PingPong::default()
+            };
+        }
+    };
     tally(machine, &outcome);
     if let Some(error) = outcome.failure() {
         return PingPong {
             mode,
+            engine,
             error: Some(error),
             ..PingPong::default()
         };
@@ -485,6 +588,7 @@ fn measure_pingpong(plan: &Plan, mode: Mode, machine: &mut Machine) -> PingPong 
             ..
         }) => PingPong {
             mode,
+            engine,
             round_trips: lat_count,
             rtt_p50_us: lat_p50_us,
             rtt_p99_us: lat_p99_us,
@@ -494,6 +598,7 @@ fn measure_pingpong(plan: &Plan, mode: Mode, machine: &mut Machine) -> PingPong 
         },
         Err(e) => PingPong {
             mode,
+            engine,
             note: Some(e),
             ..PingPong::default()
         },

@@ -29,12 +29,13 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use weir_datapath::fault::FaultConfig;
-use weir_datapath::host::{Host, HostConfig, HostError};
+use weir_datapath::host::{HostConfig, HostError};
 use weir_datapath::udp::UdpConfig;
 use weir_transport::{
     Completion, CompletionKind, ConnError, ConnId, RegionId, WorkRequest, WrError, WrId,
 };
 
+use crate::engine_side::Net;
 use crate::incast::SenderRx;
 use crate::peer::{PeerParams, PeerReport, Role};
 use crate::sys::{self, LatencyHist, nanos};
@@ -71,7 +72,7 @@ pub fn weir_receiver(
     // its socket buffer for the same purpose).
     let window = 2 * u64::from(p.window.max(1));
     let host = start_host(p)?;
-    host.listen();
+    host.listen().map_err(ctx("listen"))?;
     let (region, _buf) = host
         .alloc(usize::try_from(size * window + 8)?, false)
         .map_err(ctx("alloc"))?;
@@ -306,7 +307,7 @@ pub fn incast_receiver(
     let window = 2 * u64::from(p.window.max(1));
     let per_conn = size * window + 8;
     let host = start_host(p)?;
-    host.listen();
+    host.listen().map_err(ctx("listen"))?;
     let (region, _buf) = host
         .alloc(usize::try_from(per_conn * u64::from(n))?, false)
         .map_err(ctx("alloc"))?;
@@ -464,7 +465,7 @@ pub fn pingpong_server(
     ready: &mut dyn FnMut(SocketAddr) -> Result<(), BenchError>,
 ) -> Result<PeerReport, BenchError> {
     let host = start_host(p)?;
-    host.listen();
+    host.listen().map_err(ctx("listen"))?;
     let (region, _buf) = host.alloc(16, false).map_err(ctx("alloc"))?;
     ready(host.local_addr())?;
     let (conn, _, _) = host.accept(CONNECT_TIMEOUT).map_err(ctx("accept"))?;
@@ -599,7 +600,7 @@ pub fn pingpong_client(p: &PeerParams) -> Result<PeerReport, BenchError> {
 
 /// A host on 127.0.0.1 (ephemeral port) for `p.mode`, dropping `p.loss` of the receiver's
 /// incoming datagrams.
-fn start_host(p: &PeerParams) -> Result<Host, BenchError> {
+fn start_host(p: &PeerParams) -> Result<Net, BenchError> {
     let mut transport = match p.mode {
         Mode::Gbn => weir_transport::Config::go_back_n(),
         Mode::Tcp | Mode::Weir => weir_transport::Config::default(),
@@ -627,14 +628,17 @@ fn start_host(p: &PeerParams) -> Result<Host, BenchError> {
         udp.rcvbuf = usize::try_from(i.rcvbuf)?;
     }
     let rx_spread = matches!((p.role, &p.incast), (Role::Receiver, Some(i)) if i.rx_spread);
-    Host::start(HostConfig {
-        transport,
-        fault_rx,
-        udp,
-        rx_spread,
-        seed: Some(p.seed ^ role),
-        ..HostConfig::default()
-    })
+    Net::start(
+        &p.engine,
+        HostConfig {
+            transport,
+            fault_rx,
+            udp,
+            rx_spread,
+            seed: Some(p.seed ^ role),
+            ..HostConfig::default()
+        },
+    )
     .map_err(ctx("host"))
 }
 
@@ -645,7 +649,7 @@ fn start_host(p: &PeerParams) -> Result<Host, BenchError> {
 /// matches is posted first: it completes (with an error) when the peer closes, or we give up
 /// after [`END_TIMEOUT`]. Returns why the marker was not delivered, if it was not.
 fn finish(
-    host: &Host,
+    host: &Net,
     conn: ConnId,
     region: RegionId,
     scratch: u64,
@@ -692,7 +696,7 @@ fn finish(
     }
 }
 
-fn post(host: &Host, conn: ConnId, wr: WorkRequest) -> Result<WrId, BenchError> {
+fn post(host: &Net, conn: ConnId, wr: WorkRequest) -> Result<WrId, BenchError> {
     host.post(conn, wr).map_err(ctx("post"))
 }
 

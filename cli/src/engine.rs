@@ -25,6 +25,12 @@ pub(crate) struct EngineArgs {
     /// Congestion control: a built-in name or a TOML file with a [cc] table
     #[arg(long)]
     cc: Option<String>,
+    /// The RoCEv2-like baseline transport (one path, go-back-N) instead of Weir's
+    #[arg(long)]
+    go_back_n: bool,
+    /// Impair received datagrams (weir_datapath::FaultConfig syntax, e.g. drop=0.01,seed=7)
+    #[arg(long, value_name = "SPEC")]
+    fault_rx: Option<String>,
     /// Engine loops, each with its own UDP port and a share of the clients (as a NIC's
     /// queues, each served by a core) [default: the CPUs, at most 4]
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=64))]
@@ -73,6 +79,12 @@ pub(crate) fn run(args: EngineArgs) -> Result<(), String> {
     let mut cfg = HostConfig::default();
     cfg.udp.bind = args.bind;
     cfg.udp.port = args.port;
+    if args.go_back_n {
+        cfg.transport = weir_transport::Config::go_back_n();
+    }
+    if let Some(spec) = &args.fault_rx {
+        cfg.fault_rx = weir_datapath::FaultConfig::parse(spec).map_err(|e| e.to_string())?;
+    }
     if let Some(cc) = &args.cc {
         cfg.transport.cc = weir_bench::weir_side::load_cc(cc).map_err(|e| e.to_string())?;
     }

@@ -82,6 +82,42 @@ fn quick_weir_rows_have_the_same_shape() {
     assert_eq!(losses, vec![0.0, 0.01]);
 }
 
+/// Issue 14: the weir rows through each firmware placement — an engine thread in each peer
+/// (`inproc`), and a `weir engine` daemon per peer that the bench starts and stops
+/// (`daemon`) — move every byte, carry their placement, and leave no daemon socket behind.
+#[test]
+fn quick_weir_rows_through_each_engine_placement() {
+    for engine in ["inproc", "daemon"] {
+        let rows = json_rows(&["--modes", "weir", "--loss", "0,1%", "--engine", engine]);
+        let weir: Vec<&Value> = rows.iter().filter(|r| r["mode"] == "weir").collect();
+        assert_eq!(weir.len(), 2, "{engine}: {rows:?}");
+        for row in &weir {
+            assert_eq!(row["engine"], engine, "{row}");
+            assert_eq!(row["complete"], true, "{engine}: {row}");
+            assert!(
+                row["goodput_gbps"].as_f64().expect("measured") > 0.0,
+                "{row}"
+            );
+            assert_eq!(row["bytes"], 16 << 20, "{row}");
+        }
+        let tcp = rows.iter().find(|r| r["mode"] == "tcp").expect("tcp row");
+        assert!(tcp.get("engine").is_none(), "tcp has no engine: {tcp}");
+    }
+    let pid_sockets = std::fs::read_dir(std::env::temp_dir())
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            n.starts_with("weir-bench-") && n.ends_with(".sock")
+        })
+        .count();
+    assert_eq!(
+        pid_sockets, 0,
+        "daemon sockets left in the temporary directory"
+    );
+}
+
 #[test]
 fn table_has_header_rows_and_footer() {
     let out = Command::new(WEIR)

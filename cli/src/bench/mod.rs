@@ -151,6 +151,12 @@ pub(crate) struct TransportArgs {
     /// A tiny run for smoke tests: 1 MiB messages, loss 0 and 1 %, 16 MiB per point
     #[arg(long)]
     pub(crate) quick: bool,
+
+    /// Where the weir/gbn peers run their engine: host (each peer's own Host), inproc (a
+    /// firmware engine thread in each peer, reached through rings) or daemon (a `weir engine`
+    /// daemon per peer, started by the bench; docs/engine.md)
+    #[arg(long, default_value = "host", value_parser = ["host", "inproc", "daemon"])]
+    pub(crate) engine: String,
 }
 
 /// Options of `weir bench incast`.
@@ -254,6 +260,7 @@ impl TransportArgs {
             pin: self.pin,
             rt: self.rt,
             quick: self.quick,
+            engine: weir_bench::engine_side::EngineKind::parse(&self.engine).unwrap_or_default(),
         }
     }
 }
