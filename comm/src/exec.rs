@@ -29,6 +29,10 @@ use std::ptr::NonNull;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// How long a rank that lost a transport connection waits for the control plane to name the
+/// rank that failed first (see `Exec::lost`).
+const CONTROL_GRACE: Duration = Duration::from_millis(250);
+
 use weir_collectives::{Action, Element, ReduceOp, Schedule};
 use weir_transport::{Completion, CompletionKind, RegionId, WorkRequest, WrError};
 
@@ -640,7 +644,28 @@ impl Exec {
     /// left the communicator, `peer` most likely closed after giving up on that one, which is
     /// then named; otherwise `peer` is declared failed on every rank.
     fn lost(&mut self, world: &World, peer: usize, reason: String) -> CommError {
-        let _ = self.check_health(world);
+        // The transport often hears of a failure before the control plane says whose it was:
+        // a rank that gave up on a crashed rank exits, its connections close, while the news
+        // of the crash is still on its way through this rank's control connection. Give the
+        // control plane a moment to name a failed rank (it usually takes microseconds; a
+        // failure only the transport sees costs this wait once, as the operation ends).
+        let deadline = Instant::now() + CONTROL_GRACE;
+        loop {
+            let failed = world
+                .control
+                .health
+                .snapshot()
+                .iter()
+                .enumerate()
+                .any(|(r, s)| r != world.rank && matches!(s, PeerState::Failed(_)));
+            if failed || Instant::now() >= deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        if let Err(e) = self.check_health(world) {
+            return e;
+        }
         if let Some(&gone) = self.left.iter().find(|&&l| l != peer) {
             return CommError::PeerLeft {
                 rank: gone,
