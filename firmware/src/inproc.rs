@@ -144,6 +144,12 @@ impl Memory {
     pub(crate) fn new(len: usize) -> Option<Memory> {
         // SAFETY: the layout has a non-zero size.
         let ptr = NonNull::new(unsafe { std::alloc::alloc_zeroed(Memory::layout(len)?) })?;
+        // Touch every page now (as an RDMA registration pins its memory), so the first
+        // messages do not pay the page faults.
+        for off in (0..len).step_by(4096) {
+            // SAFETY: `off < len`, inside the allocation.
+            unsafe { ptr.as_ptr().add(off).write_volatile(0) };
+        }
         Some(Memory {
             ptr,
             len,
