@@ -172,7 +172,9 @@ fn create_memory(len: usize, name: &str) -> Result<Memory, EngineError> {
 }
 
 /// Map `len` bytes of memfd `fd` (owned; closed on error) after checking it is sealed against
-/// shrinking and holds at least `len` bytes.
+/// shrinking, holds at least `len` bytes, and has them allocated already: the mapping is
+/// populated at once, and a sparse memfd would make this process allocate the client's
+/// memory (a client could exhaust the daemon's with one huge, empty file).
 fn map(fd: RawFd, len: usize) -> Result<Memory, EngineError> {
     // SAFETY: plain syscalls; `st` is written by fstat.
     unsafe {
@@ -187,6 +189,13 @@ fn map(fd: RawFd, len: usize) -> Result<Memory, EngineError> {
             close(fd);
             return Err(EngineError::Refused(
                 "memory must be a memfd sealed against shrinking, of the size given",
+            ));
+        }
+        let allocated = (st.st_blocks as u64).saturating_mul(512);
+        if allocated < (len as u64).next_multiple_of(4096).min(st.st_size as u64) {
+            close(fd);
+            return Err(EngineError::Refused(
+                "memory must be allocated (fallocate) before it is passed",
             ));
         }
         let p = libc::mmap(
@@ -826,8 +835,29 @@ mod tests {
         );
         assert!(raw("HELLO", &[]).starts_with("ERR"));
         assert!(raw("ATTACH 64", &[]).starts_with("ERR"), "no descriptor");
-        // Still serving.
+        // A sealed but sparse memfd: the daemon would have to allocate it.
+        let sparse = CString::new("s").unwrap();
+        // SAFETY: plain syscalls on a descriptor we own.
+        let sfd = unsafe {
+            let fd =
+                libc::memfd_create(sparse.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING);
+            libc::ftruncate(fd, 1 << 30);
+            libc::fcntl(
+                fd,
+                libc::F_ADD_SEALS,
+                libc::F_SEAL_SHRINK | libc::F_SEAL_GROW,
+            );
+            fd
+        };
         let mut c = connect(&path, 64).unwrap();
+        let Link::Daemon(r) = &c.link else {
+            panic!("a daemon client")
+        };
+        send_msg(r.sock, b"SEGMENT 1073741824", &[sfd]).unwrap();
+        let (answer, _) = recv_msg(r.sock).unwrap().unwrap();
+        assert!(answer.contains("allocated"), "sparse memfd: {answer}");
+        close(sfd);
+        // Still serving.
         let u = c.submit(Op::Nop).unwrap();
         done(&mut c, u, CqeKind::Done);
     }
