@@ -8,8 +8,8 @@
 //! The firmware client reports completions through its ring; the adapter turns them back into
 //! the transport's [`Completion`]s (cookie → `WrId`, connection handle → `ConnId`) and keeps
 //! accepted connections and lost ones aside for `accept` and `conn_error`. Connection
-//! statistics do not cross the rings yet, so `conn_stats` is `None` there (the rows leave the
-//! retransmission columns empty).
+//! statistics come through a statistics descriptor (`Op::Stats`), which carries the counters
+//! the rows use; per-path statistics and host counters do not cross the rings.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -414,11 +414,22 @@ impl Net {
         }
     }
 
-    /// The connection's transport statistics (`None` through the engine's rings).
+    /// The connection's transport statistics (through the engine's rings: the counters a
+    /// statistics descriptor carries — packets, retransmissions, timeouts, spurious
+    /// retransmissions, longest repair).
     pub fn conn_stats(&self, conn: ConnId) -> Option<ConnStats> {
         match self {
             Net::Host(h) => h.conn_stats(conn),
-            Net::Engine(_) => None,
+            Net::Engine(e) => {
+                let c = e.call(Op::Stats { conn: conn.0 }).ok()?.counters()?;
+                let mut s = ConnStats::default();
+                s.data_packets = c.data_packets;
+                s.retransmits = c.retransmits;
+                s.rto_events = c.rto_events;
+                s.spurious_retransmits = c.spurious_retransmits;
+                s.max_repair_us = c.max_repair_us;
+                Some(s)
+            }
         }
     }
 

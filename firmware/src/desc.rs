@@ -117,6 +117,11 @@ pub enum Op {
         /// Only this tag matches.
         tag: Option<u64>,
     },
+    /// A connection's transport counters (completion kind [`CqeKind::Stats`]).
+    Stats {
+        /// Connection handle.
+        conn: u32,
+    },
     /// One-sided write into the peer's region.
     Write {
         /// Connection handle.
@@ -167,6 +172,7 @@ mod op {
     pub(super) const SEND: u8 = 7;
     pub(super) const RECV: u8 = 8;
     pub(super) const WRITE: u8 = 9;
+    pub(super) const STATS: u8 = 10;
 }
 
 fn u16_at(b: &[u8; DESC_LEN], i: usize) -> u16 {
@@ -238,6 +244,10 @@ impl Sqe {
             Op::Close { conn } => {
                 put32(&mut b, 4, conn);
                 (op::CLOSE, 0)
+            }
+            Op::Stats { conn } => {
+                put32(&mut b, 4, conn);
+                (op::STATS, 0)
             }
             Op::Register {
                 segment,
@@ -321,7 +331,7 @@ impl Sqe {
             op::RECV => SQE_TAGGED,
             op::WRITE => SQE_NOTIFY,
             op::REGISTER => SQE_REMOTE_WRITE,
-            op::NOP..=op::WRITE => 0,
+            op::NOP..=op::STATS => 0,
             _ => return Err(DecodeError::UnknownOp(code)),
         };
         if flags & !allowed != 0 {
@@ -340,7 +350,7 @@ impl Sqe {
             op::NOP => [false; 7],
             op::CONNECT => [false, false, true, false, false, true, true],
             op::LISTEN | op::UNLISTEN => [false, false, false, false, false, true, false],
-            op::CLOSE => [true, false, false, false, false, false, false],
+            op::CLOSE | op::STATS => [true, false, false, false, false, false, false],
             op::REGISTER => [false, true, false, true, true, false, false],
             op::DEREGISTER => [false, true, false, false, false, false, false],
             op::SEND | op::RECV => [true, true, false, true, true, true, false],
@@ -376,6 +386,7 @@ impl Sqe {
             op::LISTEN => Op::Listen { key: w40 },
             op::UNLISTEN => Op::Unlisten { key: w40 },
             op::CLOSE => Op::Close { conn },
+            op::STATS => Op::Stats { conn },
             op::REGISTER => Op::Register {
                 segment: region,
                 offset,
@@ -450,6 +461,8 @@ pub enum CqeKind {
     ConnectionLost = 8,
     /// A connection's resources were released. No submission.
     Closed = 9,
+    /// A connection's counters ([`Op::Stats`]; read them with [`Cqe::counters`]).
+    Stats = 10,
 }
 
 impl CqeKind {
@@ -466,6 +479,7 @@ impl CqeKind {
             7 => WriteReceived,
             8 => ConnectionLost,
             9 => Closed,
+            10 => Stats,
             _ => return None,
         })
     }
@@ -654,12 +668,63 @@ impl Cqe {
     }
 }
 
+/// A connection's transport counters, as a [`CqeKind::Stats`] completion carries them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Data packets sent, first transmissions.
+    pub data_packets: u64,
+    /// Data packets retransmitted.
+    pub retransmits: u64,
+    /// Retransmission timeouts.
+    pub rto_events: u64,
+    /// Retransmissions found needless.
+    pub spurious_retransmits: u64,
+    /// The longest a resent packet waited to be delivered, µs.
+    pub max_repair_us: u64,
+}
+
+impl Cqe {
+    /// A statistics completion for `counters`.
+    pub fn with_counters(user: u64, conn: u32, c: &Counters) -> Cqe {
+        let mut cqe = Cqe::new(user, CqeKind::Stats, Status::Ok);
+        cqe.conn = conn;
+        cqe.len = c.data_packets;
+        cqe.tag = c.retransmits;
+        cqe.detail = c.rto_events;
+        cqe.region = u32::try_from(c.spurious_retransmits).unwrap_or(u32::MAX);
+        // The address bytes carry the last counter (as a mapped IPv4 address never would:
+        // its first ten bytes are zero and the next two 0xff).
+        let v6 = Ipv6Addr::from(u128::from(c.max_repair_us) | 1 << 127);
+        cqe.addr = Some(SocketAddr::new(IpAddr::V6(v6), 0));
+        cqe
+    }
+
+    /// The counters of a [`CqeKind::Stats`] completion.
+    pub fn counters(&self) -> Option<Counters> {
+        if self.kind != CqeKind::Stats {
+            return None;
+        }
+        let max_repair_us = match self.addr {
+            Some(SocketAddr::V6(a)) => (u128::from(*a.ip()) & u128::from(u64::MAX)) as u64,
+            _ => 0,
+        };
+        Some(Counters {
+            data_packets: self.len,
+            retransmits: self.tag,
+            rto_events: self.detail,
+            spurious_retransmits: u64::from(self.region),
+            max_repair_us,
+        })
+    }
+}
+
 /// `0.0.0.0`, for tests and placeholders.
 pub const UNSPECIFIED_V4: Ipv4Addr = Ipv4Addr::UNSPECIFIED;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use alloc::vec;
     use proptest::prelude::*;
 
     fn addr() -> impl Strategy<Value = SocketAddr> {
@@ -679,6 +744,7 @@ mod tests {
             any::<u64>().prop_map(|key| Op::Listen { key }),
             any::<u64>().prop_map(|key| Op::Unlisten { key }),
             any::<u32>().prop_map(|conn| Op::Close { conn }),
+            any::<u32>().prop_map(|conn| Op::Stats { conn }),
             (any::<u32>(), any::<u64>(), any::<u64>(), any::<bool>()).prop_map(
                 |(segment, offset, len, remote_write)| Op::Register {
                     segment,
@@ -756,14 +822,14 @@ mod tests {
                     *x = 0;
                 }
             }
-            d[0] %= 12;
+            d[0] %= 13;
             if let Ok(s) = Sqe::decode(&d) {
                 prop_assert_eq!(s.encode(), d);
             }
         }
 
         #[test]
-        fn completions_round_trip(user in any::<u64>(), len in any::<u64>(), tag in any::<u64>(), conn in any::<u32>(), region in any::<u32>(), kind in 0u8..10, status in 0u8..20, detail in any::<u64>(), a in proptest::option::of(addr())) {
+        fn completions_round_trip(user in any::<u64>(), len in any::<u64>(), tag in any::<u64>(), conn in any::<u32>(), region in any::<u32>(), kind in 0u8..11, status in 0u8..20, detail in any::<u64>(), a in proptest::option::of(addr())) {
             let c = Cqe {
                 user, len, tag, conn, region,
                 kind: CqeKind::from_u8(kind).unwrap(),
@@ -772,6 +838,22 @@ mod tests {
             };
             prop_assert_eq!(Cqe::decode(&c.encode()), Some(c));
         }
+    }
+
+    #[test]
+    fn counters_round_trip() {
+        let c = Counters {
+            data_packets: 1 << 40,
+            retransmits: 7,
+            rto_events: 3,
+            spurious_retransmits: 2,
+            max_repair_us: 123_456_789,
+        };
+        let cqe = Cqe::with_counters(9, 65537, &c);
+        let back = Cqe::decode(&cqe.encode()).unwrap();
+        assert_eq!((back.user, back.conn), (9, 65537));
+        assert_eq!(back.counters(), Some(c));
+        assert_eq!(Cqe::new(1, CqeKind::Done, Status::Ok).counters(), None);
     }
 
     #[test]

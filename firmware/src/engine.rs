@@ -227,6 +227,7 @@ fn op_kind(op: &Op) -> CqeKind {
         Op::Send { .. } => CqeKind::Send,
         Op::Recv { .. } => CqeKind::Recv,
         Op::Write { .. } => CqeKind::Write,
+        Op::Stats { .. } => CqeKind::Stats,
         _ => CqeKind::Done,
     }
 }
@@ -455,6 +456,22 @@ impl Engine {
                 let mut cqe = Cqe::new(user, CqeKind::Done, Status::Ok);
                 cqe.conn = conn;
                 Some(cqe)
+            }
+            Op::Stats { conn } => {
+                let Some(slot) = c.conns.get(conn) else {
+                    return fail(Status::UnknownConnection);
+                };
+                let Some(st) = self.ep.conn_stats(slot.id) else {
+                    return fail(Status::NotConnected);
+                };
+                let counters = crate::desc::Counters {
+                    data_packets: st.data_packets,
+                    retransmits: st.retransmits,
+                    rto_events: st.rto_events,
+                    spurious_retransmits: st.spurious_retransmits,
+                    max_repair_us: st.max_repair_us,
+                };
+                Some(Cqe::with_counters(user, conn, &counters))
             }
             Op::Register {
                 segment,

@@ -30,6 +30,6 @@ pub mod ring;
 #[cfg(all(test, not(loom)))]
 mod tests;
 
-pub use desc::{Cqe, CqeKind, DESC_LEN, Op, Sqe, Status};
+pub use desc::{Counters, Cqe, CqeKind, DESC_LEN, Op, Sqe, Status};
 pub use engine::{AttachError, Broken, ClientId, Engine, EngineConfig, EngineStats};
 pub use ring::{Consumer, Producer, RingError, RingMemory};

@@ -276,6 +276,19 @@ fn send_receive_and_write_through_rings() {
         n.b.clients[cb].mem[600_000..605_000],
         n.a.clients[ca].mem[1000..6000]
     );
+    // The connection's counters cross the ring too; another client's handle does not.
+    let u = n.a.clients[ca].submit(Op::Stats { conn: ha });
+    let st = n.wait(true, ca, 10);
+    assert_eq!(
+        (st.user, st.kind, st.status),
+        (u, CqeKind::Stats, Status::Ok)
+    );
+    let c = st.counters().expect("counters");
+    assert!(c.data_packets >= 300_000 / 8192, "{c:?}");
+    let other = n.a.client(8, 64);
+    let u = n.a.clients[other].submit(Op::Stats { conn: ha });
+    let st = n.wait(true, other, 10);
+    assert_eq!((st.user, st.status), (u, Status::UnknownConnection));
 }
 
 #[test]
