@@ -83,6 +83,10 @@ pub struct IncastOptions {
     pub timeout_secs: Option<f64>,
     /// A small run for smoke tests.
     pub quick: bool,
+    /// Where the senders run their engine [host]: `daemon` attaches every sender process to
+    /// one `weir engine` daemon the bench starts per phase (the senders' host has one engine,
+    /// as with a DPU); the receiver keeps its own `Host` and small socket buffer either way.
+    pub engine: crate::engine_side::EngineKind,
 }
 
 impl Default for IncastOptions {
@@ -98,6 +102,7 @@ impl Default for IncastOptions {
             rt: false,
             timeout_secs: None,
             quick: false,
+            engine: crate::engine_side::EngineKind::Host,
         }
     }
 }
@@ -182,6 +187,9 @@ struct Plan {
     cc: Option<String>,
     rt: bool,
     timeout_ms: u64,
+    engine: crate::engine_side::EngineKind,
+    /// With `--engine daemon`: the senders' daemon socket.
+    daemon_socket: std::path::PathBuf,
 }
 
 impl Plan {
@@ -214,6 +222,9 @@ impl Plan {
             cc: o.cc.clone(),
             rt: o.rt,
             timeout_ms: (secs * 1e3) as u64,
+            engine: o.engine,
+            daemon_socket: std::env::temp_dir()
+                .join(format!("weir-incast-{}.sock", std::process::id())),
         })
     }
 
@@ -242,7 +253,15 @@ impl Plan {
                 rcvbuf: self.rcvbuf,
                 rx_spread: self.rx_spread,
             }),
-            engine: crate::engine_side::Placement::Host,
+            engine: match (role, self.engine) {
+                (Role::Sender, crate::engine_side::EngineKind::Daemon) => {
+                    crate::engine_side::Placement::Daemon(self.daemon_socket.clone())
+                }
+                (Role::Sender, crate::engine_side::EngineKind::Inproc) => {
+                    crate::engine_side::Placement::Inproc
+                }
+                _ => crate::engine_side::Placement::Host,
+            },
         }
     }
 }
@@ -299,6 +318,25 @@ fn measure(plan: &Plan, cmd: &PeerCmd, senders: u32) -> Outcome {
     let fail = |e: String| Outcome {
         receiver: Err(e.clone()),
         senders: (0..senders).map(|_| Err(e.clone())).collect(),
+    };
+    // The senders' daemon, for `--engine daemon`, lives until the phase is over.
+    let _daemon = if plan.engine == crate::engine_side::EngineKind::Daemon {
+        let mut args: Vec<String> = vec![
+            "engine".into(),
+            "--socket".into(),
+            plan.daemon_socket.display().to_string(),
+            "--stats-every".into(),
+            "0".into(),
+        ];
+        if let Some(cc) = &plan.cc {
+            args.extend(["--cc".into(), cc.clone()]);
+        }
+        match crate::engine_side::DaemonProcess::spawn(&cmd.program, &args, &plan.daemon_socket) {
+            Ok(d) => Some(d),
+            Err(e) => return fail(e),
+        }
+    } else {
+        None
     };
     let rp = plan.params(Role::Receiver, senders, 0);
     let mut rx = match peer::spawn(cmd, "receiver", &rp) {
@@ -439,7 +477,7 @@ fn table_header(plan: &Plan, notes: &[String]) -> String {
     let _ = writeln!(
         s,
         "# weir bench incast: {} senders → 1 receiver over loopback, {} messages of {} each, \
-         window {}, receiver rcvbuf {} per socket{}; cc {}",
+         window {}, receiver rcvbuf {} per socket{}; cc {}; senders' engine: {}",
         plan.senders,
         plan.messages,
         fmt_size(plan.size),
@@ -451,6 +489,11 @@ fn table_header(plan: &Plan, notes: &[String]) -> String {
             ""
         },
         plan.cc.as_deref().unwrap_or("default"),
+        match plan.engine {
+            crate::engine_side::EngineKind::Host => "each sender's own Host",
+            crate::engine_side::EngineKind::Inproc => "an engine thread in each sender",
+            crate::engine_side::EngineKind::Daemon => "one weir engine daemon for all senders",
+        },
     );
     let _ = writeln!(
         s,

@@ -67,3 +67,44 @@ fn quick_incast_completes_every_message() {
     assert!(agg["goodput_gbps"].as_f64().is_some(), "{agg}");
     assert!(agg["single_gbps"].as_f64().is_some(), "{agg}");
 }
+
+/// Issue 14: the four senders attached to one `weir engine` daemon the bench starts; every
+/// message completes and the rows carry their sender counters (through the rings).
+#[test]
+fn quick_incast_through_one_daemon() {
+    let out = Command::new(WEIR)
+        .args([
+            "bench",
+            "incast",
+            "--senders",
+            "4",
+            "--quick",
+            "--json",
+            "--engine",
+            "daemon",
+        ])
+        .output()
+        .expect("run weir");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "weir failed: {}\nstdout:\n{stdout}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert_eq!(rows.len(), 2 + 5, "{stdout}");
+    for row in &rows {
+        assert_eq!(row["complete"], true, "{row}");
+        assert_eq!(row["messages"], row["expected"], "{row}");
+        if !row["sender"].is_null() {
+            assert!(
+                row["retransmits"].is_u64(),
+                "counters through the rings: {row}"
+            );
+        }
+    }
+}

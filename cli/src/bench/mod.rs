@@ -193,6 +193,12 @@ pub(crate) struct IncastArgs {
     #[arg(long)]
     pub(crate) rx_spread: bool,
 
+    /// Where the senders run their engine: host (each sender's own Host), inproc (an engine
+    /// thread in each sender) or daemon (one `weir engine` daemon for all the senders,
+    /// started by the bench); the receiver keeps its own Host (docs/engine.md)
+    #[arg(long, default_value = "host", value_parser = ["host", "inproc", "daemon"])]
+    pub(crate) engine: String,
+
     /// Congestion control: a built-in name or a TOML file with a [cc] table
     #[arg(long, value_name = "NAME")]
     pub(crate) cc: Option<String>,
@@ -228,6 +234,7 @@ impl IncastArgs {
             rt: self.rt,
             timeout_secs: self.timeout,
             quick: self.quick,
+            engine: weir_bench::engine_side::EngineKind::parse(&self.engine).unwrap_or_default(),
         }
     }
 }
