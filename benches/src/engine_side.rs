@@ -24,8 +24,7 @@ use weir_datapath::{Buffer, HostStats};
 use weir_firmware::inproc::{Client, EngineError, EngineThread, Memory};
 use weir_firmware::{Cqe, CqeKind, EngineConfig, Op, Status};
 use weir_transport::{
-    Completion, CompletionKind, ConnError, ConnId, ConnStats, PathStats, RegionId, WorkRequest,
-    WrError, WrId,
+    Completion, ConnError, ConnId, ConnStats, PathStats, RegionId, WorkRequest, WrId,
 };
 
 /// Where a weir peer's engine runs.
@@ -200,23 +199,6 @@ fn engine_err(e: EngineError) -> HostError {
     }
 }
 
-fn conn_error(s: Status) -> ConnError {
-    match s {
-        Status::HandshakeTimeout => ConnError::HandshakeTimeout,
-        Status::PeerClosed => ConnError::PeerClosed,
-        Status::RemoteAccess => ConnError::RemoteAccess,
-        Status::LocalAccess => ConnError::LocalAccess,
-        Status::PeerTimeout => ConnError::PeerTimeout {
-            silent_for: weir_base::Duration::ZERO,
-            retries: 0,
-        },
-        Status::CreditStarved => ConnError::CreditStarved {
-            waited_for: weir_base::Duration::ZERO,
-        },
-        _ => ConnError::Refused,
-    }
-}
-
 impl Net {
     /// Start the transport for `placement` with `cfg` (for a daemon, `cfg` was the daemon's
     /// business: only its socket is used).
@@ -330,47 +312,7 @@ impl Net {
         match self {
             Net::Host(h) => h.post(conn, wr),
             Net::Engine(e) => {
-                let op = match wr {
-                    WorkRequest::Send {
-                        region,
-                        offset,
-                        len,
-                        tag,
-                    } => Op::Send {
-                        conn: conn.0,
-                        region: region.0,
-                        offset,
-                        len,
-                        tag,
-                    },
-                    WorkRequest::Recv {
-                        region,
-                        offset,
-                        len,
-                        tag,
-                    } => Op::Recv {
-                        conn: conn.0,
-                        region: region.0,
-                        offset,
-                        len,
-                        tag,
-                    },
-                    WorkRequest::Write {
-                        region,
-                        offset,
-                        len,
-                        remote,
-                        notify,
-                    } => Op::Write {
-                        conn: conn.0,
-                        region: region.0,
-                        offset,
-                        len,
-                        rkey: remote.rkey,
-                        remote_offset: remote.offset,
-                        notify,
-                    },
-                };
+                let op = Op::from_request(conn.0, wr);
                 let user = e.client.borrow_mut().submit(op).map_err(engine_err)?;
                 Ok(WrId(user))
             }
@@ -509,13 +451,11 @@ impl EngineNet {
                 c.wait(timeout).map_err(engine_err)?
             }
         };
-        let kind = match cqe.kind {
-            CqeKind::Send => CompletionKind::Send,
-            CqeKind::Recv => CompletionKind::Recv,
-            CqeKind::Write => CompletionKind::Write,
-            CqeKind::WriteReceived => CompletionKind::WriteReceived {
-                imm: cqe.tag as u32,
-            },
+        if let Some(c) = cqe.completion() {
+            self.done.borrow_mut().push_back(c);
+            return Ok(());
+        }
+        match cqe.kind {
             CqeKind::Accepted => {
                 let peer = cqe
                     .addr
@@ -523,7 +463,6 @@ impl EngineNet {
                 self.accepted
                     .borrow_mut()
                     .push_back((cqe.conn, peer, cqe.tag));
-                return Ok(());
             }
             CqeKind::ConnectionLost | CqeKind::Closed => {
                 let peer = cqe
@@ -531,40 +470,10 @@ impl EngineNet {
                     .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
                 self.lost
                     .borrow_mut()
-                    .push((cqe.conn, peer, conn_error(cqe.status)));
-                return Ok(());
+                    .push((cqe.conn, peer, cqe.status.conn_error()));
             }
-            _ => {
-                self.control.borrow_mut().push_back(cqe);
-                return Ok(());
-            }
-        };
-        let status = match cqe.status {
-            Status::Ok => Ok(()),
-            Status::Truncated => Err(WrError::Truncated {
-                message: cqe.detail,
-                buffer: 0,
-            }),
-            Status::Closed => Err(WrError::Closed),
-            Status::RemoteAccess => Err(WrError::RemoteAccess),
-            s => Err(WrError::ConnectionLost(conn_error(s))),
-        };
-        self.done.borrow_mut().push_back(Completion {
-            conn: ConnId(cqe.conn),
-            wr: if matches!(kind, CompletionKind::WriteReceived { .. }) {
-                WrId(u64::MAX)
-            } else {
-                WrId(cqe.user)
-            },
-            kind,
-            len: cqe.len,
-            tag: if matches!(kind, CompletionKind::Recv) {
-                cqe.tag
-            } else {
-                0
-            },
-            status,
-        });
+            _ => self.control.borrow_mut().push_back(cqe),
+        }
         Ok(())
     }
 }

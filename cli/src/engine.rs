@@ -5,9 +5,9 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use weir_datapath::{HostConfig, HostStats};
-use weir_firmware::daemon::Daemon;
-use weir_firmware::{EngineConfig, EngineStats};
+use weir_datapath::HostConfig;
+use weir_firmware::EngineConfig;
+use weir_firmware::daemon::{self, Daemon};
 
 /// `weir engine` arguments.
 #[derive(Debug, clap::Args)]
@@ -40,15 +40,6 @@ pub(crate) struct EngineArgs {
     stats_every: u64,
 }
 
-/// The default socket path.
-pub(crate) fn default_socket() -> PathBuf {
-    match std::env::var_os("XDG_RUNTIME_DIR") {
-        Some(d) if !d.is_empty() => PathBuf::from(d).join("weir-engine.sock"),
-        // SAFETY: getuid has no preconditions.
-        _ => std::env::temp_dir().join(format!("weir-engine-{}.sock", unsafe { libc::getuid() })),
-    }
-}
-
 /// Block SIGINT and SIGTERM in this thread (and the threads it starts), so `wait_signal`
 /// can take them.
 fn block_signals() -> libc::sigset_t {
@@ -75,7 +66,7 @@ fn wait_signal(set: &libc::sigset_t, secs: u64) -> bool {
 
 pub(crate) fn run(args: EngineArgs) -> Result<(), String> {
     let set = block_signals();
-    let path = args.socket.unwrap_or_else(default_socket);
+    let path = args.socket.unwrap_or_else(daemon::default_socket);
     let mut cfg = HostConfig::default();
     cfg.udp.bind = args.bind;
     cfg.udp.port = args.port;
@@ -88,14 +79,7 @@ pub(crate) fn run(args: EngineArgs) -> Result<(), String> {
     if let Some(cc) = &args.cc {
         cfg.transport.cc = weir_bench::weir_side::load_cc(cc).map_err(|e| e.to_string())?;
     }
-    let loops = args.loops.map_or_else(
-        || {
-            std::thread::available_parallelism()
-                .map_or(1, |n| n.get())
-                .min(4)
-        },
-        usize::from,
-    );
+    let loops = args.loops.map_or_else(daemon::default_loops, usize::from);
     let d = Daemon::with_loops(&path, cfg, EngineConfig::default(), loops)
         .map_err(|e| e.to_string())?;
     let addrs: Vec<String> = d.loops().map(|e| e.local_addr().to_string()).collect();
@@ -104,20 +88,20 @@ pub(crate) fn run(args: EngineArgs) -> Result<(), String> {
         addrs.join(", "),
         path.display()
     );
-    let print = |d: &Daemon| {
-        let (e, h, cpu_ns) = totals(d);
-        println!(
+    let print = |d: &Daemon| match d.stats() {
+        Ok(t) => println!(
             "weir engine: {} submissions ({} refused), {} completions, {} clients broken, \
              {} connections, {} datagrams in / {} out, engine CPU {:.3} s",
-            e.submissions,
-            e.refused,
-            e.completions,
-            e.broken_clients,
-            h.connections,
-            h.endpoint.rx_packets,
-            h.endpoint.tx_packets,
-            cpu_ns as f64 / 1e9
-        );
+            t.engine.submissions,
+            t.engine.refused,
+            t.engine.completions,
+            t.engine.broken_clients,
+            t.connections,
+            t.rx_packets,
+            t.tx_packets,
+            t.cpu_ns as f64 / 1e9
+        ),
+        Err(e) => eprintln!("weir engine: {e}"),
     };
     loop {
         let every = if args.stats_every == 0 {
@@ -134,25 +118,4 @@ pub(crate) fn run(args: EngineArgs) -> Result<(), String> {
     }
     print(&d);
     Ok(())
-}
-
-/// The counters of every loop, added up.
-fn totals(d: &Daemon) -> (EngineStats, HostStats, u64) {
-    let (mut e, mut h, mut cpu) = (EngineStats::default(), HostStats::default(), 0);
-    for l in d.loops() {
-        match l.stats() {
-            Ok((le, lh, lc)) => {
-                e.submissions += le.submissions;
-                e.refused += le.refused;
-                e.completions += le.completions;
-                e.broken_clients += le.broken_clients;
-                h.connections += lh.connections;
-                h.endpoint.rx_packets += lh.endpoint.rx_packets;
-                h.endpoint.tx_packets += lh.endpoint.tx_packets;
-                cpu += lc;
-            }
-            Err(err) => eprintln!("weir engine: {err}"),
-        }
-    }
-    (e, h, cpu)
 }

@@ -226,6 +226,38 @@ fn rings_len(slots: u32) -> Option<usize> {
     ring::layout_len(slots, DESC_LEN).map(|l| 2 * l)
 }
 
+/// Where `weir engine` serves and clients attach unless told otherwise:
+/// `$XDG_RUNTIME_DIR/weir-engine.sock`, else `/tmp/weir-engine-<uid>.sock`.
+pub fn default_socket() -> PathBuf {
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(d) if !d.is_empty() => PathBuf::from(d).join("weir-engine.sock"),
+        // SAFETY: getuid has no preconditions.
+        _ => std::env::temp_dir().join(format!("weir-engine-{}.sock", unsafe { libc::getuid() })),
+    }
+}
+
+/// Engine loops a daemon runs unless told otherwise: one per CPU, at most 4.
+pub fn default_loops() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(4)
+}
+
+/// A daemon's counters, its loops added up.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DaemonStats {
+    /// The engines' counters.
+    pub engine: crate::engine::EngineStats,
+    /// Connections the endpoints hold.
+    pub connections: u64,
+    /// Datagrams received and sent.
+    pub rx_packets: u64,
+    /// See `rx_packets`.
+    pub tx_packets: u64,
+    /// CPU time of the engine threads, ns.
+    pub cpu_ns: u64,
+}
+
 /// A running `weir engine` daemon: its engine loops and the thread that serves its socket.
 ///
 /// With more than one loop (as a NIC has several queues, each served by a core of the DPU),
@@ -272,7 +304,7 @@ impl Daemon {
             engines.push(Arc::new(EngineThread::start(c, engine.clone())?));
         }
         let _ = std::fs::remove_file(path);
-        let lfd = seqpacket_listen(path)?;
+        let lfd = seqpacket(path, true)?;
         let stop = Arc::new(EventFd::new()?);
         let (e, s) = (engines.clone(), stop.clone());
         let thread = std::thread::Builder::new()
@@ -302,6 +334,20 @@ impl Daemon {
         self.loops.iter().map(|e| &**e)
     }
 
+    /// The counters of every loop, added up.
+    pub fn stats(&self) -> Result<DaemonStats, EngineError> {
+        let mut t = DaemonStats::default();
+        for l in self.loops() {
+            let (e, h, cpu) = l.stats()?;
+            t.engine += e;
+            t.connections += h.connections;
+            t.rx_packets += h.endpoint.rx_packets;
+            t.tx_packets += h.endpoint.tx_packets;
+            t.cpu_ns += cpu;
+        }
+        Ok(t)
+    }
+
     /// The socket path.
     pub fn path(&self) -> &Path {
         &self.path
@@ -318,10 +364,13 @@ impl Drop for Daemon {
     }
 }
 
-fn seqpacket_listen(path: &Path) -> Result<RawFd, EngineError> {
+/// A Unix `SOCK_SEQPACKET` socket at `path`: listening (the daemon) or connected to it (a
+/// client).
+fn seqpacket(path: &Path, listen: bool) -> Result<RawFd, EngineError> {
     use std::os::unix::ffi::OsStrExt;
     let bytes = path.as_os_str().as_bytes();
-    // SAFETY: zeroed sockaddr_un is valid; the path is copied within its bounds.
+    // SAFETY: zeroed sockaddr_un is valid; the path is copied within its bounds; the
+    // descriptor is ours and closed on every error path.
     unsafe {
         let mut addr: libc::sockaddr_un = std::mem::zeroed();
         if bytes.len() >= addr.sun_path.len() {
@@ -335,10 +384,14 @@ fn seqpacket_listen(path: &Path) -> Result<RawFd, EngineError> {
         if fd < 0 {
             return Err(io_err());
         }
+        let sa = (&addr as *const libc::sockaddr_un).cast();
         let len = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
-        if libc::bind(fd, (&addr as *const libc::sockaddr_un).cast(), len) < 0
-            || libc::listen(fd, 128) < 0
-        {
+        let failed = if listen {
+            libc::bind(fd, sa, len) < 0 || libc::listen(fd, 128) < 0
+        } else {
+            libc::connect(fd, sa, len) < 0
+        };
+        if failed {
             let e = io_err();
             close(fd);
             return Err(e);
@@ -580,7 +633,6 @@ impl Drop for Remote {
 
 /// Attach to the daemon at `path`: a client with rings of `slots` slots in shared memory.
 pub fn connect(path: &Path, slots: u32) -> Result<Client, EngineError> {
-    use std::os::unix::ffi::OsStrExt;
     let total = rings_len(slots).ok_or(EngineError::Refused("ring slots"))?;
     let mem = create_memory(total, "weir-rings")?;
     let half = total / 2;
@@ -595,29 +647,7 @@ pub fn connect(path: &Path, slots: u32) -> Result<Client, EngineError> {
             Consumer::attach(base.add(half), half, slots, DESC_LEN).map_err(ring_err)?,
         )
     };
-    let bytes = path.as_os_str().as_bytes();
-    // SAFETY: zeroed sockaddr_un is valid; the path is copied within its bounds.
-    let sock = unsafe {
-        let mut addr: libc::sockaddr_un = std::mem::zeroed();
-        if bytes.len() >= addr.sun_path.len() {
-            return Err(EngineError::Refused("socket path too long"));
-        }
-        addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
-        for (d, s) in addr.sun_path.iter_mut().zip(bytes) {
-            *d = *s as libc::c_char;
-        }
-        let fd = libc::socket(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0);
-        if fd < 0 {
-            return Err(io_err());
-        }
-        let len = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
-        if libc::connect(fd, (&addr as *const libc::sockaddr_un).cast(), len) < 0 {
-            let e = io_err();
-            close(fd);
-            return Err(e);
-        }
-        fd
-    };
+    let sock = seqpacket(path, false)?;
     let fail = |e: EngineError| {
         close(sock);
         e
@@ -666,8 +696,9 @@ pub fn connect(path: &Path, slots: u32) -> Result<Client, EngineError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::desc::{Cqe, CqeKind, Op, Status};
+    use crate::desc::{CqeKind, Op};
     use crate::inproc::EngineThread;
+    use crate::inproc::tests::done;
 
     fn cfg() -> HostConfig {
         let mut c = HostConfig::default();
@@ -677,16 +708,6 @@ mod tests {
 
     fn sock_path(name: &str) -> PathBuf {
         std::env::temp_dir().join(format!("weir-fw-{}-{name}.sock", std::process::id()))
-    }
-
-    fn done(c: &mut Client, user: u64, kind: CqeKind) -> Cqe {
-        let cqe = c.wait(StdDuration::from_secs(10)).unwrap();
-        assert_eq!(
-            (cqe.user, cqe.kind, cqe.status),
-            (user, kind, Status::Ok),
-            "{cqe:?}"
-        );
-        cqe
     }
 
     fn register(c: &mut Client, segment: u32, len: u64) -> u32 {
@@ -803,7 +824,7 @@ mod tests {
         let path = sock_path("bad");
         let _d = Daemon::start(&path, cfg(), EngineConfig::default()).unwrap();
         let raw = |msg: &str, fds: &[RawFd]| -> String {
-            let sock = unsafe_connect(&path);
+            let sock = seqpacket(&path, false).unwrap();
             send_msg(sock, msg.as_bytes(), fds).unwrap();
             let (answer, got) = recv_msg(sock).unwrap().unwrap();
             got.into_iter().for_each(close);
@@ -860,26 +881,6 @@ mod tests {
         // Still serving.
         let u = c.submit(Op::Nop).unwrap();
         done(&mut c, u, CqeKind::Done);
-    }
-
-    fn unsafe_connect(path: &Path) -> RawFd {
-        use std::os::unix::ffi::OsStrExt;
-        let bytes = path.as_os_str().as_bytes();
-        // SAFETY: as in `connect`.
-        unsafe {
-            let mut addr: libc::sockaddr_un = std::mem::zeroed();
-            addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
-            for (d, s) in addr.sun_path.iter_mut().zip(bytes) {
-                *d = *s as libc::c_char;
-            }
-            let fd = libc::socket(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0);
-            let len = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
-            assert_eq!(
-                libc::connect(fd, (&addr as *const libc::sockaddr_un).cast(), len),
-                0
-            );
-            fd
-        }
     }
 
     /// The child side of `a_killed_client_is_detached_and_a_dead_daemon_is_reported`

@@ -38,6 +38,11 @@
 
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
+use weir_transport::{
+    Completion, CompletionKind, ConnError, ConnId, RegionId, RemoteRegion, WorkRequest, WrError,
+    WrId,
+};
+
 /// Bytes per descriptor, both rings.
 pub const DESC_LEN: usize = 64;
 
@@ -139,6 +144,114 @@ pub enum Op {
         /// Immediate for the peer's "write received" completion.
         notify: Option<u32>,
     },
+}
+
+impl Op {
+    /// A posted request as the transport's [`WorkRequest`], on connection handle `conn`; its
+    /// `RegionId` is the client's region handle (the engine maps both to its own). `None` for
+    /// operations that post nothing.
+    pub fn request(&self) -> Option<(u32, WorkRequest)> {
+        Some(match *self {
+            Op::Send {
+                conn,
+                region,
+                offset,
+                len,
+                tag,
+            } => (
+                conn,
+                WorkRequest::Send {
+                    region: RegionId(region),
+                    offset,
+                    len,
+                    tag,
+                },
+            ),
+            Op::Recv {
+                conn,
+                region,
+                offset,
+                len,
+                tag,
+            } => (
+                conn,
+                WorkRequest::Recv {
+                    region: RegionId(region),
+                    offset,
+                    len,
+                    tag,
+                },
+            ),
+            Op::Write {
+                conn,
+                region,
+                offset,
+                len,
+                rkey,
+                remote_offset,
+                notify,
+            } => (
+                conn,
+                WorkRequest::Write {
+                    region: RegionId(region),
+                    offset,
+                    len,
+                    remote: RemoteRegion {
+                        rkey,
+                        offset: remote_offset,
+                    },
+                    notify,
+                },
+            ),
+            _ => return None,
+        })
+    }
+
+    /// The submission that posts `wr` on connection handle `conn` (the inverse of
+    /// [`Op::request`]: `wr`'s `RegionId` is the client's region handle).
+    pub fn from_request(conn: u32, wr: WorkRequest) -> Op {
+        match wr {
+            WorkRequest::Send {
+                region,
+                offset,
+                len,
+                tag,
+            } => Op::Send {
+                conn,
+                region: region.0,
+                offset,
+                len,
+                tag,
+            },
+            WorkRequest::Recv {
+                region,
+                offset,
+                len,
+                tag,
+            } => Op::Recv {
+                conn,
+                region: region.0,
+                offset,
+                len,
+                tag,
+            },
+            WorkRequest::Write {
+                region,
+                offset,
+                len,
+                remote,
+                notify,
+            } => Op::Write {
+                conn,
+                region: region.0,
+                offset,
+                len,
+                rkey: remote.rkey,
+                remote_offset: remote.offset,
+                notify,
+            },
+        }
+    }
 }
 
 /// A submission: an operation and the cookie its completion carries back.
@@ -466,22 +579,23 @@ pub enum CqeKind {
 }
 
 impl CqeKind {
+    /// Every kind, in the order of their codes (0, 1, …).
+    const ALL: [CqeKind; 11] = [
+        CqeKind::Done,
+        CqeKind::Connected,
+        CqeKind::Accepted,
+        CqeKind::Registered,
+        CqeKind::Send,
+        CqeKind::Recv,
+        CqeKind::Write,
+        CqeKind::WriteReceived,
+        CqeKind::ConnectionLost,
+        CqeKind::Closed,
+        CqeKind::Stats,
+    ];
+
     fn from_u8(v: u8) -> Option<CqeKind> {
-        use CqeKind::*;
-        Some(match v {
-            0 => Done,
-            1 => Connected,
-            2 => Accepted,
-            3 => Registered,
-            4 => Send,
-            5 => Recv,
-            6 => Write,
-            7 => WriteReceived,
-            8 => ConnectionLost,
-            9 => Closed,
-            10 => Stats,
-            _ => return None,
-        })
+        CqeKind::ALL.get(usize::from(v)).copied()
     }
 }
 
@@ -532,31 +646,32 @@ pub enum Status {
 }
 
 impl Status {
+    /// Every status, in the order of their codes (0, 1, …).
+    const ALL: [Status; 20] = [
+        Status::Ok,
+        Status::BadDescriptor,
+        Status::UnknownConnection,
+        Status::UnknownRegion,
+        Status::OutOfBounds,
+        Status::TooLong,
+        Status::QueueFull,
+        Status::NotConnected,
+        Status::Truncated,
+        Status::RemoteAccess,
+        Status::ConnectionLost,
+        Status::Closed,
+        Status::TooMany,
+        Status::InUse,
+        Status::PeerTimeout,
+        Status::HandshakeTimeout,
+        Status::Refused,
+        Status::PeerClosed,
+        Status::LocalAccess,
+        Status::CreditStarved,
+    ];
+
     fn from_u8(v: u8) -> Option<Status> {
-        use Status::*;
-        Some(match v {
-            0 => Ok,
-            1 => BadDescriptor,
-            2 => UnknownConnection,
-            3 => UnknownRegion,
-            4 => OutOfBounds,
-            5 => TooLong,
-            6 => QueueFull,
-            7 => NotConnected,
-            8 => Truncated,
-            9 => RemoteAccess,
-            10 => ConnectionLost,
-            11 => Closed,
-            12 => TooMany,
-            13 => InUse,
-            14 => PeerTimeout,
-            15 => HandshakeTimeout,
-            16 => Refused,
-            17 => PeerClosed,
-            18 => LocalAccess,
-            19 => CreditStarved,
-            _ => return None,
-        })
+        Status::ALL.get(usize::from(v)).copied()
     }
 
     /// What a connection error becomes.
@@ -583,6 +698,28 @@ impl Status {
             E::OutOfBounds => Status::OutOfBounds,
             E::TooLong => Status::TooLong,
             E::QueueFull => Status::QueueFull,
+        }
+    }
+}
+
+impl Status {
+    /// The connection error a failure status stands for (the inverse of
+    /// [`Status::from_conn_error`]; the durations and counts of `PeerTimeout` and
+    /// `CreditStarved` do not cross the ring and read 0; any other failure reads `Refused`).
+    pub fn conn_error(self) -> ConnError {
+        match self {
+            Status::HandshakeTimeout => ConnError::HandshakeTimeout,
+            Status::PeerClosed => ConnError::PeerClosed,
+            Status::RemoteAccess => ConnError::RemoteAccess,
+            Status::LocalAccess => ConnError::LocalAccess,
+            Status::PeerTimeout => ConnError::PeerTimeout {
+                silent_for: weir_base::Duration::ZERO,
+                retries: 0,
+            },
+            Status::CreditStarved => ConnError::CreditStarved {
+                waited_for: weir_base::Duration::ZERO,
+            },
+            _ => ConnError::Refused,
         }
     }
 }
@@ -664,6 +801,45 @@ impl Cqe {
             status,
             detail: u64_at(b, 40),
             addr: has_addr.then(|| addr_at(b, 48, 34)),
+        })
+    }
+}
+
+impl Cqe {
+    /// A request completion (send, receive, write, write received) as the transport's
+    /// [`Completion`]: the cookie as `WrId` (`u64::MAX` for a write received), the connection
+    /// handle as `ConnId`. `None` for the other kinds.
+    pub fn completion(&self) -> Option<Completion> {
+        let (kind, wr, tag) = match self.kind {
+            CqeKind::Send => (CompletionKind::Send, self.user, 0),
+            CqeKind::Recv => (CompletionKind::Recv, self.user, self.tag),
+            CqeKind::Write => (CompletionKind::Write, self.user, 0),
+            CqeKind::WriteReceived => (
+                CompletionKind::WriteReceived {
+                    imm: self.tag as u32,
+                },
+                u64::MAX,
+                0,
+            ),
+            _ => return None,
+        };
+        let status = match self.status {
+            Status::Ok => Ok(()),
+            Status::Truncated => Err(WrError::Truncated {
+                message: self.detail,
+                buffer: 0,
+            }),
+            Status::Closed => Err(WrError::Closed),
+            Status::RemoteAccess => Err(WrError::RemoteAccess),
+            s => Err(WrError::ConnectionLost(s.conn_error())),
+        };
+        Some(Completion {
+            conn: ConnId(self.conn),
+            wr: WrId(wr),
+            kind,
+            len: self.len,
+            tag,
+            status,
         })
     }
 }
@@ -838,6 +1014,52 @@ mod tests {
             };
             prop_assert_eq!(Cqe::decode(&c.encode()), Some(c));
         }
+    }
+
+    #[test]
+    fn codes_are_the_tables_indices() {
+        for (i, k) in CqeKind::ALL.iter().enumerate() {
+            assert_eq!(*k as usize, i);
+        }
+        for (i, st) in Status::ALL.iter().enumerate() {
+            assert_eq!(*st as usize, i);
+        }
+        assert_eq!(CqeKind::from_u8(11), None);
+        assert_eq!(Status::from_u8(20), None);
+    }
+
+    #[test]
+    fn requests_round_trip() {
+        let ops = [
+            Op::Send {
+                conn: 1,
+                region: 2,
+                offset: 3,
+                len: 4,
+                tag: 5,
+            },
+            Op::Recv {
+                conn: 1,
+                region: 2,
+                offset: 3,
+                len: 4,
+                tag: None,
+            },
+            Op::Write {
+                conn: 1,
+                region: 2,
+                offset: 3,
+                len: 4,
+                rkey: 6,
+                remote_offset: 7,
+                notify: Some(8),
+            },
+        ];
+        for op in ops {
+            let (conn, wr) = op.request().unwrap();
+            assert_eq!(Op::from_request(conn, wr), op);
+        }
+        assert_eq!(Op::Nop.request(), None);
     }
 
     #[test]

@@ -17,9 +17,7 @@ use alloc::vec::Vec;
 use core::ptr::NonNull;
 
 use weir_base::Instant;
-use weir_transport::{
-    CompletionKind, ConnId, Endpoint, Event, RegionId, RemoteRegion, WorkRequest, WrError,
-};
+use weir_transport::{CompletionKind, ConnId, Endpoint, Event, RegionId, WorkRequest, WrError};
 
 use crate::desc::{Cqe, CqeKind, DESC_LEN, Op, Sqe, Status};
 use crate::ring::{Consumer, Producer, RingError};
@@ -97,6 +95,19 @@ pub struct EngineStats {
     pub orphan_events: u64,
     /// Clients marked broken.
     pub broken_clients: u64,
+}
+
+impl core::ops::AddAssign for EngineStats {
+    /// Add another engine's counters (a daemon's loops, say).
+    fn add_assign(&mut self, o: EngineStats) {
+        self.submissions += o.submissions;
+        self.refused += o.refused;
+        self.completions += o.completions;
+        self.backlogged += o.backlogged;
+        self.unrouted_accepts += o.unrouted_accepts;
+        self.orphan_events += o.orphan_events;
+        self.broken_clients += o.broken_clients;
+    }
 }
 
 /// A table of per-client handles: slot in the low 16 bits, generation above it.
@@ -212,6 +223,8 @@ pub struct Engine {
     wr_owner: BTreeMap<u64, (u16, u64)>,
     /// Listen key → client.
     listeners: BTreeMap<u64, u16>,
+    /// Clients marked broken and not detached yet (the placement checks every round).
+    broken: Vec<ClientId>,
     stats: EngineStats,
 }
 
@@ -243,6 +256,7 @@ impl Engine {
             conn_owner: BTreeMap::new(),
             wr_owner: BTreeMap::new(),
             listeners: BTreeMap::new(),
+            broken: Vec::new(),
             stats: EngineStats::default(),
         }
     }
@@ -320,12 +334,7 @@ impl Engine {
 
     /// Clients marked broken (to detach).
     pub fn broken_clients(&self) -> Vec<ClientId> {
-        self.clients
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| c.as_ref().is_some_and(|c| c.broken.is_some()))
-            .map(|(i, _)| ClientId(i as u16))
-            .collect()
+        self.broken.clone()
     }
 
     /// Remove a client: its connections close (peers are told), its regions are
@@ -333,6 +342,7 @@ impl Engine {
     /// the rings' handles so the placement can release their memory.
     pub fn detach(&mut self, now: Instant, client: ClientId) -> Option<(Consumer, Producer)> {
         let mut c = self.clients.get_mut(client.0 as usize)?.take()?;
+        self.broken.retain(|&b| b != client);
         for slot in c.conns.drain() {
             self.conn_owner.remove(&slot.id.0);
             self.ep.close(now, slot.id);
@@ -511,66 +521,20 @@ impl Engine {
                 self.route_events(now);
                 Some(Cqe::new(user, CqeKind::Done, Status::Ok))
             }
-            Op::Send {
-                conn,
-                region,
-                offset,
-                len,
-                tag,
-            } => {
-                let (Some(slot), Some(&region)) = (c.conns.get(conn), c.regions.get(region)) else {
+            Op::Send { .. } | Op::Recv { .. } | Op::Write { .. } => {
+                let Some((conn, mut wr)) = sqe.op.request() else {
+                    return fail(Status::BadDescriptor);
+                };
+                let handle = match &mut wr {
+                    WorkRequest::Send { region, .. }
+                    | WorkRequest::Recv { region, .. }
+                    | WorkRequest::Write { region, .. } => region,
+                };
+                let (Some(slot), Some(&region)) = (c.conns.get(conn), c.regions.get(handle.0))
+                else {
                     return fail(Self::which_unknown(c, conn));
                 };
-                let wr = WorkRequest::Send {
-                    region,
-                    offset,
-                    len,
-                    tag,
-                };
-                let id = slot.id;
-                self.post(now, ci, id, wr, user)
-            }
-            Op::Recv {
-                conn,
-                region,
-                offset,
-                len,
-                tag,
-            } => {
-                let (Some(slot), Some(&region)) = (c.conns.get(conn), c.regions.get(region)) else {
-                    return fail(Self::which_unknown(c, conn));
-                };
-                let wr = WorkRequest::Recv {
-                    region,
-                    offset,
-                    len,
-                    tag,
-                };
-                let id = slot.id;
-                self.post(now, ci, id, wr, user)
-            }
-            Op::Write {
-                conn,
-                region,
-                offset,
-                len,
-                rkey,
-                remote_offset,
-                notify,
-            } => {
-                let (Some(slot), Some(&region)) = (c.conns.get(conn), c.regions.get(region)) else {
-                    return fail(Self::which_unknown(c, conn));
-                };
-                let wr = WorkRequest::Write {
-                    region,
-                    offset,
-                    len,
-                    remote: RemoteRegion {
-                        rkey,
-                        offset: remote_offset,
-                    },
-                    notify,
-                };
+                *handle = region;
                 let id = slot.id;
                 self.post(now, ci, id, wr, user)
             }
@@ -827,6 +791,7 @@ impl Engine {
         {
             c.broken = Some(why);
             c.backlog.clear();
+            self.broken.push(ClientId(i as u16));
             self.stats.broken_clients += 1;
         }
     }

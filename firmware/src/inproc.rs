@@ -695,7 +695,7 @@ impl Drop for Client {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::desc::{CqeKind, Status};
 
@@ -705,7 +705,8 @@ mod tests {
         EngineThread::start(cfg, EngineConfig::default()).unwrap()
     }
 
-    fn done(c: &mut Client, user: u64, kind: CqeKind) -> Cqe {
+    /// The next completion of `c`, which must be `user`'s, of `kind`, and `Ok`.
+    pub(crate) fn done(c: &mut Client, user: u64, kind: CqeKind) -> Cqe {
         let cqe = c.wait(StdDuration::from_secs(10)).unwrap();
         assert_eq!(
             (cqe.user, cqe.kind, cqe.status),

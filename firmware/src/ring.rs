@@ -367,7 +367,13 @@ impl Consumer {
 
     /// Slots waiting to be consumed.
     pub fn pending(&self) -> Result<u32, RingError> {
-        let tail = self.raw.tail().load(Ordering::Acquire);
+        self.outstanding(Ordering::Acquire)
+    }
+
+    /// Slots between our head and the producer's tail, read with `order`; a tail more than
+    /// `capacity` ahead is corrupt.
+    fn outstanding(&self, order: Ordering) -> Result<u32, RingError> {
+        let tail = self.raw.tail().load(order);
         let n = tail.wrapping_sub(self.head);
         if n > self.raw.capacity {
             return Err(RingError::Corrupt {
@@ -406,15 +412,7 @@ impl Consumer {
         // SeqCst accesses (which its model, like the C++ one, does not totally order
         // against non-SeqCst ones).
         fence(Ordering::SeqCst);
-        let tail = self.raw.tail().load(Ordering::SeqCst);
-        let n = tail.wrapping_sub(self.head);
-        if n > self.raw.capacity {
-            return Err(RingError::Corrupt {
-                ours: self.head,
-                theirs: tail,
-            });
-        }
-        if n == 0 {
+        if self.outstanding(Ordering::SeqCst)? == 0 {
             return Ok(true);
         }
         self.raw.asleep().store(0, Ordering::SeqCst);
