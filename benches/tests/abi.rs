@@ -282,7 +282,9 @@ fn roundtrip(version: u32) {
         std::thread::scope(|sc| {
             sc.spawn(|| {
                 let p = pair(&net);
-                assert!(engine_threads() >= 1);
+                // A daemon's engine runs in another process (`WEIR_ENGINE=daemon…`).
+                let daemon = std::env::var("WEIR_ENGINE").is_ok_and(|e| e.starts_with("daemon"));
+                assert!(daemon || engine_threads() >= 1);
                 transfer(&net, Some(p.send), Some(p.recv));
                 net.close_send(p.send).expect("closeSend");
                 net.close_recv(p.recv).expect("closeRecv");
@@ -707,6 +709,55 @@ fn abi_four_processes_v12_loss_1pct() {
 #[test]
 fn abi_two_processes_v12_go_back_n_dcqcn_loss_1pct() {
     processes(12, "0.01", 1, &[("WEIR_MODE", "gbn"), ("WEIR_CC", "dcqcn")]);
+}
+
+/// The plugin on a firmware engine thread of each process (`WEIR_ENGINE=inproc`): NCCL's
+/// buffers registered by pointer, everything else through the descriptor rings.
+#[test]
+fn abi_two_processes_v12_engine_inproc() {
+    processes(12, "0", 1, &[("WEIR_ENGINE", "inproc")]);
+}
+
+#[test]
+fn abi_two_processes_v12_engine_inproc_loss_1pct() {
+    processes(12, "0.01", 1, &[("WEIR_ENGINE", "inproc")]);
+}
+
+/// Two sender/receiver pairs (four processes) through one `weir engine` daemon
+/// (`WEIR_ENGINE=daemon:<socket>`), which reaches NCCL's buffers by copy; `loss` injected
+/// on the daemon's receive path (its own configuration: `WEIR_LOSS` is the daemon's
+/// business there).
+fn through_daemon(loss: f64) {
+    use weir_firmware::daemon::Daemon;
+    // The daemon's threads live in this process: keep them apart from the tests that count
+    // engine threads.
+    let _g = setup();
+    let path = std::env::temp_dir().join(format!(
+        "weir-abi-{}-{}.sock",
+        std::process::id(),
+        (loss * 1000.0) as u32
+    ));
+    let mut cfg = weir_datapath::HostConfig::default();
+    cfg.udp.bind = std::net::Ipv4Addr::LOCALHOST.into();
+    if loss > 0.0 {
+        cfg.fault_rx.drop = loss;
+        cfg.fault_rx.seed = 7;
+    }
+    let d = Daemon::start(&path, cfg, weir_firmware::EngineConfig::default()).expect("daemon");
+    let engine = format!("daemon:{}", path.display());
+    processes(12, "0", 2, &[("WEIR_ENGINE", &engine)]);
+    let st = d.stats().expect("daemon stats");
+    assert!(st.engine.completions > 0, "{st:?}");
+}
+
+#[test]
+fn abi_four_processes_v12_engine_daemon() {
+    through_daemon(0.0);
+}
+
+#[test]
+fn abi_four_processes_v12_engine_daemon_loss_1pct() {
+    through_daemon(0.01);
 }
 
 /// Every congestion-control algorithm the plugin offers (`WEIR_CC`) carries the harness's

@@ -6,6 +6,12 @@
 //! payload moves as a DPU's DMA engine moves it — the engine reads and writes the client's
 //! memory directly, never through the socket.
 //!
+//! Memory a client did not allocate this way (an NCCL plugin's `regMr` buffers, a
+//! communicator's tensors) is reached by copying: the client hands over its own
+//! `/proc/self/mem`, which names that process's memory and no other (the kernel checked the
+//! right to open it when the client opened it, for itself), and the engine copies a send in
+//! when it is posted and a receive out when it completes (`ForeignMemory`).
+//!
 //! Trust: the daemon creates every eventfd itself (a client cannot make it write to a pipe
 //! that blocks), and maps only memfds sealed against shrinking (a client cannot truncate a
 //! mapping under the engine and crash it with SIGBUS), of the size they claim. A client's
@@ -21,6 +27,7 @@
 //! | daemon | `OK <client> <engine address>` | the client's doorbell, the engine's doorbell |
 //! | client | `SEGMENT <len>` | the segment's memfd |
 //! | daemon | `SEG <number>` | — |
+//! | client | `PROCMEM` | the client's `/proc/self/mem`, opened read-write |
 //! | daemon | `ERR <reason>` | — |
 // An I/O shell around the sans-IO core, like `inproc`: threads, sockets, the OS clock.
 #![allow(clippy::disallowed_methods)]
@@ -572,10 +579,99 @@ fn handle(
             let seg = reply(shared, &rx)?.ok_or(EngineError::Refused("too many segments"))?;
             Ok((format!("SEG {seg}"), Vec::new()))
         }
+        ("PROCMEM", None) if c.id.is_some() => {
+            let mem = ProcMem::new(one_fd(fds)?)?;
+            let (tx, rx) = mpsc::channel();
+            control(
+                shared,
+                Control::ProcessMemory {
+                    client: c.id.map_or(ClientId(0), |(_, id)| id),
+                    foreign: Some(std::boxed::Box::new(mem)),
+                    reply: tx,
+                },
+            );
+            let seg = reply(shared, &rx)?.ok_or(EngineError::Refused(
+                "too many segments, or process memory given already",
+            ))?;
+            Ok((format!("SEG {seg}"), Vec::new()))
+        }
         _ => {
             fds.into_iter().for_each(close);
             Err(EngineError::Refused("unknown or out-of-order message"))
         }
+    }
+}
+
+/// A client process's memory, through the `/proc/<pid>/mem` it opened and passed: reads and
+/// writes at its addresses, failing (never faulting the daemon) where it has no memory.
+#[derive(Debug)]
+struct ProcMem {
+    fd: RawFd,
+}
+
+impl ProcMem {
+    /// Take `fd` (owned; closed on error) after checking it is a file of procfs.
+    fn new(fd: RawFd) -> Result<ProcMem, EngineError> {
+        const PROC_SUPER_MAGIC: libc::c_long = 0x9fa0;
+        // SAFETY: `st` is written by fstatfs.
+        let ok = unsafe {
+            let mut st: libc::statfs = std::mem::zeroed();
+            libc::fstatfs(fd, &mut st) == 0 && st.f_type as libc::c_long == PROC_SUPER_MAGIC
+        };
+        if !ok {
+            close(fd);
+            return Err(EngineError::Refused(
+                "process memory must be the client's /proc/self/mem",
+            ));
+        }
+        Ok(ProcMem { fd })
+    }
+
+    /// `pread`/`pwrite` until `len` bytes moved; false on any error or short transfer.
+    fn transfer(&self, addr: u64, buf: *mut u8, len: usize, write: bool) -> bool {
+        let mut done = 0usize;
+        while done < len {
+            let Some(at) = addr
+                .checked_add(done as u64)
+                .and_then(|a| libc::off_t::try_from(a).ok())
+            else {
+                return false;
+            };
+            // SAFETY: `buf..buf + len` is a live buffer of the caller's.
+            let n = unsafe {
+                let p = buf.add(done).cast();
+                if write {
+                    libc::pwrite(self.fd, p, len - done, at)
+                } else {
+                    libc::pread(self.fd, p, len - done, at)
+                }
+            };
+            if n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            if n <= 0 {
+                return false;
+            }
+            done += n as usize;
+        }
+        true
+    }
+}
+
+impl crate::engine::ForeignMemory for ProcMem {
+    fn read(&mut self, addr: u64, dst: &mut [u8]) -> bool {
+        self.transfer(addr, dst.as_mut_ptr(), dst.len(), false)
+    }
+
+    fn write(&mut self, addr: u64, src: &[u8]) -> bool {
+        // `pwrite` only reads the buffer.
+        self.transfer(addr, src.as_ptr().cast_mut(), src.len(), true)
+    }
+}
+
+impl Drop for ProcMem {
+    fn drop(&mut self) {
+        close(self.fd);
     }
 }
 
@@ -610,6 +706,24 @@ impl Remote {
 
     pub(crate) fn engine_addr(&self) -> std::net::SocketAddr {
         self.engine
+    }
+
+    /// Hand the daemon this process's memory (`PROCMEM`): the segment to register it in.
+    pub(crate) fn process_segment(&self) -> Result<u32, EngineError> {
+        // SAFETY: a NUL-terminated path; the descriptor is ours and closed below.
+        let fd = unsafe { libc::open(c"/proc/self/mem".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
+        if fd < 0 {
+            return Err(io_err());
+        }
+        let sent = send_msg(self.sock, b"PROCMEM", &[fd]);
+        close(fd);
+        sent?;
+        let (msg, fds) = recv_msg(self.sock)?.ok_or(EngineError::Stopped(self.engine))?;
+        fds.into_iter().for_each(close);
+        match msg.strip_prefix("SEG ").and_then(|n| n.trim().parse().ok()) {
+            Some(seg) => Ok(seg),
+            None => Err(EngineError::Daemon(msg)),
+        }
     }
 
     pub(crate) fn memory(&self, len: usize) -> Result<(u32, Arc<Memory>), EngineError> {
@@ -737,12 +851,18 @@ mod tests {
             let remote = other.local_addr();
             handles.push(std::thread::spawn(move || {
                 let mut tx = connect(&path, 256).unwrap();
-                let u = rx.submit(Op::Listen { key: 100 + k }).unwrap();
+                let u = rx
+                    .submit(Op::Listen {
+                        key: 100 + k,
+                        secret: None,
+                    })
+                    .unwrap();
                 done(&mut rx, u, CqeKind::Done);
                 let u = tx
                     .submit(Op::Connect {
                         remote,
                         user_data: 100 + k,
+                        secret: None,
                     })
                     .unwrap();
                 let ht = done(&mut tx, u, CqeKind::Connected).conn;
@@ -789,6 +909,116 @@ mod tests {
         assert_eq!(st.submissions, 9, "{st:?}");
     }
 
+    /// Memory the clients did not get from the engine (plain heap vectors), registered by
+    /// address through `process_segment`: a daemon client sends from its vector to an
+    /// in-process client, which receives into its own, and back; bytes compared both ways.
+    /// The daemon refuses addresses the client does not have (`Fault`), writable regions
+    /// there (`Unsupported`), a second `PROCMEM`, and a descriptor that is not procfs.
+    #[test]
+    fn process_memory_by_address_both_placements() {
+        use crate::desc::Status;
+        let path = sock_path("procmem");
+        let _d = Daemon::start(&path, cfg(), EngineConfig::default()).unwrap();
+        let other = EngineThread::start(cfg(), EngineConfig::default()).unwrap();
+        let mut a = connect(&path, 64).unwrap();
+        let mut b = other.client().unwrap();
+        // SAFETY: every region registered below lives (vectors not reallocated) until it is
+        // deregistered or the client detaches, and is not touched while requests are out.
+        let (sa, sb) = unsafe { (a.process_segment().unwrap(), b.process_segment().unwrap()) };
+        // SAFETY: as above.
+        let again = unsafe { a.process_segment() };
+        assert!(again.is_err(), "a second PROCMEM was taken");
+        let u = b
+            .submit(Op::Listen {
+                key: 4,
+                secret: None,
+            })
+            .unwrap();
+        done(&mut b, u, CqeKind::Done);
+        let u = a
+            .submit(Op::Connect {
+                remote: b.engine_addr(),
+                user_data: 4,
+                secret: None,
+            })
+            .unwrap();
+        let ha = done(&mut a, u, CqeKind::Connected).conn;
+        let hb = b.wait(StdDuration::from_secs(10)).unwrap().conn;
+        let len = 3 << 20;
+        let mut va: Vec<u8> = (0..len).map(|i| (i * 13 + 1) as u8).collect();
+        let mut vb: Vec<u8> = vec![0; len];
+        let reg = |c: &mut Client, seg: u32, addr: u64, len: u64, rw: bool| {
+            let u = c
+                .submit(Op::Register {
+                    segment: seg,
+                    offset: addr,
+                    len,
+                    remote_write: rw,
+                })
+                .unwrap();
+            let r = c.wait(StdDuration::from_secs(10)).unwrap();
+            assert_eq!((r.user, r.kind), (u, CqeKind::Registered));
+            r
+        };
+        let ra = reg(&mut a, sa, va.as_mut_ptr() as u64, len as u64, false);
+        let rb = reg(&mut b, sb, vb.as_mut_ptr() as u64, len as u64, false);
+        assert_eq!((ra.status, rb.status), (Status::Ok, Status::Ok));
+        let xfer = |from: &mut Client, fc, fr, to: &mut Client, tc, tr| {
+            let r = to
+                .submit(Op::Recv {
+                    conn: tc,
+                    region: tr,
+                    offset: 0,
+                    len: len as u64,
+                    tag: None,
+                })
+                .unwrap();
+            let s = from
+                .submit(Op::Send {
+                    conn: fc,
+                    region: fr,
+                    offset: 0,
+                    len: len as u64,
+                    tag: 0,
+                })
+                .unwrap();
+            done(from, s, CqeKind::Send);
+            assert_eq!(done(to, r, CqeKind::Recv).len, len as u64);
+        };
+        xfer(&mut a, ha, ra.region, &mut b, hb, rb.region);
+        assert!(vb == va, "daemon -> inproc: bytes differ");
+        vb.iter_mut().for_each(|x| *x = x.wrapping_add(1));
+        va.fill(0);
+        xfer(&mut b, hb, rb.region, &mut a, ha, ra.region);
+        assert!(va == vb, "inproc -> daemon: bytes differ");
+        // Refusals on the daemon's side.
+        assert_eq!(reg(&mut a, sa, 4096, 4096, false).status, Status::Fault);
+        let ptr = va.as_mut_ptr() as u64;
+        assert_eq!(reg(&mut a, sa, ptr, 4096, true).status, Status::Unsupported);
+        // A descriptor that is not procfs.
+        let sock = seqpacket(&path, false).unwrap();
+        let raw = |sock: RawFd, msg: &str, fds: &[RawFd]| -> String {
+            send_msg(sock, msg.as_bytes(), fds).unwrap();
+            let (answer, got) = recv_msg(sock).unwrap().unwrap();
+            got.into_iter().for_each(close);
+            answer
+        };
+        let rings = create_memory(rings_len(64).unwrap(), "r").unwrap();
+        // SAFETY: ring memory we own.
+        unsafe {
+            ring::init(rings.ptr, rings.len / 2, 64, DESC_LEN).unwrap();
+            ring::init(rings.ptr.add(rings.len / 2), rings.len / 2, 64, DESC_LEN).unwrap();
+        }
+        assert!(raw(sock, "ATTACH 64", &[rings.memfd.unwrap()]).starts_with("OK"));
+        let name = CString::new("x").unwrap();
+        // SAFETY: plain syscall.
+        let fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
+        let answer = raw(sock, "PROCMEM", &[fd]);
+        close(fd);
+        assert!(answer.starts_with("ERR"), "{answer}");
+        close(sock);
+    }
+
     /// With two loops, attaching clients are spread over both (each its own address), and a
     /// client of one loop reaches a client of the other.
     #[test]
@@ -801,13 +1031,19 @@ mod tests {
         assert_eq!(addrs.len(), 2);
         assert_ne!(a.engine_addr(), b.engine_addr(), "one client per loop");
         assert!(addrs.contains(&a.engine_addr()) && addrs.contains(&b.engine_addr()));
-        let u = b.submit(Op::Listen { key: 9 }).unwrap();
+        let u = b
+            .submit(Op::Listen {
+                key: 9,
+                secret: None,
+            })
+            .unwrap();
         done(&mut b, u, CqeKind::Done);
         let remote = b.engine_addr();
         let u = a
             .submit(Op::Connect {
                 remote,
                 user_data: 9,
+                secret: None,
             })
             .unwrap();
         done(&mut a, u, CqeKind::Connected);
@@ -899,6 +1135,7 @@ mod tests {
             .submit(Op::Connect {
                 remote: remote.parse().unwrap(),
                 user_data: 5,
+                secret: None,
             })
             .unwrap();
         done(&mut c, u, CqeKind::Connected);
@@ -915,7 +1152,12 @@ mod tests {
         let d = Daemon::start(&path, cfg(), EngineConfig::default()).unwrap();
         let other = EngineThread::start(cfg(), EngineConfig::default()).unwrap();
         let mut rx = other.client().unwrap();
-        let u = rx.submit(Op::Listen { key: 5 }).unwrap();
+        let u = rx
+            .submit(Op::Listen {
+                key: 5,
+                secret: None,
+            })
+            .unwrap();
         done(&mut rx, u, CqeKind::Done);
         let mut child = std::process::Command::new(std::env::current_exe().unwrap())
             .args([

@@ -9,14 +9,14 @@
 //! | bytes | field |
 //! | --- | --- |
 //! | 0 | operation ([`Op`]) |
-//! | 1 | flags ([`SQE_TAGGED`], [`SQE_NOTIFY`], [`SQE_REMOTE_WRITE`]) |
+//! | 1 | flags ([`SQE_TAGGED`], [`SQE_NOTIFY`], [`SQE_REMOTE_WRITE`], [`SQE_SECRET`]) |
 //! | 2..4 | reserved, 0 |
 //! | 4..8 | connection handle |
 //! | 8..16 | user cookie, echoed in the completion |
 //! | 16..20 | region handle (register: segment) |
 //! | 20..24 | write: remote key; connect: port (low 16 bits) |
-//! | 24..32 | offset |
-//! | 32..40 | length |
+//! | 24..32 | offset; connect, listen with [`SQE_SECRET`]: the secret's low half |
+//! | 32..40 | length; connect, listen with [`SQE_SECRET`]: the secret's high half |
 //! | 40..48 | tag (send, receive); remote offset (write); user data (connect, listen) |
 //! | 48..64 | connect: IPv6 address (IPv4 as `::ffff:a.b.c.d`); write: immediate (48..52) |
 //!
@@ -52,6 +52,8 @@ pub const SQE_TAGGED: u8 = 1;
 pub const SQE_NOTIFY: u8 = 2;
 /// Register: peers may write into the region.
 pub const SQE_REMOTE_WRITE: u8 = 4;
+/// Connect, listen: bytes 24..40 carry a secret (little-endian u128).
+pub const SQE_SECRET: u8 = 8;
 
 /// What a submission asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,11 +66,18 @@ pub enum Op {
         remote: SocketAddr,
         /// Given to the remote side's listener with the connection.
         user_data: u64,
+        /// The listener's secret: the SYN carries a MAC keyed with it
+        /// (`Endpoint::connect_authenticated`).
+        secret: Option<u128>,
     },
     /// Take the connections whose connector passed `key` as user data.
     Listen {
         /// The key.
         key: u64,
+        /// Only connectors holding this secret get in: their SYNs must carry a MAC keyed with
+        /// it, checked before any state exists (`Endpoint::admit`). Without one the key is
+        /// open (`Endpoint::admit_open`).
+        secret: Option<u128>,
     },
     /// Stop taking them.
     Unlisten {
@@ -334,6 +343,14 @@ fn addr_at(b: &[u8; DESC_LEN], ip_at: usize, port_at: usize) -> SocketAddr {
     SocketAddr::new(ip, u16_at(b, port_at))
 }
 
+/// Write `secret` (if any) at bytes 24..40; the flags that say so.
+fn put_secret(b: &mut [u8; DESC_LEN], secret: Option<u128>) -> u8 {
+    let Some(s) = secret else { return 0 };
+    put64(b, 24, s as u64);
+    put64(b, 32, (s >> 64) as u64);
+    SQE_SECRET
+}
+
 impl Sqe {
     /// The 64 bytes of this submission.
     pub fn encode(&self) -> [u8; DESC_LEN] {
@@ -341,14 +358,18 @@ impl Sqe {
         put64(&mut b, 8, self.user);
         let (code, flags) = match self.op {
             Op::Nop => (op::NOP, 0),
-            Op::Connect { remote, user_data } => {
+            Op::Connect {
+                remote,
+                user_data,
+                secret,
+            } => {
                 put_addr(&mut b, 48, 20, remote);
                 put64(&mut b, 40, user_data);
-                (op::CONNECT, 0)
+                (op::CONNECT, put_secret(&mut b, secret))
             }
-            Op::Listen { key } => {
+            Op::Listen { key, secret } => {
                 put64(&mut b, 40, key);
-                (op::LISTEN, 0)
+                (op::LISTEN, put_secret(&mut b, secret))
             }
             Op::Unlisten { key } => {
                 put64(&mut b, 40, key);
@@ -444,6 +465,7 @@ impl Sqe {
             op::RECV => SQE_TAGGED,
             op::WRITE => SQE_NOTIFY,
             op::REGISTER => SQE_REMOTE_WRITE,
+            op::CONNECT | op::LISTEN => SQE_SECRET,
             op::NOP..=op::STATS => 0,
             _ => return Err(DecodeError::UnknownOp(code)),
         };
@@ -459,10 +481,12 @@ impl Sqe {
         let w40 = u64_at(b, 40);
         let tail = &b[48..];
         // Which of (conn, region, w20, offset, len, w40, bytes 48..64) each operation uses.
+        let secret = flags & SQE_SECRET != 0;
         let used: [bool; 7] = match code {
             op::NOP => [false; 7],
-            op::CONNECT => [false, false, true, false, false, true, true],
-            op::LISTEN | op::UNLISTEN => [false, false, false, false, false, true, false],
+            op::CONNECT => [false, false, true, secret, secret, true, true],
+            op::LISTEN => [false, false, false, secret, secret, true, false],
+            op::UNLISTEN => [false, false, false, false, false, true, false],
             op::CLOSE | op::STATS => [true, false, false, false, false, false, false],
             op::REGISTER => [false, true, false, true, true, false, false],
             op::DEREGISTER => [false, true, false, false, false, false, false],
@@ -494,9 +518,13 @@ impl Sqe {
                 Op::Connect {
                     remote,
                     user_data: w40,
+                    secret: secret.then_some(u128::from(offset) | u128::from(len) << 64),
                 }
             }
-            op::LISTEN => Op::Listen { key: w40 },
+            op::LISTEN => Op::Listen {
+                key: w40,
+                secret: secret.then_some(u128::from(offset) | u128::from(len) << 64),
+            },
             op::UNLISTEN => Op::Unlisten { key: w40 },
             op::CLOSE => Op::Close { conn },
             op::STATS => Op::Stats { conn },
@@ -643,11 +671,17 @@ pub enum Status {
     LocalAccess = 18,
     /// The peer never granted credit.
     CreditStarved = 19,
+    /// The client's memory could not be read or written at the region's address (not
+    /// mapped, or not writable): the engine reaches it only by copying.
+    Fault = 20,
+    /// Not possible on this kind of memory (peers may not write into memory the engine
+    /// reaches only by copying).
+    Unsupported = 21,
 }
 
 impl Status {
     /// Every status, in the order of their codes (0, 1, …).
-    const ALL: [Status; 20] = [
+    const ALL: [Status; 22] = [
         Status::Ok,
         Status::BadDescriptor,
         Status::UnknownConnection,
@@ -668,6 +702,8 @@ impl Status {
         Status::PeerClosed,
         Status::LocalAccess,
         Status::CreditStarved,
+        Status::Fault,
+        Status::Unsupported,
     ];
 
     fn from_u8(v: u8) -> Option<Status> {
@@ -711,7 +747,7 @@ impl Status {
             Status::HandshakeTimeout => ConnError::HandshakeTimeout,
             Status::PeerClosed => ConnError::PeerClosed,
             Status::RemoteAccess => ConnError::RemoteAccess,
-            Status::LocalAccess => ConnError::LocalAccess,
+            Status::LocalAccess | Status::Fault => ConnError::LocalAccess,
             Status::PeerTimeout => ConnError::PeerTimeout {
                 silent_for: weir_base::Duration::ZERO,
                 retries: 0,
@@ -915,9 +951,15 @@ mod tests {
     fn op() -> impl Strategy<Value = Op> {
         prop_oneof![
             Just(Op::Nop),
-            (addr(), any::<u64>())
-                .prop_map(|(remote, user_data)| Op::Connect { remote, user_data }),
-            any::<u64>().prop_map(|key| Op::Listen { key }),
+            (addr(), any::<u64>(), any::<Option<u128>>()).prop_map(
+                |(remote, user_data, secret)| Op::Connect {
+                    remote,
+                    user_data,
+                    secret
+                }
+            ),
+            (any::<u64>(), any::<Option<u128>>())
+                .prop_map(|(key, secret)| Op::Listen { key, secret }),
             any::<u64>().prop_map(|key| Op::Unlisten { key }),
             any::<u32>().prop_map(|conn| Op::Close { conn }),
             any::<u32>().prop_map(|conn| Op::Stats { conn }),
@@ -1025,7 +1067,7 @@ mod tests {
             assert_eq!(*st as usize, i);
         }
         assert_eq!(CqeKind::from_u8(11), None);
-        assert_eq!(Status::from_u8(20), None);
+        assert_eq!(Status::from_u8(22), None);
     }
 
     #[test]
@@ -1104,6 +1146,7 @@ mod tests {
             op: Op::Connect {
                 remote: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9),
                 user_data: 0,
+                secret: None,
             },
             user: 0,
         }
@@ -1117,6 +1160,7 @@ mod tests {
             op: Op::Connect {
                 remote: SocketAddr::new(IpAddr::V4(UNSPECIFIED_V4), 9),
                 user_data: 0,
+                secret: None,
             },
             user: 0,
         }

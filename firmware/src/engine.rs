@@ -40,6 +40,9 @@ pub struct EngineConfig {
     /// Submissions taken from one client per [`Engine::submit`] call, so one busy client
     /// cannot starve the others.
     pub submit_batch: usize,
+    /// Bytes of staging memory the engine allocates per client for regions in foreign
+    /// memory ([`Engine::add_foreign_segment`]): one shadow of each such region.
+    pub max_shadow_bytes: u64,
 }
 
 impl Default for EngineConfig {
@@ -52,6 +55,7 @@ impl Default for EngineConfig {
             max_listen_keys: 64,
             max_backlog: 1 << 16,
             submit_batch: 64,
+            max_shadow_bytes: 16 << 30,
         }
     }
 }
@@ -191,10 +195,91 @@ struct ConnSlot {
     connecting: Option<u64>,
 }
 
+/// A client's memory that the engine cannot address: it copies through it, as a DPU's DMA
+/// engine reaches host memory. The daemon's is the client process's `/proc/<pid>/mem`,
+/// handed over by the client itself, so it names that process's memory and no other.
+pub trait ForeignMemory: Send + core::fmt::Debug {
+    /// Copy the client's bytes at `addr` into `dst`; false unless every byte was read.
+    fn read(&mut self, addr: u64, dst: &mut [u8]) -> bool;
+    /// Copy `src` to the client's address `addr`; false unless every byte was written.
+    fn write(&mut self, addr: u64, src: &[u8]) -> bool;
+}
+
 #[derive(Clone, Copy, Debug)]
-struct Segment {
+enum Segment {
+    /// Memory the engine addresses directly.
+    Mapped { ptr: NonNull<u8>, len: u64 },
+    /// Every address of the engine's own process, offsets being addresses (a client in the
+    /// engine's process: [`Engine::add_address_space`]).
+    AddressSpace,
+    /// The client's foreign memory, offsets being its addresses.
+    Foreign,
+}
+
+/// Page-aligned, zeroed engine memory standing in for a region of foreign memory: sends
+/// are copied into it before they are posted, receives copied out of it when they complete.
+struct Shadow {
     ptr: NonNull<u8>,
-    len: u64,
+    len: usize,
+    /// The region's address in the client.
+    addr: u64,
+}
+
+impl Shadow {
+    fn layout(len: usize) -> Option<core::alloc::Layout> {
+        core::alloc::Layout::from_size_align(len.max(1), 4096).ok()
+    }
+
+    /// `None` when the allocator has no memory for it.
+    fn new(len: usize, addr: u64) -> Option<Shadow> {
+        let layout = Shadow::layout(len)?;
+        // SAFETY: the layout's size is at least 1.
+        let ptr = NonNull::new(unsafe { alloc::alloc::alloc_zeroed(layout) })?;
+        Some(Shadow { ptr, len, addr })
+    }
+
+    /// Bytes `offset..offset + len`, if inside.
+    fn range(&mut self, offset: u64, len: u64) -> Option<&mut [u8]> {
+        let end = offset.checked_add(len)?;
+        if end > self.len as u64 {
+            return None;
+        }
+        // SAFETY: inside the allocation, which `self` owns; `&mut self` makes it unique.
+        Some(unsafe {
+            core::slice::from_raw_parts_mut(self.ptr.as_ptr().add(offset as usize), len as usize)
+        })
+    }
+}
+
+impl Drop for Shadow {
+    fn drop(&mut self) {
+        if let Some(l) = Shadow::layout(self.len) {
+            // SAFETY: allocated in `new` with this layout.
+            unsafe { alloc::alloc::dealloc(self.ptr.as_ptr(), l) };
+        }
+    }
+}
+
+impl core::fmt::Debug for Shadow {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "Shadow({} bytes of {:#x})", self.len, self.addr)
+    }
+}
+
+#[derive(Debug)]
+struct RegionSlot {
+    id: RegionId,
+    /// For a region in foreign memory: the engine's copy.
+    shadow: Option<Shadow>,
+}
+
+/// An outstanding request: its owner, its cookie, and for a receive into foreign memory
+/// where its bytes go when it completes (region handle, offset).
+#[derive(Clone, Copy, Debug)]
+struct Outstanding {
+    client: u16,
+    user: u64,
+    copy_out: Option<(u32, u64)>,
 }
 
 #[derive(Debug)]
@@ -203,8 +288,11 @@ struct Client {
     cq: Producer,
     backlog: VecDeque<Cqe>,
     conns: Handles<ConnSlot>,
-    regions: Handles<RegionId>,
+    regions: Handles<RegionSlot>,
     segments: Vec<Segment>,
+    foreign: Option<alloc::boxed::Box<dyn ForeignMemory>>,
+    /// Bytes of shadows allocated for it.
+    shadow_bytes: u64,
     listen_keys: Vec<u64>,
     broken: Option<Broken>,
     /// The completion ring's consumer asked for a doorbell.
@@ -219,8 +307,8 @@ pub struct Engine {
     clients: Vec<Option<Client>>,
     /// Endpoint connection → (client, handle).
     conn_owner: BTreeMap<u32, (u16, u32)>,
-    /// Outstanding request → (client, cookie).
-    wr_owner: BTreeMap<u64, (u16, u64)>,
+    /// Outstanding request → its owner.
+    wr_owner: BTreeMap<u64, Outstanding>,
     /// Listen key → client.
     listeners: BTreeMap<u64, u16>,
     /// Clients marked broken and not detached yet (the placement checks every round).
@@ -296,6 +384,8 @@ impl Engine {
             conns: Handles::new(self.cfg.max_conns),
             regions: Handles::new(self.cfg.max_regions),
             segments: Vec::new(),
+            foreign: None,
+            shadow_bytes: 0,
             listen_keys: Vec::new(),
             broken: None,
             wake: false,
@@ -315,12 +405,51 @@ impl Engine {
         ptr: NonNull<u8>,
         len: u64,
     ) -> Option<u32> {
+        self.push_segment(client, Segment::Mapped { ptr, len })
+    }
+
+    /// Give `client` its whole address space as a segment, offsets being addresses: for a
+    /// client in the engine's own process, which registers memory it owns by pointer (an
+    /// NCCL plugin's `regMr`). Returns the segment's number.
+    ///
+    /// # Safety
+    /// Every range the client registers in it must stay valid for reads and writes while
+    /// registered: the client is trusted with the process's memory, as any code in it is.
+    pub unsafe fn add_address_space(&mut self, client: ClientId) -> Option<u32> {
+        self.push_segment(client, Segment::AddressSpace)
+    }
+
+    /// Give `client` a segment of memory the engine reaches only through `mem` (offsets
+    /// being the client's addresses, as in a process the daemon serves). Regions in it get
+    /// an engine-side shadow (at most `max_shadow_bytes` in all): a send is copied in when
+    /// posted, a receive copied out when it completes; peers may not write into them. At
+    /// most one per client.
+    pub fn add_foreign_segment(
+        &mut self,
+        client: ClientId,
+        mem: alloc::boxed::Box<dyn ForeignMemory>,
+    ) -> Option<u32> {
+        let c = self.client_mut(client)?;
+        if c.foreign.is_some() {
+            return None;
+        }
+        c.foreign = Some(mem);
+        let n = self.push_segment(client, Segment::Foreign);
+        if n.is_none()
+            && let Some(c) = self.client_mut(client)
+        {
+            c.foreign = None;
+        }
+        n
+    }
+
+    fn push_segment(&mut self, client: ClientId, seg: Segment) -> Option<u32> {
         let max = self.cfg.max_segments;
         let c = self.client_mut(client)?;
         if c.segments.len() >= max {
             return None;
         }
-        c.segments.push(Segment { ptr, len });
+        c.segments.push(seg);
         Some(c.segments.len() as u32 - 1)
     }
 
@@ -348,12 +477,13 @@ impl Engine {
             self.ep.close(now, slot.id);
         }
         for region in c.regions.drain() {
-            self.ep.deregister(now, region);
+            self.ep.deregister(now, region.id);
         }
         for key in &c.listen_keys {
             self.listeners.remove(key);
+            self.ep.revoke(*key);
         }
-        self.wr_owner.retain(|_, (owner, _)| *owner != client.0);
+        self.wr_owner.retain(|_, o| o.client != client.0);
         self.update_listening();
         Some((c.sq, c.cq))
     }
@@ -418,8 +548,15 @@ impl Engine {
         let c = self.clients[ci as usize].as_mut()?;
         match sqe.op {
             Op::Nop => Some(Cqe::new(user, CqeKind::Done, Status::Ok)),
-            Op::Connect { remote, user_data } => {
-                let id = self.ep.connect(now, remote, user_data);
+            Op::Connect {
+                remote,
+                user_data,
+                secret,
+            } => {
+                let id = match secret {
+                    Some(s) => self.ep.connect_authenticated(now, remote, user_data, s),
+                    None => self.ep.connect(now, remote, user_data),
+                };
                 let Some(h) = c.conns.insert(ConnSlot {
                     id,
                     connecting: Some(user),
@@ -430,7 +567,7 @@ impl Engine {
                 self.conn_owner.insert(id.0, (ci, h));
                 None
             }
-            Op::Listen { key } => {
+            Op::Listen { key, secret } => {
                 match self.listeners.get(&key) {
                     Some(&owner) if owner == ci => {}
                     Some(_) => return fail(Status::InUse),
@@ -442,6 +579,10 @@ impl Engine {
                         self.listeners.insert(key, ci);
                     }
                 }
+                match secret {
+                    Some(s) => self.ep.admit(key, s),
+                    None => self.ep.admit_open(key),
+                }
                 self.update_listening();
                 Some(Cqe::new(user, CqeKind::Done, Status::Ok))
             }
@@ -451,6 +592,7 @@ impl Engine {
                 }
                 self.listeners.remove(&key);
                 c.listen_keys.retain(|&k| k != key);
+                self.ep.revoke(key);
                 self.update_listening();
                 Some(Cqe::new(user, CqeKind::Done, Status::Ok))
             }
@@ -492,18 +634,64 @@ impl Engine {
                 let Some(seg) = c.segments.get(segment as usize).copied() else {
                     return fail(Status::UnknownRegion);
                 };
-                if offset.checked_add(len).is_none_or(|end| end > seg.len) {
+                let Some(end) = offset.checked_add(len) else {
                     return fail(Status::OutOfBounds);
-                }
+                };
                 if c.regions.live >= c.regions.limit {
                     return fail(Status::TooMany);
                 }
-                // SAFETY: the range lies inside a segment the placement promised valid until
-                // the client detaches, and detaching deregisters every region first.
-                let ptr = unsafe { seg.ptr.add(offset as usize) };
-                // SAFETY: as above.
+                let (ptr, shadow) = match seg {
+                    Segment::Mapped { ptr, len: seg_len } => {
+                        if end > seg_len {
+                            return fail(Status::OutOfBounds);
+                        }
+                        // SAFETY: the range lies inside a segment the placement promised
+                        // valid until the client detaches, and detaching deregisters every
+                        // region first.
+                        (unsafe { ptr.add(offset as usize) }, None)
+                    }
+                    Segment::AddressSpace => {
+                        if usize::try_from(end).is_err() {
+                            return fail(Status::OutOfBounds);
+                        }
+                        let Some(ptr) = NonNull::new(offset as usize as *mut u8) else {
+                            return fail(Status::OutOfBounds);
+                        };
+                        (ptr, None)
+                    }
+                    Segment::Foreign => {
+                        if remote_write {
+                            return fail(Status::Unsupported);
+                        }
+                        let Ok(n) = usize::try_from(len) else {
+                            return fail(Status::OutOfBounds);
+                        };
+                        if c.shadow_bytes.saturating_add(len) > self.cfg.max_shadow_bytes {
+                            return fail(Status::TooMany);
+                        }
+                        let Some(sh) = Shadow::new(n, offset) else {
+                            return fail(Status::TooMany);
+                        };
+                        // Whether the client's range is there at all: its first and last
+                        // byte (the rest is found at each copy).
+                        let mut probe = [0u8; 1];
+                        let mapped = len == 0
+                            || c.foreign.as_mut().is_some_and(|mem| {
+                                mem.read(offset, &mut probe) && mem.read(end - 1, &mut probe)
+                            });
+                        if !mapped {
+                            return fail(Status::Fault);
+                        }
+                        c.shadow_bytes += len;
+                        (sh.ptr, Some(sh))
+                    }
+                };
+                // SAFETY: `ptr..ptr + len` is the client's memory, valid as the placement
+                // promised (above), or a shadow the region slot owns until deregistered.
                 let region = unsafe { self.ep.register(ptr, len, remote_write) };
-                let Some(h) = c.regions.insert(region) else {
+                let bytes = shadow.as_ref().map_or(0, |sh| sh.len as u64);
+                let Some(h) = c.regions.insert(RegionSlot { id: region, shadow }) else {
+                    c.shadow_bytes -= bytes;
                     self.ep.deregister(now, region);
                     return fail(Status::TooMany);
                 };
@@ -514,11 +702,14 @@ impl Engine {
                 Some(cqe)
             }
             Op::Deregister { region } => {
-                let Some(id) = c.regions.remove(region) else {
+                let Some(slot) = c.regions.remove(region) else {
                     return fail(Status::UnknownRegion);
                 };
-                self.ep.deregister(now, id);
+                c.shadow_bytes -= slot.shadow.as_ref().map_or(0, |sh| sh.len as u64);
+                self.ep.deregister(now, slot.id);
+                // Requests on it complete (failed) now, while its shadow still exists.
                 self.route_events(now);
+                drop(slot);
                 Some(Cqe::new(user, CqeKind::Done, Status::Ok))
             }
             Op::Send { .. } | Op::Recv { .. } | Op::Write { .. } => {
@@ -530,13 +721,35 @@ impl Engine {
                     | WorkRequest::Recv { region, .. }
                     | WorkRequest::Write { region, .. } => region,
                 };
-                let (Some(slot), Some(&region)) = (c.conns.get(conn), c.regions.get(handle.0))
+                let client_handle = handle.0;
+                let (Some(slot), Some(rs)) = (c.conns.get(conn), c.regions.get_mut(handle.0))
                 else {
                     return fail(Self::which_unknown(c, conn));
                 };
-                *handle = region;
+                *handle = rs.id;
                 let id = slot.id;
-                self.post(now, ci, id, wr, user)
+                let mut copy_out = None;
+                if let Some(sh) = rs.shadow.as_mut() {
+                    match wr {
+                        WorkRequest::Recv { offset, len, .. } => {
+                            if sh.range(offset, len).is_none() {
+                                return fail(Status::OutOfBounds);
+                            }
+                            copy_out = Some((client_handle, offset));
+                        }
+                        WorkRequest::Send { offset, len, .. }
+                        | WorkRequest::Write { offset, len, .. } => {
+                            let addr = sh.addr.wrapping_add(offset);
+                            let Some(dst) = sh.range(offset, len) else {
+                                return fail(Status::OutOfBounds);
+                            };
+                            if !c.foreign.as_mut().is_some_and(|mem| mem.read(addr, dst)) {
+                                return fail(Status::Fault);
+                            }
+                        }
+                    }
+                }
+                self.post(now, ci, id, wr, user, copy_out)
             }
         }
     }
@@ -556,6 +769,7 @@ impl Engine {
         id: ConnId,
         wr: WorkRequest,
         user: u64,
+        copy_out: Option<(u32, u64)>,
     ) -> Option<Cqe> {
         let kind = match wr {
             WorkRequest::Send { .. } => CqeKind::Send,
@@ -564,7 +778,14 @@ impl Engine {
         };
         match self.ep.post(now, id, wr) {
             Ok(w) => {
-                self.wr_owner.insert(w.0, (ci, user));
+                self.wr_owner.insert(
+                    w.0,
+                    Outstanding {
+                        client: ci,
+                        user,
+                        copy_out,
+                    },
+                );
                 None
             }
             Err(e) => Some(Cqe::new(user, kind, Status::from_post_error(e))),
@@ -628,11 +849,22 @@ impl Engine {
             }
             Event::Completion(done) => {
                 let owner = if matches!(done.kind, CompletionKind::WriteReceived { .. }) {
-                    self.conn_owner.get(&done.conn.0).map(|&(ci, _)| (ci, 0))
+                    self.conn_owner
+                        .get(&done.conn.0)
+                        .map(|&(ci, _)| Outstanding {
+                            client: ci,
+                            user: 0,
+                            copy_out: None,
+                        })
                 } else {
                     self.wr_owner.remove(&done.wr.0)
                 };
-                let Some((ci, user)) = owner else {
+                let Some(Outstanding {
+                    client: ci,
+                    user,
+                    copy_out,
+                }) = owner
+                else {
                     self.stats.orphan_events += 1;
                     return;
                 };
@@ -645,13 +877,18 @@ impl Engine {
                         (CqeKind::WriteReceived, u64::from(imm))
                     }
                 };
-                let (status, detail) = match done.status {
+                let (mut status, detail) = match done.status {
                     Ok(()) => (Status::Ok, 0),
                     Err(WrError::Truncated { message, .. }) => (Status::Truncated, message),
                     Err(WrError::RemoteAccess) => (Status::RemoteAccess, 0),
                     Err(WrError::ConnectionLost(e)) => (Status::from_conn_error(e), 0),
                     Err(WrError::Closed) => (Status::Closed, 0),
                 };
+                if let Some((region, offset)) = copy_out
+                    && status == Status::Ok
+                {
+                    status = self.copy_out(ci, region, offset, done.len);
+                }
                 let mut cqe = Cqe::new(user, kind, status);
                 cqe.conn = handle;
                 cqe.len = done.len;
@@ -687,6 +924,25 @@ impl Engine {
                 cqe.conn = h;
                 self.complete(ci, cqe);
             }
+        }
+    }
+
+    /// Copy `len` received bytes at `offset` of a foreign region's shadow out to the client.
+    fn copy_out(&mut self, ci: u16, region: u32, offset: u64, len: u64) -> Status {
+        let Some(c) = self.clients.get_mut(ci as usize).and_then(Option::as_mut) else {
+            return Status::LocalAccess;
+        };
+        let (Some(rs), Some(mem)) = (c.regions.get_mut(region), c.foreign.as_mut()) else {
+            return Status::LocalAccess;
+        };
+        let Some(sh) = rs.shadow.as_mut() else {
+            return Status::LocalAccess;
+        };
+        let addr = sh.addr.wrapping_add(offset);
+        match sh.range(offset, len) {
+            Some(src) if mem.write(addr, src) => Status::Ok,
+            Some(_) => Status::Fault,
+            None => Status::LocalAccess,
         }
     }
 

@@ -224,6 +224,13 @@ pub(crate) enum Control {
         mem: Arc<Memory>,
         reply: mpsc::Sender<Option<u32>>,
     },
+    /// The client's process memory by address: directly (a client of this process) or
+    /// through `Some(foreign)` (a daemon's client).
+    ProcessMemory {
+        client: ClientId,
+        foreign: Option<Box<dyn crate::engine::ForeignMemory>>,
+        reply: mpsc::Sender<Option<u32>>,
+    },
     Detach(ClientId),
     Stats(mpsc::Sender<(EngineStats, HostStats, u64)>),
 }
@@ -263,6 +270,7 @@ impl core::fmt::Debug for Control {
         f.write_str(match self {
             Control::Attach { .. } => "Attach",
             Control::Segment { .. } => "Segment",
+            Control::ProcessMemory { .. } => "ProcessMemory",
             Control::Detach(_) => "Detach",
             Control::Stats(_) => "Stats",
         })
@@ -294,7 +302,7 @@ impl EngineThread {
         let runner = shared.clone();
         let core = Engine::new(ep, engine);
         let thread = std::thread::Builder::new()
-            .name(std::format!("weir-fw-{}", local.port()))
+            .name(std::format!("weir-engine-f{}", local.port()))
             .spawn(move || run(runner, core, nic, spin))
             .map_err(EngineError::Io)?;
         Ok(EngineThread {
@@ -455,6 +463,19 @@ fn run(shared: Arc<Shared>, mut core: Engine, mut nic: Nic, spin: StdDuration) {
                     }
                     let _ = reply.send(seg);
                 }
+                Control::ProcessMemory {
+                    client,
+                    foreign,
+                    reply,
+                } => {
+                    let seg = match foreign {
+                        Some(mem) => core.add_foreign_segment(client, mem),
+                        // SAFETY: a client of this process; `Client::process_segment`'s
+                        // caller promised its registrations valid.
+                        None => unsafe { core.add_address_space(client) },
+                    };
+                    let _ = reply.send(seg);
+                }
                 Control::Detach(id) => {
                     core.detach(now, id);
                     if let Some(a) = attached.get_mut(id.0 as usize) {
@@ -578,6 +599,24 @@ impl Link {
         }
     }
 
+    fn process_segment(&self, id: ClientId) -> Result<u32, EngineError> {
+        match self {
+            Link::InProc(s) => {
+                let (tx, rx) = mpsc::channel();
+                control(
+                    s,
+                    Control::ProcessMemory {
+                        client: id,
+                        foreign: None,
+                        reply: tx,
+                    },
+                );
+                reply(s, &rx)?.ok_or(EngineError::Refused("too many segments"))
+            }
+            Link::Daemon(r) => r.process_segment(),
+        }
+    }
+
     fn detach(&self, id: ClientId) {
         match self {
             Link::InProc(s) => control(s, Control::Detach(id)),
@@ -686,6 +725,22 @@ impl Client {
     pub fn memory(&mut self, len: usize) -> Result<(u32, Arc<Memory>), EngineError> {
         self.link.memory(self.id, len)
     }
+
+    /// A segment in which this client registers its own process's memory by address (the
+    /// `offset` of [`Op::Register`] is the address): memory it did not get from
+    /// [`Client::memory`], such as an NCCL plugin's `regMr` buffers or a communicator's
+    /// tensors. An engine thread of this process addresses it directly; the daemon reaches
+    /// it through the client's `/proc/self/mem`, which the client hands over (a copy at
+    /// each send and completed receive, as a DPU's DMA engine moves host memory; peers may
+    /// not write into such regions there). Asked once per client.
+    ///
+    /// # Safety
+    /// Every range registered in the segment must stay valid for reads and writes, and not
+    /// be accessed by the program in ways that conflict with the engine's, while it is
+    /// registered (the contract of `Host::register_raw`).
+    pub unsafe fn process_segment(&mut self) -> Result<u32, EngineError> {
+        self.link.process_segment(self.id)
+    }
 }
 
 impl Drop for Client {
@@ -722,12 +777,18 @@ pub(crate) mod tests {
     fn streams_over_udp_through_rings() {
         let (ea, eb) = (start(), start());
         let (mut a, mut b) = (ea.client().unwrap(), eb.client().unwrap());
-        let u = b.submit(Op::Listen { key: 77 }).unwrap();
+        let u = b
+            .submit(Op::Listen {
+                key: 77,
+                secret: None,
+            })
+            .unwrap();
         done(&mut b, u, CqeKind::Done);
         let u = a
             .submit(Op::Connect {
                 remote: eb.local_addr(),
                 user_data: 77,
+                secret: None,
             })
             .unwrap();
         let ha = done(&mut a, u, CqeKind::Connected).conn;
@@ -815,12 +876,18 @@ pub(crate) mod tests {
     fn detach_and_engine_death() {
         let (ea, eb) = (start(), start());
         let (mut a, mut b) = (ea.client().unwrap(), eb.client().unwrap());
-        let u = b.submit(Op::Listen { key: 1 }).unwrap();
+        let u = b
+            .submit(Op::Listen {
+                key: 1,
+                secret: None,
+            })
+            .unwrap();
         done(&mut b, u, CqeKind::Done);
         let u = a
             .submit(Op::Connect {
                 remote: eb.local_addr(),
                 user_data: 1,
+                secret: None,
             })
             .unwrap();
         done(&mut a, u, CqeKind::Connected);

@@ -14,6 +14,9 @@
 //!   process, owning a UDP datapath, clients reaching it only through rings and doorbells.
 //! * [`daemon`] (feature `std`): `weir engine`, one engine per host that every local process
 //!   attaches to over a Unix socket, rings and payload memory in shared memfds.
+//! * [`net`] (feature `std`): one transport API over either placement or a plain
+//!   `weir_datapath::Host`, chosen by `WEIR_ENGINE` — what the NCCL plugin, the
+//!   communicator and the benches use.
 #![no_std]
 
 extern crate alloc;
@@ -26,10 +29,12 @@ pub mod desc;
 pub mod engine;
 #[cfg(all(feature = "std", target_os = "linux", not(loom)))]
 pub mod inproc;
+#[cfg(all(feature = "std", target_os = "linux", not(loom)))]
+pub mod net;
 pub mod ring;
 #[cfg(all(test, not(loom)))]
 mod tests;
 
 pub use desc::{Counters, Cqe, CqeKind, DESC_LEN, Op, Sqe, Status};
-pub use engine::{AttachError, Broken, ClientId, Engine, EngineConfig, EngineStats};
+pub use engine::{AttachError, Broken, ClientId, Engine, EngineConfig, EngineStats, ForeignMemory};
 pub use ring::{Consumer, Producer, RingError, RingMemory};

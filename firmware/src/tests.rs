@@ -180,13 +180,14 @@ impl Net {
 
     /// Connect A's client `ca` to B's client `cb` (which listens on `key`): the two handles.
     fn connect(&mut self, ca: usize, cb: usize, key: u64) -> (u32, u32) {
-        let u = self.b.clients[cb].submit(Op::Listen { key });
+        let u = self.b.clients[cb].submit(Op::Listen { key, secret: None });
         let l = self.wait(false, cb, 10);
         assert_eq!((l.user, l.status), (u, Status::Ok));
         let remote = self.b.addr;
         let u = self.a.clients[ca].submit(Op::Connect {
             remote,
             user_data: key,
+            secret: None,
         });
         let c = self.wait(true, ca, 1000);
         assert_eq!(
@@ -344,7 +345,10 @@ fn clients_see_only_their_own_handles() {
     let (h1, _) = n.connect(c1, cb, 3);
     let r1 = n.register(true, c1, 0, 4096, false).region;
     let r2 = n.register(true, c2, 0, 1024, false).region;
-    let u = n.a.clients[c1].submit(Op::Listen { key: 3 });
+    let u = n.a.clients[c1].submit(Op::Listen {
+        key: 3,
+        secret: None,
+    });
     assert_eq!(n.wait(true, c1, 10).user, u);
     let cases = [
         // Client 1's connection and region, named by client 2.
@@ -399,7 +403,13 @@ fn clients_see_only_their_own_handles() {
             Status::OutOfBounds,
         ),
         (Op::Unlisten { key: 3 }, Status::UnknownConnection),
-        (Op::Listen { key: 3 }, Status::InUse),
+        (
+            Op::Listen {
+                key: 3,
+                secret: None,
+            },
+            Status::InUse,
+        ),
     ];
     for (op, want) in cases {
         let u = n.a.clients[c2].submit(op);
@@ -566,12 +576,16 @@ fn accepts_nobody_listens_for_are_refused() {
     let mut n = Net::new();
     let ca = n.a.client(64, 64);
     let cb = n.b.client(64, 64);
-    let u = n.b.clients[cb].submit(Op::Listen { key: 1 });
+    let u = n.b.clients[cb].submit(Op::Listen {
+        key: 1,
+        secret: None,
+    });
     assert_eq!(n.wait(false, cb, 10).user, u);
     let remote = n.b.addr;
     let u = n.a.clients[ca].submit(Op::Connect {
         remote,
         user_data: 2,
+        secret: None,
     });
     let c = n.wait(true, ca, 100_000);
     // Refused before or after the handshake completed, depending on timing.
@@ -614,7 +628,10 @@ fn thousands_of_connections_through_one_engine() {
     let mut n = Net::new();
     let ca = n.a.client(4096, 1 << 16);
     let cb = n.b.client(4096, 1 << 16);
-    let u = n.b.clients[cb].submit(Op::Listen { key: 5 });
+    let u = n.b.clients[cb].submit(Op::Listen {
+        key: 5,
+        secret: None,
+    });
     assert_eq!(n.wait(false, cb, 10).user, u);
     let count = 2000;
     let remote = n.b.addr;
@@ -622,6 +639,7 @@ fn thousands_of_connections_through_one_engine() {
         n.a.clients[ca].submit(Op::Connect {
             remote,
             user_data: 5,
+            secret: None,
         });
     }
     let (mut up, mut accepted) = (Vec::new(), Vec::new());
@@ -729,4 +747,249 @@ proptest! {
         prop_assert_eq!((r.status, r.len), (Status::Ok, 1 << 16));
         prop_assert_eq!(n.a.eng.broken_clients(), Vec::<ClientId>::new());
     }
+}
+
+/// Listen keys with a secret: only connectors holding it get in (no MAC or a wrong one: no
+/// answer, the connect times out), while an open key of another client on the same engine
+/// stays reachable without one.
+#[test]
+fn listen_secrets_admit_only_their_holders() {
+    const SECRET: u128 = 0x005E_C2E7_0000_1111_2222_3333_4444_5555;
+    let mut n = Net::new();
+    let ca = n.a.client(64, 4096);
+    let cb = n.b.client(64, 4096);
+    let open = n.b.client(64, 4096);
+    let u = n.b.clients[cb].submit(Op::Listen {
+        key: 1,
+        secret: Some(SECRET),
+    });
+    assert_eq!(n.wait(false, cb, 10).user, u);
+    let u = n.b.clients[open].submit(Op::Listen {
+        key: 2,
+        secret: None,
+    });
+    assert_eq!(n.wait(false, open, 10).user, u);
+    let remote = n.b.addr;
+    let attempt = |n: &mut Net, key: u64, secret: Option<u128>| {
+        let u = n.a.clients[ca].submit(Op::Connect {
+            remote,
+            user_data: key,
+            secret,
+        });
+        let c = n.wait(true, ca, 2_000_000);
+        assert_eq!((c.user, c.kind), (u, CqeKind::Connected));
+        c.status
+    };
+    assert_eq!(attempt(&mut n, 1, None), Status::HandshakeTimeout);
+    assert_eq!(
+        attempt(&mut n, 1, Some(SECRET ^ 1)),
+        Status::HandshakeTimeout
+    );
+    assert!(
+        n.b.clients[cb].poll().is_none(),
+        "an unauthenticated connect got in"
+    );
+    assert_eq!(attempt(&mut n, 1, Some(SECRET)), Status::Ok);
+    let acc = n.wait(false, cb, 1000);
+    assert_eq!((acc.kind, acc.tag), (CqeKind::Accepted, 1));
+    assert_eq!(attempt(&mut n, 2, None), Status::Ok);
+    let acc = n.wait(false, open, 1000);
+    assert_eq!((acc.kind, acc.tag), (CqeKind::Accepted, 2));
+    // A key nobody listens on needs a MAC like any other while one key has a secret.
+    assert_eq!(attempt(&mut n, 3, None), Status::HandshakeTimeout);
+    // Unlisten revokes the secret's admission.
+    let u = n.b.clients[cb].submit(Op::Unlisten { key: 1 });
+    assert_eq!(n.wait(false, cb, 10).user, u);
+    assert_eq!(attempt(&mut n, 1, Some(SECRET)), Status::Refused);
+}
+
+/// A client's memory the engine reaches only by copying: a flat byte array standing for
+/// another process's address space, with holes (addresses outside `valid`) that fault.
+#[derive(Debug, Clone)]
+struct FakeProcess {
+    mem: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    base: u64,
+    hole: core::ops::Range<u64>,
+}
+
+impl FakeProcess {
+    fn check(&self, addr: u64, len: usize) -> Option<usize> {
+        let m = self.mem.lock().unwrap();
+        let end = addr.checked_add(len as u64)?;
+        let inside = addr >= self.base && end <= self.base + m.len() as u64;
+        let holed = addr < self.hole.end && end > self.hole.start;
+        (inside && !holed).then(|| (addr - self.base) as usize)
+    }
+}
+
+impl crate::engine::ForeignMemory for FakeProcess {
+    fn read(&mut self, addr: u64, dst: &mut [u8]) -> bool {
+        let Some(at) = self.check(addr, dst.len()) else {
+            return false;
+        };
+        dst.copy_from_slice(&self.mem.lock().unwrap()[at..at + dst.len()]);
+        true
+    }
+
+    fn write(&mut self, addr: u64, src: &[u8]) -> bool {
+        let Some(at) = self.check(addr, src.len()) else {
+            return false;
+        };
+        self.mem.lock().unwrap()[at..at + src.len()].copy_from_slice(src);
+        true
+    }
+}
+
+/// Regions in foreign memory: sends are copied in when posted, receives copied out when
+/// they complete, bytes intact across the wire; peers may not write into them; addresses
+/// the client does not have fail with `Fault` (at registration, at a send, at a receive's
+/// copy-out) and never reach another region; the shadow budget is enforced.
+#[test]
+fn foreign_memory_moves_by_copy_and_faults_cleanly() {
+    const BASE: u64 = 0x7f00_0000_0000;
+    const LEN: usize = 1 << 20;
+    let cfg = EngineConfig {
+        max_shadow_bytes: 3 << 20,
+        ..EngineConfig::default()
+    };
+    let mut n = Net::with(cfg);
+    let ca = n.a.client(64, 0);
+    let cb = n.b.client(64, 0);
+    let proc_of = |seed: u8| FakeProcess {
+        mem: std::sync::Arc::new(std::sync::Mutex::new(
+            (0..LEN).map(|i| (i as u8).wrapping_mul(seed)).collect(),
+        )),
+        base: BASE,
+        hole: BASE + 900_000..BASE + 901_000,
+    };
+    let pa = proc_of(7);
+    let pb = proc_of(0);
+    let id_a = n.a.clients[ca].id;
+    let id_b = n.b.clients[cb].id;
+    assert_eq!(
+        n.a.eng.add_foreign_segment(id_a, Box::new(pa.clone())),
+        Some(1)
+    );
+    assert_eq!(
+        n.b.eng.add_foreign_segment(id_b, Box::new(pb.clone())),
+        Some(1)
+    );
+    assert_eq!(
+        n.b.eng.add_foreign_segment(id_b, Box::new(pb.clone())),
+        None
+    );
+    let (ha, hb) = n.connect(ca, cb, 9);
+    let reg = |n: &mut Net, on_a: bool, c: usize, addr: u64, len: u64, rw: bool| {
+        let side = if on_a { &mut n.a } else { &mut n.b };
+        side.clients[c].submit(Op::Register {
+            segment: 1,
+            offset: addr,
+            len,
+            remote_write: rw,
+        });
+        n.wait(on_a, c, 10)
+    };
+    assert_eq!(
+        reg(&mut n, false, cb, BASE, 4096, true).status,
+        Status::Unsupported
+    );
+    assert_eq!(
+        reg(&mut n, true, ca, BASE - 4096, 8192, false).status,
+        Status::Fault
+    );
+    assert_eq!(
+        reg(&mut n, true, ca, BASE, LEN as u64 + 1, false).status,
+        Status::Fault
+    );
+    let ra = reg(&mut n, true, ca, BASE, LEN as u64, false);
+    assert_eq!(ra.status, Status::Ok);
+    let rb = reg(&mut n, false, cb, BASE, LEN as u64, false);
+    assert_eq!(rb.status, Status::Ok);
+    // The shadow budget (3 MiB): one more MiB fits, the next does not.
+    assert_eq!(
+        reg(&mut n, true, ca, BASE, LEN as u64, false).status,
+        Status::Ok
+    );
+    assert_eq!(
+        reg(&mut n, true, ca, BASE, LEN as u64, false).status,
+        Status::Ok
+    );
+    assert_eq!(
+        reg(&mut n, true, ca, BASE, 4096, false).status,
+        Status::TooMany
+    );
+    // 600 KB from A's memory into B's at offset 100,000.
+    let recv = n.b.clients[cb].submit(Op::Recv {
+        conn: hb,
+        region: rb.region,
+        offset: 100_000,
+        len: 700_000,
+        tag: None,
+    });
+    let send = n.a.clients[ca].submit(Op::Send {
+        conn: ha,
+        region: ra.region,
+        offset: 0,
+        len: 600_000,
+        tag: 0,
+    });
+    // The client changes its memory once the send is posted: the engine copied it already.
+    n.step();
+    pa.mem.lock().unwrap()[..600_000].fill(0xEE);
+    let s = n.wait(true, ca, 100_000);
+    assert_eq!((s.user, s.status), (send, Status::Ok));
+    let r = n.wait(false, cb, 100_000);
+    assert_eq!((r.user, r.status, r.len), (recv, Status::Ok, 600_000));
+    let want: Vec<u8> = (0..600_000usize)
+        .map(|i| (i as u8).wrapping_mul(7))
+        .collect();
+    assert!(pb.mem.lock().unwrap()[100_000..700_000] == want[..]);
+    assert!(pb.mem.lock().unwrap()[..100_000].iter().all(|&x| x == 0));
+    // A send over the hole faults at once; nothing is sent.
+    let bad = n.a.clients[ca].submit(Op::Send {
+        conn: ha,
+        region: ra.region,
+        offset: 899_000,
+        len: 4000,
+        tag: 0,
+    });
+    let s = n.wait(true, ca, 10);
+    assert_eq!(
+        (s.user, s.kind, s.status),
+        (bad, CqeKind::Send, Status::Fault)
+    );
+    // A receive whose copy-out lands on the hole completes with `Fault`.
+    let recv = n.b.clients[cb].submit(Op::Recv {
+        conn: hb,
+        region: rb.region,
+        offset: 899_500,
+        len: 4000,
+        tag: None,
+    });
+    let send = n.a.clients[ca].submit(Op::Send {
+        conn: ha,
+        region: ra.region,
+        offset: 0,
+        len: 4000,
+        tag: 0,
+    });
+    assert_eq!(n.wait(true, ca, 100_000).user, send);
+    let r = n.wait(false, cb, 100_000);
+    assert_eq!(
+        (r.user, r.kind, r.status),
+        (recv, CqeKind::Recv, Status::Fault)
+    );
+    // Out of the region's bounds: refused before any copy.
+    n.a.clients[ca].submit(Op::Send {
+        conn: ha,
+        region: ra.region,
+        offset: LEN as u64 - 10,
+        len: 20,
+        tag: 0,
+    });
+    assert_eq!(n.wait(true, ca, 10).status, Status::OutOfBounds);
+    // Deregistering frees the budget.
+    n.a.clients[ca].submit(Op::Deregister { region: ra.region });
+    assert_eq!(n.wait(true, ca, 10).status, Status::Ok);
+    assert_eq!(reg(&mut n, true, ca, BASE, 4096, false).status, Status::Ok);
 }

@@ -64,11 +64,12 @@ fn stream(
     total: u64,
     go: Arc<Barrier>,
 ) -> (Instant, Instant) {
-    rx.submit(Op::Listen { key }).unwrap();
+    rx.submit(Op::Listen { key, secret: None }).unwrap();
     ok(&mut rx, CqeKind::Done);
     tx.submit(Op::Connect {
         remote,
         user_data: key,
+        secret: None,
     })
     .unwrap();
     let ht = ok(&mut tx, CqeKind::Connected).conn;
@@ -235,7 +236,7 @@ fn aggregate_report() {
 /// posted on each, until `per` messages arrived from each. Returns (first, last) completion.
 fn incast_receiver(mut rx: Client, key: u64, n: usize, per: u64, ready: Arc<Barrier>) -> Duration {
     const WINDOW_IN: u64 = 4;
-    rx.submit(Op::Listen { key }).unwrap();
+    rx.submit(Op::Listen { key, secret: None }).unwrap();
     ok(&mut rx, CqeKind::Done);
     let slots = n * WINDOW_IN as usize;
     let (seg, _mem) = rx.memory(slots * CHUNK as usize).unwrap();
@@ -309,6 +310,7 @@ fn incast_sender(mut tx: Client, remote: std::net::SocketAddr, key: u64, per: u6
     tx.submit(Op::Connect {
         remote,
         user_data: key,
+        secret: None,
     })
     .unwrap();
     let h = ok(&mut tx, CqeKind::Connected).conn;

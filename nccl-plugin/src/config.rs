@@ -12,6 +12,7 @@
 //! | `WEIR_LOSS` | receive-side injected loss probability (testing) | 0 |
 //! | `WEIR_LATENCY_US` | one-way latency reported to NCCL (`latency`), µs | 10 (half the measured 8-byte round trip) |
 //! | `WEIR_DEBUG` | stderr level without an NCCL logger: 0 none … 5 trace | 2 (warnings) |
+//! | `WEIR_ENGINE` | where the engine runs: `host` (a thread of this process), `inproc` (a firmware engine thread, reached through descriptor rings) or `daemon` / `daemon:<socket>` (a `weir engine` daemon shared by the host's processes; its own command line sets its transport, so `WEIR_MODE`, `WEIR_CC`, `WEIR_PATHS`, `WEIR_MAX_PAYLOAD`, `WEIR_RTO_MS` and `WEIR_LOSS` do not apply) | `host` |
 //!
 //! One device per chosen interface; names are `weir-<ifname>` (unique: the topology key).
 
@@ -33,6 +34,8 @@ pub(crate) struct Config {
     /// One-way latency reported in the properties, µs.
     pub(crate) latency_us: f32,
     pub(crate) debug: u32,
+    /// Where the engine runs (`WEIR_ENGINE`), or why it could not be read (`init` fails).
+    pub(crate) engine: Result<weir_firmware::net::Placement, String>,
 }
 
 /// Default `latency` property: half of the 8-byte round trip `weir bench transport` measured
@@ -106,6 +109,11 @@ impl Config {
             )
             .unwrap_or(DEFAULT_LATENCY_US),
             debug: ranged(get, "WEIR_DEBUG", |&d: &u32| d <= 5, "within 0..=5").unwrap_or(2),
+            engine: match var("WEIR_ENGINE") {
+                None => Ok(weir_firmware::net::Placement::Host),
+                Some(v) => weir_firmware::net::Placement::parse(&v)
+                    .map_err(|e| format!("WEIR_ENGINE={v}: {e}")),
+            },
         }
     }
 }

@@ -49,7 +49,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::ptr::NonNull;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
-use weir_datapath::{FaultConfig, Host, HostConfig, HostError};
+use weir_datapath::{FaultConfig, HostConfig, HostError};
+use weir_firmware::net::{Net as Host, Placement};
 use weir_transport::{Completion, ConnId, PostError, RegionId, WorkRequest, WrError, WrId};
 
 use crate::config::{Config, Device, discover};
@@ -253,6 +254,9 @@ pub(crate) fn init(logger: Option<ffi::Logger>, want_ctx: bool) -> Result<u64> {
     if let Err(e) = &cfg.cc {
         return Err(Error::Usage(format!("configuration: {e}")));
     }
+    if let Err(e) = &cfg.engine {
+        return Err(Error::Usage(format!("configuration: {e}")));
+    }
     let mut g = lock();
     if g.is_none() {
         let devices = discover(cfg);
@@ -405,7 +409,8 @@ pub(crate) fn listen(ctx: u64, dev: c_int, handle: &mut [u8; 128]) -> Result<*mu
         handle[field::SECRET].copy_from_slice(&secret.to_le_bytes());
         // Only SYNs for this token with a MAC keyed by its secret (or another live listen
         // comm's) are answered: peers learn both from the handle NCCL exchanges out of band.
-        host.admit(token, secret);
+        host.admit(token, secret)
+            .map_err(|e| Error::System(format!("listen on {local}: {e}")))?;
         let id = s.id();
         s.listens.insert(id, Listen { dev, token, ctx });
         Ok(to_ptr(id))
@@ -629,7 +634,8 @@ pub(crate) fn reg_mr(
             None => {
                 // SAFETY: NCCL keeps a registered buffer alive until its deregMr (the host
                 // that holds the registration stops when the device's last comm closes).
-                let region = unsafe { host.register_raw(ptr, size as u64, false) };
+                let region = unsafe { host.register_raw(ptr, size as u64, false) }
+                    .map_err(|e| Error::System(format!("regMr of {size} bytes: {e}")))?;
                 s.devs[dev].cache.insert(key, (region, 1));
                 region
             }
@@ -915,14 +921,18 @@ impl State {
             f.seed = weir_datapath::os_seed();
             hc.fault_rx = f;
         }
-        let host =
-            Arc::new(Host::start(hc).map_err(|e| {
-                Error::System(format!("starting the transport on {}: {e}", d.addr))
-            })?);
-        host.listen();
+        let placement = cfg.engine.clone().unwrap_or(Placement::Host);
+        let host = Arc::new(Host::start(&placement, hc).map_err(|e| {
+            Error::System(format!(
+                "starting the transport on {} ({} engine): {e}",
+                d.addr,
+                placement.name()
+            ))
+        })?);
         log::info(&format!(
-            "device {dev}: transport up on {}",
-            host.local_addr()
+            "device {dev}: transport up on {} ({} engine)",
+            host.local_addr(),
+            placement.name()
         ));
         self.devs[dev].host = Some(host.clone());
         self.devs[dev].users = 1;
@@ -1154,9 +1164,15 @@ mod tests {
         let l = listen(0, 0, &mut h).expect("listen");
         let (ks, kr) = pair(l, &h);
         let connections = || {
-            with(|s| Ok(s.devs[0].host.as_ref().map(|h| h.stats().connections)))
-                .expect("state")
-                .expect("host")
+            with(|s| {
+                Ok(s.devs[0]
+                    .host
+                    .as_ref()
+                    .and_then(|h| h.stats())
+                    .map(|st| st.connections))
+            })
+            .expect("state")
+            .expect("host")
         };
         for _ in 0..200 {
             let (s, r) = pair(l, &h);

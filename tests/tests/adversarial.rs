@@ -905,6 +905,38 @@ fn syns_without_a_valid_mac_create_nothing_and_draw_no_reply() {
             .iter()
             .any(|e| matches!(e, Event::Accepted { user_data: KEY, .. }))
     );
+    // An open key beside the authenticated one (`admit_open`): SYNs with it pass without a
+    // MAC, every other key still needs one, and revoking the open key closes it again.
+    let connects_key = |net: &mut Net, key: u64| {
+        let now = net.now;
+        let addr = net.addrs[1];
+        let c = net.eps[0].connect(now, addr, key);
+        net.run_until(Duration::from_millis(100), |n| {
+            n.events[0].iter().any(|e| match e {
+                Event::Connected { conn } | Event::ConnectionLost { conn, .. } => *conn == c,
+                _ => false,
+            })
+        });
+        net.events[0]
+            .iter()
+            .any(|e| matches!(e, Event::Connected { conn } if *conn == c))
+    };
+    const OPEN: u64 = 0x0BE7;
+    net.eps[1].admit_open(OPEN);
+    assert!(
+        connects_key(&mut net, OPEN),
+        "the open key was not admitted"
+    );
+    assert!(!connects_key(&mut net, OPEN + 1), "an unlisted key got in");
+    assert!(
+        !connects(&mut net, None),
+        "the authenticated key let a MAC-less SYN in"
+    );
+    net.eps[1].revoke(OPEN);
+    assert!(
+        !connects_key(&mut net, OPEN),
+        "a revoked open key still admits"
+    );
     // No key admitted: every SYN is answered again.
     net.eps[1].revoke(KEY);
     assert!(connects(&mut net, None));

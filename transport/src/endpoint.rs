@@ -54,7 +54,10 @@ pub struct Endpoint {
     listening: bool,
     /// When not empty, the `user_data` values a SYN may carry with the secret its MAC must
     /// be keyed with (see [`Endpoint::admit`]); other SYNs are dropped unanswered.
-    admitted: BTreeMap<u64, u128>,
+    /// Admitted keys: `Some(secret)` needs a MAC keyed with it, `None` none.
+    admitted: BTreeMap<u64, Option<u128>>,
+    /// How many of `admitted` need a MAC (while any do, SYNs are checked).
+    authenticated: usize,
     /// This endpoint's key for SYN-ACK cookies (`crate::handshake::cookie`).
     cookie_key: u128,
     /// Receive budget sharing (`Config::rx_budget_packets`).
@@ -111,6 +114,7 @@ impl Endpoint {
             due: Vec::new(),
             listening: false,
             admitted: BTreeMap::new(),
+            authenticated: 0,
             cookie_key,
             accept_buckets: BTreeMap::new(),
             rx_budget: RxBudget::default(),
@@ -146,12 +150,31 @@ impl Endpoint {
     /// and a SipHash per datagram and reflects nothing. With no key admitted, every SYN is
     /// answered (the default). Admitting a key again replaces its secret.
     pub fn admit(&mut self, key: u64, secret: u128) {
-        self.admitted.insert(key, secret);
+        self.set_admitted(key, Some(Some(secret)));
+    }
+
+    /// Let SYNs carrying `key` through the admission check without a MAC. Alone it changes
+    /// nothing (with no key admitted every SYN passes); beside authenticated keys it keeps
+    /// one listener open to unauthenticated connectors while the others stay closed to all
+    /// but their secret's holders (an engine serving several clients: an NCCL plugin's
+    /// authenticated listen comms and a communicator's plain one). Undone by
+    /// [`Endpoint::revoke`].
+    pub fn admit_open(&mut self, key: u64) {
+        self.set_admitted(key, Some(None));
+    }
+
+    fn set_admitted(&mut self, key: u64, to: Option<Option<u128>>) {
+        let was = match to {
+            Some(v) => self.admitted.insert(key, v),
+            None => self.admitted.remove(&key),
+        };
+        self.authenticated -= usize::from(matches!(was, Some(Some(_))));
+        self.authenticated += usize::from(matches!(to, Some(Some(_))));
     }
 
     /// Stop admitting `key` (see [`Endpoint::admit`]).
     pub fn revoke(&mut self, key: u64) {
-        self.admitted.remove(&key);
+        self.set_admitted(key, None);
     }
 
     /// Start connecting to `remote`; [`Event::Connected`] follows (or
@@ -507,11 +530,10 @@ impl Endpoint {
             return;
         }
         let src_conn = h.common.src_conn;
-        if !self.admitted.is_empty() {
-            let ok = self
-                .admitted
-                .get(&hs.user_data)
-                .is_some_and(|&secret| handshake::syn_mac(secret, src_conn, &hs) == hs.echo_nonce);
+        if self.authenticated > 0 {
+            let ok = self.admitted.get(&hs.user_data).is_some_and(|&secret| {
+                secret.is_none_or(|s| handshake::syn_mac(s, src_conn, &hs) == hs.echo_nonce)
+            });
             if !ok {
                 self.stats.drop_unauthenticated += 1;
                 return;

@@ -1,0 +1,810 @@
+//! One transport for every user, whichever placement runs its engine: [`Net`] offers the
+//! calls the NCCL plugin, the communicator and the benches make (listen with a secret,
+//! connect, accept by key, register memory by pointer, post, poll completions, close) and
+//! serves them from
+//!
+//! * `host`: a `weir_datapath::Host`, the engine thread inside the process as it has always
+//!   been;
+//! * `inproc`: a firmware engine thread of the process, reached only through rings;
+//! * `daemon`: a `weir engine` daemon, reached through rings in shared memory, the
+//!   process's memory reached by copy (`daemon` module docs).
+//!
+//! `WEIR_ENGINE` picks one ([`Placement::from_env`]): `host` (the default), `inproc`,
+//! `daemon` (at [`crate::daemon::default_socket`]) or `daemon:<socket path>`.
+//!
+//! Through the rings, connections are named by this module's own ids, not the engine's
+//! handles: a connect returns its id at once (as `Host::connect_nonblocking` does) and the
+//! engine's handle arrives with the handshake. Completions are sorted as they are read:
+//! request completions wait for `poll_completion`, accepted connections for `accept`,
+//! lost and closed ones mark their id, synchronous calls take their own.
+// An I/O shell around the rings, like `inproc`: blocking waits use the OS clock.
+#![allow(clippy::disallowed_methods)]
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::ptr::NonNull;
+use std::boxed::Box;
+use std::string::{String, ToString};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+use std::vec::Vec;
+use std::{format, vec};
+
+use serde::{Deserialize, Serialize};
+use weir_datapath::host::{Host, HostConfig, HostError};
+use weir_datapath::{Buffer, HostStats};
+use weir_transport::{
+    Completion, ConnError, ConnId, ConnStats, PathStats, PostError, RegionId, WorkRequest, WrId,
+};
+
+use crate::desc::{Cqe, CqeKind, Op, Status};
+use crate::engine::EngineConfig;
+use crate::inproc::{Client, EngineError, EngineThread, Memory};
+
+/// Where a process's engine runs.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Placement {
+    /// `weir_datapath::Host`: an engine thread of the process, called directly.
+    #[default]
+    Host,
+    /// A firmware engine thread of the process, reached through rings.
+    Inproc,
+    /// A `weir engine` daemon at this socket, reached through rings in shared memory.
+    Daemon(PathBuf),
+}
+
+impl Placement {
+    /// Its name in tables and JSON (`host`, `inproc`, `daemon`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Placement::Host => "host",
+            Placement::Inproc => "inproc",
+            Placement::Daemon(_) => "daemon",
+        }
+    }
+
+    /// `host`, `inproc`, `daemon` (the default socket) or `daemon:<path>`.
+    pub fn parse(s: &str) -> Result<Placement, String> {
+        match s.trim() {
+            "" | "host" => Ok(Placement::Host),
+            "inproc" => Ok(Placement::Inproc),
+            "daemon" => Ok(Placement::Daemon(crate::daemon::default_socket())),
+            other => match other.strip_prefix("daemon:") {
+                Some(p) if !p.is_empty() => Ok(Placement::Daemon(PathBuf::from(p))),
+                _ => Err(format!(
+                    "unknown engine placement {other:?}: host, inproc, daemon or daemon:<socket>"
+                )),
+            },
+        }
+    }
+
+    /// `WEIR_ENGINE` ([`Placement::parse`]); `host` when unset.
+    pub fn from_env() -> Result<Placement, String> {
+        match std::env::var("WEIR_ENGINE") {
+            Ok(v) => Placement::parse(&v).map_err(|e| format!("WEIR_ENGINE: {e}")),
+            Err(_) => Ok(Placement::Host),
+        }
+    }
+}
+
+/// Memory from [`Net::alloc`]: the host's buffer or the engine client's segment.
+#[derive(Debug)]
+pub enum Mem {
+    /// From `Host::alloc`.
+    Host(Buffer),
+    /// A segment of the engine client.
+    Engine(Arc<Memory>),
+}
+
+impl Mem {
+    /// Fill every byte with `v`.
+    pub fn fill(&self, v: u8) {
+        match self {
+            Mem::Host(b) => b.fill(v),
+            Mem::Engine(m) => m.write(0, &vec![v; m.len()]),
+        }
+    }
+}
+
+/// A process's transport, whichever placement serves it (module docs). Shared between
+/// threads: calls through the rings take a lock for as long as they touch the rings.
+#[derive(Debug)]
+pub struct Net {
+    inner: Inner,
+}
+
+#[derive(Debug)]
+enum Inner {
+    Host(Host),
+    /// Boxed: several times the size of a `Host` handle.
+    Engine(Box<EngineNet>),
+}
+
+/// What a connection id stands for, through the rings.
+#[derive(Debug)]
+struct ConnEntry {
+    /// The engine's handle, once the handshake completed (or at once, accepted).
+    handle: Option<u32>,
+    peer: SocketAddr,
+    /// Why it failed or closed, once it has.
+    lost: Option<ConnError>,
+}
+
+#[derive(Debug)]
+struct State {
+    client: Client,
+    next_id: u32,
+    conns: HashMap<u32, ConnEntry>,
+    /// Engine handle → id.
+    by_handle: HashMap<u32, u32>,
+    /// Cookie of a connect in progress → id (the id may have been closed meanwhile).
+    connecting: HashMap<u64, u32>,
+    /// Request completions, conn translated to ids, in arrival order.
+    done: VecDeque<Completion>,
+    /// Accepted connections not yet taken: (id, peer, connector's user data).
+    accepted: VecDeque<(u32, SocketAddr, u64)>,
+    /// Completions a synchronous call waits for.
+    control: VecDeque<Cqe>,
+    /// Cookies of submissions nobody waits for (close, unlisten): their completions drop.
+    ignored: HashSet<u64>,
+    /// The segment for memory registered by address ([`Client::process_segment`]).
+    process_segment: Option<u32>,
+}
+
+#[derive(Debug)]
+struct EngineNet {
+    /// Declared before `_engine`, so the client detaches before its engine thread stops.
+    state: Mutex<State>,
+    _engine: Option<EngineThread>,
+    local: SocketAddr,
+}
+
+fn engine_err(e: EngineError) -> HostError {
+    match e {
+        EngineError::Timeout(after) => HostError::Timeout {
+            what: "a completion",
+            after,
+        },
+        EngineError::Stopped(at) => HostError::Io(std::io::Error::other(format!(
+            "the engine at {at} has stopped"
+        ))),
+        other => HostError::Io(std::io::Error::other(other.to_string())),
+    }
+}
+
+fn unspecified() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 0))
+}
+
+/// How long one blocking wait holds the lock before letting other threads in.
+const WAIT_SLICE: Duration = Duration::from_millis(2);
+/// How long synchronous calls (register, listen, statistics) wait for their completion.
+const CALL_TIMEOUT: Duration = Duration::from_secs(15);
+
+impl Net {
+    /// Start the transport for `placement`. `cfg` configures a `host` or `inproc` engine; a
+    /// daemon runs with its own configuration (its command line).
+    pub fn start(placement: &Placement, cfg: HostConfig) -> Result<Net, HostError> {
+        let (client, engine) = match placement {
+            Placement::Host => {
+                return Ok(Net {
+                    inner: Inner::Host(Host::start(cfg)?),
+                });
+            }
+            Placement::Inproc => {
+                let e = EngineThread::start(cfg, EngineConfig::default()).map_err(engine_err)?;
+                (e.client().map_err(engine_err)?, Some(e))
+            }
+            Placement::Daemon(path) => (
+                crate::daemon::connect(path, 1024).map_err(|e| {
+                    HostError::Io(std::io::Error::other(format!(
+                        "attaching to the engine daemon at {}: {e}",
+                        path.display()
+                    )))
+                })?,
+                None,
+            ),
+        };
+        Ok(Net {
+            inner: Inner::Engine(Box::new(EngineNet {
+                local: client.engine_addr(),
+                state: Mutex::new(State {
+                    client,
+                    next_id: 1,
+                    conns: HashMap::new(),
+                    by_handle: HashMap::new(),
+                    connecting: HashMap::new(),
+                    done: VecDeque::new(),
+                    accepted: VecDeque::new(),
+                    control: VecDeque::new(),
+                    ignored: HashSet::new(),
+                    process_segment: None,
+                }),
+                _engine: engine,
+            })),
+        })
+    }
+
+    /// The placement's name: `host`, `inproc` or `daemon`.
+    pub fn placement(&self) -> &'static str {
+        match &self.inner {
+            Inner::Host(_) => "host",
+            Inner::Engine(e) => match e._engine {
+                Some(_) => "inproc",
+                None => "daemon",
+            },
+        }
+    }
+
+    /// The address peers connect to.
+    pub fn local_addr(&self) -> SocketAddr {
+        match &self.inner {
+            Inner::Host(h) => h.local_addr(),
+            Inner::Engine(e) => e.local,
+        }
+    }
+
+    /// Accept connections whose connector passes user data 0 (a `Host` accepts every
+    /// connection once listening).
+    pub fn listen(&self) -> Result<(), HostError> {
+        match &self.inner {
+            Inner::Host(h) => {
+                h.listen();
+                Ok(())
+            }
+            Inner::Engine(e) => e
+                .call(Op::Listen {
+                    key: 0,
+                    secret: None,
+                })
+                .map(|_| ()),
+        }
+    }
+
+    /// Take connections whose connector passes `key` and holds `secret`: SYNs without a
+    /// MAC keyed with it are dropped before any state exists (`Endpoint::admit`). Take them
+    /// with [`Net::try_accept_for`].
+    pub fn admit(&self, key: u64, secret: u128) -> Result<(), HostError> {
+        match &self.inner {
+            Inner::Host(h) => {
+                h.listen();
+                h.admit(key, secret);
+                Ok(())
+            }
+            Inner::Engine(e) => e
+                .call(Op::Listen {
+                    key,
+                    secret: Some(secret),
+                })
+                .map(|_| ()),
+        }
+    }
+
+    /// Stop taking `key`'s connections.
+    pub fn revoke(&self, key: u64) {
+        match &self.inner {
+            Inner::Host(h) => h.revoke(key),
+            Inner::Engine(e) => e.fire(Op::Unlisten { key }),
+        }
+    }
+
+    /// Start connecting; check with [`Net::is_connected`].
+    pub fn connect_nonblocking(&self, remote: SocketAddr, user_data: u64) -> ConnId {
+        match &self.inner {
+            Inner::Host(h) => h.connect_nonblocking(remote, user_data),
+            Inner::Engine(e) => e.connect(remote, user_data, None),
+        }
+    }
+
+    /// [`Net::connect_nonblocking`] to a listener that admits `user_data` with `secret`.
+    pub fn connect_authenticated(
+        &self,
+        remote: SocketAddr,
+        user_data: u64,
+        secret: u128,
+    ) -> ConnId {
+        match &self.inner {
+            Inner::Host(h) => h.connect_authenticated(remote, user_data, secret),
+            Inner::Engine(e) => e.connect(remote, user_data, Some(secret)),
+        }
+    }
+
+    /// Connect and wait for the handshake.
+    pub fn connect(
+        &self,
+        remote: SocketAddr,
+        user_data: u64,
+        timeout: Duration,
+    ) -> Result<ConnId, HostError> {
+        match &self.inner {
+            Inner::Host(h) => h.connect(remote, user_data, timeout),
+            Inner::Engine(e) => {
+                let id = e.connect(remote, user_data, None);
+                let end = Instant::now() + timeout;
+                loop {
+                    if e.connected(id)? {
+                        return Ok(id);
+                    }
+                    if Instant::now() >= end {
+                        return Err(HostError::Timeout {
+                            what: "the connection handshake",
+                            after: timeout,
+                        });
+                    }
+                    e.wait_any(end)?;
+                }
+            }
+        }
+    }
+
+    /// Whether `conn` completed its handshake; an error once it failed or closed.
+    pub fn is_connected(&self, conn: ConnId) -> Result<bool, HostError> {
+        match &self.inner {
+            Inner::Host(h) => h.is_connected(conn),
+            Inner::Engine(e) => e.connected(conn),
+        }
+    }
+
+    /// Wait for an incoming connection: (connection, peer, the peer's user data).
+    pub fn accept(&self, timeout: Duration) -> Result<(ConnId, SocketAddr, u64), HostError> {
+        match &self.inner {
+            Inner::Host(h) => h.accept(timeout),
+            Inner::Engine(e) => {
+                let end = Instant::now() + timeout;
+                loop {
+                    if let Some(a) = self.try_accept() {
+                        return Ok(a);
+                    }
+                    if Instant::now() >= end {
+                        return Err(HostError::Timeout {
+                            what: "an incoming connection",
+                            after: timeout,
+                        });
+                    }
+                    e.wait_any(end)?;
+                }
+            }
+        }
+    }
+
+    /// An incoming connection, if one is waiting.
+    pub fn try_accept(&self) -> Option<(ConnId, SocketAddr, u64)> {
+        match &self.inner {
+            Inner::Host(h) => h.try_accept(),
+            Inner::Engine(e) => {
+                let mut s = e.lock();
+                let _ = s.pump();
+                s.accepted.pop_front().map(|(c, p, u)| (ConnId(c), p, u))
+            }
+        }
+    }
+
+    /// The first waiting incoming connection whose connector passed `key`.
+    pub fn try_accept_for(&self, key: u64) -> Option<(ConnId, SocketAddr)> {
+        match &self.inner {
+            Inner::Host(h) => h.try_accept_for(key),
+            Inner::Engine(e) => {
+                let mut s = e.lock();
+                let _ = s.pump();
+                let i = s.accepted.iter().position(|a| a.2 == key)?;
+                s.accepted.remove(i).map(|(c, p, _)| (ConnId(c), p))
+            }
+        }
+    }
+
+    /// Close every waiting incoming connection whose connector passed `key`.
+    pub fn close_waiting(&self, key: u64) {
+        match &self.inner {
+            Inner::Host(h) => h.close_waiting(key),
+            Inner::Engine(e) => {
+                let gone: Vec<u32> = {
+                    let mut s = e.lock();
+                    let _ = s.pump();
+                    let mut gone = Vec::new();
+                    s.accepted.retain(|a| {
+                        let keep = a.2 != key;
+                        if !keep {
+                            gone.push(a.0);
+                        }
+                        keep
+                    });
+                    gone
+                };
+                for c in gone {
+                    self.close(ConnId(c));
+                }
+            }
+        }
+    }
+
+    /// `len` bytes of registered memory.
+    pub fn alloc(&self, len: usize, remote_write: bool) -> Result<(RegionId, Mem), HostError> {
+        match &self.inner {
+            Inner::Host(h) => h.alloc(len, remote_write).map(|(r, b)| (r, Mem::Host(b))),
+            Inner::Engine(e) => {
+                let (segment, mem) = e.lock().client.memory(len).map_err(engine_err)?;
+                let c = e.call(Op::Register {
+                    segment,
+                    offset: 0,
+                    len: len as u64,
+                    remote_write,
+                })?;
+                Ok((RegionId(c.region), Mem::Engine(mem)))
+            }
+        }
+    }
+
+    /// Register `len` bytes the caller owns at `ptr`. Through a daemon the engine reaches
+    /// them by copy, and `remote_write` is refused.
+    ///
+    /// # Safety
+    /// The memory must stay valid (and not be freed or unmapped) until [`Net::deregister`]
+    /// returns for it or the `Net` is dropped, and not be written while a send from it is
+    /// outstanding nor touched while a receive into it is (`Host::register_raw`).
+    pub unsafe fn register_raw(
+        &self,
+        ptr: NonNull<u8>,
+        len: u64,
+        remote_write: bool,
+    ) -> Result<RegionId, HostError> {
+        match &self.inner {
+            // SAFETY: the caller's promise, passed on.
+            Inner::Host(h) => Ok(unsafe { h.register_raw(ptr, len, remote_write) }),
+            Inner::Engine(e) => {
+                let segment = {
+                    let mut s = e.lock();
+                    match s.process_segment {
+                        Some(seg) => seg,
+                        None => {
+                            // SAFETY: every registration in this segment comes through this
+                            // function, whose caller makes the promise it needs.
+                            let seg = unsafe { s.client.process_segment() }.map_err(engine_err)?;
+                            s.process_segment = Some(seg);
+                            seg
+                        }
+                    }
+                };
+                let c = e.call(Op::Register {
+                    segment,
+                    offset: ptr.as_ptr() as u64,
+                    len,
+                    remote_write,
+                })?;
+                Ok(RegionId(c.region))
+            }
+        }
+    }
+
+    /// Remove a registration; requests still using it fail. Through the rings this waits
+    /// until the engine has let go of the memory. False when it was unknown.
+    pub fn deregister(&self, id: RegionId) -> bool {
+        match &self.inner {
+            Inner::Host(h) => h.deregister(id),
+            Inner::Engine(e) => e.call(Op::Deregister { region: id.0 }).is_ok(),
+        }
+    }
+
+    /// Post a request. Through the rings a refused post completes with its error instead.
+    pub fn post(&self, conn: ConnId, wr: WorkRequest) -> Result<WrId, HostError> {
+        match &self.inner {
+            Inner::Host(h) => h.post(conn, wr),
+            Inner::Engine(e) => {
+                let mut s = e.lock();
+                let handle = s.handle(conn)?;
+                let op = Op::from_request(handle, wr);
+                let user = s.client.submit(op).map_err(engine_err)?;
+                Ok(WrId(user))
+            }
+        }
+    }
+
+    /// A request completion, if one is ready.
+    pub fn poll_completion(&self) -> Option<Completion> {
+        match &self.inner {
+            Inner::Host(h) => h.poll_completion(),
+            Inner::Engine(e) => {
+                let mut s = e.lock();
+                if s.done.is_empty() {
+                    let _ = s.pump();
+                }
+                s.done.pop_front()
+            }
+        }
+    }
+
+    /// Wait for the next request completion.
+    pub fn wait_completion(&self, timeout: Duration) -> Result<Completion, HostError> {
+        match &self.inner {
+            Inner::Host(h) => h.wait_completion(timeout),
+            Inner::Engine(e) => {
+                let end = Instant::now() + timeout;
+                loop {
+                    if let Some(c) = self.poll_completion() {
+                        return Ok(c);
+                    }
+                    if Instant::now() >= end {
+                        return Err(HostError::Timeout {
+                            what: "a completion",
+                            after: timeout,
+                        });
+                    }
+                    e.wait_any(end)?;
+                }
+            }
+        }
+    }
+
+    /// If `conn` has failed or closed: why.
+    pub fn conn_error(&self, conn: ConnId) -> Option<HostError> {
+        match &self.inner {
+            Inner::Host(h) => h.conn_error(conn),
+            Inner::Engine(e) => e.connected(conn).err(),
+        }
+    }
+
+    /// Close a connection (its outstanding requests fail).
+    pub fn close(&self, conn: ConnId) {
+        match &self.inner {
+            Inner::Host(h) => h.close(conn),
+            Inner::Engine(e) => {
+                let mut s = e.lock();
+                let Some(entry) = s.conns.remove(&conn.0) else {
+                    return;
+                };
+                // A connect still in progress is closed when its handshake completes.
+                if let Some(h) = entry.handle {
+                    s.by_handle.remove(&h);
+                    s.fire(Op::Close { conn: h });
+                }
+            }
+        }
+    }
+
+    /// The connection's transport statistics (through the rings: the counters a statistics
+    /// descriptor carries — packets, retransmissions, timeouts, spurious retransmissions,
+    /// longest repair).
+    pub fn conn_stats(&self, conn: ConnId) -> Option<ConnStats> {
+        match &self.inner {
+            Inner::Host(h) => h.conn_stats(conn),
+            Inner::Engine(e) => {
+                let handle = e.lock().handle(conn).ok()?;
+                let c = e.call(Op::Stats { conn: handle }).ok()?.counters()?;
+                let mut s = ConnStats::default();
+                s.data_packets = c.data_packets;
+                s.retransmits = c.retransmits;
+                s.rto_events = c.rto_events;
+                s.spurious_retransmits = c.spurious_retransmits;
+                s.max_repair_us = c.max_repair_us;
+                Some(s)
+            }
+        }
+    }
+
+    /// Per-path statistics (`None` through the rings).
+    pub fn path_stats(&self, conn: ConnId) -> Option<Vec<PathStats>> {
+        match &self.inner {
+            Inner::Host(h) => h.path_stats(conn),
+            Inner::Engine(_) => None,
+        }
+    }
+
+    /// Host counters (`None` through the rings).
+    pub fn stats(&self) -> Option<HostStats> {
+        match &self.inner {
+            Inner::Host(h) => Some(h.stats()),
+            Inner::Engine(_) => None,
+        }
+    }
+
+    /// Connections this process holds open through the rings (`None` on a `Host`, whose
+    /// [`HostStats::connections`] says it).
+    pub fn open_connections(&self) -> Option<usize> {
+        match &self.inner {
+            Inner::Host(_) => None,
+            Inner::Engine(e) => Some(e.lock().conns.len()),
+        }
+    }
+}
+
+impl EngineNet {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Submit `op` and wait for its own completion, which must be `Ok`.
+    fn call(&self, op: Op) -> Result<Cqe, HostError> {
+        let user = self.lock().client.submit(op).map_err(engine_err)?;
+        let end = Instant::now() + CALL_TIMEOUT;
+        loop {
+            {
+                let mut s = self.lock();
+                s.pump().map_err(engine_err)?;
+                if let Some(i) = s.control.iter().position(|c| c.user == user) {
+                    let c = s.control.remove(i).ok_or(HostError::Stopped)?;
+                    return match c.status {
+                        Status::Ok => Ok(c),
+                        st => Err(HostError::Io(std::io::Error::other(format!(
+                            "the engine refused {op:?}: {st}"
+                        )))),
+                    };
+                }
+            }
+            if Instant::now() >= end {
+                return Err(HostError::Timeout {
+                    what: "the engine's answer",
+                    after: CALL_TIMEOUT,
+                });
+            }
+            self.wait_any(end)?;
+        }
+    }
+
+    /// Submit `op`, not waiting for its completion.
+    fn fire(&self, op: Op) {
+        self.lock().fire(op);
+    }
+
+    fn connect(&self, remote: SocketAddr, user_data: u64, secret: Option<u128>) -> ConnId {
+        let mut s = self.lock();
+        let id = s.next_id;
+        s.next_id = s.next_id.wrapping_add(1).max(1);
+        let submitted = s.client.submit(Op::Connect {
+            remote,
+            user_data,
+            secret,
+        });
+        let lost = match submitted {
+            Ok(user) => {
+                s.connecting.insert(user, id);
+                None
+            }
+            Err(_) => Some(ConnError::Refused),
+        };
+        s.conns.insert(
+            id,
+            ConnEntry {
+                handle: None,
+                peer: remote,
+                lost,
+            },
+        );
+        ConnId(id)
+    }
+
+    fn connected(&self, conn: ConnId) -> Result<bool, HostError> {
+        let mut s = self.lock();
+        let _ = s.pump();
+        match s.conns.get(&conn.0) {
+            Some(ConnEntry {
+                lost: Some(reason),
+                peer,
+                ..
+            }) => Err(HostError::ConnectionLost {
+                conn,
+                peer: *peer,
+                reason: *reason,
+            }),
+            Some(c) => Ok(c.handle.is_some()),
+            None => Err(HostError::ConnectionLost {
+                conn,
+                peer: unspecified(),
+                reason: ConnError::PeerClosed,
+            }),
+        }
+    }
+
+    /// Wait (at most one slice, or until `end`) for the next completion and sort it.
+    fn wait_any(&self, end: Instant) -> Result<(), HostError> {
+        let slice = end
+            .saturating_duration_since(Instant::now())
+            .min(WAIT_SLICE);
+        let mut s = self.lock();
+        match s.client.wait(slice) {
+            Ok(cqe) => {
+                s.sort(cqe);
+                Ok(())
+            }
+            Err(EngineError::Timeout(_)) => Ok(()),
+            Err(e) => Err(engine_err(e)),
+        }
+    }
+}
+
+impl State {
+    fn fire(&mut self, op: Op) {
+        if let Ok(user) = self.client.submit(op) {
+            self.ignored.insert(user);
+        }
+    }
+
+    /// The engine's handle of connection `conn`, if it may carry requests.
+    fn handle(&mut self, conn: ConnId) -> Result<u32, HostError> {
+        let _ = self.pump();
+        match self.conns.get(&conn.0) {
+            Some(ConnEntry {
+                lost: Some(reason),
+                peer,
+                ..
+            }) => Err(HostError::ConnectionLost {
+                conn,
+                peer: *peer,
+                reason: *reason,
+            }),
+            Some(ConnEntry {
+                handle: Some(h), ..
+            }) => Ok(*h),
+            Some(_) => Err(HostError::Post(PostError::NotConnected)),
+            None => Err(HostError::Post(PostError::UnknownConnection)),
+        }
+    }
+
+    /// Read every completion waiting in the ring and sort it.
+    fn pump(&mut self) -> Result<(), EngineError> {
+        while let Some(cqe) = self.client.poll()? {
+            self.sort(cqe);
+        }
+        Ok(())
+    }
+
+    fn sort(&mut self, cqe: Cqe) {
+        if let Some(mut c) = cqe.completion() {
+            c.conn = ConnId(self.by_handle.get(&cqe.conn).copied().unwrap_or(0));
+            self.done.push_back(c);
+            return;
+        }
+        match cqe.kind {
+            CqeKind::Connected => {
+                let Some(id) = self.connecting.remove(&cqe.user) else {
+                    return;
+                };
+                let Some(entry) = self.conns.get_mut(&id) else {
+                    // Closed while connecting.
+                    if cqe.status == Status::Ok {
+                        self.fire(Op::Close { conn: cqe.conn });
+                    }
+                    return;
+                };
+                if cqe.status == Status::Ok {
+                    entry.handle = Some(cqe.conn);
+                    self.by_handle.insert(cqe.conn, id);
+                } else {
+                    entry.lost = Some(cqe.status.conn_error());
+                }
+            }
+            CqeKind::Accepted => {
+                let id = self.next_id;
+                self.next_id = self.next_id.wrapping_add(1).max(1);
+                let peer = cqe.addr.unwrap_or_else(unspecified);
+                self.conns.insert(
+                    id,
+                    ConnEntry {
+                        handle: Some(cqe.conn),
+                        peer,
+                        lost: None,
+                    },
+                );
+                self.by_handle.insert(cqe.conn, id);
+                self.accepted.push_back((id, peer, cqe.tag));
+            }
+            CqeKind::ConnectionLost | CqeKind::Closed => {
+                if let Some(entry) = self
+                    .by_handle
+                    .get(&cqe.conn)
+                    .and_then(|id| self.conns.get_mut(id))
+                {
+                    entry.lost = Some(cqe.status.conn_error());
+                    if let Some(a) = cqe.addr {
+                        entry.peer = a;
+                    }
+                }
+            }
+            _ => {
+                if !self.ignored.remove(&cqe.user) {
+                    self.control.push_back(cqe);
+                }
+            }
+        }
+    }
+}
