@@ -98,3 +98,67 @@ impl Drop for DaemonProcess {
         let _ = std::fs::remove_file(&self.socket);
     }
 }
+
+/// The sockets of the sender's and the receiver's daemon for a bench run by this process.
+pub fn daemon_sockets() -> (PathBuf, PathBuf) {
+    let dir = std::env::temp_dir();
+    let pid = std::process::id();
+    (
+        dir.join(format!("weir-bench-{pid}-tx.sock")),
+        dir.join(format!("weir-bench-{pid}-rx.sock")),
+    )
+}
+
+/// How a point's daemons run.
+#[derive(Clone, Copy, Debug)]
+pub struct DaemonSetup<'a> {
+    /// The go-back-N baseline transport.
+    pub go_back_n: bool,
+    /// Congestion control (`--cc`).
+    pub cc: Option<&'a str>,
+    /// Loss injected on the receiver's daemon.
+    pub loss: f64,
+    /// Seed of that loss.
+    pub seed: u64,
+}
+
+/// Run `f` with a daemon per peer started (`program engine …` at `sockets`: the sender's,
+/// then the receiver's, whose receive path gets `setup.loss`) when `engine` is `daemon`,
+/// stopping them after; otherwise just `f`.
+pub fn with_daemons<R>(
+    engine: EngineKind,
+    program: &std::path::Path,
+    sockets: &(PathBuf, PathBuf),
+    setup: DaemonSetup<'_>,
+    f: impl FnOnce() -> R,
+) -> Result<R, String> {
+    if engine != EngineKind::Daemon {
+        return Ok(f());
+    }
+    let mut daemons = Vec::new();
+    for (path, rx) in [(&sockets.0, false), (&sockets.1, true)] {
+        let mut args: Vec<String> = vec![
+            "engine".into(),
+            "--socket".into(),
+            path.display().to_string(),
+            "--loops".into(),
+            "1".into(),
+            "--stats-every".into(),
+            "0".into(),
+        ];
+        if setup.go_back_n {
+            args.push("--go-back-n".into());
+        }
+        if let Some(cc) = setup.cc {
+            args.extend(["--cc".into(), cc.to_string()]);
+        }
+        if rx && setup.loss > 0.0 {
+            args.extend([
+                "--fault-rx".into(),
+                format!("drop={},seed={}", setup.loss, setup.seed),
+            ]);
+        }
+        daemons.push(DaemonProcess::spawn(program, &args, path)?);
+    }
+    Ok(f())
+}

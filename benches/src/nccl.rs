@@ -13,6 +13,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
+use crate::engine_side::{DaemonSetup, EngineKind, with_daemons};
 use crate::peer::{self, PairOutcome, PeerCmd, PeerParams, Role, Test};
 use crate::{BenchError, Mode, median_by, rt_permitted, sys, units};
 
@@ -41,6 +42,8 @@ pub struct NcclOptions {
     pub rt: bool,
     /// A short run.
     pub quick: bool,
+    /// Where the plugin peers' engines run [host].
+    pub engine: crate::engine_side::EngineKind,
 }
 
 impl Default for NcclOptions {
@@ -56,6 +59,7 @@ impl Default for NcclOptions {
             pin: false,
             rt: false,
             quick: false,
+            engine: crate::engine_side::EngineKind::Host,
         }
     }
 }
@@ -99,6 +103,10 @@ pub struct NcclRow {
     pub busbw: Option<f64>,
     /// algbw / the socket path's algbw at this size.
     pub vs_socket: Option<f64>,
+    /// Where the plugin's engines ran (`inproc`, `daemon`), when not in each peer's own
+    /// `Host`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub engine: Option<String>,
     /// Sender: per-message post → completion (plugin only), µs.
     p50_us: Option<f64>,
     /// Every message asked for arrived within the time limit.
@@ -120,6 +128,8 @@ struct Plan {
     pin: bool,
     rt: bool,
     peer: PeerCmd,
+    engine: crate::engine_side::EngineKind,
+    daemon_sockets: (PathBuf, PathBuf),
 }
 
 impl Plan {
@@ -173,6 +183,8 @@ impl Plan {
             pin: a.pin,
             rt: a.rt,
             peer: peer.clone(),
+            engine: a.engine,
+            daemon_sockets: crate::engine_side::daemon_sockets(),
         })
     }
 
@@ -209,7 +221,20 @@ impl Plan {
             lib: self.lib.clone(),
             cc: None,
             incast: None,
-            engine: crate::engine_side::Placement::Host,
+            engine: self.placement(role, mode),
+        }
+    }
+
+    /// Where a peer's engine runs: the plugin's per `--engine`, the socket path's nowhere.
+    fn placement(&self, role: Role, mode: Mode) -> crate::engine_side::Placement {
+        use crate::engine_side::{EngineKind, Placement};
+        match (mode, self.engine) {
+            (Mode::Tcp, _) | (_, EngineKind::Host) => Placement::Host,
+            (_, EngineKind::Inproc) => Placement::Inproc,
+            (_, EngineKind::Daemon) => Placement::Daemon(match role {
+                Role::Sender => self.daemon_sockets.0.clone(),
+                Role::Receiver => self.daemon_sockets.1.clone(),
+            }),
         }
     }
 }
@@ -276,6 +301,17 @@ fn header(plan: &Plan, psi_before: Option<f64>) -> String {
     );
     let _ = writeln!(
         s,
+        "# plugin engine (WEIR_ENGINE): {}",
+        match plan.engine {
+            EngineKind::Host => "host (an engine thread of each peer's Host)",
+            EngineKind::Inproc => "inproc (a firmware engine thread of each peer, through rings)",
+            EngineKind::Daemon =>
+                "daemon (a weir engine daemon per peer, through shared-memory rings; NCCL's \
+                 buffers reached by copy)",
+        }
+    );
+    let _ = writeln!(
+        s,
         "# sched: {}; {}",
         if plan.rt {
             "SCHED_FIFO 10 (--rt)"
@@ -294,7 +330,7 @@ fn header(plan: &Plan, psi_before: Option<f64>) -> String {
 /// The column headings (two `#` lines), aligned with [`table_row`].
 pub fn table_heading() -> String {
     format!(
-        "# {:>10} {:>7} {:>6} {:>8} {:>10} {:>8} {:>8} {:>8}  note\n# {:>10} {:>7} {:>6} {:>8} \
+        "# {:>10} {:>11} {:>6} {:>8} {:>10} {:>8} {:>8} {:>8}  note\n# {:>10} {:>11} {:>6} {:>8} \
          {:>10} {:>8} {:>8} {:>8}",
         "size",
         "net",
@@ -327,10 +363,14 @@ pub fn table_row(r: &NcclRow) -> String {
     if !r.complete && note.is_empty() {
         note = "incomplete".into();
     }
+    let net = match &r.engine {
+        Some(e) => format!("{}@{e}", r.net),
+        None => r.net.to_string(),
+    };
     format!(
-        "  {:>10} {:>7} {:>6} {:>8} {:>10} {:>8} {:>8} {:>8}  {}",
+        "  {:>10} {:>11} {:>6} {:>8} {:>10} {:>8} {:>8} {:>8}  {}",
         r.size,
-        r.net,
+        net,
         loss,
         r.count,
         f(r.time_us, 1),
@@ -355,7 +395,40 @@ fn measure(plan: &Plan, mode: Mode, size: u64, loss: f64) -> NcclRow {
         .map(|run| {
             let rp = plan.params(Role::Receiver, mode, size, loss, run);
             let sp = plan.params(Role::Sender, mode, size, loss, run);
-            row(mode, size, loss, &peer::run_pair(&plan.peer, &rp, &sp))
+            let engine = (mode != Mode::Tcp && plan.engine != EngineKind::Host)
+                .then(|| plan.engine.name().to_string());
+            // With `--engine daemon` a daemon per peer, the receiver's injecting the loss
+            // (a daemon's transport is its own: the plugin's WEIR_LOSS does not reach it).
+            let setup = DaemonSetup {
+                go_back_n: false,
+                cc: None,
+                loss,
+                seed: 1 + u64::from(run),
+            };
+            let daemon = if mode == Mode::Tcp {
+                EngineKind::Host
+            } else {
+                plan.engine
+            };
+            let outcome = with_daemons(
+                daemon,
+                &plan.peer.program,
+                &plan.daemon_sockets,
+                setup,
+                || peer::run_pair(&plan.peer, &rp, &sp),
+            );
+            let mut r = match outcome {
+                Ok(o) => row(mode, size, loss, &o),
+                Err(e) => NcclRow {
+                    net: "weir",
+                    loss,
+                    size,
+                    note: Some(format!("engine daemon: {e}")),
+                    ..NcclRow::default()
+                },
+            };
+            r.engine = engine;
+            r
         })
         .collect();
     median_by(runs, |r| r.algbw)
@@ -455,7 +528,15 @@ mod tests {
         let line = table_row(&r);
         assert_eq!(
             line,
-            "     1048576    weir     1%       32      700.0    1.498    1.498    0.50x  "
+            "     1048576        weir     1%       32      700.0    1.498    1.498    0.50x  "
+        );
+        let placed = table_row(&NcclRow {
+            engine: Some("daemon".into()),
+            ..r.clone()
+        });
+        assert!(
+            placed.starts_with("     1048576 weir@daemon     1%"),
+            "{placed}"
         );
         let heading = table_heading();
         let names = heading.lines().next().expect("heading");

@@ -104,8 +104,9 @@ fn post_send(
     Ok(unsafe { net.isend(comm, data, len, tag, mr) }?)
 }
 
-/// Set the plugin's environment before it reads it (at `init`).
-fn plugin_env(loss: f64) {
+/// Set the plugin's environment before it reads it (at `init`): the interface, the loss,
+/// and where its engine runs (`WEIR_ENGINE`, from `engine`).
+fn plugin_env(loss: f64, engine: &crate::engine_side::Placement) {
     // SAFETY: called at the start of a peer process, before any other thread exists (the
     // plugin's engine thread starts at the first listen/connect).
     unsafe {
@@ -116,6 +117,10 @@ fn plugin_env(loss: f64) {
             std::env::set_var("WEIR_LOSS", loss.to_string());
         } else {
             std::env::remove_var("WEIR_LOSS");
+        }
+        match engine {
+            crate::engine_side::Placement::Host => {}
+            other => std::env::set_var("WEIR_ENGINE", other.spec()),
         }
     }
 }
@@ -149,7 +154,7 @@ pub fn plugin_receiver(
     p: &PeerParams,
     ready: &mut dyn FnMut(String) -> Result<(), BenchError>,
 ) -> Result<PeerReport, BenchError> {
-    plugin_env(p.loss);
+    plugin_env(p.loss, &p.engine);
     let size = usize::try_from(p.size)?;
     let window = p.window.max(1) as usize;
     let net = open(p)?;
@@ -234,7 +239,7 @@ pub fn plugin_receiver(
 
 /// Plugin sender.
 pub fn plugin_sender(p: &PeerParams) -> Result<PeerReport, BenchError> {
-    plugin_env(0.0);
+    plugin_env(0.0, &p.engine);
     let size = usize::try_from(p.size)?;
     let window = p.window.max(1) as usize;
     let mut handle = handle_from_hex(

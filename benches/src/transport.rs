@@ -221,14 +221,7 @@ impl Plan {
             cc: None,
             peer: peer.clone(),
             engine: a.engine,
-            daemon_sockets: {
-                let dir = std::env::temp_dir();
-                let pid = std::process::id();
-                (
-                    dir.join(format!("weir-bench-{pid}-tx.sock")),
-                    dir.join(format!("weir-bench-{pid}-rx.sock")),
-                )
-            },
+            daemon_sockets: crate::engine_side::daemon_sockets(),
         })
     }
 
@@ -305,40 +298,21 @@ impl Plan {
         run: u32,
         f: impl FnOnce() -> R,
     ) -> Result<R, String> {
-        if mode == Mode::Tcp || self.engine != EngineKind::Daemon {
+        if mode == Mode::Tcp {
             return Ok(f());
         }
-        let seed = self.seed.wrapping_add(u64::from(run));
-        let mut daemons = Vec::new();
-        for (path, rx) in [
-            (&self.daemon_sockets.0, false),
-            (&self.daemon_sockets.1, true),
-        ] {
-            let mut args: Vec<String> = vec![
-                "engine".into(),
-                "--socket".into(),
-                path.display().to_string(),
-                "--loops".into(),
-                "1".into(),
-                "--stats-every".into(),
-                "0".into(),
-            ];
-            if mode == Mode::Gbn {
-                args.push("--go-back-n".into());
-            }
-            if let Some(cc) = &self.cc {
-                args.extend(["--cc".into(), cc.clone()]);
-            }
-            if rx && loss > 0.0 {
-                args.extend(["--fault-rx".into(), format!("drop={loss},seed={seed}")]);
-            }
-            daemons.push(crate::engine_side::DaemonProcess::spawn(
-                &self.peer.program,
-                &args,
-                path,
-            )?);
-        }
-        Ok(f())
+        crate::engine_side::with_daemons(
+            self.engine,
+            &self.peer.program,
+            &self.daemon_sockets,
+            crate::engine_side::DaemonSetup {
+                go_back_n: mode == Mode::Gbn,
+                cc: self.cc.as_deref(),
+                loss,
+                seed: self.seed.wrapping_add(u64::from(run)),
+            },
+            f,
+        )
     }
 }
 

@@ -42,3 +42,46 @@ fn nccl_abi_quick_run_moves_everything() {
     assert_eq!(rows[1]["net"], "weir");
     assert!(rows[1]["vs_socket"].as_f64().is_some());
 }
+
+/// Issue 14: the plugin rows through each firmware placement (`--engine inproc`: an engine
+/// thread in each peer; `--engine daemon`: a `weir engine` daemon per peer, the receiver's
+/// injecting the loss) move every byte and carry their placement; the socket rows carry
+/// none.
+#[test]
+fn nccl_abi_rows_through_each_engine_placement() {
+    for engine in ["inproc", "daemon"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args([
+                "bench",
+                "nccl-abi",
+                "--sizes",
+                "1M",
+                "--loss",
+                "0,1%",
+                "--bytes-per-point",
+                "8M",
+                "--repeat",
+                "1",
+                "--engine",
+                engine,
+                "--json",
+            ])
+            .env("WEIR_IFNAME", "lo")
+            .output()
+            .expect("run weir");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{engine}: {stdout}\n{stderr}");
+        let rows: Vec<serde_json::Value> = stdout
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("json row"))
+            .collect();
+        assert_eq!(rows.len(), 3, "{engine}: {stdout}");
+        assert!(rows[0].get("engine").is_none(), "{}", rows[0]);
+        for r in &rows[1..] {
+            assert_eq!(r["engine"], engine, "{r}");
+            assert_eq!(r["complete"], true, "{engine}: {r}");
+            assert_eq!(r["count"].as_u64(), Some(8), "{r}");
+        }
+    }
+}

@@ -20,11 +20,11 @@
 // An I/O shell around the rings, like `inproc`: blocking waits use the OS clock.
 #![allow(clippy::disallowed_methods)]
 
+use std::boxed::Box;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::ptr::NonNull;
-use std::boxed::Box;
 use std::string::{String, ToString};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -62,6 +62,14 @@ impl Placement {
             Placement::Host => "host",
             Placement::Inproc => "inproc",
             Placement::Daemon(_) => "daemon",
+        }
+    }
+
+    /// What [`Placement::parse`] reads back: `host`, `inproc`, `daemon:<path>`.
+    pub fn spec(&self) -> String {
+        match self {
+            Placement::Daemon(p) => format!("daemon:{}", p.display()),
+            other => other.name().to_string(),
         }
     }
 

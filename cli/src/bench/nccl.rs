@@ -67,6 +67,12 @@ pub(crate) struct NcclAbiArgs {
     /// A short run: 1 MiB and 8 MiB, one run each, 32 MiB per point
     #[arg(long)]
     pub(crate) quick: bool,
+
+    /// Where the plugin runs its engine (WEIR_ENGINE): host (each peer's own Host), inproc
+    /// (a firmware engine thread in each peer, reached through rings) or daemon (a
+    /// `weir engine` daemon per peer, started by the bench; docs/engine.md)
+    #[arg(long, default_value = "host", value_parser = ["host", "inproc", "daemon"])]
+    pub(crate) engine: String,
 }
 
 impl NcclAbiArgs {
@@ -82,6 +88,7 @@ impl NcclAbiArgs {
             pin: self.pin,
             rt: self.rt,
             quick: self.quick,
+            engine: weir_bench::engine_side::EngineKind::parse(&self.engine).unwrap_or_default(),
         }
     }
 }
