@@ -135,7 +135,7 @@ impl Communicator {
     /// or `None` when no peer is reached through the transport or an operation is running.
     pub fn transport_stats(&self) -> Option<weir_datapath::HostStats> {
         let plane = self.lock_plane().ok()?;
-        plane.host.as_ref().map(|h| h.stats())
+        plane.host.as_ref().and_then(|h| h.stats())
     }
 
     /// Why ranks that share a host talk through the transport instead of shared memory (a

@@ -566,7 +566,13 @@ impl Exec {
             None => {
                 // SAFETY: the working buffer outlives this executor (the request borrows it)
                 // and is deregistered in `finish` or `Drop` before the borrow ends.
-                let r = unsafe { host.register_raw(self.base, self.bytes.max(1) as u64, false) };
+                let r = unsafe { host.register_raw(self.base, self.bytes.max(1) as u64, false) }
+                    .map_err(|e| {
+                        CommError::Transport(format!(
+                            "registering {} bytes of the buffer: {e}",
+                            self.bytes
+                        ))
+                    })?;
                 self.region = Some(r);
                 r
             }
@@ -585,10 +591,17 @@ impl Exec {
                 host.deregister(id);
             }
             let cap = need.next_power_of_two().max(1 << 20);
-            let s = host
-                .alloc(cap, false)
-                .map_err(|e| CommError::Transport(format!("scratch of {cap} bytes: {e}")))?;
-            plane.scratch = Some(s);
+            let scratch_err = |e: &dyn std::fmt::Display| {
+                CommError::Transport(format!("scratch of {cap} bytes: {e}"))
+            };
+            let buf = weir_datapath::Buffer::new(cap).map_err(|e| scratch_err(&e))?;
+            // SAFETY: the buffer is kept in the plane beside its registration and deregistered
+            // before it is dropped (above, and when the plane goes); the transport only
+            // writes into it while a receive is posted there, and the reduction reads it
+            // after that receive completed.
+            let id = unsafe { host.register_raw(buf.as_nonnull(), cap as u64, false) }
+                .map_err(|e| scratch_err(&e))?;
+            plane.scratch = Some((id, buf));
         }
         let scratch = plane.scratch.as_ref().map(|s| s.0);
         for (k, i) in self.ins.iter().enumerate().filter(|(_, i)| !i.shm) {

@@ -98,8 +98,12 @@ pub struct CommOptions {
     /// ([`Communicator::shm_fallback`] says why).
     pub shm_dir: std::path::PathBuf,
     /// Transport host configuration (transport parameters, fault injection for tests). The
-    /// bind address and port are set by the communicator.
+    /// bind address and port are set by the communicator. A daemon placement runs with its
+    /// own (its command line).
     pub host: weir_datapath::HostConfig,
+    /// Where the transport's engine runs (`WEIR_ENGINE`: `host`, `inproc`, `daemon` or
+    /// `daemon:<socket>`; docs/engine.md).
+    pub engine: weir_firmware::net::Placement,
 }
 
 impl Default for CommOptions {
@@ -113,6 +117,7 @@ impl Default for CommOptions {
             host_id: None,
             shm_dir: std::path::PathBuf::from("/dev/shm"),
             host: weir_datapath::HostConfig::default(),
+            engine: weir_firmware::net::Placement::Host,
         }
     }
 }
@@ -153,6 +158,10 @@ impl CommOptions {
         }
         if let Some(v) = var("WEIR_HOST_ID") {
             self.host_id = Some(v.trim().to_string());
+        }
+        if let Some(v) = var("WEIR_ENGINE") {
+            self.engine = weir_firmware::net::Placement::parse(&v)
+                .map_err(|e| CommError::InvalidArgument(format!("WEIR_ENGINE: {e}")))?;
         }
         Ok(self)
     }

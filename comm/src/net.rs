@@ -6,10 +6,14 @@
 //!
 //! 1. each rank creates its shared-memory file with one inbound ring per same-host peer;
 //! 2. each rank maps its same-host peers' files (its outbound rings) and then unlinks its own;
-//! 3. ranks that need the transport start a `weir_datapath::Host`, listen, and publish its
-//!    address;
+//! 3. ranks that need the transport start it (`weir_firmware::net::Net`, on the engine
+//!    placement `WEIR_ENGINE` names) and publish its address with a random key;
 //! 4. rank `i` connects to every transport peer `j > i` and accepts every `j < i` (one
-//!    connection per pair, identified by the connector's rank in the user data).
+//!    connection per pair). The connector passes `key_j + its rank` as user data, `key_j`
+//!    being the acceptor's random key: an engine shared by several processes routes each
+//!    accepted connection to the one listening on that key, and the acceptor reads the
+//!    connector's rank from it. Each rank listens on its keys before it publishes its
+//!    address, so no connection can arrive before its listener.
 //!
 //! The [`Plane`] (rings, host, connections, scratch memory) sits behind one mutex: one
 //! collective runs at a time per world.
@@ -18,7 +22,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use weir_datapath::{Buffer, Host};
+use weir_datapath::Buffer;
+use weir_firmware::net::Net as Host;
 use weir_transport::{ConnId, RegionId};
 
 use crate::bootstrap::{Control, PeerInfo, PeerState, host_identity, shm_namespace};
@@ -154,17 +159,27 @@ impl World {
                 .or(control.local_ip)
                 .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
             cfg.udp.port = 0;
-            Host::start(cfg)
-                .map(|h| {
-                    h.listen();
-                    Some(h)
+            let key = weir_datapath::os_seed();
+            Host::start(&opts.engine, cfg)
+                .map_err(|e| {
+                    CommError::Transport(format!(
+                        "starting the transport ({} engine): {e}",
+                        opts.engine.name()
+                    ))
                 })
-                .map_err(|e| CommError::Transport(format!("starting the transport host: {e}")))
+                .and_then(|h| {
+                    for j in (0..rank).filter(|&j| !shm[j]) {
+                        h.listen_key(key.wrapping_add(j as u64)).map_err(|e| {
+                            CommError::Transport(format!("listening for rank {j}: {e}"))
+                        })?;
+                    }
+                    Ok(Some((h, key)))
+                })
         } else {
             Ok(None)
         };
         let mine_addr = match &host {
-            Ok(Some(h)) => format!("@{}", h.local_addr()),
+            Ok(Some((h, key))) => format!("@{} {key}", h.local_addr()),
             Ok(None) => String::new(),
             Err(e) => e.to_string(),
         };
@@ -178,11 +193,22 @@ impl World {
                 "a rank could not start its transport: {e}"
             )));
         }
-        plane.host = host?;
+        let host = host?;
+        let key = host.as_ref().map_or(0, |h| h.1);
+        plane.host = host.map(|h| h.0);
 
         // Phase 4: one connection per transport pair.
         let connected = match &plane.host {
-            Some(h) => connect_all(h, rank, size, &shm, &all, opts.timeout, &mut plane.conns),
+            Some(h) => connect_all(
+                h,
+                rank,
+                size,
+                &shm,
+                &all,
+                key,
+                opts.timeout,
+                &mut plane.conns,
+            ),
             None => Ok(()),
         };
         let all = control.gather(status(&connected))?;
@@ -252,22 +278,56 @@ fn check_all(all: &[String], what: &str) -> Result<(), CommError> {
     }
 }
 
+/// Phase 4 (module doc): `key` is this rank's, on which it listens already.
+#[allow(clippy::too_many_arguments)]
 fn connect_all(
     host: &Host,
     rank: usize,
     size: usize,
     shm: &[bool],
     addrs: &[String],
+    key: u64,
     timeout: Duration,
     conns: &mut [Option<ConnId>],
 ) -> Result<(), CommError> {
-    let deadline = Instant::now() + timeout;
-    let peer_addr = |j: usize| -> Result<SocketAddr, CommError> {
+    let published = |j: usize| -> Result<(SocketAddr, u64), CommError> {
         addrs[j]
             .strip_prefix('@')
-            .and_then(|a| a.parse().ok())
+            .and_then(|a| a.split_once(' '))
+            .and_then(|(a, k)| Some((a.parse().ok()?, k.parse().ok()?)))
             .ok_or_else(|| CommError::Transport(format!("rank {j} published no transport address")))
     };
+    let mut expect: Vec<usize> = (0..rank).filter(|&j| !shm[j]).collect();
+    let result = dial_and_accept(
+        host,
+        rank,
+        size,
+        shm,
+        key,
+        timeout,
+        conns,
+        &published,
+        &mut expect,
+    );
+    for j in (0..rank).filter(|&j| !shm[j]) {
+        host.revoke(key.wrapping_add(j as u64));
+    }
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+fn dial_and_accept(
+    host: &Host,
+    rank: usize,
+    size: usize,
+    shm: &[bool],
+    key: u64,
+    timeout: Duration,
+    conns: &mut [Option<ConnId>],
+    published: &dyn Fn(usize) -> Result<(SocketAddr, u64), CommError>,
+    expect: &mut Vec<usize>,
+) -> Result<(), CommError> {
+    let deadline = Instant::now() + timeout;
     let mut dialing = Vec::new();
     for (j, _) in shm
         .iter()
@@ -276,12 +336,15 @@ fn connect_all(
         .skip(rank + 1)
         .filter(|(_, s)| !**s)
     {
-        dialing.push((j, host.connect_nonblocking(peer_addr(j)?, rank as u64)));
+        let (addr, theirs) = published(j)?;
+        dialing.push((
+            j,
+            host.connect_nonblocking(addr, theirs.wrapping_add(rank as u64)),
+        ));
     }
-    let mut expect: Vec<usize> = (0..rank).filter(|&j| !shm[j]).collect();
     loop {
         while let Some((conn, _, who)) = host.try_accept() {
-            let who = who as usize;
+            let who = who.wrapping_sub(key) as usize;
             if let Some(i) = expect.iter().position(|&j| j == who) {
                 expect.swap_remove(i);
                 conns[who] = Some(conn);
@@ -305,7 +368,7 @@ fn connect_all(
         }
         if Instant::now() >= deadline {
             let mut waiting: Vec<usize> = dialing.iter().map(|d| d.0).collect();
-            waiting.extend(&expect);
+            waiting.extend(expect.iter());
             return Err(CommError::Transport(format!(
                 "transport connections to ranks {waiting:?} not established within {timeout:?}"
             )));

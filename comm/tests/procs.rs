@@ -126,31 +126,39 @@ fn exchange<T: Small>(c: &Communicator, counts: &[usize]) {
 }
 
 fn ranks_over_udp(test: &str, n: usize, loss: f64) {
+    ranks_over_udp_with(test, n, loss, &[]);
+}
+
+/// `n` ranks over the transport, `loss` injected (by each rank's engine, or by the daemon
+/// that `extra` names in `WEIR_ENGINE`, whose counters stay in the daemon).
+fn ranks_over_udp_with(test: &str, n: usize, loss: f64, extra: &[(&str, String)]) {
     if child_rank().is_some() {
         let c = Communicator::from_env(&options()).expect("bootstrap");
         assert_eq!(c.size(), n);
         exchange::<f32>(&c, &[1, 1001, 1 << 20]);
         exchange::<i64>(&c, &[3, 65_537]);
-        let stats = c.transport_stats().expect("ranks talk over the transport");
-        if loss > 0.0 {
+        let daemon = std::env::var("WEIR_ENGINE").is_ok_and(|e| e.starts_with("daemon"));
+        let stats = c.transport_stats();
+        assert!(daemon || stats.is_some(), "ranks talk over the transport");
+        if let Some(stats) = stats
+            && loss > 0.0
+        {
             // The injected loss really happened, and the transport recovered from it.
             assert!(stats.fault_rx.dropped > 0, "{stats:?}");
-        } else {
+        } else if let Some(stats) = stats {
             assert_eq!(stats.fault_rx.dropped, 0, "{stats:?}");
         }
         c.barrier().expect("final barrier");
         done();
         return;
     }
-    let kids = spawn(
-        test,
-        n,
-        &[
-            ("WEIR_SHM", "0".into()),
-            ("WEIR_TEST_LOSS", loss.to_string()),
-            ("WEIR_TIMEOUT_MS", "60000".into()),
-        ],
-    );
+    let mut env = vec![
+        ("WEIR_SHM", "0".to_string()),
+        ("WEIR_TEST_LOSS", loss.to_string()),
+        ("WEIR_TIMEOUT_MS", "60000".into()),
+    ];
+    env.extend(extra.iter().cloned());
+    let kids = spawn(test, n, &env);
     let st = reap(kids, Duration::from_secs(240));
     for (r, s) in st.iter().enumerate() {
         assert!(
@@ -179,6 +187,59 @@ fn two_processes_over_udp_one_percent_loss() {
 #[test]
 fn four_processes_over_udp_one_percent_loss() {
     ranks_over_udp("four_processes_over_udp_one_percent_loss", 4, 0.01);
+}
+
+/// Issue 14: the ranks' transport on a firmware engine thread of each process
+/// (`WEIR_ENGINE=inproc`), everything through descriptor rings.
+#[test]
+fn four_processes_over_udp_inproc_engine() {
+    ranks_over_udp_with(
+        "four_processes_over_udp_inproc_engine",
+        4,
+        0.01,
+        &[("WEIR_ENGINE", "inproc".into())],
+    );
+}
+
+/// Issue 14: four ranks through one `weir engine` daemon (`WEIR_ENGINE=daemon:<socket>`),
+/// as the processes of one host share it, the daemon injecting `loss` on its receive path;
+/// the ranks' tensors are reached by copy.
+fn through_one_daemon(test: &str, loss: f64) {
+    let daemon = if child_rank().is_none() {
+        let path =
+            std::env::temp_dir().join(format!("weir-comm-{test}-{}.sock", std::process::id()));
+        let mut cfg = weir_datapath::HostConfig::default();
+        cfg.udp.bind = std::net::Ipv4Addr::LOCALHOST.into();
+        cfg.fault_rx.drop = loss;
+        cfg.fault_rx.seed = 11;
+        let d = weir_firmware::daemon::Daemon::start(
+            &path,
+            cfg,
+            weir_firmware::EngineConfig::default(),
+        )
+        .expect("daemon");
+        Some((d, path))
+    } else {
+        None
+    };
+    let engine = daemon
+        .as_ref()
+        .map_or(String::new(), |(_, p)| format!("daemon:{}", p.display()));
+    ranks_over_udp_with(test, 4, 0.0, &[("WEIR_ENGINE", engine)]);
+    if let Some((d, _)) = daemon {
+        let st = d.stats().expect("stats");
+        assert!(st.engine.completions > 0, "{st:?}");
+    }
+}
+
+#[test]
+fn four_processes_through_one_daemon() {
+    through_one_daemon("four_processes_through_one_daemon", 0.0);
+}
+
+#[test]
+fn four_processes_through_one_daemon_one_percent_loss() {
+    through_one_daemon("four_processes_through_one_daemon_one_percent_loss", 0.01);
 }
 
 #[test]

@@ -271,6 +271,18 @@ impl Net {
         }
     }
 
+    /// Take connections whose connector passes `key` (a `Host` takes every connection once
+    /// listening; through the rings only `key`'s come to this process).
+    pub fn listen_key(&self, key: u64) -> Result<(), HostError> {
+        match &self.inner {
+            Inner::Host(h) => {
+                h.listen();
+                Ok(())
+            }
+            Inner::Engine(e) => e.call(Op::Listen { key, secret: None }).map(|_| ()),
+        }
+    }
+
     /// Take connections whose connector passes `key` and holds `secret`: SYNs without a
     /// MAC keyed with it are dropped before any state exists (`Endpoint::admit`). Take them
     /// with [`Net::try_accept_for`].
@@ -598,11 +610,12 @@ impl Net {
         }
     }
 
-    /// Host counters (`None` through the rings).
+    /// Datapath and endpoint counters: a `Host`'s, or the in-process engine thread's
+    /// (`None` through a daemon, whose counters are its own: `weir engine` prints them).
     pub fn stats(&self) -> Option<HostStats> {
         match &self.inner {
             Inner::Host(h) => Some(h.stats()),
-            Inner::Engine(_) => None,
+            Inner::Engine(e) => e._engine.as_ref()?.stats().ok().map(|(_, host, _)| host),
         }
     }
 

@@ -233,6 +233,10 @@ pub struct CollPlan {
     pub timeout: Duration,
     /// The command that runs one Weir rank (an executable whose subcommand calls [`worker`]).
     pub worker: PeerCmd,
+    /// Where the udp path's ranks run their transport's engine (`WEIR_ENGINE`): their own
+    /// `Host`, a firmware engine thread each, or one `weir engine` daemon for all of them
+    /// (this "host"'s), started by the sweep (`worker.program engine …`).
+    pub engine: crate::engine_side::EngineKind,
 }
 
 /// nccl-tests' sizes: 8 B to 256 MiB in ×4 steps, plus 256 MiB.
@@ -417,7 +421,19 @@ pub fn table(plan: &CollPlan, report: &CollReport) -> String {
     for pair in &report.pairs {
         let weir = match pair.weir {
             WeirPath::Shm => "shm = Weir shared memory",
-            WeirPath::Udp => "udp = the Weir transport over UDP on loopback (WEIR_SHM=0)",
+            WeirPath::Udp => match plan.engine {
+                crate::engine_side::EngineKind::Host => {
+                    "udp = the Weir transport over UDP on loopback (WEIR_SHM=0)"
+                }
+                crate::engine_side::EngineKind::Inproc => {
+                    "udp = the Weir transport over UDP on loopback (WEIR_SHM=0), each rank's \
+                     engine a firmware engine thread (WEIR_ENGINE=inproc)"
+                }
+                crate::engine_side::EngineKind::Daemon => {
+                    "udp = the Weir transport over UDP on loopback (WEIR_SHM=0), every rank \
+                     through one weir engine daemon (WEIR_ENGINE=daemon)"
+                }
+            },
         };
         let mpi = match (pair.mpi, report.baseline) {
             (Some(MpiBtl::Vader), _) => "vader = Open MPI shared memory (--mca btl vader,self)",
@@ -557,6 +573,33 @@ fn weir_sweep(plan: &CollPlan, path: WeirPath) -> Result<Vec<WorkerRow>, BenchEr
         .map(u64::to_string)
         .collect::<Vec<_>>()
         .join(",");
+    use crate::engine_side::{DaemonProcess, EngineKind};
+    // One daemon for every rank of this host, for the udp path's sweep.
+    let daemon = match (path, plan.engine) {
+        (WeirPath::Udp, EngineKind::Daemon) => {
+            let socket = crate::engine_side::daemon_sockets().0;
+            let args: Vec<String> = vec![
+                "engine".into(),
+                "--socket".into(),
+                socket.display().to_string(),
+                "--stats-every".into(),
+                "0".into(),
+            ];
+            Some((
+                DaemonProcess::spawn(&plan.worker.program, &args, &socket)
+                    .map_err(BenchError::new)?,
+                socket,
+            ))
+        }
+        _ => None,
+    };
+    let engine = match (path, plan.engine, &daemon) {
+        (WeirPath::Udp, EngineKind::Inproc, _) => Some("inproc".to_string()),
+        (WeirPath::Udp, EngineKind::Daemon, Some((_, s))) => {
+            Some(format!("daemon:{}", s.display()))
+        }
+        _ => None,
+    };
     let mut ranks = Ranks::spawn(plan.ranks, "127.0.0.1", port, |rank| {
         let mut cmd = Command::new(&plan.worker.program);
         cmd.args(&plan.worker.args)
@@ -586,6 +629,10 @@ fn weir_sweep(plan: &CollPlan, path: WeirPath) -> Result<Vec<WorkerRow>, BenchEr
         if let Some(algo) = &plan.algo {
             cmd.env("WEIR_ALGO", algo);
         }
+        match &engine {
+            Some(e) => cmd.env("WEIR_ENGINE", e),
+            None => cmd.env_remove("WEIR_ENGINE"),
+        };
         cmd
     })
     .map_err(|(rank, e)| BenchError::new(format!("weir rank {rank}: {e}")))?;
