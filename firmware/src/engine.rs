@@ -220,7 +220,10 @@ enum Segment {
 /// are copied into it before they are posted, receives copied out of it when they complete.
 struct Shadow {
     ptr: NonNull<u8>,
+    /// Bytes allocated.
     len: usize,
+    /// Bytes of the region it stands for now (at most `len`: a shadow is reused).
+    used: u64,
     /// The region's address in the client.
     addr: u64,
 }
@@ -235,13 +238,18 @@ impl Shadow {
         let layout = Shadow::layout(len)?;
         // SAFETY: the layout's size is at least 1.
         let ptr = NonNull::new(unsafe { alloc::alloc::alloc_zeroed(layout) })?;
-        Some(Shadow { ptr, len, addr })
+        Some(Shadow {
+            ptr,
+            len,
+            used: len as u64,
+            addr,
+        })
     }
 
-    /// Bytes `offset..offset + len`, if inside.
+    /// Bytes `offset..offset + len` of the region, if inside.
     fn range(&mut self, offset: u64, len: u64) -> Option<&mut [u8]> {
         let end = offset.checked_add(len)?;
-        if end > self.len as u64 {
+        if end > self.used {
             return None;
         }
         // SAFETY: inside the allocation, which `self` owns; `&mut self` makes it unique.
@@ -291,12 +299,54 @@ struct Client {
     regions: Handles<RegionSlot>,
     segments: Vec<Segment>,
     foreign: Option<alloc::boxed::Box<dyn ForeignMemory>>,
-    /// Bytes of shadows allocated for it.
+    /// Bytes of shadows allocated for it (in use and spare).
     shadow_bytes: u64,
+    /// Shadows of deregistered regions, kept for the next registrations: a client that
+    /// registers a buffer per operation (a communicator's tensors) would otherwise make the
+    /// engine allocate and fault in fresh memory for each.
+    spare_shadows: Vec<Shadow>,
     listen_keys: Vec<u64>,
     broken: Option<Broken>,
     /// The completion ring's consumer asked for a doorbell.
     wake: bool,
+}
+
+/// Spare shadows kept per client.
+const SPARE_SHADOWS: usize = 8;
+
+impl Client {
+    /// A shadow of at least `n` bytes for a region at `addr`: a spare no more than twice as
+    /// large, else a new one within `budget` bytes of shadows (spares freed to make room).
+    fn shadow_for(&mut self, n: usize, addr: u64, budget: u64) -> Option<Shadow> {
+        let fit = self
+            .spare_shadows
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.len >= n && s.len / 2 <= n)
+            .min_by_key(|(_, s)| s.len)
+            .map(|(i, _)| i);
+        if let Some(i) = fit {
+            let mut sh = self.spare_shadows.swap_remove(i);
+            sh.addr = addr;
+            return Some(sh);
+        }
+        while self.shadow_bytes.saturating_add(n as u64) > budget {
+            let sh = self.spare_shadows.pop()?;
+            self.shadow_bytes -= sh.len as u64;
+        }
+        let sh = Shadow::new(n, addr)?;
+        self.shadow_bytes += sh.len as u64;
+        Some(sh)
+    }
+
+    /// Keep `sh` (no longer a region's) for later registrations, or free it.
+    fn keep_spare(&mut self, sh: Shadow) {
+        if self.spare_shadows.len() < SPARE_SHADOWS {
+            self.spare_shadows.push(sh);
+        } else {
+            self.shadow_bytes -= sh.len as u64;
+        }
+    }
 }
 
 /// The engine core (module docs).
@@ -386,6 +436,7 @@ impl Engine {
             segments: Vec::new(),
             foreign: None,
             shadow_bytes: 0,
+            spare_shadows: Vec::new(),
             listen_keys: Vec::new(),
             broken: None,
             wake: false,
@@ -666,12 +717,6 @@ impl Engine {
                         let Ok(n) = usize::try_from(len) else {
                             return fail(Status::OutOfBounds);
                         };
-                        if c.shadow_bytes.saturating_add(len) > self.cfg.max_shadow_bytes {
-                            return fail(Status::TooMany);
-                        }
-                        let Some(sh) = Shadow::new(n, offset) else {
-                            return fail(Status::TooMany);
-                        };
                         // Whether the client's range is there at all: its first and last
                         // byte (the rest is found at each copy).
                         let mut probe = [0u8; 1];
@@ -682,16 +727,19 @@ impl Engine {
                         if !mapped {
                             return fail(Status::Fault);
                         }
-                        c.shadow_bytes += len;
+                        let Some(mut sh) = c.shadow_for(n, offset, self.cfg.max_shadow_bytes)
+                        else {
+                            return fail(Status::TooMany);
+                        };
+                        sh.used = len;
                         (sh.ptr, Some(sh))
                     }
                 };
                 // SAFETY: `ptr..ptr + len` is the client's memory, valid as the placement
                 // promised (above), or a shadow the region slot owns until deregistered.
                 let region = unsafe { self.ep.register(ptr, len, remote_write) };
-                let bytes = shadow.as_ref().map_or(0, |sh| sh.len as u64);
+                // `live < limit` was checked above, so the insert succeeds.
                 let Some(h) = c.regions.insert(RegionSlot { id: region, shadow }) else {
-                    c.shadow_bytes -= bytes;
                     self.ep.deregister(now, region);
                     return fail(Status::TooMany);
                 };
@@ -705,11 +753,12 @@ impl Engine {
                 let Some(slot) = c.regions.remove(region) else {
                     return fail(Status::UnknownRegion);
                 };
-                c.shadow_bytes -= slot.shadow.as_ref().map_or(0, |sh| sh.len as u64);
                 self.ep.deregister(now, slot.id);
                 // Requests on it complete (failed) now, while its shadow still exists.
                 self.route_events(now);
-                drop(slot);
+                if let (Some(sh), Some(c)) = (slot.shadow, self.clients[ci as usize].as_mut()) {
+                    c.keep_spare(sh);
+                }
                 Some(Cqe::new(user, CqeKind::Done, Status::Ok))
             }
             Op::Send { .. } | Op::Recv { .. } | Op::Write { .. } => {
