@@ -55,7 +55,7 @@ impl Default for EngineConfig {
             max_listen_keys: 64,
             max_backlog: 1 << 16,
             submit_batch: 64,
-            max_shadow_bytes: 16 << 30,
+            max_shadow_bytes: 4 << 30,
         }
     }
 }

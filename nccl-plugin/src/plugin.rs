@@ -934,6 +934,17 @@ impl State {
             host.local_addr(),
             placement.name()
         ));
+        if host.local_addr().ip() != d.addr {
+            // A daemon binds what its command line says (`weir engine --bind`); peers are
+            // told this address in the listen handle.
+            log::warn(&format!(
+                "device {dev} ({}): the {} engine serves {}, not the device's address; \
+                 peers will connect there",
+                d.addr,
+                placement.name(),
+                host.local_addr()
+            ));
+        }
         self.devs[dev].host = Some(host.clone());
         self.devs[dev].users = 1;
         Ok(host)
