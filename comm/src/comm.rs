@@ -33,15 +33,20 @@ use crate::exec::{Exec, Kernel};
 use crate::net::{Plane, World};
 use crate::{CommError, CommOptions};
 
-// Fabric constants measured on the project machine (2 vCPUs, `chrt -f 10`,
-// `weir bench allreduce`): a 2-rank 8-byte allreduce (two steps) takes ≈ 3.4 µs over shared memory and ≈ 20 µs over
-// the transport on loopback; 2-rank busbw at 0.5–8 MiB is ≈ 6–7 GB/s and ≈ 3 GB/s.
+// Fabric constants measured on the project machine (2 vCPUs, `weir bench allreduce`): under
+// `chrt -f 10` a 2-rank 8-byte allreduce (two steps) takes ≈ 3.4 µs over shared memory and
+// ≈ 20 µs over the transport on loopback; 2-rank busbw at 0.5–8 MiB is ≈ 6–7 GB/s and
+// ≈ 3 GB/s. Under default scheduling, as users run it, a transport step costs more: 41 µs for
+// one recursive-doubling step against 83 µs for the ring's two (8 bytes, 2 ranks,
+// `--algo rd|ring --path udp`), and recursive doubling stays ahead up to 256 KiB (61 / 90 /
+// 182 µs against 100 / 124 / 195 µs at 64 / 128 / 256 KiB). The transport's α below sits
+// between the two scheduling regimes.
 /// Modelled per-message latency of the shared-memory path.
 const SHM_ALPHA: PsDuration = PsDuration::from_micros(2);
 /// Modelled per-rank bandwidth of the shared-memory path (≈ 6 GB/s).
 const SHM_RATE: Rate = Rate::from_gbps(48);
 /// Modelled per-message latency of the transport.
-const NET_ALPHA: PsDuration = PsDuration::from_micros(10);
+const NET_ALPHA: PsDuration = PsDuration::from_micros(25);
 /// Modelled per-rank bandwidth of the transport (≈ 3 GB/s on loopback).
 const NET_RATE: Rate = Rate::from_gbps(24);
 
