@@ -506,7 +506,9 @@ impl Net {
         }
     }
 
-    /// Post a request. Through the rings a refused post completes with its error instead.
+    /// Post a request. Through the rings a refused post completes with its error instead,
+    /// and a connection whose handshake has not completed refuses posts
+    /// (`PostError::NotConnected`; a `Host` queues them).
     pub fn post(&self, conn: ConnId, wr: WorkRequest) -> Result<WrId, HostError> {
         match &self.inner {
             Inner::Host(h) => h.post(conn, wr),
@@ -826,6 +828,162 @@ impl State {
                     self.control.push_back(cqe);
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use weir_transport::CompletionKind;
+
+    fn cfg() -> HostConfig {
+        let mut c = HostConfig::default();
+        c.udp.bind = std::net::Ipv4Addr::LOCALHOST.into();
+        c
+    }
+
+    fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+        let end = Instant::now() + Duration::from_secs(10);
+        while !f() {
+            assert!(Instant::now() < end, "timed out waiting for {what}");
+            std::thread::yield_now();
+        }
+    }
+
+    /// The calls the plugin makes, through the rings of an in-process engine, against a
+    /// plain `Host` peer: an authenticated listener takes only its key's connections (by
+    /// key), heap memory registered by address carries a message each way, a close is seen
+    /// by the peer, a connect closed while its handshake runs is closed when it completes,
+    /// and a connect to nobody fails.
+    #[test]
+    fn inproc_net_serves_the_plugin_calls() {
+        const KEY: u64 = 0x7e57;
+        const SECRET: u128 = 0x5ec2_e700_0000_0000_0000_0000_0000_0001;
+        let mut quick = cfg();
+        quick.transport.handshake_timeout = weir_base::Duration::from_millis(300);
+        let a = Net::start(&Placement::Inproc, quick).unwrap();
+        let b = Net::start(&Placement::Host, cfg()).unwrap();
+        assert_eq!((a.placement(), b.placement()), ("inproc", "host"));
+        a.admit(KEY, SECRET).unwrap();
+        // Without the secret: no answer (the connect times out or is still pending).
+        let stranger = b.connect_authenticated(a.local_addr(), KEY, SECRET ^ 1);
+        let conn = b.connect_authenticated(a.local_addr(), KEY, SECRET);
+        wait_until("the handshake", || b.is_connected(conn).unwrap_or(false));
+        let mut accepted = None;
+        wait_until("the accept", || {
+            accepted = a.try_accept_for(KEY);
+            accepted.is_some()
+        });
+        let (ac, peer) = accepted.unwrap();
+        assert_eq!(peer, b.local_addr());
+        assert!(
+            a.try_accept_for(KEY).is_none(),
+            "{:?}",
+            b.is_connected(stranger)
+        );
+        assert!(a.is_connected(ac).unwrap());
+        // A message each way, from and into plain heap memory registered by address.
+        let mut tx: Vec<u8> = (0..300_000).map(|i| (i * 7) as u8).collect();
+        let mut rx = vec![0u8; 300_000];
+        // SAFETY: both vectors outlive their registrations (deregistered below) and are
+        // not touched while requests on them are outstanding.
+        let (rtx, rrx) = unsafe {
+            (
+                b.register_raw(NonNull::new(tx.as_mut_ptr()).unwrap(), 300_000, false)
+                    .unwrap(),
+                a.register_raw(NonNull::new(rx.as_mut_ptr()).unwrap(), 300_000, false)
+                    .unwrap(),
+            )
+        };
+        let recv = a
+            .post(
+                ac,
+                WorkRequest::Recv {
+                    region: rrx,
+                    offset: 0,
+                    len: 300_000,
+                    tag: Some(5),
+                },
+            )
+            .unwrap();
+        b.post(
+            conn,
+            WorkRequest::Send {
+                region: rtx,
+                offset: 0,
+                len: 300_000,
+                tag: 5,
+            },
+        )
+        .unwrap();
+        let c = a.wait_completion(Duration::from_secs(10)).unwrap();
+        assert_eq!(
+            (c.wr, c.conn, c.kind, c.len),
+            (recv, ac, CompletionKind::Recv, 300_000)
+        );
+        assert!(c.status.is_ok(), "{c:?}");
+        assert!(rx == tx, "bytes differ");
+        assert!(a.conn_stats(ac).is_some());
+        assert!(a.deregister(rrx));
+        assert!(!a.deregister(rrx), "deregistered twice");
+        assert!(b.deregister(rtx));
+        // The inproc side closes: the Host side sees the connection end.
+        a.close(ac);
+        // (A `Host` reports a connection its peer closed as no longer connected.)
+        wait_until("the peer's close", || {
+            !matches!(b.is_connected(conn), Ok(true))
+        });
+        assert!(a.is_connected(ac).is_err(), "a closed id still connected");
+        // Closed while connecting: closed when the handshake completes (the peer's accept
+        // then sees a connection that ends).
+        b.listen().unwrap();
+        let early = a.connect_nonblocking(b.local_addr(), 1);
+        a.close(early);
+        let mut got = None;
+        wait_until("the peer's accept", || {
+            got = b.try_accept();
+            got.is_some()
+        });
+        let (bc, _, _) = got.unwrap();
+        wait_until("the abandoned connection's close", || {
+            !matches!(b.is_connected(bc), Ok(true))
+        });
+        assert_eq!(a.open_connections(), Some(0));
+        // Nobody there: the handshake fails, naming the peer.
+        let dead = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let nobody = a.connect_nonblocking(dead.local_addr().unwrap(), 0);
+        let end = Instant::now() + Duration::from_secs(30);
+        loop {
+            match a.is_connected(nobody) {
+                Err(HostError::ConnectionLost { peer, .. }) => {
+                    assert_eq!(peer, dead.local_addr().unwrap());
+                    break;
+                }
+                Ok(false) if Instant::now() < end => std::thread::yield_now(),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(a.stats().is_some(), "the in-process engine's counters");
+    }
+
+    #[test]
+    fn placements_parse_and_print() {
+        for (s, p) in [
+            ("host", Placement::Host),
+            ("", Placement::Host),
+            ("inproc", Placement::Inproc),
+            ("daemon:/x/y.sock", Placement::Daemon("/x/y.sock".into())),
+        ] {
+            assert_eq!(Placement::parse(s), Ok(p.clone()), "{s}");
+            assert_eq!(Placement::parse(&p.spec()), Ok(p));
+        }
+        assert!(matches!(
+            Placement::parse("daemon"),
+            Ok(Placement::Daemon(_))
+        ));
+        for bad in ["dpu", "daemon:", "INPROC "] {
+            assert!(Placement::parse(bad).is_err(), "{bad}");
         }
     }
 }
