@@ -17,6 +17,7 @@
 #![warn(missing_docs)]
 
 mod event;
+mod hugepages;
 mod net;
 mod report;
 pub mod scenario;
@@ -53,11 +54,12 @@ pub fn run_with(
     run_inner(scenario, progress, None)
 }
 
-/// [`run_with`], with the prefetch hints forced on or off (`None`: by the host count).
+/// [`run_with`], with the performance hints (prefetching, huge pages) forced on or off
+/// (`None`: by the host count).
 fn run_inner(
     scenario: &Scenario,
     progress: &mut dyn FnMut(Progress),
-    prefetch: Option<bool>,
+    hints: Option<bool>,
 ) -> Result<Report, ScenarioError> {
     scenario.validate()?;
     let config = scenario
@@ -85,8 +87,9 @@ fn run_inner(
         },
     )
     .map_err(ScenarioError)?;
-    if let Some(on) = prefetch {
+    if let Some(on) = hints {
         net.prefetch = on;
+        net.huge = on.then(hugepages::HugePages::new);
     }
     let limit = Duration::from_micros(scenario.run.max_time_us);
     if !net.connect_all(Instant::ZERO + limit, progress) {
@@ -102,10 +105,10 @@ fn run_inner(
 mod tests {
     use super::*;
 
-    /// Prefetching is a hint: forced on (it is off below 2,048 hosts), a run's report is the
-    /// same, bit for bit.
+    /// Prefetching and huge pages are hints: forced on (they are off below 2,048 hosts), a
+    /// run's report is the same, bit for bit.
     #[test]
-    fn prefetch_hints_change_nothing() {
+    fn performance_hints_change_nothing() {
         for text in [
             include_str!("../../examples/sim/incast-16.toml"),
             include_str!("../../examples/sim/perm-128.toml"),

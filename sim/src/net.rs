@@ -43,7 +43,8 @@ use weir_transport::{
 use weir_wire::{Flags, IntHop, MAX_HEADER_LEN, Opcode, PayloadMode};
 
 use crate::Progress;
-use crate::event::{Ev, EventQueue};
+use crate::event::{Ev, EventQueue, MAX_NODES};
+use crate::hugepages::HugePages;
 use crate::scenario::{FaultAction, FaultEvent, QueuePolicy, Routing, SwitchConfig};
 use crate::topology::Graph;
 use crate::workload::{Driver, NEVER, NVLINK, Work};
@@ -51,53 +52,115 @@ use crate::workload::{Driver, NEVER, NVLINK, Work};
 /// Most samples the time series keeps.
 pub(crate) const MAX_SAMPLES: usize = 20_000;
 
-/// A packet in flight.
-#[derive(Debug, Default)]
+/// Header bytes a packet keeps inline: a data header (72 B), an ACK with up to four SACK words
+/// (96 B). Longer ones (INT lists, long SACK bitmaps) go to [`PktExtra`].
+const INLINE_HDR: usize = 96;
+
+/// A packet in flight: two cache lines, its header inline, so that forwarding it at a switch
+/// reads one line and delivering it to a host two, with nothing behind a pointer to wait for
+/// (the header used to be a vector of its own: one more cold line at every delivery, and one
+/// more step in the chain of prefetches).
+#[derive(Debug)]
+#[repr(C, align(64))]
 struct Pkt {
-    hdr: Vec<u8>,
     src: u32,
     dst: u32,
-    entropy: u16,
     /// Bytes on the wire (frame overhead, header, payload).
     wire: u32,
+    entropy: u16,
+    /// Port of the current node the packet arrived on.
+    in_port: u16,
+    /// Header length (`hdr` holds it when it fits, else `extra`).
+    hdr_len: u16,
     ecn: Ecn,
     data: bool,
     int: bool,
     trimmed: bool,
-    /// Port of the current node the packet arrived on.
-    in_port: u16,
     /// Counted against `in_port`'s PFC ingress bytes.
     counted: bool,
+    /// A long header, INT records; kept (emptied) when the slot is reused.
+    extra: Option<Box<PktExtra>>,
+    hdr: [u8; INLINE_HDR],
+}
+
+const _: () = assert!(std::mem::size_of::<Pkt>() <= 128);
+
+/// What does not fit a [`Pkt`]'s two lines.
+#[derive(Debug, Default)]
+struct PktExtra {
+    hdr: Vec<u8>,
     hops: Vec<IntHop>,
 }
 
-/// An output port (one direction of a link).
+impl Pkt {
+    /// The header bytes.
+    fn header(&self) -> &[u8] {
+        let n = usize::from(self.hdr_len);
+        match (self.hdr.get(..n), &self.extra) {
+            (Some(h), _) => h,
+            (None, Some(x)) => &x.hdr,
+            (None, None) => &[],
+        }
+    }
+
+    fn set_header(&mut self, b: &[u8]) {
+        // At most `MAX_HEADER_LEN` (a u16, checked by `weir_wire`).
+        self.hdr_len = b.len() as u16;
+        if let Some(inline) = self.hdr.get_mut(..b.len()) {
+            inline.copy_from_slice(b);
+        } else {
+            let x = self.extra.get_or_insert_with(Box::default);
+            x.hdr.clear();
+            x.hdr.extend_from_slice(b);
+        }
+    }
+
+    /// INT records stamped so far.
+    fn hops(&self) -> &[IntHop] {
+        self.extra.as_ref().map_or(&[], |x| &x.hops)
+    }
+}
+
+/// An output port (one direction of a link). Three cache lines, hottest first: what every
+/// packet reads (line 0), the queues (line 1), then the rest (the byte count a transmission
+/// adds to, PFC and sampling state).
 #[derive(Debug)]
+#[repr(C, align(64))]
 pub(crate) struct Port {
-    pub(crate) peer: u32,
-    peer_port: u16,
-    pub(crate) rate: Rate,
-    delay: Duration,
-    queue: VecDeque<u32>,
-    prio: VecDeque<u32>,
-    pub(crate) queued: u64,
-    prio_queued: u64,
     /// Serialising until then (idle once `now` reaches it).
     busy_until: Instant,
+    pub(crate) queued: u64,
+    prio_queued: u64,
+    pub(crate) rate: Rate,
+    delay: Duration,
+    loss: f64,
+    pub(crate) peer: u32,
+    peer_port: u16,
     /// Switch ports: a `PortFree` wake-up is scheduled (only while packets wait).
     wake: bool,
-    pub(crate) tx_bytes: u64,
     /// PFC: transmission paused by the peer.
     paused: bool,
-    paused_since: Instant,
-    pub(crate) paused_ps: u64,
-    /// PFC: bytes buffered at this node that arrived through this port.
-    ingress: u64,
+    pub(crate) up: bool,
     /// PFC: this node has paused the peer.
     pause_sent: bool,
-    pub(crate) up: bool,
-    loss: f64,
+    queue: VecDeque<Queued>,
+    prio: VecDeque<Queued>,
+    pub(crate) tx_bytes: u64,
+    /// PFC: bytes buffered at this node that arrived through this port.
+    ingress: u64,
+    paused_since: Instant,
+    pub(crate) paused_ps: u64,
     sampled: u64,
+}
+
+const _: () = assert!(std::mem::size_of::<Port>() <= 192);
+
+/// A packet waiting at a switch port, with its size: a port that frees starts the next one
+/// without reading the packet itself.
+#[derive(Clone, Copy, Debug)]
+struct Queued {
+    id: u32,
+    wire: u32,
 }
 
 impl Port {
@@ -191,6 +254,9 @@ pub(crate) struct Net {
     /// Prefetch the state of upcoming events ([`Net::prefetch_for`]); a hint, on from
     /// [`PREFETCH_MIN_HOSTS`] hosts.
     pub(crate) prefetch: bool,
+    /// Back the heap with transparent huge pages ([`HugePages`]); a hint, on from
+    /// [`PREFETCH_MIN_HOSTS`] hosts.
+    pub(crate) huge: Option<HugePages>,
 }
 
 /// How far ahead (in events of the current wheel slot) each prefetch stage looks
@@ -200,18 +266,13 @@ const PREFETCH_AHEAD: [usize; 4] = [4, 3, 2, 1];
 /// hints cost more than they save (rail-1024: 16.2 → 18.0 s of CPU with them).
 const PREFETCH_MIN_HOSTS: u32 = 2048;
 
+/// Events between two [`HugePages::poll`] calls (the heap grows as the run goes on).
+const HUGE_EVERY: u64 = 1 << 12;
+
 /// Ask the CPU to bring the cache line holding `r` closer.
 #[inline(always)]
 fn prefetch<T>(r: &T) {
     weir_base::prefetch::lines(r, 1);
-}
-
-/// Prefetch the start of a byte buffer (a header: one or two lines).
-#[inline(always)]
-fn prefetch_bytes(b: &[u8]) {
-    if !b.is_empty() {
-        weir_base::prefetch::line(b.as_ptr());
-    }
 }
 
 /// Address of host `h`.
@@ -246,6 +307,13 @@ pub(crate) struct NetConfig {
 
 impl Net {
     pub(crate) fn new(g: Graph, w: Work, cfg: NetConfig) -> Result<Net, String> {
+        if g.ports.len() as u64 >= MAX_NODES {
+            return Err(format!(
+                "{} nodes: at most {}",
+                g.ports.len(),
+                MAX_NODES - 1
+            ));
+        }
         let mut rng = Rng::new(cfg.seed);
         let hosts = g.hosts as usize;
         let mut eps = Vec::with_capacity(hosts);
@@ -316,6 +384,7 @@ impl Net {
             },
             progress_every: cfg.progress_every.max(1),
             prefetch: g.hosts >= PREFETCH_MIN_HOSTS,
+            huge: (g.hosts >= PREFETCH_MIN_HOSTS).then(HugePages::new),
             g,
             ports,
             eps,
@@ -364,6 +433,9 @@ impl Net {
     /// Time zero of the workload: schedule the jobs, the samples and the faults.
     pub(crate) fn start_workload(&mut self) {
         self.start = self.now;
+        if let Some(h) = &mut self.huge {
+            h.advise();
+        }
         for j in 0..self.w.jobs.len() {
             let at = self.start + Duration::from_ps(self.w.jobs[j].start_ps);
             self.q.push(at, Ev::JobStart { job: j as u32 });
@@ -409,6 +481,11 @@ impl Net {
                 }
             }
             self.c.events += 1;
+            if self.c.events.is_multiple_of(HUGE_EVERY)
+                && let Some(h) = &mut self.huge
+            {
+                h.poll();
+            }
             if self.c.events.is_multiple_of(self.progress_every) {
                 progress(Progress {
                     now_ps: self.now.saturating_since(self.start).as_ps(),
@@ -448,8 +525,8 @@ impl Net {
                     self.start_tx(node, port);
                 }
             }
-            Ev::Timer { host, at } => {
-                if self.timer[host as usize] == Some(at) {
+            Ev::Timer { host } => {
+                if self.timer[host as usize] == Some(self.now) {
                     self.timer[host as usize] = None;
                     self.eps[host as usize].handle_timeout(self.now);
                     self.service(host, true);
@@ -492,7 +569,8 @@ impl Net {
                 };
                 match stage {
                     0 => {
-                        prefetch(p);
+                        // Both lines: a host reads the header, which runs into the second.
+                        weir_base::prefetch::lines(p, 2);
                         if let Some(ps) = self.ports.get(node as usize) {
                             prefetch(ps);
                         }
@@ -502,20 +580,19 @@ impl Net {
                             prefetch(q);
                         }
                         if let Some(ep) = host(node) {
-                            prefetch_bytes(&p.hdr);
                             ep.prefetch_state();
                         }
                     }
                     2 | 3 => {
                         if let Some(ep) = host(node) {
                             if stage == 2 {
-                                ep.prefetch_handle(&p.hdr);
+                                ep.prefetch_handle(p.header());
                             }
                         } else if let Some(q) =
                             self.route_hint(node, p).and_then(|o| port_of(node, o))
                         {
                             if stage == 2 {
-                                prefetch(q);
+                                weir_base::prefetch::lines(q, 3);
                             } else if let Some(x) = q.queue.back() {
                                 prefetch(x);
                             }
@@ -525,41 +602,35 @@ impl Net {
                 }
             }
             Ev::PortFree { node, port } => {
-                if stage == 0 {
-                    if let Some(ps) = self.ports.get(node as usize) {
-                        prefetch(ps);
-                    }
-                    if let Some(ep) = host(node) {
-                        ep.prefetch_state();
-                    }
-                    return;
-                }
+                // The nodes' port vectors (a few hundred kilobytes) stay cached: the port
+                // itself is asked for first.
                 let Some(q) = port_of(node, port) else {
                     return;
                 };
                 if let Some(ep) = host(node) {
                     match stage {
-                        1 => {
-                            prefetch(q);
-                            ep.prefetch_transmit(true);
+                        0 => {
+                            weir_base::prefetch::lines(q, 3);
+                            ep.prefetch_state();
                         }
+                        1 => ep.prefetch_transmit(true),
                         2 => ep.prefetch_transmit(false),
                         _ => {}
                     }
                     return;
                 }
                 match stage {
-                    1 => prefetch(q),
-                    2 => {
+                    0 => weir_base::prefetch::lines(q, 3),
+                    1 => {
                         let (a, b) = q.prio.as_slices();
                         let (c, _) = q.queue.as_slices();
                         if let Some(x) = a.first().or(b.first()).or(c.first()) {
                             prefetch(x);
                         }
                     }
-                    3 => {
-                        if let Some(&id) = q.prio.front().or(q.queue.front())
-                            && let Some(p) = self.pkts.get(id as usize)
+                    2 => {
+                        if let Some(x) = q.prio.front().or(q.queue.front())
+                            && let Some(p) = self.pkts.get(x.id as usize)
                         {
                             prefetch(p);
                         }
@@ -567,7 +638,7 @@ impl Net {
                     _ => {}
                 }
             }
-            Ev::Timer { host: h, .. } => {
+            Ev::Timer { host: h } => {
                 if let Some(ep) = host(h) {
                     match stage {
                         0 => ep.prefetch_state(),
@@ -878,25 +949,10 @@ impl Net {
                         )
                     });
                     let wire = (hlen + t.payload.len()) as u32 + self.overhead;
-                    let id = self.alloc(Pkt {
-                        hdr: Vec::new(),
-                        src: h,
-                        dst,
-                        entropy: t.meta.entropy,
-                        wire,
-                        ecn: t.meta.ecn,
-                        data,
-                        int,
-                        trimmed: false,
-                        in_port: 0,
-                        counted: false,
-                        hops: Vec::new(),
-                    });
-                    let p = &mut self.pkts[id as usize];
-                    p.hdr.clear();
-                    p.hdr.extend_from_slice(&hdr[..hlen]);
+                    let id = self.alloc(h, dst, t.meta.entropy, wire, t.meta.ecn, data, int);
+                    self.pkts[id as usize].set_header(&hdr[..hlen]);
                     self.c.packets += 1;
-                    self.transmit(h, 0, id);
+                    self.transmit(h, 0, id, wire);
                 }
                 self.drain_events(h);
             }
@@ -911,7 +967,7 @@ impl Net {
             let t = t.max(floor);
             if self.timer[hi].is_none_or(|cur| t < cur) {
                 self.timer[hi] = Some(t);
-                self.q.push(t, Ev::Timer { host: h, at: t });
+                self.q.push(t, Ev::Timer { host: h });
             }
         }
     }
@@ -959,23 +1015,21 @@ impl Net {
 
     /// Host `h` receives packet `id`.
     fn deliver(&mut self, h: u32, id: u32) {
-        let mut p = std::mem::take(&mut self.pkts[id as usize]);
         self.free.push(id);
-        let mut int_hop = None;
-        if let Some(last) = p.hops.pop() {
-            int_hop = Some(last);
-            if !p.hops.is_empty()
-                && let Ok(parsed) = weir_wire::parse(&p.hdr, PayloadMode::Virtual)
-            {
-                let mut header = parsed.header;
-                for &hop in &p.hops {
-                    let _ = header.int.push(hop);
-                }
-                let mut buf = [0u8; MAX_HEADER_LEN];
-                if let Ok(n) = header.emit(&mut buf) {
-                    p.hdr.clear();
-                    p.hdr.extend_from_slice(&buf[..n]);
-                }
+        let p = &mut self.pkts[id as usize];
+        // The last hop's INT record goes through `RxMeta::int_hop`, the others into the header.
+        let int_hop = p.extra.as_mut().and_then(|x| x.hops.pop());
+        if int_hop.is_some()
+            && !p.hops().is_empty()
+            && let Ok(parsed) = weir_wire::parse(p.header(), PayloadMode::Virtual)
+        {
+            let mut header = parsed.header;
+            for &hop in p.hops() {
+                let _ = header.int.push(hop);
+            }
+            let mut buf = [0u8; MAX_HEADER_LEN];
+            if let Ok(n) = header.emit(&mut buf) {
+                p.set_header(&buf[..n]);
             }
         }
         let meta = RxMeta {
@@ -984,14 +1038,7 @@ impl Net {
             virtual_payload: true,
             int_hop,
         };
-        self.eps[h as usize].handle(self.now, meta, &p.hdr);
-        // Recycle the allocations.
-        p.hops.clear();
-        self.pkts[id as usize] = Pkt {
-            hdr: p.hdr,
-            hops: p.hops,
-            ..Pkt::default()
-        };
+        self.eps[h as usize].handle(self.now, meta, self.pkts[id as usize].header());
         self.service(h, false);
     }
 
@@ -1092,15 +1139,17 @@ impl Net {
 
     /// Packet `id` leaves switch `node`'s buffer: PFC ingress accounting, RESUME.
     fn uncount(&mut self, node: u32, id: u32) {
+        // Without PFC nothing is counted (and the packet is not read: at a switch port that
+        // frees, its queue entry says all `start_tx` needs).
+        let Some((_, xon)) = self.pfc else {
+            return;
+        };
         let p = &mut self.pkts[id as usize];
         if !p.counted {
             return;
         }
         p.counted = false;
         let (in_port, wire) = (p.in_port, u64::from(p.wire));
-        let Some((_, xon)) = self.pfc else {
-            return;
-        };
         let now = self.now;
         let Some(ing) = self.port(node, in_port) else {
             return;
@@ -1183,7 +1232,7 @@ impl Net {
             // header-only packets join the high-priority queue; paraphrased.)
             if q.prio_queued + wire <= sw.buffer_bytes {
                 q.prio_queued += wire;
-                q.prio.push_back(id);
+                q.prio.push_back(Queued { id, wire: p.wire });
                 true
             } else {
                 false
@@ -1193,13 +1242,13 @@ impl Net {
                 self.shared_used[node as usize] += wire;
             }
             q.queued += wire;
-            q.queue.push_back(id);
+            q.queue.push_back(Queued { id, wire: p.wire });
             self.c.max_queue = self.c.max_queue.max(q.queued);
             true
         } else if sw.policy == QueuePolicy::Trim && p.data && !p.trimmed {
             // UET packet trimming: forward the header at priority; the receiver NACKs it.
             let mut buf = [0u8; MAX_HEADER_LEN];
-            let ok = weir_wire::parse(&p.hdr, PayloadMode::Virtual)
+            let ok = weir_wire::parse(p.header(), PayloadMode::Virtual)
                 .ok()
                 .and_then(|parsed| {
                     let mut h = parsed.header;
@@ -1207,8 +1256,7 @@ impl Net {
                     h.emit(&mut buf).ok()
                 });
             if let Some(n) = ok {
-                p.hdr.clear();
-                p.hdr.extend_from_slice(&buf[..n]);
+                p.set_header(&buf[..n]);
             }
             match ok {
                 Some(n)
@@ -1217,7 +1265,7 @@ impl Net {
                     p.trimmed = true;
                     p.wire = n as u32 + self.overhead;
                     q.prio_queued += u64::from(p.wire);
-                    q.prio.push_back(id);
+                    q.prio.push_back(Queued { id, wire: p.wire });
                     self.c.trims += 1;
                     true
                 }
@@ -1256,26 +1304,25 @@ impl Net {
             }
             return;
         }
-        let id = if let Some(id) = q.prio.pop_front() {
-            q.prio_queued = q
-                .prio_queued
-                .saturating_sub(u64::from(self.pkts[id as usize].wire));
-            id
-        } else if let Some(id) = q.queue.pop_front() {
-            let wire = u64::from(self.pkts[id as usize].wire);
+        let Queued { id, wire } = if let Some(x) = q.prio.pop_front() {
+            q.prio_queued = q.prio_queued.saturating_sub(u64::from(x.wire));
+            x
+        } else if let Some(x) = q.queue.pop_front() {
+            let wire = u64::from(x.wire);
             q.queued = q.queued.saturating_sub(wire);
             if self.sw.shared_buffer_bytes.is_some() {
                 let used = &mut self.shared_used[node as usize];
                 *used = used.saturating_sub(wire);
             }
-            id
+            x
         } else {
             return;
         };
         let (queued, rate, tx_bytes) = (q.queued, q.rate, q.tx_bytes);
         let p = &mut self.pkts[id as usize];
         if self.sw.int && p.int && p.data {
-            p.hops.push(IntHop {
+            let hops = &mut p.extra.get_or_insert_with(Box::default).hops;
+            hops.push(IntHop {
                 qlen: queued.min(u64::from(u32::MAX)) as u32,
                 rate_mbps: (rate.bps() / 1_000_000).min(u64::from(u32::MAX)) as u32,
                 tx_bytes: tx_bytes.wrapping_add(u64::from(p.wire)),
@@ -1284,7 +1331,7 @@ impl Net {
             self.c.int_records += 1;
         }
         self.uncount(node, id);
-        self.transmit(node, port, id);
+        self.transmit(node, port, id, wire);
         let q = &mut self.ports[node as usize][usize::from(port)];
         let waiting = !q.queue.is_empty() || !q.prio.is_empty();
         if waiting && !q.wake {
@@ -1294,9 +1341,9 @@ impl Net {
         }
     }
 
-    /// Put packet `id` on the wire of `node`'s `port` (idle).
-    fn transmit(&mut self, node: u32, port: u16, id: u32) {
-        let wire = u64::from(self.pkts[id as usize].wire);
+    /// Put packet `id` (`wire` bytes) on the wire of `node`'s `port` (idle).
+    fn transmit(&mut self, node: u32, port: u16, id: u32, wire: u32) {
+        let wire = u64::from(wire);
         let q = &mut self.ports[node as usize][usize::from(port)];
         q.tx_bytes = q.tx_bytes.wrapping_add(wire);
         let done = self.now + q.rate.serialization_time(wire);
@@ -1326,24 +1373,49 @@ impl Net {
         }
     }
 
-    fn alloc(&mut self, p: Pkt) -> u32 {
-        if let Some(id) = self.free.pop() {
-            let slot = &mut self.pkts[id as usize];
-            let (hdr, hops) = (
-                std::mem::take(&mut slot.hdr),
-                std::mem::take(&mut slot.hops),
-            );
-            *slot = Pkt { hdr, hops, ..p };
-            id
-        } else {
-            self.pkts.push(p);
+    /// A new packet from host `src` (its header set next): a free slot, or a new one.
+    #[allow(clippy::too_many_arguments)]
+    fn alloc(
+        &mut self,
+        src: u32,
+        dst: u32,
+        entropy: u16,
+        wire: u32,
+        ecn: Ecn,
+        data: bool,
+        int: bool,
+    ) -> u32 {
+        let id = self.free.pop().unwrap_or_else(|| {
+            self.pkts.push(Pkt {
+                src,
+                dst,
+                wire,
+                entropy,
+                in_port: 0,
+                hdr_len: 0,
+                ecn,
+                data,
+                int,
+                trimmed: false,
+                counted: false,
+                extra: None,
+                hdr: [0; INLINE_HDR],
+            });
             (self.pkts.len() - 1) as u32
+        });
+        // Field by field: the slot's header bytes are overwritten by `set_header` anyway.
+        let p = &mut self.pkts[id as usize];
+        (p.src, p.dst, p.wire, p.entropy) = (src, dst, wire, entropy);
+        (p.in_port, p.hdr_len, p.ecn) = (0, 0, ecn);
+        (p.data, p.int, p.trimmed, p.counted) = (data, int, false, false);
+        if let Some(x) = &mut p.extra {
+            x.hops.clear();
         }
+        id
     }
 
     fn release(&mut self, id: u32) {
         if let Some(p) = self.pkts.get_mut(id as usize) {
-            p.hops.clear();
             p.counted = false;
             self.free.push(id);
         }
