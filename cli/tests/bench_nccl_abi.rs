@@ -3,32 +3,39 @@
 
 use std::process::Command;
 
-#[test]
-fn nccl_abi_quick_run_moves_everything() {
+/// `weir bench nccl-abi --loss 0,1% --bytes-per-point 8M --repeat 1 --json` with `extra`
+/// arguments, on loopback: its JSON rows (and its stdout, for messages).
+fn json_rows(extra: &[&str]) -> (Vec<serde_json::Value>, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_weir"))
         .args([
             "bench",
             "nccl-abi",
-            "--sizes",
-            "64K,1M",
             "--loss",
             "0,1%",
             "--bytes-per-point",
             "8M",
-            "--repeat",
-            "1",
-            "--json",
         ])
+        .args(["--repeat", "1", "--json"])
+        .args(extra)
         .env("WEIR_IFNAME", "lo")
         .output()
         .expect("run weir");
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "weir failed: {stdout}\n{stderr}");
-    let rows: Vec<serde_json::Value> = stdout
+    assert!(
+        out.status.success(),
+        "weir {extra:?} failed: {stdout}\n{stderr}"
+    );
+    let rows = stdout
         .lines()
         .map(|l| serde_json::from_str(l).expect("json row"))
         .collect();
+    (rows, stdout)
+}
+
+#[test]
+fn nccl_abi_quick_run_moves_everything() {
+    let (rows, stdout) = json_rows(&["--sizes", "64K,1M"]);
     // Per size: the socket baseline, then weir at 0 and 1 %.
     assert_eq!(rows.len(), 6, "{stdout}");
     for r in &rows {
@@ -50,32 +57,7 @@ fn nccl_abi_quick_run_moves_everything() {
 #[test]
 fn nccl_abi_rows_through_each_engine_placement() {
     for engine in ["inproc", "daemon"] {
-        let out = Command::new(env!("CARGO_BIN_EXE_weir"))
-            .args([
-                "bench",
-                "nccl-abi",
-                "--sizes",
-                "1M",
-                "--loss",
-                "0,1%",
-                "--bytes-per-point",
-                "8M",
-                "--repeat",
-                "1",
-                "--engine",
-                engine,
-                "--json",
-            ])
-            .env("WEIR_IFNAME", "lo")
-            .output()
-            .expect("run weir");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "{engine}: {stdout}\n{stderr}");
-        let rows: Vec<serde_json::Value> = stdout
-            .lines()
-            .map(|l| serde_json::from_str(l).expect("json row"))
-            .collect();
+        let (rows, stdout) = json_rows(&["--sizes", "1M", "--engine", engine]);
         assert_eq!(rows.len(), 3, "{engine}: {stdout}");
         assert!(rows[0].get("engine").is_none(), "{}", rows[0]);
         for r in &rows[1..] {

@@ -342,19 +342,9 @@ impl Net {
             Inner::Host(h) => h.connect(remote, user_data, timeout),
             Inner::Engine(e) => {
                 let id = e.connect(remote, user_data, None);
-                let end = Instant::now() + timeout;
-                loop {
-                    if e.connected(id)? {
-                        return Ok(id);
-                    }
-                    if Instant::now() >= end {
-                        return Err(HostError::Timeout {
-                            what: "the connection handshake",
-                            after: timeout,
-                        });
-                    }
-                    e.wait_any(end)?;
-                }
+                e.wait_for(timeout, "the connection handshake", || {
+                    e.connected(id).map(|up| up.then_some(id)).transpose()
+                })
             }
         }
     }
@@ -371,21 +361,9 @@ impl Net {
     pub fn accept(&self, timeout: Duration) -> Result<(ConnId, SocketAddr, u64), HostError> {
         match &self.inner {
             Inner::Host(h) => h.accept(timeout),
-            Inner::Engine(e) => {
-                let end = Instant::now() + timeout;
-                loop {
-                    if let Some(a) = self.try_accept() {
-                        return Ok(a);
-                    }
-                    if Instant::now() >= end {
-                        return Err(HostError::Timeout {
-                            what: "an incoming connection",
-                            after: timeout,
-                        });
-                    }
-                    e.wait_any(end)?;
-                }
-            }
+            Inner::Engine(e) => e.wait_for(timeout, "an incoming connection", || {
+                self.try_accept().map(Ok)
+            }),
         }
     }
 
@@ -541,19 +519,7 @@ impl Net {
         match &self.inner {
             Inner::Host(h) => h.wait_completion(timeout),
             Inner::Engine(e) => {
-                let end = Instant::now() + timeout;
-                loop {
-                    if let Some(c) = self.poll_completion() {
-                        return Ok(c);
-                    }
-                    if Instant::now() >= end {
-                        return Err(HostError::Timeout {
-                            what: "a completion",
-                            after: timeout,
-                        });
-                    }
-                    e.wait_any(end)?;
-                }
+                e.wait_for(timeout, "a completion", || self.poll_completion().map(Ok))
             }
         }
     }
@@ -715,6 +681,28 @@ impl EngineNet {
                 peer: unspecified(),
                 reason: ConnError::PeerClosed,
             }),
+        }
+    }
+
+    /// Wait up to `timeout` until `ready` has an answer, reading completions meanwhile.
+    fn wait_for<T>(
+        &self,
+        timeout: Duration,
+        what: &'static str,
+        mut ready: impl FnMut() -> Option<Result<T, HostError>>,
+    ) -> Result<T, HostError> {
+        let end = Instant::now() + timeout;
+        loop {
+            if let Some(r) = ready() {
+                return r;
+            }
+            if Instant::now() >= end {
+                return Err(HostError::Timeout {
+                    what,
+                    after: timeout,
+                });
+            }
+            self.wait_any(end)?;
         }
     }
 
