@@ -26,23 +26,31 @@ const KEYS: [&str; 14] = [
     "complete",
 ];
 
-#[test]
-fn quick_incast_completes_every_message() {
+/// `weir bench incast --senders 4 --quick --json` with `extra` arguments: its rows and its
+/// stdout (for messages).
+fn quick_rows(extra: &[&str]) -> (Vec<Value>, String) {
     let out = Command::new(WEIR)
         .args(["bench", "incast", "--senders", "4", "--quick", "--json"])
+        .args(extra)
         .output()
         .expect("run weir");
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
         "weir failed: {}\nstdout:\n{stdout}\nstderr:\n{}",
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
-    let rows: Vec<Value> = stdout
+    let rows = stdout
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
         .collect();
+    (rows, stdout)
+}
+
+#[test]
+fn quick_incast_completes_every_message() {
+    let (rows, stdout) = quick_rows(&[]);
     // One sender and its aggregate, then four senders and theirs.
     assert_eq!(rows.len(), 2 + 5, "{stdout}");
     for row in &rows {
@@ -72,30 +80,7 @@ fn quick_incast_completes_every_message() {
 /// message completes and the rows carry their sender counters (through the rings).
 #[test]
 fn quick_incast_through_one_daemon() {
-    let out = Command::new(WEIR)
-        .args([
-            "bench",
-            "incast",
-            "--senders",
-            "4",
-            "--quick",
-            "--json",
-            "--engine",
-            "daemon",
-        ])
-        .output()
-        .expect("run weir");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "weir failed: {}\nstdout:\n{stdout}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let rows: Vec<Value> = stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-        .collect();
+    let (rows, stdout) = quick_rows(&["--engine", "daemon"]);
     assert_eq!(rows.len(), 2 + 5, "{stdout}");
     for row in &rows {
         assert_eq!(row["complete"], true, "{row}");

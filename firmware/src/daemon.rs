@@ -812,7 +812,7 @@ mod tests {
     use super::*;
     use crate::desc::{CqeKind, Op};
     use crate::inproc::EngineThread;
-    use crate::inproc::tests::done;
+    use crate::inproc::tests::{done, pair};
 
     fn cfg() -> HostConfig {
         let mut c = HostConfig::default();
@@ -848,25 +848,9 @@ mod tests {
         for k in 0..3u64 {
             let path = path.clone();
             let mut rx = other.client().unwrap();
-            let remote = other.local_addr();
             handles.push(std::thread::spawn(move || {
                 let mut tx = connect(&path, 256).unwrap();
-                let u = rx
-                    .submit(Op::Listen {
-                        key: 100 + k,
-                        secret: None,
-                    })
-                    .unwrap();
-                done(&mut rx, u, CqeKind::Done);
-                let u = tx
-                    .submit(Op::Connect {
-                        remote,
-                        user_data: 100 + k,
-                        secret: None,
-                    })
-                    .unwrap();
-                let ht = done(&mut tx, u, CqeKind::Connected).conn;
-                let hr = rx.wait(StdDuration::from_secs(10)).unwrap().conn;
+                let (ht, hr) = pair(&mut tx, &mut rx, 100 + k);
                 let (st, mt) = tx.memory(len).unwrap();
                 let (sr, mr) = rx.memory(len).unwrap();
                 let pattern: Vec<u8> = (0..len).map(|i| (i as u64 * (k + 3)) as u8).collect();
@@ -928,22 +912,7 @@ mod tests {
         // SAFETY: as above.
         let again = unsafe { a.process_segment() };
         assert!(again.is_err(), "a second PROCMEM was taken");
-        let u = b
-            .submit(Op::Listen {
-                key: 4,
-                secret: None,
-            })
-            .unwrap();
-        done(&mut b, u, CqeKind::Done);
-        let u = a
-            .submit(Op::Connect {
-                remote: b.engine_addr(),
-                user_data: 4,
-                secret: None,
-            })
-            .unwrap();
-        let ha = done(&mut a, u, CqeKind::Connected).conn;
-        let hb = b.wait(StdDuration::from_secs(10)).unwrap().conn;
+        let (ha, hb) = pair(&mut a, &mut b, 4);
         let len = 3 << 20;
         let mut va: Vec<u8> = (0..len).map(|i| (i * 13 + 1) as u8).collect();
         let mut vb: Vec<u8> = vec![0; len];
@@ -1031,26 +1000,7 @@ mod tests {
         assert_eq!(addrs.len(), 2);
         assert_ne!(a.engine_addr(), b.engine_addr(), "one client per loop");
         assert!(addrs.contains(&a.engine_addr()) && addrs.contains(&b.engine_addr()));
-        let u = b
-            .submit(Op::Listen {
-                key: 9,
-                secret: None,
-            })
-            .unwrap();
-        done(&mut b, u, CqeKind::Done);
-        let remote = b.engine_addr();
-        let u = a
-            .submit(Op::Connect {
-                remote,
-                user_data: 9,
-                secret: None,
-            })
-            .unwrap();
-        done(&mut a, u, CqeKind::Connected);
-        assert_eq!(
-            b.wait(StdDuration::from_secs(10)).unwrap().kind,
-            CqeKind::Accepted
-        );
+        pair(&mut a, &mut b, 9);
     }
 
     /// What the daemon refuses: unsealed memory, bad ring shapes, memory before attaching,

@@ -895,6 +895,33 @@ pub struct Counters {
     pub max_repair_us: u64,
 }
 
+impl From<&weir_transport::ConnStats> for Counters {
+    /// The counters of the transport's statistics that cross the ring.
+    fn from(st: &weir_transport::ConnStats) -> Counters {
+        Counters {
+            data_packets: st.data_packets,
+            retransmits: st.retransmits,
+            rto_events: st.rto_events,
+            spurious_retransmits: st.spurious_retransmits,
+            max_repair_us: st.max_repair_us,
+        }
+    }
+}
+
+impl Counters {
+    /// The transport's statistics with these counters filled in (the rest do not cross the
+    /// ring and read 0).
+    pub fn conn_stats(&self) -> weir_transport::ConnStats {
+        let mut s = weir_transport::ConnStats::default();
+        s.data_packets = self.data_packets;
+        s.retransmits = self.retransmits;
+        s.rto_events = self.rto_events;
+        s.spurious_retransmits = self.spurious_retransmits;
+        s.max_repair_us = self.max_repair_us;
+        s
+    }
+}
+
 impl Cqe {
     /// A statistics completion for `counters`.
     pub fn with_counters(user: u64, conn: u32, c: &Counters) -> Cqe {

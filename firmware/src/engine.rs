@@ -667,14 +667,7 @@ impl Engine {
                 let Some(st) = self.ep.conn_stats(slot.id) else {
                     return fail(Status::NotConnected);
                 };
-                let counters = crate::desc::Counters {
-                    data_packets: st.data_packets,
-                    retransmits: st.retransmits,
-                    rto_events: st.rto_events,
-                    spurious_retransmits: st.spurious_retransmits,
-                    max_repair_us: st.max_repair_us,
-                };
-                Some(Cqe::with_counters(user, conn, &counters))
+                Some(Cqe::with_counters(user, conn, &(&st).into()))
             }
             Op::Register {
                 segment,

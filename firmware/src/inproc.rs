@@ -771,30 +771,31 @@ pub(crate) mod tests {
         cqe
     }
 
+    /// `b` listens on `key` and `a` connects to `b`'s engine with it: the connection's
+    /// handles on both sides.
+    pub(crate) fn pair(a: &mut Client, b: &mut Client, key: u64) -> (u32, u32) {
+        let u = b.submit(Op::Listen { key, secret: None }).unwrap();
+        done(b, u, CqeKind::Done);
+        let u = a
+            .submit(Op::Connect {
+                remote: b.engine_addr(),
+                user_data: key,
+                secret: None,
+            })
+            .unwrap();
+        let ha = done(a, u, CqeKind::Connected).conn;
+        let acc = b.wait(StdDuration::from_secs(10)).unwrap();
+        assert_eq!((acc.kind, acc.tag), (CqeKind::Accepted, key), "{acc:?}");
+        (ha, acc.conn)
+    }
+
     /// Two engine threads on loopback, a client of each, 8 MiB in 1 MiB messages with four
     /// in flight, bytes compared; the idle engine sleeps.
     #[test]
     fn streams_over_udp_through_rings() {
         let (ea, eb) = (start(), start());
         let (mut a, mut b) = (ea.client().unwrap(), eb.client().unwrap());
-        let u = b
-            .submit(Op::Listen {
-                key: 77,
-                secret: None,
-            })
-            .unwrap();
-        done(&mut b, u, CqeKind::Done);
-        let u = a
-            .submit(Op::Connect {
-                remote: eb.local_addr(),
-                user_data: 77,
-                secret: None,
-            })
-            .unwrap();
-        let ha = done(&mut a, u, CqeKind::Connected).conn;
-        let acc = b.wait(StdDuration::from_secs(10)).unwrap();
-        assert_eq!((acc.kind, acc.tag), (CqeKind::Accepted, 77));
-        let hb = acc.conn;
+        let (ha, hb) = pair(&mut a, &mut b, 77);
         let len = 8 << 20;
         let (sa, ma) = a.memory(len).unwrap();
         let (sb, mb) = b.memory(len).unwrap();
@@ -876,26 +877,10 @@ pub(crate) mod tests {
     fn detach_and_engine_death() {
         let (ea, eb) = (start(), start());
         let (mut a, mut b) = (ea.client().unwrap(), eb.client().unwrap());
-        let u = b
-            .submit(Op::Listen {
-                key: 1,
-                secret: None,
-            })
-            .unwrap();
-        done(&mut b, u, CqeKind::Done);
-        let u = a
-            .submit(Op::Connect {
-                remote: eb.local_addr(),
-                user_data: 1,
-                secret: None,
-            })
-            .unwrap();
-        done(&mut a, u, CqeKind::Connected);
-        let acc = b.wait(StdDuration::from_secs(10)).unwrap();
-        assert_eq!(acc.kind, CqeKind::Accepted);
+        let (_, hb) = pair(&mut a, &mut b, 1);
         drop(a);
         let closed = b.wait(StdDuration::from_secs(10)).unwrap();
-        assert_eq!((closed.kind, closed.conn), (CqeKind::Closed, acc.conn));
+        assert_eq!((closed.kind, closed.conn), (CqeKind::Closed, hb));
         let addr = eb.local_addr();
         drop(eb);
         match b.wait(StdDuration::from_secs(10)) {

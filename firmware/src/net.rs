@@ -559,13 +559,7 @@ impl Net {
             Inner::Engine(e) => {
                 let handle = e.lock().handle(conn).ok()?;
                 let c = e.call(Op::Stats { conn: handle }).ok()?.counters()?;
-                let mut s = ConnStats::default();
-                s.data_packets = c.data_packets;
-                s.retransmits = c.retransmits;
-                s.rto_events = c.rto_events;
-                s.spurious_retransmits = c.spurious_retransmits;
-                s.max_repair_us = c.max_repair_us;
-                Some(s)
+                Some(c.conn_stats())
             }
         }
     }
@@ -663,19 +657,8 @@ impl EngineNet {
     }
 
     fn connected(&self, conn: ConnId) -> Result<bool, HostError> {
-        let mut s = self.lock();
-        let _ = s.pump();
-        match s.conns.get(&conn.0) {
-            Some(ConnEntry {
-                lost: Some(reason),
-                peer,
-                ..
-            }) => Err(HostError::ConnectionLost {
-                conn,
-                peer: *peer,
-                reason: *reason,
-            }),
-            Some(c) => Ok(c.handle.is_some()),
+        match self.lock().entry(conn)? {
+            Some(handle) => Ok(handle.is_some()),
             None => Err(HostError::ConnectionLost {
                 conn,
                 peer: unspecified(),
@@ -730,8 +713,10 @@ impl State {
         }
     }
 
-    /// The engine's handle of connection `conn`, if it may carry requests.
-    fn handle(&mut self, conn: ConnId) -> Result<u32, HostError> {
+    /// After reading the ring: `Some(engine handle)` of connection `conn` (`Some(None)`
+    /// while its handshake runs), `None` for an id this process does not hold, an error
+    /// naming the peer once it failed or closed.
+    fn entry(&mut self, conn: ConnId) -> Result<Option<Option<u32>>, HostError> {
         let _ = self.pump();
         match self.conns.get(&conn.0) {
             Some(ConnEntry {
@@ -743,10 +728,16 @@ impl State {
                 peer: *peer,
                 reason: *reason,
             }),
-            Some(ConnEntry {
-                handle: Some(h), ..
-            }) => Ok(*h),
-            Some(_) => Err(HostError::Post(PostError::NotConnected)),
+            Some(c) => Ok(Some(c.handle)),
+            None => Ok(None),
+        }
+    }
+
+    /// The engine's handle of connection `conn`, if it may carry requests.
+    fn handle(&mut self, conn: ConnId) -> Result<u32, HostError> {
+        match self.entry(conn)? {
+            Some(Some(h)) => Ok(h),
+            Some(None) => Err(HostError::Post(PostError::NotConnected)),
             None => Err(HostError::Post(PostError::UnknownConnection)),
         }
     }
