@@ -38,7 +38,6 @@ use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration as StdDuration;
 use std::vec::Vec;
@@ -49,7 +48,7 @@ use weir_datapath::HostConfig;
 use crate::desc::DESC_LEN;
 use crate::engine::{ClientId, EngineConfig};
 use crate::inproc::{
-    Client, Control, EngineError, EngineThread, EventFd, Link, Memory, control, reply,
+    Client, Control, EngineError, EngineThread, EventFd, Link, Memory, control, request,
 };
 use crate::ring::{self, Consumer, Producer};
 
@@ -541,18 +540,13 @@ fn handle(
                 return Err(EngineError::Refused("rings not initialised"));
             };
             let wake = Arc::new(EventFd::new()?);
-            let (tx, rx) = mpsc::channel();
-            control(
-                shared,
-                Control::Attach {
-                    sq,
-                    cq,
-                    keep: std::boxed::Box::new(mem),
-                    wake: wake.clone(),
-                    reply: tx,
-                },
-            );
-            let id = reply(shared, &rx)??;
+            let id = request(shared, |reply| Control::Attach {
+                sq,
+                cq,
+                keep: std::boxed::Box::new(mem),
+                wake: wake.clone(),
+                reply,
+            })??;
             c.id = Some((loop_index, id));
             let engine_wake = Arc::new(EventFd::dup(shared.wake_fd())?);
             Ok((
@@ -567,30 +561,22 @@ fn handle(
                 return Err(EngineError::Refused("segment length"));
             }
             let mem = Arc::new(map(fd, len as usize)?);
-            let (tx, rx) = mpsc::channel();
-            control(
-                shared,
-                Control::Segment {
-                    client: c.id.map_or(ClientId(0), |(_, id)| id),
-                    mem,
-                    reply: tx,
-                },
-            );
-            let seg = reply(shared, &rx)?.ok_or(EngineError::Refused("too many segments"))?;
+            let seg = request(shared, |reply| Control::Segment {
+                client: c.id.map_or(ClientId(0), |(_, id)| id),
+                mem,
+                reply,
+            })?
+            .ok_or(EngineError::Refused("too many segments"))?;
             Ok((format!("SEG {seg}"), Vec::new()))
         }
         ("PROCMEM", None) if c.id.is_some() => {
             let mem = ProcMem::new(one_fd(fds)?)?;
-            let (tx, rx) = mpsc::channel();
-            control(
-                shared,
-                Control::ProcessMemory {
-                    client: c.id.map_or(ClientId(0), |(_, id)| id),
-                    foreign: Some(std::boxed::Box::new(mem)),
-                    reply: tx,
-                },
-            );
-            let seg = reply(shared, &rx)?.ok_or(EngineError::Refused(
+            let seg = request(shared, |reply| Control::ProcessMemory {
+                client: c.id.map_or(ClientId(0), |(_, id)| id),
+                foreign: Some(std::boxed::Box::new(mem)),
+                reply,
+            })?
+            .ok_or(EngineError::Refused(
                 "too many segments, or process memory given already",
             ))?;
             Ok((format!("SEG {seg}"), Vec::new()))
@@ -715,26 +701,29 @@ impl Remote {
         if fd < 0 {
             return Err(io_err());
         }
-        let sent = send_msg(self.sock, b"PROCMEM", &[fd]);
+        let seg = self.segment_request(b"PROCMEM", fd);
         close(fd);
-        sent?;
-        let (msg, fds) = recv_msg(self.sock)?.ok_or(EngineError::Stopped(self.engine))?;
-        fds.into_iter().for_each(close);
-        match msg.strip_prefix("SEG ").and_then(|n| n.trim().parse().ok()) {
-            Some(seg) => Ok(seg),
-            None => Err(EngineError::Daemon(msg)),
-        }
+        seg
     }
 
     pub(crate) fn memory(&self, len: usize) -> Result<(u32, Arc<Memory>), EngineError> {
         let mem = create_memory(len, "weir-segment")?;
         let fd = mem.memfd.unwrap_or(-1);
-        send_msg(self.sock, format!("SEGMENT {len}").as_bytes(), &[fd])?;
-        let (msg, fds) = recv_msg(self.sock)?.ok_or(EngineError::Stopped(self.engine))?;
+        let seg = self.segment_request(format!("SEGMENT {len}").as_bytes(), fd)?;
+        Ok((seg, Arc::new(mem)))
+    }
+
+    /// Send `msg` with `fd` and read the daemon's `SEG <number>` answer.
+    fn segment_request(&self, msg: &[u8], fd: RawFd) -> Result<u32, EngineError> {
+        send_msg(self.sock, msg, &[fd])?;
+        let (answer, fds) = recv_msg(self.sock)?.ok_or(EngineError::Stopped(self.engine))?;
         fds.into_iter().for_each(close);
-        match msg.strip_prefix("SEG ").and_then(|n| n.trim().parse().ok()) {
-            Some(seg) => Ok((seg, Arc::new(mem))),
-            None => Err(EngineError::Daemon(msg)),
+        match answer
+            .strip_prefix("SEG ")
+            .and_then(|n| n.trim().parse().ok())
+        {
+            Some(seg) => Ok(seg),
+            None => Err(EngineError::Daemon(answer)),
         }
     }
 }

@@ -307,8 +307,9 @@ struct Client {
     spare_shadows: Vec<Shadow>,
     listen_keys: Vec<u64>,
     broken: Option<Broken>,
-    /// The completion ring's consumer asked for a doorbell.
-    wake: bool,
+    /// Completions were pushed into its ring since the last [`Engine::flush`] (which then
+    /// checks, once, whether the consumer sleeps).
+    pushed: bool,
 }
 
 /// Spare shadows kept per client.
@@ -439,7 +440,7 @@ impl Engine {
             spare_shadows: Vec::new(),
             listen_keys: Vec::new(),
             broken: None,
-            wake: false,
+            pushed: false,
         });
         Ok(ClientId(slot as u16))
     }
@@ -1001,7 +1002,7 @@ impl Engine {
             match c.cq.push(&cqe.encode()) {
                 Ok(true) => {
                     self.stats.completions += 1;
-                    c.wake |= c.cq.needs_doorbell();
+                    c.pushed = true;
                     return;
                 }
                 Ok(false) => {}
@@ -1019,10 +1020,10 @@ impl Engine {
         c.backlog.push_back(cqe);
     }
 
-    /// Move backlogged completions into rings with room, and return the clients whose
-    /// completion ring needs a doorbell (their consumer sleeps).
-    pub fn flush(&mut self) -> Vec<ClientId> {
-        let mut wake = Vec::new();
+    /// Move backlogged completions into rings with room, and append to `wake` the clients
+    /// whose completion ring needs a doorbell (their consumer sleeps). The placement keeps
+    /// `wake` from round to round, so a loop round allocates nothing.
+    pub fn flush(&mut self, wake: &mut Vec<ClientId>) {
         for i in 0..self.clients.len() {
             let mut broke = None;
             if let Some(c) = self.clients[i].as_mut() {
@@ -1031,7 +1032,7 @@ impl Engine {
                         Ok(true) => {
                             c.backlog.pop_front();
                             self.stats.completions += 1;
-                            c.wake |= c.cq.needs_doorbell();
+                            c.pushed = true;
                         }
                         Ok(false) => break,
                         Err(e) => {
@@ -1040,7 +1041,9 @@ impl Engine {
                         }
                     }
                 }
-                if core::mem::take(&mut c.wake) {
+                // One doorbell check (a fence and a load) per client and round, after its
+                // last completion of the round, not one per completion.
+                if core::mem::take(&mut c.pushed) && c.cq.needs_doorbell() {
                     wake.push(ClientId(i as u16));
                 }
             }
@@ -1048,7 +1051,6 @@ impl Engine {
                 self.mark_broken(i, b);
             }
         }
-        wake
     }
 
     /// Before the engine sleeps: announce it on every submission ring, then look once more.

@@ -15,7 +15,7 @@ use std::boxed::Box;
 use std::os::fd::RawFd;
 use std::ptr::NonNull;
 use std::string::String;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 use std::time::Duration as StdDuration;
@@ -249,8 +249,6 @@ pub(crate) struct Shared {
     shutdown: AtomicBool,
     stopped: AtomicBool,
     local: std::net::SocketAddr,
-    /// CPU time the engine thread has used, ns (read at each sleep).
-    cpu_ns: AtomicU64,
 }
 
 impl Shared {
@@ -297,7 +295,6 @@ impl EngineThread {
             shutdown: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
             local,
-            cpu_ns: AtomicU64::new(0),
         });
         let runner = shared.clone();
         let core = Engine::new(ep, engine);
@@ -338,15 +335,13 @@ impl EngineThread {
                 cq.consumer().map_err(ring_err)?,
             )
         };
-        let (tx, rx) = mpsc::channel();
-        self.control(Control::Attach {
+        let id = request(&self.shared, |reply| Control::Attach {
             sq: sq_c,
             cq: cq_p,
             keep: Box::new((sq.clone(), cq.clone())),
             wake: wake.clone(),
-            reply: tx,
-        });
-        let id = self.reply(&rx)??;
+            reply,
+        })??;
         Ok(Client {
             id,
             link: Link::InProc(self.shared.clone()),
@@ -361,17 +356,7 @@ impl EngineThread {
 
     /// Engine counters, datapath counters, and the engine thread's CPU time so far (ns).
     pub fn stats(&self) -> Result<(EngineStats, HostStats, u64), EngineError> {
-        let (tx, rx) = mpsc::channel();
-        self.control(Control::Stats(tx));
-        self.reply(&rx)
-    }
-
-    fn control(&self, c: Control) {
-        control(&self.shared, c);
-    }
-
-    fn reply<T>(&self, rx: &mpsc::Receiver<T>) -> Result<T, EngineError> {
-        reply(&self.shared, rx)
+        request(&self.shared, Control::Stats)
     }
 }
 
@@ -384,7 +369,14 @@ pub(crate) fn control(shared: &Shared, c: Control) {
     shared.wake.ring();
 }
 
-pub(crate) fn reply<T>(shared: &Shared, rx: &mpsc::Receiver<T>) -> Result<T, EngineError> {
+/// Ask the loop for something (`make` builds the request around the reply channel) and wait
+/// for its answer; `Stopped` if the loop ends first.
+pub(crate) fn request<T>(
+    shared: &Shared,
+    make: impl FnOnce(mpsc::Sender<T>) -> Control,
+) -> Result<T, EngineError> {
+    let (tx, rx) = mpsc::channel();
+    control(shared, make(tx));
     loop {
         match rx.recv_timeout(StdDuration::from_millis(100)) {
             Ok(v) => return Ok(v),
@@ -420,6 +412,7 @@ fn run(shared: Arc<Shared>, mut core: Engine, mut nic: Nic, spin: StdDuration) {
     let clock = MonotonicClock::new();
     let mut attached: Vec<Option<Attached>> = Vec::new();
     let mut events = Vec::new();
+    let mut woken = Vec::new();
     let mut last_work = std::time::Instant::now();
     loop {
         let now = clock.now();
@@ -483,12 +476,7 @@ fn run(shared: Arc<Shared>, mut core: Engine, mut nic: Nic, spin: StdDuration) {
                     }
                 }
                 Control::Stats(reply) => {
-                    shared.cpu_ns.store(thread_cpu_ns(), Ordering::Relaxed);
-                    let _ = reply.send((
-                        core.stats(),
-                        nic.stats(core.endpoint()),
-                        shared.cpu_ns.load(Ordering::Relaxed),
-                    ));
+                    let _ = reply.send((core.stats(), nic.stats(core.endpoint()), thread_cpu_ns()));
                 }
             }
         }
@@ -500,7 +488,8 @@ fn run(shared: Arc<Shared>, mut core: Engine, mut nic: Nic, spin: StdDuration) {
         for ev in events.drain(..) {
             core.route(now, ev);
         }
-        for id in core.flush() {
+        core.flush(&mut woken);
+        for id in woken.drain(..) {
             if let Some(Some(a)) = attached.get(id.0 as usize) {
                 a.wake.ring();
             }
@@ -538,7 +527,6 @@ fn run(shared: Arc<Shared>, mut core: Engine, mut nic: Nic, spin: StdDuration) {
                 .map(|t| weir_datapath::clock::to_std(t.saturating_since(clock.now())))
                 .unwrap_or(StdDuration::from_secs(1))
                 .min(StdDuration::from_secs(1));
-            shared.cpu_ns.store(thread_cpu_ns(), Ordering::Relaxed);
             nic.wait(Some(shared.wake.0), Some(timeout));
             shared.wake.drain();
         }
@@ -583,16 +571,12 @@ impl Link {
         match self {
             Link::InProc(s) => {
                 let mem = Arc::new(Memory::new(len).ok_or(EngineError::Refused("memory"))?);
-                let (tx, rx) = mpsc::channel();
-                control(
-                    s,
-                    Control::Segment {
-                        client: id,
-                        mem: mem.clone(),
-                        reply: tx,
-                    },
-                );
-                let seg = reply(s, &rx)?.ok_or(EngineError::Refused("too many segments"))?;
+                let seg = request(s, |reply| Control::Segment {
+                    client: id,
+                    mem: mem.clone(),
+                    reply,
+                })?
+                .ok_or(EngineError::Refused("too many segments"))?;
                 Ok((seg, mem))
             }
             Link::Daemon(r) => r.memory(len),
@@ -601,18 +585,12 @@ impl Link {
 
     fn process_segment(&self, id: ClientId) -> Result<u32, EngineError> {
         match self {
-            Link::InProc(s) => {
-                let (tx, rx) = mpsc::channel();
-                control(
-                    s,
-                    Control::ProcessMemory {
-                        client: id,
-                        foreign: None,
-                        reply: tx,
-                    },
-                );
-                reply(s, &rx)?.ok_or(EngineError::Refused("too many segments"))
-            }
+            Link::InProc(s) => request(s, |reply| Control::ProcessMemory {
+                client: id,
+                foreign: None,
+                reply,
+            })?
+            .ok_or(EngineError::Refused("too many segments")),
             Link::Daemon(r) => r.process_segment(),
         }
     }

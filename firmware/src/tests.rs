@@ -162,7 +162,7 @@ impl Net {
         }
         for side in [&mut self.a, &mut self.b] {
             side.eng.route_events(now);
-            side.eng.flush();
+            side.eng.flush(&mut Vec::new());
         }
     }
 

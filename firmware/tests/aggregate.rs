@@ -35,10 +35,10 @@ fn cfg() -> HostConfig {
 
 /// `WEIR_AGG_LOOPS`, else `weir engine`'s default: the CPUs, at most 4.
 fn daemon_loops() -> usize {
-    let cpus = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(4);
-    env("WEIR_AGG_LOOPS", cpus as u64) as usize
+    env(
+        "WEIR_AGG_LOOPS",
+        weir_firmware::daemon::default_loops() as u64,
+    ) as usize
 }
 
 fn env(name: &str, default: u64) -> u64 {
