@@ -571,12 +571,7 @@ impl Host {
 
     /// Counters of every layer.
     pub fn stats(&self) -> HostStats {
-        let mut s = self.with_engine(|e| {
-            let mut s = e.stats;
-            s.endpoint = *e.ep.stats();
-            s.connections = e.ep.connections() as u64;
-            s
-        });
+        let mut s = self.with_engine(|e| Datapath::stats(e.stats, &e.ep));
         let st = self.state();
         s.unaccepted_refused = st.unaccepted_refused;
         s.unaccepted_expired = st.unaccepted_expired;
@@ -906,19 +901,16 @@ fn open(mut cfg: HostConfig) -> Result<(Endpoint, Datapath, HostConfig), HostErr
 pub struct Nic {
     dp: Datapath,
     stats: HostStats,
-    fds: Vec<RawFd>,
 }
 
 impl Nic {
     /// Bind the sockets `cfg` describes and build the endpoint they serve.
     pub fn open(cfg: HostConfig) -> Result<(Nic, Endpoint), HostError> {
         let (ep, dp, _) = open(cfg)?;
-        let fds = dp.sockets.raw_fds().collect();
         Ok((
             Nic {
                 dp,
                 stats: HostStats::default(),
-                fds,
             },
             ep,
         ))
@@ -933,14 +925,7 @@ impl Nic {
     /// When the next round is due without new input: the endpoint's next timer or an
     /// impairment's next release.
     pub fn next_deadline(&self, ep: &Endpoint) -> Option<Instant> {
-        [
-            ep.poll_timeout(),
-            self.dp.rx_fault.next_release(),
-            self.dp.tx_fault.next_release(),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        self.dp.next_deadline(ep)
     }
 
     /// Datagrams the socket refused for now wait to be resent: run another round soon.
@@ -951,20 +936,14 @@ impl Nic {
     /// Wait up to `timeout` (`None`: for ever; zero: just look) until a socket or `wake`
     /// (an eventfd, say) is readable. True when something is.
     pub fn wait(&mut self, wake: Option<RawFd>, timeout: Option<std::time::Duration>) -> bool {
-        let extras = AtomicBool::new(false);
-        let r = poll_fds(&self.fds, wake, timeout, &extras);
-        if extras.load(Ordering::Relaxed) {
-            self.dp.sockets.mark_extras_ready();
-        }
-        r
+        // The sockets' own wait: a pollfd array on the stack, and it marks readable extra
+        // sockets itself. An error (not a signal) reads as "something happened".
+        self.dp.sockets.wait(timeout, wake).unwrap_or(true)
     }
 
     /// Counters of every layer (the endpoint's from `ep`).
     pub fn stats(&self, ep: &Endpoint) -> HostStats {
-        let mut s = self.stats;
-        s.endpoint = *ep.stats();
-        s.connections = ep.connections() as u64;
-        s
+        Datapath::stats(self.stats, ep)
     }
 }
 
@@ -1073,15 +1052,22 @@ fn poll_fds(
     timeout: Option<std::time::Duration>,
     extras: &AtomicBool,
 ) -> bool {
-    let mut pfds: Vec<libc::pollfd> = fds
-        .iter()
-        .chain(extra.iter())
-        .map(|&fd| libc::pollfd {
+    // On the stack: the engine thread polls on every idle round.
+    let mut all = [libc::pollfd {
+        fd: -1,
+        events: 0,
+        revents: 0,
+    }; crate::udp::MAX_SOCKETS + 1];
+    let mut n = 0;
+    for &fd in fds.iter().chain(extra.iter()).take(all.len()) {
+        all[n] = libc::pollfd {
             fd,
             events: libc::POLLIN,
             revents: 0,
-        })
-        .collect();
+        };
+        n += 1;
+    }
+    let pfds = &mut all[..n];
     let ts = timeout.map(|t| libc::timespec {
         tv_sec: t.as_secs().min(i64::MAX as u64) as libc::time_t,
         tv_nsec: t.subsec_nanos() as libc::c_long,
@@ -1114,18 +1100,32 @@ impl Engine {
 
     /// The earliest engine timer or impairment release.
     fn next_deadline(&self) -> Option<Instant> {
+        self.dp.next_deadline(&self.ep)
+    }
+}
+
+impl Datapath {
+    /// When the next round is due without new input: `ep`'s next timer or an impairment's
+    /// next release.
+    fn next_deadline(&self, ep: &Endpoint) -> Option<Instant> {
         [
-            self.ep.poll_timeout(),
-            self.dp.rx_fault.next_release(),
-            self.dp.tx_fault.next_release(),
+            ep.poll_timeout(),
+            self.rx_fault.next_release(),
+            self.tx_fault.next_release(),
         ]
         .into_iter()
         .flatten()
         .min()
     }
-}
 
-impl Datapath {
+    /// `stats` with `ep`'s counters filled in.
+    fn stats(stats: HostStats, ep: &Endpoint) -> HostStats {
+        let mut s = stats;
+        s.endpoint = *ep.stats();
+        s.connections = ep.connections() as u64;
+        s
+    }
+
     fn has_backlog(&self) -> bool {
         !self.backlog.is_empty()
     }

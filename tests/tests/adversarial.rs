@@ -875,12 +875,13 @@ fn syns_without_a_valid_mac_create_nothing_and_draw_no_reply() {
     assert_eq!(net.eps[1].stats().cookies_sent, 0);
     assert_eq!(net.stats.sent, sent_before, "something answered the flood");
     assert!(net.events[1].is_empty(), "{:?}", net.events[1]);
-    let connects = |net: &mut Net, secret: Option<u128>| {
+    // Whether a connect with user data `key` (and a MAC keyed with `secret`) gets through.
+    let connects_key = |net: &mut Net, key: u64, secret: Option<u128>| {
         let now = net.now;
         let addr = net.addrs[1];
         let c = match secret {
-            Some(s) => net.eps[0].connect_authenticated(now, addr, KEY, s),
-            None => net.eps[0].connect(now, addr, KEY),
+            Some(s) => net.eps[0].connect_authenticated(now, addr, key, s),
+            None => net.eps[0].connect(now, addr, key),
         };
         net.run_until(Duration::from_millis(100), |n| {
             n.events[0].iter().any(|e| match e {
@@ -893,6 +894,7 @@ fn syns_without_a_valid_mac_create_nothing_and_draw_no_reply() {
             .iter()
             .any(|e| matches!(e, Event::Connected { conn } if *conn == c))
     };
+    let connects = |net: &mut Net, secret: Option<u128>| connects_key(net, KEY, secret);
     assert!(!connects(&mut net, None), "connected without a MAC");
     assert!(
         !connects(&mut net, Some(SECRET ^ 1)),
@@ -907,34 +909,23 @@ fn syns_without_a_valid_mac_create_nothing_and_draw_no_reply() {
     );
     // An open key beside the authenticated one (`admit_open`): SYNs with it pass without a
     // MAC, every other key still needs one, and revoking the open key closes it again.
-    let connects_key = |net: &mut Net, key: u64| {
-        let now = net.now;
-        let addr = net.addrs[1];
-        let c = net.eps[0].connect(now, addr, key);
-        net.run_until(Duration::from_millis(100), |n| {
-            n.events[0].iter().any(|e| match e {
-                Event::Connected { conn } | Event::ConnectionLost { conn, .. } => *conn == c,
-                _ => false,
-            })
-        });
-        net.events[0]
-            .iter()
-            .any(|e| matches!(e, Event::Connected { conn } if *conn == c))
-    };
     const OPEN: u64 = 0x0BE7;
     net.eps[1].admit_open(OPEN);
     assert!(
-        connects_key(&mut net, OPEN),
+        connects_key(&mut net, OPEN, None),
         "the open key was not admitted"
     );
-    assert!(!connects_key(&mut net, OPEN + 1), "an unlisted key got in");
+    assert!(
+        !connects_key(&mut net, OPEN + 1, None),
+        "an unlisted key got in"
+    );
     assert!(
         !connects(&mut net, None),
         "the authenticated key let a MAC-less SYN in"
     );
     net.eps[1].revoke(OPEN);
     assert!(
-        !connects_key(&mut net, OPEN),
+        !connects_key(&mut net, OPEN, None),
         "a revoked open key still admits"
     );
     // No key admitted: every SYN is answered again.

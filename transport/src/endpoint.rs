@@ -1,7 +1,7 @@
 //! The endpoint: connection table, demultiplexing, the handshake's listening side, and the
 //! public sans-IO interface (see the crate documentation for the calling order).
 
-use alloc::collections::{BTreeMap, VecDeque};
+use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::vec::Vec;
 use core::net::SocketAddr;
 use core::ptr::NonNull;
@@ -53,11 +53,11 @@ pub struct Endpoint {
     closing: Vec<u32>,
     listening: bool,
     /// When not empty, the `user_data` values a SYN may carry with the secret its MAC must
-    /// be keyed with (see [`Endpoint::admit`]); other SYNs are dropped unanswered.
-    /// Admitted keys: `Some(secret)` needs a MAC keyed with it, `None` none.
-    admitted: BTreeMap<u64, Option<u128>>,
-    /// How many of `admitted` need a MAC (while any do, SYNs are checked).
-    authenticated: usize,
+    /// be keyed with (see [`Endpoint::admit`]); other SYNs are dropped unanswered, except
+    /// those carrying a key of `open`.
+    admitted: BTreeMap<u64, u128>,
+    /// Keys a SYN may carry without a MAC while others are admitted ([`Endpoint::admit_open`]).
+    open: BTreeSet<u64>,
     /// This endpoint's key for SYN-ACK cookies (`crate::handshake::cookie`).
     cookie_key: u128,
     /// Receive budget sharing (`Config::rx_budget_packets`).
@@ -114,7 +114,7 @@ impl Endpoint {
             due: Vec::new(),
             listening: false,
             admitted: BTreeMap::new(),
-            authenticated: 0,
+            open: BTreeSet::new(),
             cookie_key,
             accept_buckets: BTreeMap::new(),
             rx_budget: RxBudget::default(),
@@ -150,7 +150,8 @@ impl Endpoint {
     /// and a SipHash per datagram and reflects nothing. With no key admitted, every SYN is
     /// answered (the default). Admitting a key again replaces its secret.
     pub fn admit(&mut self, key: u64, secret: u128) {
-        self.set_admitted(key, Some(Some(secret)));
+        self.open.remove(&key);
+        self.admitted.insert(key, secret);
     }
 
     /// Let SYNs carrying `key` through the admission check without a MAC. Alone it changes
@@ -160,21 +161,14 @@ impl Endpoint {
     /// authenticated listen comms and a communicator's plain one). Undone by
     /// [`Endpoint::revoke`].
     pub fn admit_open(&mut self, key: u64) {
-        self.set_admitted(key, Some(None));
-    }
-
-    fn set_admitted(&mut self, key: u64, to: Option<Option<u128>>) {
-        let was = match to {
-            Some(v) => self.admitted.insert(key, v),
-            None => self.admitted.remove(&key),
-        };
-        self.authenticated -= usize::from(matches!(was, Some(Some(_))));
-        self.authenticated += usize::from(matches!(to, Some(Some(_))));
+        self.admitted.remove(&key);
+        self.open.insert(key);
     }
 
     /// Stop admitting `key` (see [`Endpoint::admit`]).
     pub fn revoke(&mut self, key: u64) {
-        self.set_admitted(key, None);
+        self.admitted.remove(&key);
+        self.open.remove(&key);
     }
 
     /// Start connecting to `remote`; [`Event::Connected`] follows (or
@@ -530,10 +524,11 @@ impl Endpoint {
             return;
         }
         let src_conn = h.common.src_conn;
-        if self.authenticated > 0 {
-            let ok = self.admitted.get(&hs.user_data).is_some_and(|&secret| {
-                secret.is_none_or(|s| handshake::syn_mac(s, src_conn, &hs) == hs.echo_nonce)
-            });
+        if !self.admitted.is_empty() {
+            let ok = self.open.contains(&hs.user_data)
+                || self.admitted.get(&hs.user_data).is_some_and(|&secret| {
+                    handshake::syn_mac(secret, src_conn, &hs) == hs.echo_nonce
+                });
             if !ok {
                 self.stats.drop_unauthenticated += 1;
                 return;
