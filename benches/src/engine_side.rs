@@ -31,6 +31,33 @@ impl EngineKind {
         }
     }
 
+    /// What a row of `mode` runs: TCP rows run no engine of ours (`Host`, i.e. none).
+    pub fn for_mode(self, mode: crate::Mode) -> EngineKind {
+        if mode == crate::Mode::Tcp {
+            EngineKind::Host
+        } else {
+            self
+        }
+    }
+
+    /// A peer's placement: for `daemon`, the daemon of its side at `sockets` (the sender's,
+    /// the receiver's).
+    pub fn placement(self, role: crate::peer::Role, sockets: &(PathBuf, PathBuf)) -> Placement {
+        match self {
+            EngineKind::Host => Placement::Host,
+            EngineKind::Inproc => Placement::Inproc,
+            EngineKind::Daemon => Placement::Daemon(match role {
+                crate::peer::Role::Sender => sockets.0.clone(),
+                crate::peer::Role::Receiver => sockets.1.clone(),
+            }),
+        }
+    }
+
+    /// A row's engine label: `None` for each peer's own `Host`.
+    pub fn label(self) -> Option<String> {
+        (self != EngineKind::Host).then(|| self.name().to_string())
+    }
+
     /// From its name.
     pub fn parse(s: &str) -> Option<EngineKind> {
         [EngineKind::Host, EngineKind::Inproc, EngineKind::Daemon]
@@ -109,17 +136,52 @@ pub fn daemon_sockets() -> (PathBuf, PathBuf) {
     )
 }
 
-/// How a point's daemons run.
-#[derive(Clone, Copy, Debug)]
+/// How a bench's daemons run.
+#[derive(Clone, Copy, Debug, Default)]
 pub struct DaemonSetup<'a> {
+    /// Engine loops (`--loops`; `None`: the daemon's default).
+    pub loops: Option<usize>,
     /// The go-back-N baseline transport.
     pub go_back_n: bool,
     /// Congestion control (`--cc`).
     pub cc: Option<&'a str>,
-    /// Loss injected on the receiver's daemon.
+    /// Loss injected on the receive path (with [`with_daemons`]: the receiver's daemon only).
     pub loss: f64,
     /// Seed of that loss.
     pub seed: u64,
+}
+
+impl DaemonProcess {
+    /// Start `program engine …` serving `socket` as `setup` says, printing no counters.
+    pub fn start(
+        program: &std::path::Path,
+        socket: &std::path::Path,
+        setup: &DaemonSetup<'_>,
+    ) -> Result<DaemonProcess, String> {
+        let mut args: Vec<String> = vec![
+            "engine".into(),
+            "--socket".into(),
+            socket.display().to_string(),
+            "--stats-every".into(),
+            "0".into(),
+        ];
+        if let Some(n) = setup.loops {
+            args.extend(["--loops".into(), n.to_string()]);
+        }
+        if setup.go_back_n {
+            args.push("--go-back-n".into());
+        }
+        if let Some(cc) = setup.cc {
+            args.extend(["--cc".into(), cc.to_string()]);
+        }
+        if setup.loss > 0.0 {
+            args.extend([
+                "--fault-rx".into(),
+                format!("drop={},seed={}", setup.loss, setup.seed),
+            ]);
+        }
+        DaemonProcess::spawn(program, &args, socket)
+    }
 }
 
 /// Run `f` with a daemon per peer started (`program engine …` at `sockets`: the sender's,
@@ -135,30 +197,18 @@ pub fn with_daemons<R>(
     if engine != EngineKind::Daemon {
         return Ok(f());
     }
-    let mut daemons = Vec::new();
-    for (path, rx) in [(&sockets.0, false), (&sockets.1, true)] {
-        let mut args: Vec<String> = vec![
-            "engine".into(),
-            "--socket".into(),
-            path.display().to_string(),
-            "--loops".into(),
-            "1".into(),
-            "--stats-every".into(),
-            "0".into(),
-        ];
-        if setup.go_back_n {
-            args.push("--go-back-n".into());
-        }
-        if let Some(cc) = setup.cc {
-            args.extend(["--cc".into(), cc.to_string()]);
-        }
-        if rx && setup.loss > 0.0 {
-            args.extend([
-                "--fault-rx".into(),
-                format!("drop={},seed={}", setup.loss, setup.seed),
-            ]);
-        }
-        daemons.push(DaemonProcess::spawn(program, &args, path)?);
-    }
+    let one_loop = DaemonSetup {
+        loops: Some(1),
+        ..setup
+    };
+    let _sender = DaemonProcess::start(
+        program,
+        &sockets.0,
+        &DaemonSetup {
+            loss: 0.0,
+            ..one_loop
+        },
+    )?;
+    let _receiver = DaemonProcess::start(program, &sockets.1, &one_loop)?;
     Ok(f())
 }

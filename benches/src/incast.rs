@@ -321,17 +321,11 @@ fn measure(plan: &Plan, cmd: &PeerCmd, senders: u32) -> Outcome {
     };
     // The senders' daemon, for `--engine daemon`, lives until the phase is over.
     let _daemon = if plan.engine == crate::engine_side::EngineKind::Daemon {
-        let mut args: Vec<String> = vec![
-            "engine".into(),
-            "--socket".into(),
-            plan.daemon_socket.display().to_string(),
-            "--stats-every".into(),
-            "0".into(),
-        ];
-        if let Some(cc) = &plan.cc {
-            args.extend(["--cc".into(), cc.clone()]);
-        }
-        match crate::engine_side::DaemonProcess::spawn(&cmd.program, &args, &plan.daemon_socket) {
+        let setup = crate::engine_side::DaemonSetup {
+            cc: plan.cc.as_deref(),
+            ..Default::default()
+        };
+        match crate::engine_side::DaemonProcess::start(&cmd.program, &plan.daemon_socket, &setup) {
             Ok(d) => Some(d),
             Err(e) => return fail(e),
         }

@@ -221,20 +221,10 @@ impl Plan {
             lib: self.lib.clone(),
             cc: None,
             incast: None,
-            engine: self.placement(role, mode),
-        }
-    }
-
-    /// Where a peer's engine runs: the plugin's per `--engine`, the socket path's nowhere.
-    fn placement(&self, role: Role, mode: Mode) -> crate::engine_side::Placement {
-        use crate::engine_side::{EngineKind, Placement};
-        match (mode, self.engine) {
-            (Mode::Tcp, _) | (_, EngineKind::Host) => Placement::Host,
-            (_, EngineKind::Inproc) => Placement::Inproc,
-            (_, EngineKind::Daemon) => Placement::Daemon(match role {
-                Role::Sender => self.daemon_sockets.0.clone(),
-                Role::Receiver => self.daemon_sockets.1.clone(),
-            }),
+            engine: self
+                .engine
+                .for_mode(mode)
+                .placement(role, &self.daemon_sockets),
         }
     }
 }
@@ -395,21 +385,15 @@ fn measure(plan: &Plan, mode: Mode, size: u64, loss: f64) -> NcclRow {
         .map(|run| {
             let rp = plan.params(Role::Receiver, mode, size, loss, run);
             let sp = plan.params(Role::Sender, mode, size, loss, run);
-            let engine = (mode != Mode::Tcp && plan.engine != EngineKind::Host)
-                .then(|| plan.engine.name().to_string());
+            let engine = plan.engine.for_mode(mode).label();
             // With `--engine daemon` a daemon per peer, the receiver's injecting the loss
             // (a daemon's transport is its own: the plugin's WEIR_LOSS does not reach it).
             let setup = DaemonSetup {
-                go_back_n: false,
-                cc: None,
                 loss,
                 seed: 1 + u64::from(run),
+                ..DaemonSetup::default()
             };
-            let daemon = if mode == Mode::Tcp {
-                EngineKind::Host
-            } else {
-                plan.engine
-            };
+            let daemon = plan.engine.for_mode(mode);
             let outcome = with_daemons(
                 daemon,
                 &plan.peer.program,

@@ -8,7 +8,7 @@
 //! everything else (process orchestration, the TCP baseline, histograms, output) works
 //! without it. [`run`] reports as it goes through [`Event`]s; [`crate::report`] formats them.
 
-use crate::engine_side::{EngineKind, Placement};
+use crate::engine_side::EngineKind;
 use crate::peer::{self, PairOutcome, PeerCmd, PeerParams, PeerReport, Role, Test};
 use crate::report::{Machine, PingPong, Row};
 use crate::{BenchError, Mode, median_by, rt_permitted, sys, units, weir_side};
@@ -272,21 +272,16 @@ impl Plan {
             lib: None,
             cc: self.cc.clone(),
             incast: None,
-            engine: match (mode, self.engine) {
-                (Mode::Tcp, _) | (_, EngineKind::Host) => Placement::Host,
-                (_, EngineKind::Inproc) => Placement::Inproc,
-                (_, EngineKind::Daemon) => Placement::Daemon(match role {
-                    Role::Sender => self.daemon_sockets.0.clone(),
-                    Role::Receiver => self.daemon_sockets.1.clone(),
-                }),
-            },
+            engine: self
+                .engine
+                .for_mode(mode)
+                .placement(role, &self.daemon_sockets),
         }
     }
 
     /// The engine label of a `mode` row (`None`: each peer's own `Host`).
     fn engine_label(&self, mode: Mode) -> Option<String> {
-        (mode != Mode::Tcp && self.engine != EngineKind::Host)
-            .then(|| self.engine.name().to_string())
+        self.engine.for_mode(mode).label()
     }
 
     /// Run `f` with the two daemons of `--engine daemon` started for this point (the
@@ -298,11 +293,8 @@ impl Plan {
         run: u32,
         f: impl FnOnce() -> R,
     ) -> Result<R, String> {
-        if mode == Mode::Tcp {
-            return Ok(f());
-        }
         crate::engine_side::with_daemons(
-            self.engine,
+            self.engine.for_mode(mode),
             &self.peer.program,
             &self.daemon_sockets,
             crate::engine_side::DaemonSetup {
@@ -310,6 +302,7 @@ impl Plan {
                 cc: self.cc.as_deref(),
                 loss,
                 seed: self.seed.wrapping_add(u64::from(run)),
+                ..Default::default()
             },
             f,
         )

@@ -283,7 +283,10 @@ fn roundtrip(version: u32) {
             sc.spawn(|| {
                 let p = pair(&net);
                 // A daemon's engine runs in another process (`WEIR_ENGINE=daemon…`).
-                let daemon = std::env::var("WEIR_ENGINE").is_ok_and(|e| e.starts_with("daemon"));
+                let daemon = matches!(
+                    weir_firmware::net::Placement::from_env(),
+                    Ok(weir_firmware::net::Placement::Daemon(_))
+                );
                 assert!(daemon || engine_threads() >= 1);
                 transfer(&net, Some(p.send), Some(p.recv));
                 net.close_send(p.send).expect("closeSend");

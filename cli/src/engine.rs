@@ -89,26 +89,15 @@ pub(crate) fn run(args: EngineArgs) -> Result<(), String> {
         path.display()
     );
     let print = |d: &Daemon| match d.stats() {
-        Ok(t) => println!(
-            "weir engine: {} submissions ({} refused), {} completions, {} clients broken, \
-             {} connections, {} datagrams in / {} out, engine CPU {:.3} s",
-            t.engine.submissions,
-            t.engine.refused,
-            t.engine.completions,
-            t.engine.broken_clients,
-            t.connections,
-            t.rx_packets,
-            t.tx_packets,
-            t.cpu_ns as f64 / 1e9
-        ),
+        Ok(t) => println!("weir engine: {t}"),
         Err(e) => eprintln!("weir engine: {e}"),
     };
+    let every = if args.stats_every == 0 {
+        3600
+    } else {
+        args.stats_every
+    };
     loop {
-        let every = if args.stats_every == 0 {
-            3600
-        } else {
-            args.stats_every
-        };
         if wait_signal(&set, every) {
             break;
         }

@@ -29,10 +29,6 @@ use std::ptr::NonNull;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// How long a rank that lost a transport connection waits for the control plane to name the
-/// rank that failed first (see `Exec::lost`).
-const CONTROL_GRACE: Duration = Duration::from_millis(250);
-
 use weir_collectives::{Action, Element, ReduceOp, Schedule};
 use weir_transport::{Completion, CompletionKind, RegionId, WorkRequest, WrError};
 
@@ -45,6 +41,9 @@ use crate::shm::SLOT_BYTES;
 const NET_PIECE: usize = 1 << 20;
 /// How long a rank that has left may stay silent before a waiting rank gives up on it.
 const LEFT_GRACE: Duration = Duration::from_millis(500);
+/// How long a rank that lost a transport connection waits for the control plane to name the
+/// rank that failed first (see `Exec::lost`).
+const CONTROL_GRACE: Duration = Duration::from_millis(250);
 
 /// Type-erased element operations.
 #[derive(Clone, Copy, Debug)]
@@ -663,15 +662,23 @@ impl Exec {
         // control plane a moment to name a failed rank (it usually takes microseconds; a
         // failure only the transport sees costs this wait once, as the operation ends).
         let deadline = Instant::now() + CONTROL_GRACE;
+        let health = &world.control.health;
+        let mut seen = None;
         loop {
-            let failed = world
-                .control
-                .health
-                .snapshot()
-                .iter()
-                .enumerate()
-                .any(|(r, s)| r != world.rank && matches!(s, PeerState::Failed(_)));
-            if failed || Instant::now() >= deadline {
+            // The states are copied only when they changed (`version` is one atomic load).
+            let v = health.version();
+            if seen != Some(v) {
+                seen = Some(v);
+                let failed = health
+                    .snapshot()
+                    .iter()
+                    .enumerate()
+                    .any(|(r, s)| r != world.rank && matches!(s, PeerState::Failed(_)));
+                if failed {
+                    break;
+                }
+            }
+            if Instant::now() >= deadline {
                 break;
             }
             std::thread::sleep(Duration::from_millis(1));

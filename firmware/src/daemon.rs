@@ -264,6 +264,25 @@ pub struct DaemonStats {
     pub cpu_ns: u64,
 }
 
+impl core::fmt::Display for DaemonStats {
+    /// One line, as `weir engine` prints it.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "{} submissions ({} refused), {} completions, {} clients broken, {} connections, \
+             {} datagrams in / {} out, engine CPU {:.3} s",
+            self.engine.submissions,
+            self.engine.refused,
+            self.engine.completions,
+            self.engine.broken_clients,
+            self.connections,
+            self.rx_packets,
+            self.tx_packets,
+            self.cpu_ns as f64 / 1e9
+        )
+    }
+}
+
 /// A running `weir engine` daemon: its engine loops and the thread that serves its socket.
 ///
 /// With more than one loop (as a NIC has several queues, each served by a core of the DPU),

@@ -578,15 +578,8 @@ fn weir_sweep(plan: &CollPlan, path: WeirPath) -> Result<Vec<WorkerRow>, BenchEr
     let daemon = match (path, plan.engine) {
         (WeirPath::Udp, EngineKind::Daemon) => {
             let socket = crate::engine_side::daemon_sockets().0;
-            let args: Vec<String> = vec![
-                "engine".into(),
-                "--socket".into(),
-                socket.display().to_string(),
-                "--stats-every".into(),
-                "0".into(),
-            ];
             Some((
-                DaemonProcess::spawn(&plan.worker.program, &args, &socket)
+                DaemonProcess::start(&plan.worker.program, &socket, &Default::default())
                     .map_err(BenchError::new)?,
                 socket,
             ))

@@ -79,8 +79,8 @@ pub(crate) struct CollArgs {
     /// Where the udp path's ranks run their engine (WEIR_ENGINE): host (each rank's own Host),
     /// inproc (a firmware engine thread in each rank, reached through rings) or daemon (one
     /// `weir engine` daemon for all the ranks, started by the bench; docs/engine.md)
-    #[arg(long, default_value = "host", value_parser = ["host", "inproc", "daemon"])]
-    pub(crate) engine: String,
+    #[arg(long, default_value = "host", value_parser = super::engine_parser())]
+    pub(crate) engine: weir_bench::engine_side::EngineKind,
 
     /// Give up on a sweep (Weir's ranks or mpirun) after this many seconds (1 to 86400)
     #[arg(long, default_value_t = 600, allow_negative_numbers = true,
@@ -130,7 +130,7 @@ pub(crate) fn run(op: CollOp, a: CollArgs) -> Result<(), BenchError> {
         rt: a.rt,
         timeout: Duration::from_secs(a.timeout),
         worker: PeerCmd::current_exe(&["bench-coll-worker"])?,
-        engine: weir_bench::engine_side::EngineKind::parse(&a.engine).unwrap_or_default(),
+        engine: a.engine,
     };
     let report = coll::run(&plan)?;
     if a.json {

@@ -155,8 +155,8 @@ pub(crate) struct TransportArgs {
     /// Where the weir/gbn peers run their engine: host (each peer's own Host), inproc (a
     /// firmware engine thread in each peer, reached through rings) or daemon (a `weir engine`
     /// daemon per peer, started by the bench; docs/engine.md)
-    #[arg(long, default_value = "host", value_parser = ["host", "inproc", "daemon"])]
-    pub(crate) engine: String,
+    #[arg(long, default_value = "host", value_parser = engine_parser())]
+    pub(crate) engine: weir_bench::engine_side::EngineKind,
 }
 
 /// Options of `weir bench incast`.
@@ -196,8 +196,8 @@ pub(crate) struct IncastArgs {
     /// Where the senders run their engine: host (each sender's own Host), inproc (an engine
     /// thread in each sender) or daemon (one `weir engine` daemon for all the senders,
     /// started by the bench); the receiver keeps its own Host (docs/engine.md)
-    #[arg(long, default_value = "host", value_parser = ["host", "inproc", "daemon"])]
-    pub(crate) engine: String,
+    #[arg(long, default_value = "host", value_parser = engine_parser())]
+    pub(crate) engine: weir_bench::engine_side::EngineKind,
 
     /// Congestion control: a built-in name or a TOML file with a [cc] table
     #[arg(long, value_name = "NAME")]
@@ -234,9 +234,18 @@ impl IncastArgs {
             rt: self.rt,
             timeout_secs: self.timeout,
             quick: self.quick,
-            engine: weir_bench::engine_side::EngineKind::parse(&self.engine).unwrap_or_default(),
+            engine: self.engine,
         }
     }
+}
+
+/// `--engine`: the names of `EngineKind` (host, inproc, daemon).
+fn engine_parser() -> impl TypedValueParser<Value = weir_bench::engine_side::EngineKind> {
+    use weir_bench::engine_side::EngineKind;
+    PossibleValuesParser::new(
+        [EngineKind::Host, EngineKind::Inproc, EngineKind::Daemon].map(EngineKind::name),
+    )
+    .try_map(|s| EngineKind::parse(&s).ok_or("host, inproc or daemon"))
 }
 
 /// `--modes`: the names of [`Mode`], with their help.
@@ -267,7 +276,7 @@ impl TransportArgs {
             pin: self.pin,
             rt: self.rt,
             quick: self.quick,
-            engine: weir_bench::engine_side::EngineKind::parse(&self.engine).unwrap_or_default(),
+            engine: self.engine,
         }
     }
 }

@@ -71,8 +71,8 @@ pub(crate) struct NcclAbiArgs {
     /// Where the plugin runs its engine (WEIR_ENGINE): host (each peer's own Host), inproc
     /// (a firmware engine thread in each peer, reached through rings) or daemon (a
     /// `weir engine` daemon per peer, started by the bench; docs/engine.md)
-    #[arg(long, default_value = "host", value_parser = ["host", "inproc", "daemon"])]
-    pub(crate) engine: String,
+    #[arg(long, default_value = "host", value_parser = super::engine_parser())]
+    pub(crate) engine: weir_bench::engine_side::EngineKind,
 }
 
 impl NcclAbiArgs {
@@ -88,7 +88,7 @@ impl NcclAbiArgs {
             pin: self.pin,
             rt: self.rt,
             quick: self.quick,
-            engine: weir_bench::engine_side::EngineKind::parse(&self.engine).unwrap_or_default(),
+            engine: self.engine,
         }
     }
 }
