@@ -51,9 +51,12 @@ pub struct Config {
     /// ... or this long after the first unacknowledged one, whichever comes first.
     pub ack_delay: Duration,
     /// Bytes of early-arriving send payload the receiver buffers before a matching receive is
-    /// posted (per connection); beyond that packets are refused with a NACK and resent later.
+    /// posted (per connection); beyond that packets are refused with a NACK (the receiver is
+    /// not ready, `Flags::RNR`, until a receive waits or a quarter of this is free again) and
+    /// resent once it is ready.
     pub unexpected_bytes: u64,
-    /// How long a sender waits before resending after an out-of-resources NACK.
+    /// While the receiver is not ready (an out-of-resources NACK), the sender sends no new
+    /// data and resends one refused packet (or a probe) per this interval.
     pub rnr_delay: Duration,
     /// Most requests outstanding per connection.
     pub max_outstanding: u32,

@@ -89,8 +89,19 @@ pub struct ConnStats {
     /// Data packets whose header contradicted the message they belong to.
     pub rx_inconsistent: u64,
     /// NACKs received saying the peer had no buffer for a packet (receiver not ready); the
-    /// packet is resent after `Config::rnr_delay`, and is not counted as lost.
+    /// packet is resent once the peer is ready (or as an RNR probe), and is not counted as
+    /// lost.
     pub rnr_nacks: u64,
+    /// Times the peer said it was not ready (`Flags::RNR`) and this side stopped sending new
+    /// data until it was.
+    pub rnr_pauses: u64,
+    /// Microseconds spent in those pauses (the ended ones).
+    pub rnr_paused_us: u64,
+    /// The longest of those pauses, µs.
+    pub rnr_max_pause_us: u64,
+    /// Times this side, as receiver, said it was not ready (its unexpected-message budget
+    /// three quarters used, or a packet refused).
+    pub rnr_sent: u64,
     /// Packets declared lost by the sender.
     pub lost_packets: u64,
     /// Payload bytes received with ECN CE.

@@ -56,7 +56,7 @@ impl Opcode {
     /// | opcode | allowed flags |
     /// |---|---|
     /// | `Data` | `ACK_REQ`, `TRIMMED`, `RETX`, `INT` |
-    /// | `Ack`, `Nack` | `ECN_ECHO` |
+    /// | `Ack`, `Nack` | `ECN_ECHO`, `RNR` |
     /// | `Probe` | `ACK_REQ` |
     /// | `Syn`, `SynAck`, `Close`, `Cnp`, `Credit`, `CreditReq` | none |
     #[inline]
@@ -65,7 +65,7 @@ impl Opcode {
             Opcode::Data => Flags(
                 Flags::ACK_REQ.0 | Flags::TRIMMED.0 | Flags::RETX.0 | Flags::INT.0 | Flags::ICRC.0,
             ),
-            Opcode::Ack | Opcode::Nack => Flags(Flags::ECN_ECHO.0 | Flags::ICRC.0),
+            Opcode::Ack | Opcode::Nack => Flags(Flags::ECN_ECHO.0 | Flags::RNR.0 | Flags::ICRC.0),
             Opcode::Probe => Flags(Flags::ACK_REQ.0 | Flags::ICRC.0),
             Opcode::Syn
             | Opcode::SynAck
@@ -136,8 +136,15 @@ impl Flags {
     /// A 4-byte ICRC trailer (CRC-32 over header and payload) follows the payload; added and
     /// checked by the datapath (see [`crate::icrc`]), stripped before the engine parses.
     pub const ICRC: Flags = Flags(1 << 5);
+    /// ACK/NACK: receiver not ready. The receiver is short of buffers for send data (no
+    /// posted receive, most of its unexpected-message budget used) or refused some: the sender
+    /// sends no new data until an ACK without this flag answers something sent no earlier than
+    /// the last refused packet, and meanwhile probes with one packet per `rnr_delay` (an RC
+    /// queue pair's RNR NAK made a window: the receiver stops the sender instead of refusing a
+    /// window per round trip).
+    pub const RNR: Flags = Flags(1 << 6);
     /// All bits defined by version 1; others must be zero.
-    pub const ALL: Flags = Flags(0x3f);
+    pub const ALL: Flags = Flags(0x7f);
 
     /// No flags.
     pub const fn empty() -> Flags {

@@ -296,7 +296,7 @@ proptest! {
         buf[0] = VERSION;
         buf[1] = op;
         buf[2] = 0;
-        buf[3] &= 0x3f;
+        buf[3] &= 0x7f;
         let len = buf.len() as u16;
         if small[0] & 1 == 0 {
             buf[18..20].copy_from_slice(&len.to_be_bytes());

@@ -63,6 +63,19 @@ const MAX_TLP: u8 = 2;
 /// packet costs in RCCC credit on top of its payload.
 pub(crate) const DATA_HEADER: u64 = (weir_wire::COMMON_LEN + weir_wire::DATA_EXT_LEN) as u64;
 
+/// The sender's side of receiver-not-ready flow control (`Flags::RNR`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct RnrBlock {
+    /// Transmit timestamp of the newest refused packet: an ACK ends the block only when it
+    /// echoes this or a later transmission and carries no `RNR`.
+    refused_ts: u64,
+    /// When the next probe may go: one refused packet resent (or, with none, a PROBE), so a
+    /// lost window update cannot stall the connection.
+    probe_at: Instant,
+    /// When the block began.
+    since: Instant,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum State {
     /// We sent a SYN (or its confirm, with the acceptor's cookie) and wait for the SYN-ACK
@@ -116,6 +129,12 @@ pub(crate) struct Conn {
     reo_quiet: u32,
     /// Trimmed NACKs since the last ACK of new data.
     trim_streak: u32,
+    /// The receiver refused data for lack of buffers (RNR): no new data until it says it is
+    /// ready again.
+    rnr: Option<RnrBlock>,
+    /// Echoed timestamp of the ACK that last ended an RNR block: an RNR NACK for a packet
+    /// sent before it is stale (reordered) and does not block again.
+    rnr_cleared_ts: u64,
     /// Tail-loss probe timeout multiplier: raised when a probe proves spurious (the original
     /// was only late, e.g. the peer's host was descheduled), lowered after `PTO_DECAY` probes
     /// without one.
@@ -225,6 +244,8 @@ impl Conn {
             reo_raised_at: None,
             reo_quiet: 0,
             trim_streak: 0,
+            rnr: None,
+            rnr_cleared_ts: 0,
             pto_mult: 1,
             pto_quiet: 0,
             retries: 0,
@@ -593,6 +614,10 @@ impl Conn {
             Placement::Placed => {}
             Placement::NoResources => {
                 self.stats.rx_no_resources += 1;
+                if !self.recv.starved {
+                    self.recv.starved = true;
+                    self.stats.rnr_sent += 1;
+                }
                 self.nacks
                     .push_back((c.psn, NackReason::OutOfResources, d.tx_ts));
                 return;
@@ -714,6 +739,13 @@ impl Conn {
                         return Placement::NoResources;
                     }
                     r.unexpected_used += len as u64;
+                    // Past three quarters of the budget the receiver says it is not ready
+                    // (XOFF), so that what is in flight still fits in the rest.
+                    if r.unexpected_used > budget - budget / 4 && !r.starved {
+                        r.starved = true;
+                        r.ack_now = true;
+                        self.stats.rnr_sent += 1;
+                    }
                     let buf = (!virt).then(|| r.early_buffer(len as usize));
                     if let Some(m) = r.inbound_get(d.msg_id) {
                         m.reserved = len as u64;
@@ -797,6 +829,7 @@ impl Conn {
                     tag: 0,
                     status: Ok(()),
                 }));
+                self.rnr_update(ctx.config);
             }
         }
         Placement::Placed
@@ -835,6 +868,26 @@ impl Conn {
         }
         self.recv.frontier = id;
         self.advance_matched();
+        self.rnr_update(ctx.config);
+    }
+
+    /// Receiver not ready (`RecvState::starved`) ends once data can be placed again: a posted
+    /// receive waits unmatched, or no more than a quarter of the unexpected budget is used
+    /// (it began at three quarters, or at a refusal: the hysteresis lets an application that
+    /// fell behind catch up on what it holds before the sender refills it, and keeps the flag
+    /// from flapping). The ACK saying so goes at once (XON, a window update).
+    fn rnr_update(&mut self, config: &Config) {
+        let r = &mut self.recv;
+        if !r.starved {
+            return;
+        }
+        let budget = config.unexpected_bytes;
+        if (!r.posted.is_empty() || r.unexpected_used <= budget / 4)
+            && r.writes.len() < r.capacity as usize
+        {
+            r.starved = false;
+            r.ack_now = true;
+        }
     }
 
     /// Give message `id` the first posted receive that takes its tag, if it has none yet.
@@ -917,6 +970,31 @@ impl Conn {
         self.stats.acks_received += 1;
         if !hops.is_empty() {
             self.stats.int_acks_received += 1;
+        }
+        // Receiver-not-ready flow control: an ACK with `RNR` stops new data (unless it answers
+        // a transmission older than the ACK that last ended a block: reordered); one without
+        // it, answering a transmission no older than the last refused one, ends the block (an
+        // older ACK may only have been reordered behind the refusal).
+        if c.flags.contains(Flags::RNR) {
+            if a.echo_ts > self.rnr_cleared_ts {
+                if self.rnr.is_none() {
+                    self.stats.rnr_pauses += 1;
+                }
+                let b = self.rnr.get_or_insert(RnrBlock {
+                    refused_ts: a.echo_ts,
+                    probe_at: now + ctx.config.rnr_delay,
+                    since: now,
+                });
+                b.refused_ts = b.refused_ts.max(a.echo_ts);
+            }
+        } else if let Some(b) = self.rnr
+            && a.echo_ts >= b.refused_ts
+        {
+            self.rnr = None;
+            self.rnr_cleared_ts = a.echo_ts;
+            let us = now.saturating_since(b.since).as_nanos() / 1000;
+            self.stats.rnr_paused_us += us;
+            self.stats.rnr_max_pause_us = self.stats.rnr_max_pause_us.max(us);
         }
         let selective = ctx.config.mode == Mode::Weir;
         let horizon = now.saturating_sub(self.rto(ctx.config).saturating_mul(4));
@@ -1071,11 +1149,28 @@ impl Conn {
             }
             NackReason::OutOfResources => {
                 self.stats.rnr_nacks += 1;
-                if self.send.mark_lost(n.nack_psn).is_some() {
-                    let hold = now + ctx.config.rnr_delay;
-                    if hold > self.send.retx_hold_until {
-                        self.send.retx_hold_until = hold;
+                // No new data until the receiver is ready; refused packets wait `rnr_delay`
+                // and then go one at a time as probes. A NACK for a packet sent before the
+                // ACK that last ended a block is a reordered old one and blocks nothing.
+                if n.echo_ts > self.rnr_cleared_ts {
+                    let probe_at = now + ctx.config.rnr_delay;
+                    if self.rnr.is_none() {
+                        self.stats.rnr_pauses += 1;
                     }
+                    let b = self.rnr.get_or_insert(RnrBlock {
+                        refused_ts: n.echo_ts,
+                        probe_at,
+                        since: now,
+                    });
+                    b.refused_ts = b.refused_ts.max(n.echo_ts);
+                    b.probe_at = probe_at;
+                }
+                let lost = self.send.mark_lost(n.nack_psn).is_some();
+                // The peer answered: not a network loss, so the loss timers start over.
+                self.timers.stop(Timer::Rto);
+                self.timers.stop(Timer::Tlp);
+                self.arm_timers(now, ctx.config);
+                if lost {
                     let fb = Feedback {
                         loss: Some(LossKind::ReceiverNoResources),
                         in_flight: self.send.in_flight,
@@ -1305,7 +1400,9 @@ impl Conn {
     /// (Re-)arm the loss timers after sending or after progress.
     fn arm_timers(&mut self, now: Instant, config: &Config) {
         let outstanding = self.send.in_flight_pkts > 0 || self.send.has_retx_queued();
-        if !outstanding {
+        // Blocked by the receiver (RNR) with nothing in the network: the RNR probe, not a loss
+        // timer, is what runs.
+        if !outstanding || (self.rnr.is_some() && self.send.in_flight_pkts == 0) {
             self.timers.stop(Timer::Rto);
             self.timers.stop(Timer::Tlp);
             return;
@@ -1422,7 +1519,9 @@ impl Conn {
                 echo_ts,
             };
             let e = self.recv.last_entropy;
-            return self.control(Opcode::Nack, Flags::empty(), Ext::Nack(ext), e, buf);
+            let mut flags = Flags::empty();
+            flags.set(Flags::RNR, self.recv.starved);
+            return self.control(Opcode::Nack, flags, Ext::Nack(ext), e, buf);
         }
         if self.recv.cnp_due {
             self.recv.cnp_due = false;
@@ -1439,12 +1538,18 @@ impl Conn {
         if let Some(t) = self.credit_request(now, buf) {
             return Some(t);
         }
-        // The receiver refused data for lack of buffers (RNR): send nothing until the hold
-        // ends, as an RC queue pair does after an RNR NAK, rather than feed it more to refuse.
-        let held = now < self.send.retx_hold_until;
+        // The receiver refused data for lack of buffers (RNR): no new data until it says it is
+        // ready, and until then one packet per `rnr_delay` (a refused one, else a PROBE), as an
+        // RC queue pair retries after an RNR NAK, rather than feed it a window to refuse.
+        let rnr_wait = self.rnr.map(|b| b.probe_at).filter(|&t| now < t);
+        let hold = self
+            .send
+            .retx_hold_until
+            .max(rnr_wait.unwrap_or(Instant::ZERO));
+        let held = now < hold;
         let data_waiting = self.send.has_new_data() || self.send.has_retx_queued();
         if data_waiting && held {
-            self.timers.set(Timer::Blocked, self.send.retx_hold_until);
+            self.timers.set(Timer::Blocked, hold);
         } else if data_waiting && !self.pacing_allows(now) {
             self.timers.set(Timer::Blocked, self.next_pace);
         }
@@ -1457,10 +1562,20 @@ impl Conn {
                 let paths = &mut self.paths;
                 if let Some(psn) = self.send.next_retx(ts, |orig| paths.for_retransmit(orig)) {
                     self.stats.retransmits += 1;
+                    if let Some(b) = &mut self.rnr {
+                        b.probe_at = now + config.rnr_delay;
+                    }
                     return self.data(now, psn, true, false, config, mem, buf);
                 }
             }
-            if self.send.has_new_data()
+            if let Some(b) = &mut self.rnr {
+                // Blocked with nothing refused left to resend and nothing in flight: a PROBE
+                // asks for the receiver's state, in case its window update was lost.
+                if data_waiting && self.send.in_flight_pkts == 0 && !self.send.has_retx_queued() {
+                    b.probe_at = now + config.rnr_delay;
+                    self.probe_pending = true;
+                }
+            } else if self.send.has_new_data()
                 && weir_wire::psn::lt(self.send.snd_nxt, self.send.rwnd_psn)
                 && self.window_allows(self.max_payload)
                 && self.credit_allows(|s| s.peek_new_len(self.max_payload))
@@ -1572,6 +1687,9 @@ impl Conn {
         let mut flags = Flags::empty();
         if r.ecn_echo {
             flags = flags.union(Flags::ECN_ECHO);
+        }
+        if r.starved {
+            flags = flags.union(Flags::RNR);
         }
         let held = now
             .saturating_since(r.last_arrival)

@@ -102,6 +102,10 @@ pub(crate) struct RecvState {
     /// Writes with notify being assembled.
     pub(crate) writes: Vec<InWrite>,
     pub(crate) unexpected_used: u64,
+    /// Receiver not ready: three quarters of the unexpected budget are used, or send data was
+    /// refused for lack of buffers; ACKs and NACKs say so (`Flags::RNR`) until a receive is
+    /// waiting or no more than a quarter of the budget is used (`Conn::rnr_update`).
+    pub(crate) starved: bool,
     /// Buffers of completed unexpected messages, reused so early data does not pay for fresh
     /// (page-faulting) memory each time. Bounded by the unexpected budget.
     pool: Vec<Vec<u8>>,
@@ -151,6 +155,7 @@ impl RecvState {
             frontier: 0,
             writes: Vec::new(),
             unexpected_used: 0,
+            starved: false,
             pool: Vec::new(),
             unacked: 0,
             unacked_since: None,
