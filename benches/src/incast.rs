@@ -350,6 +350,24 @@ fn measure(plan: &Plan, cmd: &PeerCmd, senders: u32) -> Outcome {
             peer::spawn(cmd, "sender", &sp)
         })
         .collect();
+    // The start barrier: every sender connects and prepares its buffers, then all are told to
+    // go at once (an incast is N senders at the same time; without it the phase would also
+    // measure 16 processes starting up one after another on a small machine).
+    let mut txs: Vec<_> = txs
+        .into_iter()
+        .map(|tx| {
+            tx.and_then(
+                |mut tx| match peer::next_msg(&mut tx, peer::READY_TIMEOUT)? {
+                    PeerMsg::Ready { .. } => Ok(tx),
+                    PeerMsg::Error { error } => Err(BenchError::new(error)),
+                    PeerMsg::Report(_) => Err(BenchError::new("reported before it was ready")),
+                },
+            )
+        })
+        .collect();
+    for tx in txs.iter_mut().flatten() {
+        tx.send("go");
+    }
     let deadline = Instant::now() + rp.point() + rp.drain() + peer::PEER_SLACK;
     let left = || deadline.saturating_duration_since(Instant::now());
     let reports: Vec<_> = txs

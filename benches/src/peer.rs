@@ -269,7 +269,23 @@ pub fn main() -> Result<(), BenchError> {
         (Mode::Tcp, Role::Sender, Test::PingPong) => tcp::pingpong_client(&params),
         (_, Role::Receiver, Test::Incast) => weir_side::incast_receiver(&params, &mut ready),
         (_, Role::Receiver, Test::Stream) => weir_side::weir_receiver(&params, &mut ready),
-        (_, Role::Sender, Test::Stream | Test::Incast) => weir_side::weir_sender(&params),
+        (_, Role::Sender, Test::Stream) => weir_side::weir_sender(&params, &mut || Ok(())),
+        (_, Role::Sender, Test::Incast) => {
+            // The start barrier: ready, then wait for the parent's go (a line on stdin).
+            let go_sched = sched.clone();
+            weir_side::weir_sender(&params, &mut || {
+                emit(&PeerMsg::Ready {
+                    addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+                    sched: go_sched.clone(),
+                    handle: None,
+                })?;
+                let mut go = String::new();
+                if std::io::stdin().lock().read_line(&mut go)? == 0 {
+                    return Err(BenchError::new("the bench closed the start barrier"));
+                }
+                Ok(())
+            })
+        }
         (_, Role::Receiver, Test::PingPong) => weir_side::pingpong_server(&params, &mut ready),
         (_, Role::Sender, Test::PingPong) => weir_side::pingpong_client(&params),
     };

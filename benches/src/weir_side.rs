@@ -172,8 +172,13 @@ pub fn weir_receiver(
     })
 }
 
-/// Sending side of a stream.
-pub fn weir_sender(p: &PeerParams) -> Result<PeerReport, BenchError> {
+/// Sending side of a stream. `start` runs once the connection is up and the buffers are
+/// ready, before the first message: the incast bench's start barrier, so that N senders
+/// begin together rather than as their processes happen to come up.
+pub fn weir_sender(
+    p: &PeerParams,
+    start: &mut dyn FnMut() -> Result<(), BenchError>,
+) -> Result<PeerReport, BenchError> {
     let size = p.size;
     let window = u64::from(p.window.max(1));
     let remote = p
@@ -197,6 +202,7 @@ pub fn weir_sender(p: &PeerParams) -> Result<PeerReport, BenchError> {
         tag: idx,
     };
 
+    start()?;
     let mut hist = LatencyHist::new();
     let mut inflight: HashMap<WrId, Instant> = HashMap::with_capacity(window as usize);
     let start = Instant::now();

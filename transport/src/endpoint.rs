@@ -916,8 +916,11 @@ impl Endpoint {
 
     /// The receive window a new connection's handshake offers: `Config::rwnd_packets`, or
     /// under a receive budget (`Config::rx_budget_packets`) the budget shared with the
-    /// connections already open, so N connections made at once for an incast do not each
-    /// start with the whole budget. Their ACKs then share it among those actually receiving.
+    /// connections already open, and at most a sixteenth of it: N connections made one after
+    /// another for an incast would otherwise start with the whole budget, half of it, a third…
+    /// (about 3.4 budgets for 16), all sent at once when they start together. The first ACK
+    /// then gives each its share among those actually receiving (the window may shrink), one
+    /// round trip in.
     fn rwnd_offer(&self) -> u32 {
         let budget = self.config.rx_budget_packets;
         if budget == 0 {
@@ -927,6 +930,7 @@ impl Endpoint {
             .unwrap_or(u32::MAX)
             .saturating_add(1);
         (budget / n)
+            .min(budget / 16)
             .max(crate::config::MIN_RX_SHARE)
             .min(self.config.rwnd_packets)
     }

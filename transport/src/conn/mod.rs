@@ -672,10 +672,11 @@ impl Conn {
         // last hole moves `cum` over the packets buffered behind it.) Without this the sender's
         // tail-loss probe could fire first and resend a delivered packet.
         let filled_gap = r.cum.wrapping_sub(cum_before) > 1;
-        if r.unacked >= ctx.config.ack_every
-            || c.flags.contains(Flags::ACK_REQ)
-            || r.has_hole()
-            || filled_gap
+        // At least one ACK per half of the window advertised: with a small share of a receive
+        // budget (an incast), a sender whose whole window is `ack_every` or less would
+        // otherwise wait `ack_delay` for every window.
+        let ack_every = ctx.config.ack_every.min((r.capacity.min(r.adv) / 2).max(1));
+        if r.unacked >= ack_every || c.flags.contains(Flags::ACK_REQ) || r.has_hole() || filled_gap
         {
             r.ack_now = true;
         }

@@ -118,6 +118,8 @@ pub(crate) struct SendState {
     pub(crate) snd_nxt: u32,
     /// Peer's flow-control limit: PSNs below it may be sent.
     pub(crate) rwnd_psn: u32,
+    /// Echoed timestamp of the ACK that set `rwnd_psn` (0: the handshake).
+    rwnd_echo: u64,
     /// Lost packets to resend, oldest first (entries whose state changed since are skipped).
     retx: VecDeque<u32>,
     /// Resend nothing before this (receiver said it had no resources).
@@ -161,6 +163,7 @@ impl SendState {
             snd_una: initial_psn,
             snd_nxt: initial_psn,
             rwnd_psn,
+            rwnd_echo: 0,
             retx: VecDeque::new(),
             retx_hold_until: Instant::ZERO,
             in_flight: 0,
@@ -547,14 +550,21 @@ impl SendState {
         self.ack_echo = ack.echo_ts;
         self.ack_at_us = wrapping_us(now);
         let mut out = AckOutcome::default();
-        // Flow control: the window only moves forward.
-        if psn_lt(self.rwnd_psn, ack.rwnd_psn) {
-            self.rwnd_psn = ack.rwnd_psn;
-        }
         // Cumulative part; an ACK beyond what was sent is forged or corrupt: ignore it.
         let cum = ack.cum_psn;
         if psn_lt(self.snd_nxt, cum) {
             return out;
+        }
+        // Flow control: the receiver's latest word on its window stands, a smaller one
+        // included (a receiver sharing its buffer re-divides it as senders come and go: an
+        // incast's first sender must not keep the whole buffer it was offered alone). An ACK
+        // answering an older transmission than the one that set the window (reordered) may
+        // only widen it.
+        if ack.echo_ts >= self.rwnd_echo {
+            self.rwnd_psn = ack.rwnd_psn;
+            self.rwnd_echo = ack.echo_ts;
+        } else if psn_lt(self.rwnd_psn, ack.rwnd_psn) {
+            self.rwnd_psn = ack.rwnd_psn;
         }
         while psn_lt(self.snd_una, cum) {
             let Some(p) = self.pkts.pop_front() else {
