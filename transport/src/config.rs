@@ -84,7 +84,8 @@ pub struct Config {
     /// (a host: its socket's receive buffer, in packets); 0 = no such limit (the simulator:
     /// switch buffers model the network). When set, each connection's advertised receive
     /// window is this budget shared among the connections that received data in the last
-    /// millisecond or so (at least `MIN_RX_SHARE` packets), so an incast of N senders keeps
+    /// millisecond or so (their shares add up to the budget, each at least `MIN_RX_SHARE`
+    /// packet), so an incast of N senders keeps
     /// at most about the budget in flight towards the host instead of N windows — a
     /// receiver-side window in the manner of ICTCP (Wu et al., "ICTCP: Incast Congestion
     /// Control for TCP in Data Center Networks", CoNEXT 2010). The handshake offers at most
@@ -97,7 +98,7 @@ pub struct Config {
 }
 
 /// Smallest receive window a connection is offered under `Config::rx_budget_packets`.
-pub const MIN_RX_SHARE: u32 = 2;
+pub const MIN_RX_SHARE: u32 = 1;
 
 impl Default for Config {
     fn default() -> Self {

@@ -492,7 +492,12 @@ impl Endpoint {
         let was = conn.state;
         let budget = self.config.rx_budget_packets;
         let rx_share = if budget > 0 && c.opcode == Opcode::Data {
-            self.rx_budget.share(now, &mut conn.rx_epoch_seen, budget)
+            self.rx_budget.share(
+                now,
+                &mut conn.rx_epoch_seen,
+                &mut conn.rx_share_rank,
+                budget,
+            )
         } else {
             u32::MAX
         };
@@ -1003,7 +1008,9 @@ struct RxBudget {
 impl RxBudget {
     /// A data packet for a connection that last received in epoch `seen` (+1; 0: never):
     /// count it among this epoch's receivers, and return its share of `budget` in packets.
-    fn share(&mut self, now: Instant, seen: &mut u64, budget: u32) -> u32 {
+    /// The shares add up to the budget (`rank` spreads the remainder: Σ ⌊(B + i)/n⌋ over
+    /// i < n is B), except that none is below `MIN_RX_SHARE`.
+    fn share(&mut self, now: Instant, seen: &mut u64, rank: &mut u32, budget: u32) -> u32 {
         let epoch = now.as_ps() >> 30;
         if epoch != self.epoch {
             let prev = if epoch == self.epoch + 1 {
@@ -1016,10 +1023,11 @@ impl RxBudget {
         }
         if *seen != epoch + 1 {
             *seen = epoch + 1;
+            *rank = self.active.0;
             self.active.0 += 1;
         }
         let active = self.active.0.max(self.active.1).max(1);
-        (budget / active).max(crate::config::MIN_RX_SHARE)
+        (budget.saturating_add(*rank % active) / active).max(crate::config::MIN_RX_SHARE)
     }
 }
 

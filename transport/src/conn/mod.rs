@@ -156,6 +156,9 @@ pub(crate) struct Conn {
     /// The endpoint's receive epoch (+1) in which this connection last received data:
     /// counts it once per epoch among the receiving connections (`Config::rx_budget_packets`).
     pub(crate) rx_epoch_seen: u64,
+    /// Its place among the connections receiving in that epoch (which of them get the
+    /// remainder when the budget does not divide evenly).
+    pub(crate) rx_share_rank: u32,
     /// The receive window our handshake offers (`Endpoint::rwnd_offer`).
     pub(crate) rwnd_offer: u32,
     /// The peer's receive sockets (`HandshakeExt::rx_ports`).
@@ -258,6 +261,7 @@ impl Conn {
             need_synack: false,
             syn_mac: 0,
             rx_epoch_seen: 0,
+            rx_share_rank: 0,
             rwnd_offer: config.rwnd_packets,
             peer_rx_ports: 1,
             close_reason: None,
