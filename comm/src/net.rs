@@ -12,8 +12,10 @@
 //!    connection per pair). The connector passes `key_j + its rank` as user data, `key_j`
 //!    being the acceptor's random key: an engine shared by several processes routes each
 //!    accepted connection to the one listening on that key, and the acceptor reads the
-//!    connector's rank from it. Each rank listens on its keys before it publishes its
-//!    address, so no connection can arrive before its listener.
+//!    connector's rank from it. Each rank listens on its keys — one range, `key_i` to
+//!    `key_i + i - 1`, so an engine's bounded listens per client do not bound the world's
+//!    size — before it publishes its address, so no connection can arrive before its
+//!    listener.
 //!
 //! The [`Plane`] (rings, host, connections, scratch memory) sits behind one mutex: one
 //! collective runs at a time per world.
@@ -159,7 +161,8 @@ impl World {
                 .or(control.local_ip)
                 .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
             cfg.udp.port = 0;
-            let key = weir_datapath::os_seed();
+            // Below 2^63, so that `key + rank` never wraps (the keys form one range).
+            let key = weir_datapath::os_seed() >> 1;
             Host::start(&opts.engine, cfg)
                 .map_err(|e| {
                     CommError::Transport(format!(
@@ -168,9 +171,14 @@ impl World {
                     ))
                 })
                 .and_then(|h| {
-                    for j in (0..rank).filter(|&j| !shm[j]) {
-                        h.listen_key(key.wrapping_add(j as u64)).map_err(|e| {
-                            CommError::Transport(format!("listening for rank {j}: {e}"))
+                    // One listen for every lower rank's key (`key + j`): an engine holds a
+                    // bounded number of listens per client, a range counting once.
+                    if (0..rank).any(|j| !shm[j]) {
+                        let count = u32::try_from(rank).map_err(|_| {
+                            CommError::Transport(format!("rank {rank} is too large"))
+                        })?;
+                        h.listen_keys(key, count).map_err(|e| {
+                            CommError::Transport(format!("listening for ranks 0..{rank}: {e}"))
                         })?;
                     }
                     Ok(Some((h, key)))
@@ -309,8 +317,8 @@ fn connect_all(
         &published,
         &mut expect,
     );
-    for j in (0..rank).filter(|&j| !shm[j]) {
-        host.revoke(key.wrapping_add(j as u64));
+    if (0..rank).any(|j| !shm[j]) {
+        host.revoke(key);
     }
     result
 }

@@ -1114,6 +1114,7 @@ mod tests {
             .submit(Op::Listen {
                 key: 5,
                 secret: None,
+                span: 1,
             })
             .unwrap();
         done(&mut rx, u, CqeKind::Done);

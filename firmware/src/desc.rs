@@ -70,18 +70,23 @@ pub enum Op {
         /// (`Endpoint::connect_authenticated`).
         secret: Option<u128>,
     },
-    /// Take the connections whose connector passed `key` as user data.
+    /// Take the connections whose connector passed `key` as user data — or any of the `span`
+    /// keys from `key` on (a communicator tells its connectors apart by the key: rank `r`
+    /// connects with `key + r`, and one listen covers every rank).
     Listen {
-        /// The key.
+        /// The key, the first of the range.
         key: u64,
         /// Only connectors holding this secret get in: their SYNs must carry a MAC keyed with
-        /// it, checked before any state exists (`Endpoint::admit`). Without one the key is
-        /// open (`Endpoint::admit_open`).
+        /// it, checked before any state exists (`Endpoint::admit`). Without one the keys are
+        /// open (`Endpoint::admit_open_range`). A secret admits one key only (`span` 1).
         secret: Option<u128>,
+        /// Keys in the range, at least 1; `key + span - 1` must not overflow. On the ring: the
+        /// descriptor's bytes 20..24 hold `span - 1`.
+        span: u32,
     },
     /// Stop taking them.
     Unlisten {
-        /// The key.
+        /// The key (the first of the range).
         key: u64,
     },
     /// Close a connection.
@@ -367,8 +372,9 @@ impl Sqe {
                 put64(&mut b, 40, user_data);
                 (op::CONNECT, put_secret(&mut b, secret))
             }
-            Op::Listen { key, secret } => {
+            Op::Listen { key, secret, span } => {
                 put64(&mut b, 40, key);
+                put32(&mut b, 20, span.saturating_sub(1));
                 (op::LISTEN, put_secret(&mut b, secret))
             }
             Op::Unlisten { key } => {
@@ -485,7 +491,7 @@ impl Sqe {
         let used: [bool; 7] = match code {
             op::NOP => [false; 7],
             op::CONNECT => [false, false, true, secret, secret, true, true],
-            op::LISTEN => [false, false, false, secret, secret, true, false],
+            op::LISTEN => [false, false, true, secret, secret, true, false],
             op::UNLISTEN => [false, false, false, false, false, true, false],
             op::CLOSE | op::STATS => [true, false, false, false, false, false, false],
             op::REGISTER => [false, true, false, true, true, false, false],
@@ -521,10 +527,21 @@ impl Sqe {
                     secret: secret.then_some(u128::from(offset) | u128::from(len) << 64),
                 }
             }
-            op::LISTEN => Op::Listen {
-                key: w40,
-                secret: secret.then_some(u128::from(offset) | u128::from(len) << 64),
-            },
+            op::LISTEN => {
+                // A range: no overflow past the last key, and a secret admits one key only.
+                let span = w20.checked_add(1);
+                if span.is_none()
+                    || w40.checked_add(u64::from(w20)).is_none()
+                    || (secret && w20 != 0)
+                {
+                    return Err(DecodeError::Reserved);
+                }
+                Op::Listen {
+                    key: w40,
+                    secret: secret.then_some(u128::from(offset) | u128::from(len) << 64),
+                    span: span.unwrap_or(1),
+                }
+            }
             op::UNLISTEN => Op::Unlisten { key: w40 },
             op::CLOSE => Op::Close { conn },
             op::STATS => Op::Stats { conn },
@@ -657,7 +674,7 @@ pub enum Status {
     Closed = 11,
     /// This client holds as many connections, regions or listen keys as it may.
     TooMany = 12,
-    /// Another client listens on this key.
+    /// A listen overlaps a range of keys already held (by another client, or differently).
     InUse = 13,
     /// The peer did not answer for the peer timeout.
     PeerTimeout = 14,
@@ -985,8 +1002,16 @@ mod tests {
                     secret
                 }
             ),
-            (any::<u64>(), any::<Option<u128>>())
-                .prop_map(|(key, secret)| Op::Listen { key, secret }),
+            (any::<u64>(), any::<Option<u128>>()).prop_map(|(key, secret)| Op::Listen {
+                key,
+                secret,
+                span: 1
+            }),
+            (any::<u64>(), any::<u32>()).prop_map(|(key, extra)| Op::Listen {
+                key: key.min(u64::MAX - u64::from(extra)),
+                secret: None,
+                span: extra.min(u32::MAX - 1) + 1
+            }),
             any::<u64>().prop_map(|key| Op::Unlisten { key }),
             any::<u32>().prop_map(|conn| Op::Close { conn }),
             any::<u32>().prop_map(|conn| Op::Stats { conn }),

@@ -33,7 +33,7 @@ pub struct EngineConfig {
     pub max_regions: usize,
     /// Memory segments per client.
     pub max_segments: usize,
-    /// Listen keys per client.
+    /// Listens per client (a range of keys counts once).
     pub max_listen_keys: usize,
     /// Completions held for a client whose completion ring is full; one more marks it broken.
     pub max_backlog: usize,
@@ -360,8 +360,8 @@ pub struct Engine {
     conn_owner: BTreeMap<u32, (u16, u32)>,
     /// Outstanding request → its owner.
     wr_owner: BTreeMap<u64, Outstanding>,
-    /// Listen key → client.
-    listeners: BTreeMap<u64, u16>,
+    /// Listen ranges: first key → (last key, client). Ranges never overlap.
+    listeners: BTreeMap<u64, (u64, u16)>,
     /// Clients marked broken and not detached yet (the placement checks every round).
     broken: Vec<ClientId>,
     stats: EngineStats,
@@ -619,27 +619,36 @@ impl Engine {
                 self.conn_owner.insert(id.0, (ci, h));
                 None
             }
-            Op::Listen { key, secret } => {
-                match self.listeners.get(&key) {
-                    Some(&owner) if owner == ci => {}
-                    Some(_) => return fail(Status::InUse),
-                    None if c.listen_keys.len() >= self.cfg.max_listen_keys => {
+            Op::Listen { key, secret, span } => {
+                let Some(last) = key.checked_add(u64::from(span.max(1)) - 1) else {
+                    return fail(Status::BadDescriptor);
+                };
+                if secret.is_some() && last != key {
+                    return fail(Status::BadDescriptor);
+                }
+                // The range already held as is (by this client) is a repeat; any other overlap
+                // with a held range is refused.
+                let same = self.listeners.get(&key) == Some(&(last, ci));
+                if !same {
+                    let before = self.listeners.range(..=last).next_back();
+                    if before.is_some_and(|(_, &(end, _))| end >= key) {
+                        return fail(Status::InUse);
+                    }
+                    if c.listen_keys.len() >= self.cfg.max_listen_keys {
                         return fail(Status::TooMany);
                     }
-                    None => {
-                        c.listen_keys.push(key);
-                        self.listeners.insert(key, ci);
-                    }
+                    c.listen_keys.push(key);
+                    self.listeners.insert(key, (last, ci));
                 }
                 match secret {
                     Some(s) => self.ep.admit(key, s),
-                    None => self.ep.admit_open(key),
+                    None => self.ep.admit_open_range(key, last),
                 }
                 self.update_listening();
                 Some(Cqe::new(user, CqeKind::Done, Status::Ok))
             }
             Op::Unlisten { key } => {
-                if self.listeners.get(&key) != Some(&ci) {
+                if self.listeners.get(&key).map(|&(_, owner)| owner) != Some(ci) {
                     return fail(Status::UnknownConnection);
                 }
                 self.listeners.remove(&key);
@@ -867,7 +876,13 @@ impl Engine {
                 peer,
                 user_data,
             } => {
-                let Some(&ci) = self.listeners.get(&user_data) else {
+                let owner = self
+                    .listeners
+                    .range(..=user_data)
+                    .next_back()
+                    .filter(|(_, v)| user_data <= v.0)
+                    .map(|(_, v)| v.1);
+                let Some(ci) = owner else {
                     self.stats.unrouted_accepts += 1;
                     self.ep.reject(now, conn);
                     return;

@@ -752,7 +752,13 @@ pub(crate) mod tests {
     /// `b` listens on `key` and `a` connects to `b`'s engine with it: the connection's
     /// handles on both sides.
     pub(crate) fn pair(a: &mut Client, b: &mut Client, key: u64) -> (u32, u32) {
-        let u = b.submit(Op::Listen { key, secret: None }).unwrap();
+        let u = b
+            .submit(Op::Listen {
+                key,
+                secret: None,
+                span: 1,
+            })
+            .unwrap();
         done(b, u, CqeKind::Done);
         let u = a
             .submit(Op::Connect {

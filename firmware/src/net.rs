@@ -266,6 +266,7 @@ impl Net {
                 .call(Op::Listen {
                     key: 0,
                     secret: None,
+                    span: 1,
                 })
                 .map(|_| ()),
         }
@@ -274,12 +275,29 @@ impl Net {
     /// Take connections whose connector passes `key` (a `Host` takes every connection once
     /// listening; through the rings only `key`'s come to this process).
     pub fn listen_key(&self, key: u64) -> Result<(), HostError> {
+        self.listen_keys(key, 1)
+    }
+
+    /// [`Net::listen_key`] for the `count` keys from `first` on, as one listen (an engine
+    /// holds a bounded number per client, `EngineConfig::max_listen_keys`, a range counting
+    /// once): a communicator whose rank `r` connects with `first + r`. Undone by
+    /// [`Net::revoke`]`(first)`. `count` 0 listens on nothing.
+    pub fn listen_keys(&self, first: u64, count: u32) -> Result<(), HostError> {
+        if count == 0 {
+            return Ok(());
+        }
         match &self.inner {
             Inner::Host(h) => {
                 h.listen();
                 Ok(())
             }
-            Inner::Engine(e) => e.call(Op::Listen { key, secret: None }).map(|_| ()),
+            Inner::Engine(e) => e
+                .call(Op::Listen {
+                    key: first,
+                    secret: None,
+                    span: count,
+                })
+                .map(|_| ()),
         }
     }
 
@@ -297,12 +315,14 @@ impl Net {
                 .call(Op::Listen {
                     key,
                     secret: Some(secret),
+                    span: 1,
                 })
                 .map(|_| ()),
         }
     }
 
-    /// Stop taking `key`'s connections.
+    /// Stop taking `key`'s connections (or those of the range [`Net::listen_keys`] opened at
+    /// `key`).
     pub fn revoke(&self, key: u64) {
         match &self.inner {
             Inner::Host(h) => h.revoke(key),

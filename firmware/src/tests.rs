@@ -180,7 +180,11 @@ impl Net {
 
     /// Connect A's client `ca` to B's client `cb` (which listens on `key`): the two handles.
     fn connect(&mut self, ca: usize, cb: usize, key: u64) -> (u32, u32) {
-        let u = self.b.clients[cb].submit(Op::Listen { key, secret: None });
+        let u = self.b.clients[cb].submit(Op::Listen {
+            key,
+            secret: None,
+            span: 1,
+        });
         let l = self.wait(false, cb, 10);
         assert_eq!((l.user, l.status), (u, Status::Ok));
         let remote = self.b.addr;
@@ -348,6 +352,7 @@ fn clients_see_only_their_own_handles() {
     let u = n.a.clients[c1].submit(Op::Listen {
         key: 3,
         secret: None,
+        span: 1,
     });
     assert_eq!(n.wait(true, c1, 10).user, u);
     let cases = [
@@ -407,6 +412,7 @@ fn clients_see_only_their_own_handles() {
             Op::Listen {
                 key: 3,
                 secret: None,
+                span: 1,
             },
             Status::InUse,
         ),
@@ -579,6 +585,7 @@ fn accepts_nobody_listens_for_are_refused() {
     let u = n.b.clients[cb].submit(Op::Listen {
         key: 1,
         secret: None,
+        span: 1,
     });
     assert_eq!(n.wait(false, cb, 10).user, u);
     let remote = n.b.addr;
@@ -631,6 +638,7 @@ fn thousands_of_connections_through_one_engine() {
     let u = n.b.clients[cb].submit(Op::Listen {
         key: 5,
         secret: None,
+        span: 1,
     });
     assert_eq!(n.wait(false, cb, 10).user, u);
     let count = 2000;
@@ -762,11 +770,13 @@ fn listen_secrets_admit_only_their_holders() {
     let u = n.b.clients[cb].submit(Op::Listen {
         key: 1,
         secret: Some(SECRET),
+        span: 1,
     });
     assert_eq!(n.wait(false, cb, 10).user, u);
     let u = n.b.clients[open].submit(Op::Listen {
         key: 2,
         secret: None,
+        span: 1,
     });
     assert_eq!(n.wait(false, open, 10).user, u);
     let remote = n.b.addr;
@@ -992,4 +1002,98 @@ fn foreign_memory_moves_by_copy_and_faults_cleanly() {
     n.a.clients[ca].submit(Op::Deregister { region: ra.region });
     assert_eq!(n.wait(true, ca, 10).status, Status::Ok);
     assert_eq!(reg(&mut n, true, ca, BASE, 4096, false).status, Status::Ok);
+}
+
+/// A communicator's listen: one range of keys (rank `r` connects with `first + r`) counts once
+/// against `max_listen_keys` however many ranks it covers, routes every key in it to its
+/// client, and nothing outside it; another client may not listen on an overlapping range, a
+/// descriptor whose range overflows is refused, and unlistening the range frees it.
+#[test]
+fn a_listen_range_takes_every_key_in_it_and_counts_once() {
+    const FIRST: u64 = 1_000;
+    const RANKS: u32 = 200;
+    let cfg = EngineConfig {
+        max_listen_keys: 2,
+        ..EngineConfig::default()
+    };
+    let mut n = Net::with(cfg);
+    let ca = n.a.client(512, 64);
+    let cb = n.b.client(512, 64);
+    let other = n.b.client(64, 64);
+    let listen = |n: &mut Net, c: usize, key: u64, span: u32| {
+        let u = n.b.clients[c].submit(Op::Listen {
+            key,
+            secret: None,
+            span,
+        });
+        let r = n.wait(false, c, 10);
+        assert_eq!(r.user, u);
+        r.status
+    };
+    assert_eq!(listen(&mut n, cb, FIRST, RANKS), Status::Ok);
+    // A repeat of the same range is no new listen.
+    assert_eq!(listen(&mut n, cb, FIRST, RANKS), Status::Ok);
+    // Overlaps, from either side and from inside, are refused.
+    for (key, span) in [(FIRST - 5, 10), (FIRST + 199, 3), (FIRST + 50, 1)] {
+        assert_eq!(
+            listen(&mut n, other, key, span),
+            Status::InUse,
+            "{key}+{span}"
+        );
+    }
+    // Just past either end is free.
+    assert_eq!(
+        listen(&mut n, other, FIRST + u64::from(RANKS), 1),
+        Status::Ok
+    );
+    assert_eq!(listen(&mut n, other, FIRST - 1, 1), Status::Ok);
+    assert_eq!(listen(&mut n, other, 7, 1), Status::TooMany);
+    // Every key of the range reaches `cb`, with the key as the connection's tag.
+    let remote = n.b.addr;
+    let mut want = Vec::new();
+    for r in (0..u64::from(RANKS))
+        .step_by(13)
+        .chain([u64::from(RANKS) - 1])
+    {
+        n.a.clients[ca].submit(Op::Connect {
+            remote,
+            user_data: FIRST + r,
+            secret: None,
+        });
+        want.push(FIRST + r);
+    }
+    let mut got = Vec::new();
+    for _ in 0..2_000_000 {
+        if let Some(c) = n.b.clients[cb].poll()
+            && c.kind == CqeKind::Accepted
+        {
+            assert_eq!(c.status, Status::Ok);
+            got.push(c.tag);
+            if got.len() == want.len() {
+                break;
+            }
+        }
+        n.step();
+    }
+    got.sort_unstable();
+    assert_eq!(got, want);
+    assert_eq!(n.b.eng.stats().unrouted_accepts, 0);
+    // A range that would run past the last key is refused at decoding.
+    let mut raw = Sqe {
+        op: Op::Listen {
+            key: u64::MAX - 2,
+            secret: None,
+            span: 1,
+        },
+        user: 9,
+    }
+    .encode();
+    raw[20..24].copy_from_slice(&5u32.to_le_bytes());
+    assert_eq!(Sqe::decode(&raw), Err(crate::desc::DecodeError::Reserved));
+    // Unlisten the range: its keys are free for another client.
+    let u = n.b.clients[cb].submit(Op::Unlisten { key: FIRST });
+    assert_eq!(n.wait(false, cb, 10).user, u);
+    n.b.clients[other].submit(Op::Unlisten { key: FIRST - 1 });
+    n.wait(false, other, 10);
+    assert_eq!(listen(&mut n, other, FIRST + 50, 1), Status::Ok);
 }

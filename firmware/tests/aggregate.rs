@@ -64,7 +64,12 @@ fn stream(
     total: u64,
     go: Arc<Barrier>,
 ) -> (Instant, Instant) {
-    rx.submit(Op::Listen { key, secret: None }).unwrap();
+    rx.submit(Op::Listen {
+        key,
+        secret: None,
+        span: 1,
+    })
+    .unwrap();
     ok(&mut rx, CqeKind::Done);
     tx.submit(Op::Connect {
         remote,
@@ -236,7 +241,12 @@ fn aggregate_report() {
 /// posted on each, until `per` messages arrived from each. Returns (first, last) completion.
 fn incast_receiver(mut rx: Client, key: u64, n: usize, per: u64, ready: Arc<Barrier>) -> Duration {
     const WINDOW_IN: u64 = 4;
-    rx.submit(Op::Listen { key, secret: None }).unwrap();
+    rx.submit(Op::Listen {
+        key,
+        secret: None,
+        span: 1,
+    })
+    .unwrap();
     ok(&mut rx, CqeKind::Done);
     let slots = n * WINDOW_IN as usize;
     let (seg, _mem) = rx.memory(slots * CHUNK as usize).unwrap();

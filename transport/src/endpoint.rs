@@ -1,7 +1,7 @@
 //! The endpoint: connection table, demultiplexing, the handshake's listening side, and the
 //! public sans-IO interface (see the crate documentation for the calling order).
 
-use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
+use alloc::collections::{BTreeMap, VecDeque};
 use alloc::vec::Vec;
 use core::net::SocketAddr;
 use core::ptr::NonNull;
@@ -56,8 +56,9 @@ pub struct Endpoint {
     /// be keyed with (see [`Endpoint::admit`]); other SYNs are dropped unanswered, except
     /// those carrying a key of `open`.
     admitted: BTreeMap<u64, u128>,
-    /// Keys a SYN may carry without a MAC while others are admitted ([`Endpoint::admit_open`]).
-    open: BTreeSet<u64>,
+    /// Keys a SYN may carry without a MAC while others are admitted
+    /// ([`Endpoint::admit_open_range`]): first key → last key of each range.
+    open: BTreeMap<u64, u64>,
     /// This endpoint's key for SYN-ACK cookies (`crate::handshake::cookie`).
     cookie_key: u128,
     /// Receive budget sharing (`Config::rx_budget_packets`).
@@ -114,7 +115,7 @@ impl Endpoint {
             due: Vec::new(),
             listening: false,
             admitted: BTreeMap::new(),
-            open: BTreeSet::new(),
+            open: BTreeMap::new(),
             cookie_key,
             accept_buckets: BTreeMap::new(),
             rx_budget: RxBudget::default(),
@@ -161,11 +162,23 @@ impl Endpoint {
     /// authenticated listen comms and a communicator's plain one). Undone by
     /// [`Endpoint::revoke`].
     pub fn admit_open(&mut self, key: u64) {
-        self.admitted.remove(&key);
-        self.open.insert(key);
+        self.admit_open_range(key, key);
     }
 
-    /// Stop admitting `key` (see [`Endpoint::admit`]).
+    /// [`Endpoint::admit_open`] for every key from `first` to `last` (inclusive; nothing if
+    /// `last < first`): a listener that tells its connectors apart by the key they pass (a
+    /// communicator's rank `r` connects with `first + r`) holds one entry, not one per key.
+    /// Ranges must not overlap; one with the same first key replaces it. Undone by
+    /// [`Endpoint::revoke`]`(first)`.
+    pub fn admit_open_range(&mut self, first: u64, last: u64) {
+        if last < first {
+            return;
+        }
+        self.admitted.remove(&first);
+        self.open.insert(first, last);
+    }
+
+    /// Stop admitting `key`, or the open range that starts at it (see [`Endpoint::admit`]).
     pub fn revoke(&mut self, key: u64) {
         self.admitted.remove(&key);
         self.open.remove(&key);
@@ -530,7 +543,12 @@ impl Endpoint {
         }
         let src_conn = h.common.src_conn;
         if !self.admitted.is_empty() {
-            let ok = self.open.contains(&hs.user_data)
+            let ud = hs.user_data;
+            let ok = self
+                .open
+                .range(..=ud)
+                .next_back()
+                .is_some_and(|(_, &last)| ud <= last)
                 || self.admitted.get(&hs.user_data).is_some_and(|&secret| {
                     handshake::syn_mac(secret, src_conn, &hs) == hs.echo_nonce
                 });
