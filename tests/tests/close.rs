@@ -154,3 +154,51 @@ fn graceful_close_of_an_idle_connection_is_immediate_on_both_sides() {
     );
     assert_eq!(net.eps[0].connections(), 0);
 }
+
+/// The CLOSE that ends a graceful close is lost (the first two copies): the closing side
+/// repeats it while it lingers, so the idle peer still sees `Closed` within milliseconds —
+/// not `ConnectionLost` after its peer timeout — and the lingering connection is forgotten
+/// after its repeats.
+#[test]
+fn graceful_close_survives_a_lost_close() {
+    let mut net = Net::new(2, Config::default(), Link::default(), 12);
+    let (c0, c1) = net
+        .connect(0, 1, Duration::from_millis(50))
+        .expect("connects");
+    let mut dropped = 0;
+    net.tap = Some(Box::new(move |t, bytes| {
+        let close = weir_wire::parse(bytes, weir_wire::PayloadMode::Bytes)
+            .is_ok_and(|p| p.header.common.opcode == weir_wire::Opcode::Close);
+        if t.src == 0 && close && dropped < 2 {
+            dropped += 1;
+            Fate::Drop
+        } else {
+            Fate::Pass
+        }
+    }));
+    let now = net.now;
+    net.eps[0].close_graceful(now, c0);
+    let closed = net.run_until(Duration::from_millis(20), |n| {
+        n.events[1]
+            .iter()
+            .any(|e| matches!(e, Event::Closed { conn } if *conn == c1))
+    });
+    assert!(
+        closed,
+        "the peer never heard the close: {:?}",
+        net.events[1]
+    );
+    assert_eq!(net.stats.tap_dropped, 2);
+    assert!(
+        net.events[0]
+            .iter()
+            .any(|e| matches!(e, Event::Closed { conn } if *conn == c0))
+    );
+    for e in net.events.iter().flatten() {
+        assert!(!matches!(e, Event::ConnectionLost { .. }), "{e:?}");
+    }
+    assert_eq!(net.eps[0].connections(), 0);
+    // The lingering connection is gone after its repeats: nothing left to time out.
+    net.run_until(Duration::from_millis(100), |_| false);
+    assert_eq!(net.eps[0].poll_timeout(), None);
+}

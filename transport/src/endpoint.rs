@@ -61,6 +61,8 @@ pub struct Endpoint {
     open: BTreeMap<u64, u64>,
     /// This endpoint's key for SYN-ACK cookies (`crate::handshake::cookie`).
     cookie_key: u128,
+    /// Connections closed gracefully that linger to repeat their CLOSE (`Conn::linger`).
+    lingering: usize,
     /// Receive budget sharing (`Config::rx_budget_packets`).
     rx_budget: RxBudget,
     /// Connection-creation token buckets per source address (`Config::accept_rate_per_source`).
@@ -119,6 +121,7 @@ impl Endpoint {
             cookie_key,
             accept_buckets: BTreeMap::new(),
             rx_budget: RxBudget::default(),
+            lingering: 0,
             events: VecDeque::new(),
             ready: VecDeque::new(),
             stateless: VecDeque::new(),
@@ -440,12 +443,38 @@ impl Endpoint {
                     .is_some_and(|t| now >= t || c.drained() || c.state == State::Failed)
             });
             if done {
-                // `forget` takes it off the list.
-                self.close(now, ConnId(id));
+                self.finish_close(now, ConnId(id));
             } else {
                 i += 1;
             }
         }
+    }
+
+    /// A graceful close is over: drained (every outgoing message acknowledged) it closes for
+    /// the application as [`Endpoint::close`] does, but the connection lingers to repeat its
+    /// CLOSE (`Conn::linger`), as a lost one would leave an idle peer waiting for its peer
+    /// timeout; past its deadline, or failed, it closes outright.
+    fn finish_close(&mut self, now: Instant, conn: ConnId) {
+        let Some(idx) = self.index(conn.0) else {
+            return;
+        };
+        let drained = self.conns[idx]
+            .as_ref()
+            .is_some_and(|c| c.state == State::Established && c.drained());
+        if !drained {
+            // `forget` takes it off the list.
+            self.close(now, conn);
+            return;
+        }
+        let Some(c) = self.conns[idx].as_mut() else {
+            return;
+        };
+        c.flush_requests(WrError::Closed, &mut self.events);
+        self.events.push_back(Event::Closed { conn });
+        c.linger(now, CLOSE_NORMAL);
+        self.lingering += 1;
+        self.closing.retain(|&x| x != conn.0);
+        self.mark_ready(idx);
     }
 
     /// Close every connection (see [`Endpoint::close`]), e.g. before shutting down.
@@ -826,6 +855,12 @@ impl Endpoint {
                 if was != State::Failed && c.state == State::Failed {
                     self.stats.conn_failed += 1;
                 }
+                if c.linger_done {
+                    if let Some(c) = self.conns[idx].take() {
+                        self.forget(idx, c);
+                    }
+                    continue;
+                }
                 self.mark_ready(idx);
             }
         }
@@ -887,9 +922,10 @@ impl Endpoint {
     }
 
     /// Number of connections in the table (any state: live, half-open, failed and not yet
-    /// closed). O(1): every slot not on the free list holds one.
+    /// closed), not counting those closed gracefully that only linger to repeat their CLOSE.
+    /// O(1): every slot not on the free list holds one.
     pub fn connections(&self) -> usize {
-        self.conns.len() - self.free.len()
+        self.conns.len() - self.free.len() - self.lingering
     }
 
     // ---------------------------------------------------------------------------------------
@@ -926,6 +962,9 @@ impl Endpoint {
     }
 
     fn forget(&mut self, idx: usize, c: Conn) {
+        if c.lingering {
+            self.lingering -= 1;
+        }
         if c.closing().is_some() {
             self.closing.retain(|&id| id != c.id);
         }

@@ -172,6 +172,12 @@ pub(crate) struct Conn {
     /// nothing that would draw one (idle connections do not probe), so a lost CLOSE would
     /// leave it unaware that its connection ended.
     close_resends: u8,
+    /// A graceful close finished: the application was told `Closed`, and the connection is
+    /// kept only to repeat its CLOSE (a lost one would leave an idle peer unaware that the
+    /// connection ended, until its peer timeout failed it), then forgotten.
+    pub(crate) lingering: bool,
+    /// The last repeat went out one interval ago: forget the lingering connection.
+    pub(crate) linger_done: bool,
     nacks: VecDeque<(u32, NackReason, u64)>,
     /// Receiver side of RCCC: repeat this cumulative credit at once (the peer's request shows
     /// it missed the CREDIT that carried it).
@@ -267,6 +273,8 @@ impl Conn {
             close_reason: None,
             close_code: None,
             close_resends: 0,
+            lingering: false,
+            linger_done: false,
             nacks: VecDeque::new(),
             credit_echo: None,
             in_ready: false,
@@ -1865,10 +1873,25 @@ impl Conn {
                 let t = self.timers.next_of(&Timer::ESTABLISHED);
                 t.into_iter().chain(self.cc.next_timeout()).min()
             }
-            // A failed connection's only timer: the repeats of its CLOSE.
-            State::Failed if self.close_resends > 0 => self.timers.get(Timer::Keepalive),
+            // A failed connection's only timer: the repeats of its CLOSE (and a lingering one's
+            // end).
+            State::Failed if self.close_resends > 0 || (self.lingering && !self.linger_done) => {
+                self.timers.get(Timer::Keepalive)
+            }
             State::Failed => None,
         }
+    }
+
+    /// A graceful close finished (the application has `Closed`): send the CLOSE with `reason`
+    /// now and repeat it `CLOSE_RESENDS` times, then let the endpoint forget the connection.
+    pub(crate) fn linger(&mut self, now: Instant, reason: u32) {
+        self.state = State::Failed;
+        self.close_code = Some(reason);
+        self.close_reason = Some(reason);
+        self.close_resends = CLOSE_RESENDS;
+        self.lingering = true;
+        self.timers
+            .set(Timer::Keepalive, now + self.close_interval());
     }
 
     /// Spacing of the CLOSE repeats: four smoothed RTTs, at least 1 ms.
@@ -1908,11 +1931,14 @@ impl Conn {
             }
             State::Established => self.established_timeout(now, config, events),
             State::Failed => {
-                if self.close_resends > 0 && self.timers.is_expired(Timer::Keepalive, now) {
+                if !self.timers.is_expired(Timer::Keepalive, now) {
+                    return;
+                }
+                if self.close_resends > 0 {
                     self.close_reason = self.close_code;
                     self.close_resends -= 1;
                     let step = 1 << (CLOSE_RESENDS - self.close_resends);
-                    if self.close_resends > 0 {
+                    if self.close_resends > 0 || self.lingering {
                         self.timers.set(
                             Timer::Keepalive,
                             now + self.close_interval().saturating_mul(step),
@@ -1920,6 +1946,9 @@ impl Conn {
                     } else {
                         self.timers.stop(Timer::Keepalive);
                     }
+                } else if self.lingering {
+                    self.timers.stop(Timer::Keepalive);
+                    self.linger_done = true;
                 }
             }
         }
