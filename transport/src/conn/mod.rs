@@ -86,83 +86,113 @@ pub(crate) enum State {
     Failed,
 }
 
+/// One connection. `repr(C)`, fields in the order given: the fields every packet touches
+/// come first, so the leading cache lines that `Endpoint::prefetch_handle` and
+/// `Endpoint::prefetch_transmit` ask for (12 of them) hold them, and the handshake and close
+/// state is last. At thousands of hosts every connection is cold in cache when its packet
+/// arrives; with the compiler's order the slot check (`id`, `peer`, `local_nonce`, `state`)
+/// read lines beyond those prefetched.
 #[derive(Debug)]
+#[repr(C)]
 pub(crate) struct Conn {
-    /// What the congestion controller was built for (kept for hot reloads).
-    path_info: PathInfo,
+    // Line 0: what every input and every transmission reads first (the slot check, the
+    // state, the flags that say what to send). `armed` comes first: its tag is the niche of
+    // `Option<Conn>` (the endpoint's slot check), which must be in this line too.
+    /// The deadline under which the endpoint's timer set holds this connection (what
+    /// [`Conn::deadline`] returned when it was last re-armed).
+    pub(crate) armed: Option<Instant>,
     pub(crate) id: u32,
-    pub(crate) peer: SocketAddr,
     pub(crate) peer_id: u32,
+    pub(crate) state: State,
+    /// Packets of the current burst on one path, so the endpoint can keep serving this
+    /// connection while it produces a batch.
+    pub(crate) in_ready: bool,
+    /// A SYN waits to go out.
+    pub(crate) need_syn: bool,
+    /// A SYN-ACK waits to go out.
+    pub(crate) need_synack: bool,
+    tlp_pending: bool,
+    probe_pending: bool,
+    tlps: u8,
+    /// The peer's receive sockets (`HandshakeExt::rx_ports`).
+    pub(crate) peer_rx_ports: u8,
+    max_payload: u32,
+    /// Its place among the connections receiving in that epoch (which of them get the
+    /// remainder when the budget does not divide evenly).
+    pub(crate) rx_share_rank: u32,
     pub(crate) local_nonce: u64,
     pub(crate) peer_nonce: u64,
-    pub(crate) state: State,
-    pub(crate) user_data: u64,
-    initial_psn: u32,
-    max_payload: u32,
-    pub(crate) send: SendState,
-    pub(crate) recv: RecvState,
-    cc: Builtin,
-    rtt: RttEstimator,
-    pub(crate) paths: Paths,
-    pub(crate) stats: ConnStats,
-    // Timers (the deadlines themselves are in `timers`).
     pub(crate) last_heard: Instant,
-    /// SYN / SYN-ACK resends so far (the `HandshakeRetry` interval doubles per try).
-    hs_tries: u32,
-    /// When the last SYN / SYN-ACK left (for an RTT sample from the handshake).
-    hs_sent_at: Option<Instant>,
-    /// Every deadline of this connection (RTO, TLP, delayed ACK, keepalive, …).
-    timers: TimerTable,
-    rto_backoff: u32,
-    /// When the last retransmission timeout fired, until the first ACK of new data after it
-    /// tells whether it was spurious (that ACK echoes a transmission sent before it).
-    rto_fired: Option<Instant>,
     /// The last transmit timestamp given out: timestamps are unique per connection, so an
     /// echoed one names exactly one transmission.
     last_stamp: Instant,
-    /// RACK's reordering window multiplier (RFC 8985 §6.2): raised when a resend proves
-    /// spurious, lowered again after `REO_DECAY` loss episodes without one.
-    reo_mult: u32,
-    /// When `reo_mult` was last raised (at most once per round trip).
-    reo_raised_at: Option<Instant>,
-    /// Loss episodes since the last spurious resend (for the decay).
-    reo_quiet: u32,
-    /// Trimmed NACKs since the last ACK of new data.
-    trim_streak: u32,
-    /// The receiver refused data for lack of buffers (RNR): no new data until it says it is
-    /// ready again.
-    rnr: Option<RnrBlock>,
-    /// Echoed timestamp of the ACK that last ended an RNR block: an RNR NACK for a packet
-    /// sent before it is stale (reordered) and does not block again.
-    rnr_cleared_ts: u64,
+    next_pace: Instant,
+    // Lines 1–3: the rest of the per-packet scalars.
+    /// When the last retransmission timeout fired, until the first ACK of new data after it
+    /// tells whether it was spurious (that ACK echoes a transmission sent before it).
+    rto_fired: Option<Instant>,
+    /// Receiver side of RCCC: repeat this cumulative credit at once (the peer's request shows
+    /// it missed the CREDIT that carried it).
+    credit_echo: Option<u64>,
+    /// The endpoint's receive epoch (+1) in which this connection last received data:
+    /// counts it once per epoch among the receiving connections (`Config::rx_budget_packets`).
+    pub(crate) rx_epoch_seen: u64,
+    rto_backoff: u32,
     /// Tail-loss probe timeout multiplier: raised when a probe proves spurious (the original
     /// was only late, e.g. the peer's host was descheduled), lowered after `PTO_DECAY` probes
     /// without one.
     pto_mult: u32,
-    /// Probes sent since the last spurious one (for the decay).
-    pto_quiet: u32,
-    retries: u32,
-    tlps: u8,
-    tlp_pending: bool,
+    pub(crate) peer: SocketAddr,
+    nacks: VecDeque<(u32, NackReason, u64)>,
+    /// The receiver refused data for lack of buffers (RNR): no new data until it says it is
+    /// ready again.
+    rnr: Option<RnrBlock>,
     /// Transmit timestamp of the last tail-loss probe, until an ACK echoing it arrives.
     tlp_sent: Option<Instant>,
-    probe_pending: bool,
-    next_pace: Instant,
-    // Control packets waiting to go out.
-    pub(crate) need_syn: bool,
-    pub(crate) need_synack: bool,
+    /// Trimmed NACKs since the last ACK of new data.
+    trim_streak: u32,
+    /// RACK's reordering window multiplier (RFC 8985 §6.2): raised when a resend proves
+    /// spurious, lowered again after `REO_DECAY` loss episodes without one.
+    reo_mult: u32,
+    retries: u32,
+    /// A graceful close finished: the application was told `Closed`, and the connection is
+    /// kept only to repeat its CLOSE (a lost one would leave an idle peer unaware that the
+    /// connection ended, until its peer timeout failed it), then forgotten.
+    pub(crate) lingering: bool,
+    /// The last repeat went out one interval ago: forget the lingering connection.
+    pub(crate) linger_done: bool,
+    // Then the per-packet state, most used first: timers, the sender, the receiver (within the
+    // lines `Endpoint::prefetch_handle` asks for), counters, the controller, paths, RTT.
+    /// Every deadline of this connection (RTO, TLP, delayed ACK, keepalive, …).
+    timers: TimerTable,
+    pub(crate) send: SendState,
+    pub(crate) recv: RecvState,
+    pub(crate) stats: ConnStats,
+    cc: Builtin,
+    pub(crate) paths: Paths,
+    rtt: RttEstimator,
+    // Cold: handshake, close, reload and rarely changed state.
+    /// What the congestion controller was built for (kept for hot reloads).
+    path_info: PathInfo,
+    pub(crate) user_data: u64,
     /// Connector: the MAC its SYNs carry (`handshake::syn_mac`); 0 when unauthenticated.
     pub(crate) syn_mac: u64,
-    /// The endpoint's receive epoch (+1) in which this connection last received data:
-    /// counts it once per epoch among the receiving connections (`Config::rx_budget_packets`).
-    pub(crate) rx_epoch_seen: u64,
-    /// Its place among the connections receiving in that epoch (which of them get the
-    /// remainder when the budget does not divide evenly).
-    pub(crate) rx_share_rank: u32,
+    initial_psn: u32,
     /// The receive window our handshake offers (`Endpoint::rwnd_offer`).
     pub(crate) rwnd_offer: u32,
-    /// The peer's receive sockets (`HandshakeExt::rx_ports`).
-    pub(crate) peer_rx_ports: u8,
+    /// SYN / SYN-ACK resends so far (the `HandshakeRetry` interval doubles per try).
+    hs_tries: u32,
+    /// When the last SYN / SYN-ACK left (for an RTT sample from the handshake).
+    hs_sent_at: Option<Instant>,
+    /// When `reo_mult` was last raised (at most once per round trip).
+    reo_raised_at: Option<Instant>,
+    /// Loss episodes since the last spurious resend (for the decay).
+    reo_quiet: u32,
+    /// Probes sent since the last spurious one (for the decay).
+    pto_quiet: u32,
+    /// Echoed timestamp of the ACK that last ended an RNR block: an RNR NACK for a packet
+    /// sent before it is stale (reordered) and does not block again.
+    rnr_cleared_ts: u64,
     /// Tell the peer why this connection failed: a CLOSE with this reason is pending.
     close_reason: Option<u32>,
     /// The reason code this (failed) connection closes with; repeated to a peer that keeps
@@ -172,22 +202,6 @@ pub(crate) struct Conn {
     /// nothing that would draw one (idle connections do not probe), so a lost CLOSE would
     /// leave it unaware that its connection ended.
     close_resends: u8,
-    /// A graceful close finished: the application was told `Closed`, and the connection is
-    /// kept only to repeat its CLOSE (a lost one would leave an idle peer unaware that the
-    /// connection ended, until its peer timeout failed it), then forgotten.
-    pub(crate) lingering: bool,
-    /// The last repeat went out one interval ago: forget the lingering connection.
-    pub(crate) linger_done: bool,
-    nacks: VecDeque<(u32, NackReason, u64)>,
-    /// Receiver side of RCCC: repeat this cumulative credit at once (the peer's request shows
-    /// it missed the CREDIT that carried it).
-    credit_echo: Option<u64>,
-    /// Packets of the current burst on one path, so the endpoint can keep serving this
-    /// connection while it produces a batch.
-    pub(crate) in_ready: bool,
-    /// The deadline under which the endpoint's timer set holds this connection (what
-    /// [`Conn::deadline`] returned when it was last re-armed).
-    pub(crate) armed: Option<Instant>,
 }
 
 /// Everything a connection needs from its endpoint while handling an input.
@@ -435,7 +449,10 @@ impl Conn {
             }
             (Opcode::Data, Ext::Data(d)) if self.state == State::Established => {
                 if h.common.flags.contains(Flags::INT) && !h.int.as_slice().is_empty() {
-                    self.recv.int_echo = h.int;
+                    match &mut self.recv.int_echo {
+                        Some(b) => **b = h.int,
+                        None => self.recv.int_echo = Some(alloc::boxed::Box::new(h.int)),
+                    }
                 }
                 self.on_data(now, &h.common, d, pkt.payload, virt, ecn, ctx)
             }
@@ -1725,7 +1742,10 @@ impl Conn {
         r.unacked = 0;
         r.unacked_since = None;
         self.timers.stop(Timer::AckDelay);
-        let int = core::mem::replace(&mut r.int_echo, IntList::new());
+        let int = r
+            .int_echo
+            .as_deref_mut()
+            .map_or_else(IntList::new, |x| core::mem::replace(x, IntList::new()));
         self.stats.acks_sent += 1;
         let e = r.last_entropy;
         self.control_with_int(Opcode::Ack, flags, Ext::Ack(ext), e, int, buf)
@@ -2079,4 +2099,38 @@ fn write_clipped(mem: &Memory, recv: &PostedRecv, off: u64, bytes: &[u8], virt: 
     }
     let n = (recv.len - off).min(bytes.len() as u64) as usize;
     let _ = mem.write(recv.region, recv.offset + off, &bytes[..n]);
+}
+
+#[cfg(test)]
+mod layout_tests {
+    use super::*;
+    use core::mem::{offset_of, size_of};
+
+    /// Bytes of a connection that `Endpoint::prefetch_handle` and `prefetch_transmit` ask for
+    /// (`PREFETCH_CONN_LINES` cache lines).
+    const PREFETCHED: usize = 12 * 64;
+
+    /// The layout `Conn`'s `repr(C)` order is for: `Option<Conn>` (an endpoint slot) costs
+    /// nothing over `Conn` and its niche is `armed`'s tag, at offset 0 (with the compiler's
+    /// choice of niche elsewhere, every slot check read a cold line at the end), the slot check
+    /// and the per-packet scalars are in the first four lines, and the sender and the hot head
+    /// of the receiver lie within the prefetched lines.
+    #[test]
+    fn per_packet_fields_lead() {
+        assert_eq!(size_of::<Option<Conn>>(), size_of::<Conn>());
+        assert_eq!(offset_of!(Conn, armed), 0);
+        for off in [
+            offset_of!(Conn, id),
+            offset_of!(Conn, state),
+            offset_of!(Conn, local_nonce),
+            offset_of!(Conn, peer),
+            offset_of!(Conn, nacks),
+            offset_of!(Conn, rnr),
+        ] {
+            assert!(off < 4 * 64, "{off}");
+        }
+        assert!(offset_of!(Conn, send) + size_of::<SendState>() <= PREFETCHED);
+        assert!(offset_of!(Conn, recv) + offset_of!(RecvState, inbound) < PREFETCHED);
+        assert!(size_of::<TimerTable>() <= 88);
+    }
 }

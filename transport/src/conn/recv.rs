@@ -78,17 +78,41 @@ impl Bitmap {
     }
 }
 
+/// A connection's receiver. `repr(C)`: the fields every packet touches first (see
+/// `Conn`).
 #[derive(Debug)]
+#[repr(C)]
 pub(crate) struct RecvState {
+    // What every data packet and every ACK reads, first.
     /// Every PSN below this arrived.
     pub(crate) cum: u32,
     /// Highest PSN seen + 1.
     pub(crate) high: u32,
-    bitmap: Bitmap,
     pub(crate) capacity: u32,
     /// The window ACKs advertise beyond `cum` (at most `capacity`): the connection's share of
     /// the endpoint's receive budget (`Config::rx_budget_packets`).
     pub(crate) adv: u32,
+    /// Data packets since the last ACK.
+    pub(crate) unacked: u32,
+    pub(crate) last_psn: u32,
+    pub(crate) ecn_bytes: u32,
+    pub(crate) last_entropy: u16,
+    /// Receiver not ready: three quarters of the unexpected budget are used, or send data was
+    /// refused for lack of buffers; ACKs and NACKs say so (`Flags::RNR`) until a receive is
+    /// waiting or no more than a quarter of the budget is used (`Conn::rnr_update`).
+    pub(crate) starved: bool,
+    /// Send an ACK at the next opportunity.
+    pub(crate) ack_now: bool,
+    pub(crate) ecn_echo: bool,
+    /// Go-back-N: a NACK for the current gap was already sent.
+    pub(crate) gbn_nacked: bool,
+    /// A CNP is due (DCQCN notification point).
+    pub(crate) cnp_due: bool,
+    pub(crate) last_tx_ts: u64,
+    pub(crate) last_arrival: Instant,
+    /// When the oldest unacknowledged packet arrived.
+    pub(crate) unacked_since: Option<Instant>,
+    bitmap: Bitmap,
     /// Posted receives not matched yet, in posting order.
     pub(crate) posted: VecDeque<PostedRecv>,
     /// Incoming sends from `in_base` on.
@@ -99,37 +123,19 @@ pub(crate) struct RecvState {
     /// The first message id at or after `match_next` that has not arrived (a gap): messages
     /// are matched in order, so none beyond it may take a receive yet.
     pub(crate) frontier: u32,
+    pub(crate) unexpected_used: u64,
+    // Less used.
+    /// When the last CNP was queued.
+    pub(crate) last_cnp: Option<Instant>,
     /// Writes with notify being assembled.
     pub(crate) writes: Vec<InWrite>,
-    pub(crate) unexpected_used: u64,
-    /// Receiver not ready: three quarters of the unexpected budget are used, or send data was
-    /// refused for lack of buffers; ACKs and NACKs say so (`Flags::RNR`) until a receive is
-    /// waiting or no more than a quarter of the budget is used (`Conn::rnr_update`).
-    pub(crate) starved: bool,
     /// Buffers of completed unexpected messages, reused so early data does not pay for fresh
     /// (page-faulting) memory each time. Bounded by the unexpected budget.
     pool: Vec<Vec<u8>>,
-    // ACK state.
-    /// Data packets since the last ACK.
-    pub(crate) unacked: u32,
-    /// When the oldest unacknowledged packet arrived.
-    pub(crate) unacked_since: Option<Instant>,
-    /// Send an ACK at the next opportunity.
-    pub(crate) ack_now: bool,
-    pub(crate) last_tx_ts: u64,
-    pub(crate) last_arrival: Instant,
-    pub(crate) last_psn: u32,
-    pub(crate) last_entropy: u16,
-    pub(crate) ecn_bytes: u32,
-    pub(crate) ecn_echo: bool,
-    /// Go-back-N: a NACK for the current gap was already sent.
-    pub(crate) gbn_nacked: bool,
-    /// INT records of the latest data packet that carried them, for the next ACK.
-    pub(crate) int_echo: weir_wire::IntList,
-    /// A CNP is due (DCQCN notification point).
-    pub(crate) cnp_due: bool,
-    /// When the last CNP was queued.
-    pub(crate) last_cnp: Option<Instant>,
+    /// INT records of the latest data packet that carried them, for the next ACK (boxed: 200
+    /// bytes that only INT runs use, which every ACK would otherwise copy out of the
+    /// connection).
+    pub(crate) int_echo: Option<alloc::boxed::Box<weir_wire::IntList>>,
 }
 
 /// Outcome of accepting a PSN.
@@ -167,7 +173,7 @@ impl RecvState {
             ecn_bytes: 0,
             ecn_echo: false,
             gbn_nacked: false,
-            int_echo: weir_wire::IntList::new(),
+            int_echo: None,
             cnp_due: false,
             last_cnp: None,
         }

@@ -101,47 +101,51 @@ pub(crate) struct AckOutcome {
     pub(crate) max_repair_us: u32,
 }
 
+/// A connection's sender. `repr(C)`: the fields every packet touches first (see `Conn`).
 #[derive(Debug)]
+#[repr(C)]
 pub(crate) struct SendState {
-    /// Messages not yet completed, in posting order.
-    pub(crate) out: VecDeque<OutMsg>,
+    // Scalars first, then the queues, the ones every packet uses before those of losses.
+    /// Bytes of packets in state `InFlight`.
+    pub(crate) in_flight: u64,
+    /// Resend nothing before this (receiver said it had no resources).
+    pub(crate) retx_hold_until: Instant,
+    /// Payload bytes posted and not yet segmented (for the credit request).
+    unsegmented: u64,
+    /// The echoed transmit timestamp of the ACK being processed, to tell an ACK of a
+    /// retransmission from a late ACK of the original (RACK step 2).
+    ack_echo: u64,
+    /// Echoed timestamp of the ACK that set `rwnd_psn` (0: the handshake).
+    rwnd_echo: u64,
     /// Local sequence of `out[0]`.
     pub(crate) out_base: u32,
     /// First message with bytes left to segment (index relative to `out_base`).
     seg_cursor: u32,
-    /// Next wire message id per kind.
+    /// Next wire message id per kind: of a send.
     next_send_id: u32,
+    /// Next wire message id of a write.
     next_write_id: u32,
-    /// Packets from `snd_una` to `snd_nxt`.
-    pub(crate) pkts: VecDeque<Pkt>,
     pub(crate) snd_una: u32,
     pub(crate) snd_nxt: u32,
     /// Peer's flow-control limit: PSNs below it may be sent.
     pub(crate) rwnd_psn: u32,
-    /// Echoed timestamp of the ACK that set `rwnd_psn` (0: the handshake).
-    rwnd_echo: u64,
-    /// Lost packets to resend, oldest first (entries whose state changed since are skipped).
-    retx: VecDeque<u32>,
-    /// Resend nothing before this (receiver said it had no resources).
-    pub(crate) retx_hold_until: Instant,
-    /// Bytes of packets in state `InFlight`.
-    pub(crate) in_flight: u64,
     /// Packets in state `InFlight` (empty messages have zero bytes but still need timers).
     pub(crate) in_flight_pkts: u32,
-    /// RACK: send time of the most recently sent packet known delivered.
-    rack_xmit: Option<Instant>,
     /// First PSN (offset from snd_una) whose first transmission has not been judged yet.
     rack_scan: u32,
-    /// Retransmitted packets in flight, by retransmission time, to judge them too.
-    retx_inflight: VecDeque<u32>,
     pub(crate) last_ecn_bytes: u32,
-    /// The echoed transmit timestamp of the ACK being processed, to tell an ACK of a
-    /// retransmission from a late ACK of the original (RACK step 2).
-    ack_echo: u64,
     /// When the ACK being processed arrived, whole µs wrapping (for repair times).
     ack_at_us: u32,
-    /// Payload bytes posted and not yet segmented (for the credit request).
-    unsegmented: u64,
+    /// RACK: send time of the most recently sent packet known delivered.
+    rack_xmit: Option<Instant>,
+    /// Messages not yet completed, in posting order.
+    pub(crate) out: VecDeque<OutMsg>,
+    /// Packets from `snd_una` to `snd_nxt`.
+    pub(crate) pkts: VecDeque<Pkt>,
+    /// Lost packets to resend, oldest first (entries whose state changed since are skipped).
+    retx: VecDeque<u32>,
+    /// Retransmitted packets in flight, by retransmission time, to judge them too.
+    retx_inflight: VecDeque<u32>,
     /// Recent resends, oldest first: the transmit timestamp (ps) of the transmission each
     /// one repeated. An ACK echoing such a timestamp proves that earlier transmission
     /// arrived, so the resend was spurious ([`SendState::spurious`]).

@@ -48,32 +48,51 @@ impl Timer {
 
 const COUNT: usize = 10;
 
-/// One optional deadline per [`Timer`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// One optional deadline per [`Timer`]: the times, and a bit per timer that says whether it is
+/// set (88 bytes, against 160 for ten `Option<Instant>`: a connection's timers take fewer of
+/// its cache lines).
+#[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct TimerTable {
-    data: [Option<Instant>; COUNT],
+    /// Meaningful only where `set` has the timer's bit.
+    at: [Instant; COUNT],
+    set: u16,
 }
 
+const _: () = assert!(COUNT <= 16);
+
+impl PartialEq for TimerTable {
+    fn eq(&self, other: &Self) -> bool {
+        (0..COUNT).all(|i| self.slot(i) == other.slot(i))
+    }
+}
+
+impl Eq for TimerTable {}
+
 impl TimerTable {
+    fn slot(&self, i: usize) -> Option<Instant> {
+        (self.set & (1 << i) != 0).then(|| self.at[i])
+    }
+
     pub(crate) fn set(&mut self, timer: Timer, at: Instant) {
-        self.data[timer as usize] = Some(at);
+        self.at[timer as usize] = at;
+        self.set |= 1 << timer as usize;
     }
 
     pub(crate) fn get(&self, timer: Timer) -> Option<Instant> {
-        self.data[timer as usize]
+        self.slot(timer as usize)
     }
 
     pub(crate) fn stop(&mut self, timer: Timer) {
-        self.data[timer as usize] = None;
+        self.set &= !(1 << timer as usize);
     }
 
     pub(crate) fn is_set(&self, timer: Timer) -> bool {
-        self.data[timer as usize].is_some()
+        self.set & (1 << timer as usize) != 0
     }
 
     /// Whether `timer` is set and due at `now`.
     pub(crate) fn is_expired(&self, timer: Timer, now: Instant) -> bool {
-        self.data[timer as usize].is_some_and(|t| now >= t)
+        self.get(timer).is_some_and(|t| now >= t)
     }
 
     /// The earliest of `timers`.
