@@ -4,11 +4,22 @@
 //! always `Some(w)` with `w >= 1`, and [`Limits::rate`] is `None` or a positive rate. It is
 //! the baseline for lossless tests and for measuring what a real controller costs.
 
-use weir_base::{Instant, Rate};
+use weir_base::{Duration, Instant, Rate};
 
 use crate::params::convert::{from_gbps, gbps};
 use crate::params::{ParamError, ParamSpec, Params, Unit, check};
-use crate::{CongestionControl, Feedback, Limits, Sent};
+use crate::{CongestionControl, Feedback, Limits, PathInfo, Sent};
+
+/// The round trip a window of 0 ("auto", the default) is sized for: the path's line rate ×
+/// this. 40 µs is a few datacenter base RTTs: room for the host's scheduling and for queueing
+/// without a standing queue of milliseconds. At 100 Gb/s it is 500 KB. (The window was a
+/// constant 4 MiB: on a host path draining about 4 GB/s that is a millisecond of queue, which
+/// every loss repair then waits behind, and data that left the CPU caches before it is read;
+/// measured in BENCHMARKS.md, "A window that follows bandwidth × RTT".)
+pub const AUTO_RTT: Duration = Duration::from_micros(40);
+
+/// Smallest automatic window.
+const AUTO_MIN: u64 = 64 << 10;
 
 /// Constant window (and optional constant pacing rate).
 #[derive(Clone, Debug)]
@@ -24,6 +35,17 @@ impl Fixed {
             window: window.max(1),
             rate: rate.filter(|r| r.bps() > 0),
         }
+    }
+
+    /// [`Fixed::new`] for a connection on `path`; `window` 0 is the path's bandwidth × RTT:
+    /// its line rate × [`AUTO_RTT`] (at least 64 KiB).
+    pub fn for_path(window: u64, rate: Option<Rate>, path: &PathInfo) -> Self {
+        let window = if window == 0 {
+            path.line_rate.bytes_in(AUTO_RTT).max(AUTO_MIN)
+        } else {
+            window
+        };
+        Fixed::new(window, rate)
     }
 }
 
@@ -57,18 +79,22 @@ pub struct FixedParams {
 
 impl Default for FixedParams {
     fn default() -> Self {
-        // The transport's default window (`CcConfig::default`).
+        // The transport's default window (`CcConfig::default`): automatic.
         FixedParams {
-            window: 4 << 20,
+            window: 0,
             rate: Rate::ZERO,
         }
     }
 }
 
 impl FixedParams {
-    /// The controller.
-    pub fn build(self) -> Fixed {
-        Fixed::new(self.window, (self.rate > Rate::ZERO).then_some(self.rate))
+    /// The controller for a connection on `path` (window 0: the path's bandwidth × RTT).
+    pub fn build(self, path: &PathInfo) -> Fixed {
+        Fixed::for_path(
+            self.window,
+            (self.rate > Rate::ZERO).then_some(self.rate),
+            path,
+        )
     }
 }
 
@@ -76,9 +102,9 @@ pub(crate) const SPECS: &[ParamSpec] = &[
     ParamSpec {
         name: "window",
         unit: Unit::Bytes,
-        min: 1.0,
+        min: 0.0,
         max: 1e12,
-        doc: "bytes allowed in flight; default 4 MiB (the transport's default)",
+        doc: "bytes allowed in flight; 0 (default): the line rate x 40 us (500 KB at 100 Gb/s)",
     },
     ParamSpec {
         name: "rate",
@@ -171,6 +197,28 @@ mod tests {
         );
         assert_eq!(Fixed::new(1, None).limits().rate, None);
         assert_eq!(c.name(), "fixed");
+    }
+
+    #[test]
+    fn window_zero_is_the_paths_bandwidth_times_rtt() {
+        let path = |gbps| PathInfo {
+            mtu: 8192,
+            line_rate: Rate::from_gbps(gbps),
+            base_rtt: None,
+            paths: 8,
+        };
+        let w = |c: Fixed| c.limits().window;
+        assert_eq!(w(Fixed::for_path(0, None, &path(100))), Some(500_000));
+        assert_eq!(w(Fixed::for_path(0, None, &path(400))), Some(2_000_000));
+        assert_eq!(w(Fixed::for_path(0, None, &path(1))), Some(64 << 10));
+        // An explicit window stands whatever the path.
+        assert_eq!(w(Fixed::for_path(3 << 20, None, &path(1))), Some(3 << 20));
+        use crate::CcFactory as _;
+        let cfg = crate::CcConfig::default();
+        assert_eq!(
+            cfg.build(Instant::ZERO, &path(100)).limits().window,
+            Some(500_000)
+        );
     }
 
     #[test]

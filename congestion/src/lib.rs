@@ -189,9 +189,10 @@ pub enum CcConfig {
     /// RCCC (UEC): receiver-paced credit for last-hop incast; turns on the transport's
     /// credit mode.
     Rccc(RcccParams),
-    /// A constant window (and optional constant rate); for tests and lossless baselines.
+    /// A constant window (and optional constant rate); for tests and lossless baselines, and
+    /// the transport's default.
     Fixed {
-        /// Window in bytes.
+        /// Window in bytes; 0: the path's bandwidth × RTT ([`fixed::AUTO_RTT`]).
         window: u64,
         /// Optional pacing rate.
         rate: Option<Rate>,
@@ -201,7 +202,7 @@ pub enum CcConfig {
 impl Default for CcConfig {
     fn default() -> Self {
         CcConfig::Fixed {
-            window: 4 << 20,
+            window: 0,
             rate: None,
         }
     }
@@ -355,7 +356,7 @@ impl CcFactory for CcConfig {
             CcConfig::Hpcc(p) => Builtin::Hpcc(Hpcc::new(now, path, p)),
             CcConfig::Nscc(p) => Builtin::Nscc(Nscc::new(now, path, p)),
             CcConfig::Rccc(p) => Builtin::Rccc(Rccc::new(now, path, p)),
-            CcConfig::Fixed { window, rate } => Builtin::Fixed(Fixed::new(window, rate)),
+            CcConfig::Fixed { window, rate } => Builtin::Fixed(Fixed::for_path(window, rate, path)),
         }
     }
 }
@@ -374,7 +375,7 @@ impl Builtin {
             (Builtin::Nscc(c), CcConfig::Nscc(p)) => c.set_params(*p),
             (Builtin::Rccc(c), CcConfig::Rccc(p)) => c.set_params(now, path, *p),
             (Builtin::Fixed(c), CcConfig::Fixed { window, rate }) => {
-                *c = Fixed::new(*window, *rate)
+                *c = Fixed::for_path(*window, *rate, path)
             }
             _ => {
                 *self = cfg.build(now, path);

@@ -348,5 +348,6 @@ fn the_factory_builds_the_configured_controller() {
     assert_eq!(cc.limits().window, None);
     let cc = CcConfig::default().build(Instant::ZERO, &path);
     assert_eq!(cc.name(), "fixed");
-    assert_eq!(cc.limits().window, Some(4 << 20));
+    // The default window is the path's bandwidth × 40 µs: 2 MB at 400 Gb/s.
+    assert_eq!(cc.limits().window, Some(2_000_000));
 }

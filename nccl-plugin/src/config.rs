@@ -5,7 +5,7 @@
 //! | --- | --- | --- |
 //! | `WEIR_IFNAME` | interfaces to use, comma list (those with IPv4), one device each | every up non-loopback interface with IPv4, else `lo` |
 //! | `WEIR_MODE` | `weir` (multipath, selective) or `gbn` (RoCEv2-like go-back-N baseline) | `weir` |
-//! | `WEIR_CC` | congestion control: `fixed` (4 MiB window), `dcqcn`, `timely`, `swift`, `hpcc`, `nscc` or `rccc` (published defaults), or the path of a TOML file with a `[cc]` table | `fixed` |
+//! | `WEIR_CC` | congestion control: `fixed` (a window of the line rate × 40 µs: 500 KB at 100 Gb/s), `dcqcn`, `timely`, `swift`, `hpcc`, `nscc` or `rccc` (published defaults), or the path of a TOML file with a `[cc]` table | `fixed` |
 //! | `WEIR_PATHS` | entropy values (paths) per connection | transport default (8) |
 //! | `WEIR_MAX_PAYLOAD` | payload bytes per packet | interface MTU − 28 − 128 (header allowance), capped at 8192 |
 //! | `WEIR_RTO_MS` | minimum (and initial, if larger) retransmission timeout | transport default |

@@ -1041,8 +1041,8 @@ impl Conn {
         let reorder_window = self.reorder_window(ctx.config);
         let Conn { send, paths, .. } = self;
         let mut on = |d| match d {
-            Delivery::Acked { path } => paths.delivered(path),
-            Delivery::Lost { path, .. } => paths.penalize(path, Penalty::Loss),
+            Delivery::Acked { path, sent_at } => paths.delivered(path, sent_at),
+            Delivery::Lost { path, .. } => paths.penalize(path, Penalty::Loss, now),
         };
         let mut outcome = send.on_ack(a, reorder_window, selective, probe, now, &mut on);
         if outcome.acked_pkts > 0
@@ -1102,7 +1102,7 @@ impl Conn {
             0
         };
         if c.flags.contains(Flags::ECN_ECHO) {
-            self.paths.penalize(c.entropy, Penalty::Ecn);
+            self.paths.penalize(c.entropy, Penalty::Ecn, now);
         }
         let mut tel = [HopTelemetry::default(); weir_wire::MAX_INT_HOPS];
         for (t, h) in tel.iter_mut().zip(hops) {
@@ -1158,7 +1158,7 @@ impl Conn {
             NackReason::Trimmed | NackReason::TrimmedLastHop => {
                 if let Some((len, path)) = self.send.mark_lost(n.nack_psn) {
                     self.stats.lost_packets += 1;
-                    self.paths.penalize(path, Penalty::Loss);
+                    self.paths.penalize(path, Penalty::Loss, now);
                     let kind = if n.reason == NackReason::Trimmed {
                         LossKind::Trimmed
                     } else {
@@ -2050,7 +2050,7 @@ impl Conn {
                 //= https://doi.org/10.1145/3230543.3230557#background
                 //# Go-back-N: the sender retransmits every packet sent after the last
                 //# acknowledged one.
-                send.all_lost(|path| paths.penalize(path, Penalty::Timeout))
+                send.all_lost(|path| paths.penalize(path, Penalty::Timeout, now))
             } else {
                 // Everything in flight for longer than a round trip (and the oldest packet) is
                 // lost and resent in PSN order: when a whole window vanished, no later ACK can
@@ -2062,7 +2062,7 @@ impl Conn {
                 // nothing about the paths it was sprayed over.
                 let (bytes, pkts, oldest) = send.rto_lost(now, age);
                 if let Some(path) = oldest {
-                    paths.penalize(path, Penalty::Timeout);
+                    paths.penalize(path, Penalty::Timeout, now);
                 }
                 self.rto_fired = Some(now);
                 (bytes, pkts)

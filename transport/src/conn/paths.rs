@@ -19,6 +19,8 @@
 use alloc::vec;
 use alloc::vec::Vec;
 
+use weir_base::Instant;
+
 const CAP: u8 = 15;
 const AVOID_ABOVE: u8 = 6;
 const DECAY_EVERY: u32 = 16;
@@ -81,6 +83,10 @@ pub(crate) struct Paths {
     probe_cursor: u16,
     /// The path of the last tail-loss probe.
     tlp_path: u16,
+    /// When each path last became penalised (its score rose past `AVOID_ABOVE`): only a packet
+    /// sent after that (a probe) proves it healed. Apart from `slots`, as it is read only for
+    /// a penalised path.
+    avoided_at: Vec<Instant>,
 }
 
 impl Paths {
@@ -94,6 +100,7 @@ impl Paths {
             sent_total: 0,
             probe_cursor: 0,
             tlp_path: start % n,
+            avoided_at: vec![Instant::ZERO; n as usize],
         }
     }
 
@@ -155,14 +162,27 @@ impl Paths {
         p
     }
 
-    pub(crate) fn delivered(&mut self, path: u16) {
+    /// A packet sent on `path` at `sent_at` was acknowledged.
+    pub(crate) fn delivered(&mut self, path: u16, sent_at: Instant) {
         let i = path as usize;
+        let Some(penalty) = self.slots.get(i).map(|s| s.penalty) else {
+            return;
+        };
+        // A delivered packet sent on a skipped path since it was skipped (a probe) makes it
+        // usable again. One sent before says nothing of its health now: on a path that loses
+        // a third of its packets, the two thirds that arrive would otherwise lift it back into
+        // the spray at every ACK. With every path penalised there is nowhere better to go (one
+        // physical path under all the entropies, or a congested last hop): any delivery counts.
+        let restore = penalty > AVOID_ABOVE
+            && (self.avoided_at.get(i).is_some_and(|&t| sent_at >= t)
+                || self.slots.iter().all(|x| x.penalty > AVOID_ABOVE));
         let Some(s) = self.slots.get_mut(i) else {
             return;
         };
         s.delivered += 1;
-        // A delivered packet on a skipped path (a probe) makes it usable again.
-        s.penalty = s.penalty.min(AVOID_ABOVE);
+        if restore {
+            s.penalty = AVOID_ABOVE;
+        }
         s.since_decay += 1;
         if u32::from(s.since_decay) >= DECAY_EVERY {
             s.since_decay = 0;
@@ -170,10 +190,12 @@ impl Paths {
         }
     }
 
-    pub(crate) fn penalize(&mut self, path: u16, what: Penalty) {
+    /// Score a loss, timeout or ECN mark against `path`, found at `now`.
+    pub(crate) fn penalize(&mut self, path: u16, what: Penalty, now: Instant) {
         let Some(s) = self.slots.get_mut(path as usize) else {
             return;
         };
+        let was_avoided = s.penalty > AVOID_ABOVE;
         let add = match what {
             Penalty::Ecn => 1,
             Penalty::Loss => 4,
@@ -183,6 +205,12 @@ impl Paths {
             s.lost += 1;
         }
         s.penalty = (s.penalty + add).min(CAP);
+        if !was_avoided
+            && s.penalty > AVOID_ABOVE
+            && let Some(t) = self.avoided_at.get_mut(path as usize)
+        {
+            *t = now;
+        }
     }
 
     pub(crate) fn stats(&self) -> Vec<PathStats> {
@@ -234,9 +262,10 @@ mod tests {
 
     #[test]
     fn dead_paths_are_avoided_probed_and_recover() {
+        let t = |us: u64| Instant::from_nanos(us * 1000);
         let mut p = Paths::new(4, 8, 0);
-        p.penalize(2, Penalty::Timeout);
-        p.penalize(3, Penalty::Timeout);
+        p.penalize(2, Penalty::Timeout, t(10));
+        p.penalize(3, Penalty::Timeout, t(10));
         let used: Vec<u16> = (0..200).map(|_| p.next()).collect();
         assert!(!used.contains(&2) && !used.contains(&3));
         let used: Vec<u16> = (0..2048).map(|_| p.next()).collect();
@@ -248,8 +277,12 @@ mod tests {
             probes(2),
             probes(3)
         );
-        // A delivered probe brings path 3 back into rotation.
-        p.delivered(3);
+        // A packet sent before path 3 was avoided, delivered now, says nothing of its health.
+        p.delivered(3, t(9));
+        let used: Vec<u16> = (0..64).map(|_| p.next()).collect();
+        assert!(!used.contains(&3), "{used:?}");
+        // A delivered probe (sent since) brings it back into rotation.
+        p.delivered(3, t(20));
         let used: Vec<u16> = (0..64).map(|_| p.next()).collect();
         let count = |x| used.iter().filter(|&&u| u == x).count();
         assert!(count(3) >= 8 && count(2) <= 1, "{used:?}");

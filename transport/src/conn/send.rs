@@ -83,8 +83,15 @@ fn wrapping_us(now: Instant) -> u32 {
 /// A packet's fate learnt from an ACK.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Delivery {
-    Acked { path: u16 },
-    Lost { len: u32, path: u16 },
+    /// Acknowledged: it was sent on `path` at `sent_at`.
+    Acked {
+        path: u16,
+        sent_at: Instant,
+    },
+    Lost {
+        len: u32,
+        path: u16,
+    },
 }
 
 /// What an ACK did, for the congestion controller and path scoring.
@@ -578,7 +585,10 @@ impl SendState {
             self.rack_scan = self.rack_scan.saturating_sub(1);
             if p.state != PktState::Acked {
                 self.acked(&p, &mut out);
-                on(Delivery::Acked { path: p.path });
+                on(Delivery::Acked {
+                    path: p.path,
+                    sent_at: p.sent_at,
+                });
             }
             out.progress = true;
         }
@@ -649,7 +659,10 @@ impl SendState {
                     continue;
                 }
                 self.acked(&p, out);
-                on(Delivery::Acked { path: p.path });
+                on(Delivery::Acked {
+                    path: p.path,
+                    sent_at: p.sent_at,
+                });
                 if let Some(pm) = self.pkt_mut(psn) {
                     pm.state = PktState::Acked;
                 }
