@@ -622,8 +622,20 @@ impl Client {
     /// Submit `op`; returns the cookie its completion carries. Waits while the submission
     /// ring is full (the engine takes a batch per round).
     pub fn submit(&mut self, op: Op) -> Result<u64, EngineError> {
+        let user = self.reserve();
+        self.submit_as(user, op)?;
+        Ok(user)
+    }
+
+    /// The cookie the next submission would get, taken now for a submission made later with
+    /// [`Client::submit_as`] (a request posted while its connection is still connecting).
+    pub(crate) fn reserve(&mut self) -> u64 {
         self.next += 1;
-        let user = self.next;
+        self.next
+    }
+
+    /// Submit `op` under a cookie from [`Client::reserve`].
+    pub(crate) fn submit_as(&mut self, user: u64, op: Op) -> Result<(), EngineError> {
         let bytes = Sqe { op, user }.encode();
         let start = std::time::Instant::now();
         loop {
@@ -645,7 +657,7 @@ impl Client {
         if self.sq.needs_doorbell() {
             self.link.ring_engine();
         }
-        Ok(user)
+        Ok(())
     }
 
     /// A completion, if one is ready.

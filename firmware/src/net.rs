@@ -35,7 +35,8 @@ use serde::{Deserialize, Serialize};
 use weir_datapath::host::{Host, HostConfig, HostError};
 use weir_datapath::{Buffer, HostStats};
 use weir_transport::{
-    Completion, ConnError, ConnId, ConnStats, PathStats, PostError, RegionId, WorkRequest, WrId,
+    Completion, CompletionKind, ConnError, ConnId, ConnStats, PathStats, PostError, RegionId,
+    WorkRequest, WrError, WrId,
 };
 
 use crate::desc::{Cqe, CqeKind, Op, Status};
@@ -138,6 +139,9 @@ struct ConnEntry {
     peer: SocketAddr,
     /// Why it failed or closed, once it has.
     lost: Option<ConnError>,
+    /// Requests posted while the handshake runs, with the cookies they were given: submitted
+    /// in order once it completes, failed if it does not (as a `Host` queues them).
+    queued: Vec<(u64, WorkRequest)>,
 }
 
 #[derive(Debug)]
@@ -179,6 +183,26 @@ fn engine_err(e: EngineError) -> HostError {
             "the engine at {at} has stopped"
         ))),
         other => HostError::Io(std::io::Error::other(other.to_string())),
+    }
+}
+
+/// Most requests one connection holds while its handshake runs (beyond: `QueueFull`).
+const MAX_QUEUED_POSTS: usize = 1024;
+
+/// The completion of request `user` on connection `id` that never reached the engine.
+fn failed(id: u32, user: u64, wr: &WorkRequest, why: WrError) -> Completion {
+    let (kind, tag) = match *wr {
+        WorkRequest::Send { tag, .. } => (CompletionKind::Send, tag),
+        WorkRequest::Recv { tag, .. } => (CompletionKind::Recv, tag.unwrap_or(0)),
+        WorkRequest::Write { .. } => (CompletionKind::Write, 0),
+    };
+    Completion {
+        conn: ConnId(id),
+        wr: WrId(user),
+        kind,
+        len: 0,
+        tag,
+        status: Err(why),
     }
 }
 
@@ -504,14 +528,27 @@ impl Net {
         }
     }
 
-    /// Post a request. Through the rings a refused post completes with its error instead,
-    /// and a connection whose handshake has not completed refuses posts
-    /// (`PostError::NotConnected`; a `Host` queues them).
+    /// Post a request. Through the rings a refused post completes with its error instead. On
+    /// a connection whose handshake is still running the request waits, and goes once it
+    /// completes (or completes with the connection's error), on every placement.
     pub fn post(&self, conn: ConnId, wr: WorkRequest) -> Result<WrId, HostError> {
         match &self.inner {
             Inner::Host(h) => h.post(conn, wr),
             Inner::Engine(e) => {
                 let mut s = e.lock();
+                if let Some(entry) = s.conns.get(&conn.0)
+                    && entry.handle.is_none()
+                    && entry.lost.is_none()
+                {
+                    if entry.queued.len() >= MAX_QUEUED_POSTS {
+                        return Err(HostError::Post(PostError::QueueFull));
+                    }
+                    let user = s.client.reserve();
+                    if let Some(entry) = s.conns.get_mut(&conn.0) {
+                        entry.queued.push((user, wr));
+                    }
+                    return Ok(WrId(user));
+                }
                 let handle = s.handle(conn)?;
                 let op = Op::from_request(handle, wr);
                 let user = s.client.submit(op).map_err(engine_err)?;
@@ -558,9 +595,10 @@ impl Net {
             Inner::Host(h) => h.close(conn),
             Inner::Engine(e) => {
                 let mut s = e.lock();
-                let Some(entry) = s.conns.remove(&conn.0) else {
+                let Some(mut entry) = s.conns.remove(&conn.0) else {
                     return;
                 };
+                s.fail_queued(conn.0, &mut entry, WrError::Closed);
                 // A connect still in progress is closed when its handshake completes.
                 if let Some(h) = entry.handle {
                     s.by_handle.remove(&h);
@@ -671,6 +709,7 @@ impl EngineNet {
                 handle: None,
                 peer: remote,
                 lost,
+                queued: Vec::new(),
             },
         );
         ConnId(id)
@@ -770,6 +809,13 @@ impl State {
         Ok(())
     }
 
+    /// Complete what `entry` (connection `id`) held for its handshake with `why`.
+    fn fail_queued(&mut self, id: u32, entry: &mut ConnEntry, why: WrError) {
+        for (user, wr) in entry.queued.drain(..) {
+            self.done.push_back(failed(id, user, &wr, why));
+        }
+    }
+
     fn sort(&mut self, cqe: Cqe) {
         if let Some(mut c) = cqe.completion() {
             c.conn = ConnId(self.by_handle.get(&cqe.conn).copied().unwrap_or(0));
@@ -788,11 +834,25 @@ impl State {
                     }
                     return;
                 };
+                let queued = core::mem::take(&mut entry.queued);
                 if cqe.status == Status::Ok {
                     entry.handle = Some(cqe.conn);
                     self.by_handle.insert(cqe.conn, id);
+                    // What was posted meanwhile goes now, in order, under its cookie.
+                    for (user, wr) in queued {
+                        let op = Op::from_request(cqe.conn, wr);
+                        if self.client.submit_as(user, op).is_err() {
+                            let why = WrError::ConnectionLost(ConnError::Refused);
+                            self.done.push_back(failed(id, user, &wr, why));
+                        }
+                    }
                 } else {
-                    entry.lost = Some(cqe.status.conn_error());
+                    let why = cqe.status.conn_error();
+                    entry.lost = Some(why);
+                    for (user, wr) in queued {
+                        self.done
+                            .push_back(failed(id, user, &wr, WrError::ConnectionLost(why)));
+                    }
                 }
             }
             CqeKind::Accepted => {
@@ -805,6 +865,7 @@ impl State {
                         handle: Some(cqe.conn),
                         peer,
                         lost: None,
+                        queued: Vec::new(),
                     },
                 );
                 self.by_handle.insert(cqe.conn, id);
@@ -964,6 +1025,75 @@ mod tests {
             }
         }
         assert!(a.stats().is_some(), "the in-process engine's counters");
+    }
+
+    /// Requests posted while the handshake runs wait for it, as on a `Host`: on every
+    /// placement a send posted right after `connect_nonblocking` arrives once the connection
+    /// is up; through the rings one posted on a connection closed while connecting completes
+    /// with `Closed`, and one on a connection to nobody with the handshake's failure.
+    #[test]
+    fn posts_on_a_connecting_connection_wait_for_the_handshake() {
+        let mut quick = cfg();
+        quick.transport.handshake_timeout = weir_base::Duration::from_millis(200);
+        for placement in [Placement::Inproc, Placement::Host] {
+            let a = Net::start(&placement, quick.clone()).unwrap();
+            let b = Net::start(&Placement::Host, cfg()).unwrap();
+            b.listen().unwrap();
+            let (rtx, txb) = a.alloc(4096, false).unwrap();
+            txb.fill(0x5a);
+            let (rrx, rxb) = b.alloc(4096, false).unwrap();
+            let conn = a.connect_nonblocking(b.local_addr(), 0);
+            let send = WorkRequest::Send {
+                region: rtx,
+                offset: 0,
+                len: 4096,
+                tag: 9,
+            };
+            let sent = a.post(conn, send).expect("posted while connecting");
+            let mut got = None;
+            wait_until("the accept", || {
+                got = b.try_accept();
+                got.is_some()
+            });
+            let (bc, _, _) = got.unwrap();
+            let recv = WorkRequest::Recv {
+                region: rrx,
+                offset: 0,
+                len: 4096,
+                tag: None,
+            };
+            b.post(bc, recv).unwrap();
+            let c = a.wait_completion(Duration::from_secs(10)).unwrap();
+            assert_eq!((c.wr, c.kind, c.conn), (sent, CompletionKind::Send, conn));
+            assert!(c.status.is_ok(), "{placement:?}: {c:?}");
+            let r = b.wait_completion(Duration::from_secs(10)).unwrap();
+            assert!(r.status.is_ok() && r.len == 4096, "{r:?}");
+            let Mem::Host(rxb) = &rxb else {
+                panic!("a Host placement gave engine memory")
+            };
+            let mut got = [0u8; 4096];
+            assert!(rxb.read(0, &mut got));
+            assert!(
+                got.iter().all(|&x| x == 0x5a),
+                "{placement:?}: bytes differ"
+            );
+            if placement != Placement::Inproc {
+                continue;
+            }
+            // Closed while connecting: what was posted completes with `Closed`.
+            let early = a.connect_nonblocking(b.local_addr(), 0);
+            let w = a.post(early, send).unwrap();
+            a.close(early);
+            let c = a.wait_completion(Duration::from_secs(10)).unwrap();
+            assert_eq!((c.wr, c.status), (w, Err(WrError::Closed)));
+            // Nobody there: the handshake's failure.
+            let dead = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            let nobody = a.connect_nonblocking(dead.local_addr().unwrap(), 0);
+            let w = a.post(nobody, send).unwrap();
+            let c = a.wait_completion(Duration::from_secs(30)).unwrap();
+            assert_eq!(c.wr, w);
+            assert!(matches!(c.status, Err(WrError::ConnectionLost(_))), "{c:?}");
+        }
     }
 
     #[test]
