@@ -329,7 +329,7 @@ impl Daemon {
             engines.push(Arc::new(EngineThread::start(c, engine.clone())?));
         }
         let _ = std::fs::remove_file(path);
-        let lfd = seqpacket(path, true)?;
+        let lfd = listen_at(path)?;
         let stop = Arc::new(EventFd::new()?);
         let (e, s) = (engines.clone(), stop.clone());
         let thread = std::thread::Builder::new()
@@ -387,6 +387,28 @@ impl Drop for Daemon {
         }
         let _ = std::fs::remove_file(&self.path);
     }
+}
+
+/// The daemon's listening socket at `path`, which appears only once it listens: bound and
+/// listening at a temporary name beside it, then renamed into place (a client that sees the
+/// path never meets a bound socket that refuses connections because `listen` has not run
+/// yet). Where the temporary name would not fit a socket address, bound at `path` directly.
+fn listen_at(path: &Path) -> Result<RawFd, EngineError> {
+    let mut tmp = std::ffi::OsString::from(path.as_os_str());
+    tmp.push(format!(".{}.tmp", std::process::id()));
+    let tmp = std::path::PathBuf::from(tmp);
+    let _ = std::fs::remove_file(&tmp);
+    let fd = match seqpacket(&tmp, true) {
+        Ok(fd) => fd,
+        Err(EngineError::Refused(_)) => return seqpacket(path, true),
+        Err(e) => return Err(e),
+    };
+    if let Err(e) = std::fs::rename(&tmp, path) {
+        close(fd);
+        let _ = std::fs::remove_file(&tmp);
+        return Err(EngineError::Io(e));
+    }
+    Ok(fd)
 }
 
 /// A Unix `SOCK_SEQPACKET` socket at `path`: listening (the daemon) or connected to it (a
@@ -850,6 +872,12 @@ mod tests {
     fn clients_share_one_daemon() {
         let path = sock_path("share");
         let d = Daemon::start(&path, cfg(), EngineConfig::default()).unwrap();
+        // The socket was renamed into place once listening: no temporary name is left, and
+        // the path takes a connection at once.
+        let mut tmp = std::ffi::OsString::from(path.as_os_str());
+        tmp.push(format!(".{}.tmp", std::process::id()));
+        assert!(!std::path::Path::new(&tmp).exists());
+        close(seqpacket(&path, false).expect("the daemon's socket takes connections"));
         let other = EngineThread::start(cfg(), EngineConfig::default()).unwrap();
         let len = 4 << 20;
         let mut handles = Vec::new();
