@@ -272,13 +272,8 @@ pub fn main() -> Result<(), BenchError> {
         (_, Role::Sender, Test::Stream) => weir_side::weir_sender(&params, &mut || Ok(())),
         (_, Role::Sender, Test::Incast) => {
             // The start barrier: ready, then wait for the parent's go (a line on stdin).
-            let go_sched = sched.clone();
             weir_side::weir_sender(&params, &mut || {
-                emit(&PeerMsg::Ready {
-                    addr: SocketAddr::from(([0, 0, 0, 0], 0)),
-                    sched: go_sched.clone(),
-                    handle: None,
-                })?;
+                ready(SocketAddr::from(([0, 0, 0, 0], 0)))?;
                 let mut go = String::new();
                 if std::io::stdin().lock().read_line(&mut go)? == 0 {
                     return Err(BenchError::new("the bench closed the start barrier"));

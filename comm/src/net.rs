@@ -306,6 +306,8 @@ fn connect_all(
             .ok_or_else(|| CommError::Transport(format!("rank {j} published no transport address")))
     };
     let mut expect: Vec<usize> = (0..rank).filter(|&j| !shm[j]).collect();
+    // `World::new` listened on the range exactly when some lower rank uses the transport.
+    let listened = !expect.is_empty();
     let result = dial_and_accept(
         host,
         rank,
@@ -317,7 +319,7 @@ fn connect_all(
         &published,
         &mut expect,
     );
-    if (0..rank).any(|j| !shm[j]) {
+    if listened {
         host.revoke(key);
     }
     result

@@ -394,9 +394,7 @@ impl Drop for Daemon {
 /// path never meets a bound socket that refuses connections because `listen` has not run
 /// yet). Where the temporary name would not fit a socket address, bound at `path` directly.
 fn listen_at(path: &Path) -> Result<RawFd, EngineError> {
-    let mut tmp = std::ffi::OsString::from(path.as_os_str());
-    tmp.push(format!(".{}.tmp", std::process::id()));
-    let tmp = std::path::PathBuf::from(tmp);
+    let tmp = listen_tmp(path);
     let _ = std::fs::remove_file(&tmp);
     let fd = match seqpacket(&tmp, true) {
         Ok(fd) => fd,
@@ -409,6 +407,13 @@ fn listen_at(path: &Path) -> Result<RawFd, EngineError> {
         return Err(EngineError::Io(e));
     }
     Ok(fd)
+}
+
+/// The temporary name [`listen_at`] binds at, beside `path`.
+fn listen_tmp(path: &Path) -> std::path::PathBuf {
+    let mut tmp = std::ffi::OsString::from(path.as_os_str());
+    tmp.push(format!(".{}.tmp", std::process::id()));
+    tmp.into()
 }
 
 /// A Unix `SOCK_SEQPACKET` socket at `path`: listening (the daemon) or connected to it (a
@@ -874,9 +879,7 @@ mod tests {
         let d = Daemon::start(&path, cfg(), EngineConfig::default()).unwrap();
         // The socket was renamed into place once listening: no temporary name is left, and
         // the path takes a connection at once.
-        let mut tmp = std::ffi::OsString::from(path.as_os_str());
-        tmp.push(format!(".{}.tmp", std::process::id()));
-        assert!(!std::path::Path::new(&tmp).exists());
+        assert!(!listen_tmp(&path).exists());
         close(seqpacket(&path, false).expect("the daemon's socket takes connections"));
         let other = EngineThread::start(cfg(), EngineConfig::default()).unwrap();
         let len = 4 << 20;

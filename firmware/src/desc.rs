@@ -529,17 +529,16 @@ impl Sqe {
             }
             op::LISTEN => {
                 // A range: no overflow past the last key, and a secret admits one key only.
-                let span = w20.checked_add(1);
-                if span.is_none()
-                    || w40.checked_add(u64::from(w20)).is_none()
-                    || (secret && w20 != 0)
-                {
+                let Some(span) = w20.checked_add(1) else {
+                    return Err(DecodeError::Reserved);
+                };
+                if w40.checked_add(u64::from(w20)).is_none() || (secret && w20 != 0) {
                     return Err(DecodeError::Reserved);
                 }
                 Op::Listen {
                     key: w40,
                     secret: secret.then_some(u128::from(offset) | u128::from(len) << 64),
-                    span: span.unwrap_or(1),
+                    span,
                 }
             }
             op::UNLISTEN => Op::Unlisten { key: w40 },

@@ -620,12 +620,8 @@ impl Engine {
                 None
             }
             Op::Listen { key, secret, span } => {
-                let Some(last) = key.checked_add(u64::from(span.max(1)) - 1) else {
-                    return fail(Status::BadDescriptor);
-                };
-                if secret.is_some() && last != key {
-                    return fail(Status::BadDescriptor);
-                }
+                // Decoding refused a range past the last key and a secret with a range.
+                let last = key.saturating_add(u64::from(span.max(1)) - 1);
                 // The range already held as is (by this client) is a repeat; any other overlap
                 // with a held range is refused.
                 let same = self.listeners.get(&key) == Some(&(last, ci));

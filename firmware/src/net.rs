@@ -536,23 +536,24 @@ impl Net {
             Inner::Host(h) => h.post(conn, wr),
             Inner::Engine(e) => {
                 let mut s = e.lock();
-                if let Some(entry) = s.conns.get(&conn.0)
-                    && entry.handle.is_none()
-                    && entry.lost.is_none()
-                {
-                    if entry.queued.len() >= MAX_QUEUED_POSTS {
-                        return Err(HostError::Post(PostError::QueueFull));
+                // `entry` reads the ring first: a handshake that completed is seen as such.
+                match s.entry(conn)? {
+                    Some(Some(handle)) => {
+                        let op = Op::from_request(handle, wr);
+                        Ok(WrId(s.client.submit(op).map_err(engine_err)?))
                     }
-                    let user = s.client.reserve();
-                    if let Some(entry) = s.conns.get_mut(&conn.0) {
-                        entry.queued.push((user, wr));
+                    Some(None) => {
+                        if s.conns.get(&conn.0).map_or(0, |c| c.queued.len()) >= MAX_QUEUED_POSTS {
+                            return Err(HostError::Post(PostError::QueueFull));
+                        }
+                        let user = s.client.reserve();
+                        if let Some(entry) = s.conns.get_mut(&conn.0) {
+                            entry.queued.push((user, wr));
+                        }
+                        Ok(WrId(user))
                     }
-                    return Ok(WrId(user));
+                    None => Err(HostError::Post(PostError::UnknownConnection)),
                 }
-                let handle = s.handle(conn)?;
-                let op = Op::from_request(handle, wr);
-                let user = s.client.submit(op).map_err(engine_err)?;
-                Ok(WrId(user))
             }
         }
     }
@@ -598,7 +599,8 @@ impl Net {
                 let Some(mut entry) = s.conns.remove(&conn.0) else {
                     return;
                 };
-                s.fail_queued(conn.0, &mut entry, WrError::Closed);
+                let queued = core::mem::take(&mut entry.queued);
+                s.fail_queued(conn.0, queued, WrError::Closed);
                 // A connect still in progress is closed when its handshake completes.
                 if let Some(h) = entry.handle {
                     s.by_handle.remove(&h);
@@ -809,9 +811,9 @@ impl State {
         Ok(())
     }
 
-    /// Complete what `entry` (connection `id`) held for its handshake with `why`.
-    fn fail_queued(&mut self, id: u32, entry: &mut ConnEntry, why: WrError) {
-        for (user, wr) in entry.queued.drain(..) {
+    /// Complete the requests connection `id` held for its handshake with `why`.
+    fn fail_queued(&mut self, id: u32, queued: Vec<(u64, WorkRequest)>, why: WrError) {
+        for (user, wr) in queued {
             self.done.push_back(failed(id, user, &wr, why));
         }
     }
@@ -849,10 +851,7 @@ impl State {
                 } else {
                     let why = cqe.status.conn_error();
                     entry.lost = Some(why);
-                    for (user, wr) in queued {
-                        self.done
-                            .push_back(failed(id, user, &wr, WrError::ConnectionLost(why)));
-                    }
+                    self.fail_queued(id, queued, WrError::ConnectionLost(why));
                 }
             }
             CqeKind::Accepted => {

@@ -84,13 +84,10 @@ fn run_inner(
             faults: scenario.events.clone(),
             sample_every: Duration::from_micros(scenario.run.sample_interval_us),
             progress_every: scenario.run.progress_events,
+            hints,
         },
     )
     .map_err(ScenarioError)?;
-    if let Some(on) = hints {
-        net.prefetch = on;
-        net.huge = on.then(hugepages::HugePages::new);
-    }
     let limit = Duration::from_micros(scenario.run.max_time_us);
     if !net.connect_all(Instant::ZERO + limit, progress) {
         return Err(ScenarioError("connections did not establish".into()));

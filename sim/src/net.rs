@@ -303,10 +303,13 @@ pub(crate) struct NetConfig {
     pub(crate) faults: Vec<FaultEvent>,
     pub(crate) sample_every: Duration,
     pub(crate) progress_every: u64,
+    /// Prefetching and huge pages forced on or off; `None`: on from `PREFETCH_MIN_HOSTS`.
+    pub(crate) hints: Option<bool>,
 }
 
 impl Net {
     pub(crate) fn new(g: Graph, w: Work, cfg: NetConfig) -> Result<Net, String> {
+        let hints = cfg.hints.unwrap_or(g.hosts >= PREFETCH_MIN_HOSTS);
         if g.ports.len() as u64 >= MAX_NODES {
             return Err(format!(
                 "{} nodes: at most {}",
@@ -383,8 +386,8 @@ impl Net {
                 ..SeriesRec::default()
             },
             progress_every: cfg.progress_every.max(1),
-            prefetch: g.hosts >= PREFETCH_MIN_HOSTS,
-            huge: (g.hosts >= PREFETCH_MIN_HOSTS).then(HugePages::new),
+            prefetch: hints,
+            huge: hints.then(HugePages::new),
             g,
             ports,
             eps,

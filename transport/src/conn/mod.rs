@@ -643,8 +643,7 @@ impl Conn {
             Placement::Placed => {}
             Placement::NoResources => {
                 self.stats.rx_no_resources += 1;
-                if !self.recv.starved {
-                    self.recv.starved = true;
+                if self.recv.xoff() {
                     self.stats.rnr_sent += 1;
                 }
                 self.nacks
@@ -771,8 +770,7 @@ impl Conn {
                     r.unexpected_used += len as u64;
                     // Past three quarters of the budget the receiver says it is not ready
                     // (XOFF), so that what is in flight still fits in the rest.
-                    if r.unexpected_used > budget - budget / 4 && !r.starved {
-                        r.starved = true;
+                    if r.unexpected_used > budget - budget / 4 && r.xoff() {
                         r.ack_now = true;
                         self.stats.rnr_sent += 1;
                     }
@@ -901,6 +899,29 @@ impl Conn {
         self.rnr_update(ctx.config);
     }
 
+    /// The peer said it is not ready, answering the transmission stamped `echo_ts`: stop new
+    /// data (counted once per pause), unless that transmission is older than the ACK that
+    /// last ended a pause (a reordered old answer). A refusal (`refused`) also puts the next
+    /// probe `rnr_delay` from now; an ACK leaves a running pause's probe time alone.
+    fn rnr_block(&mut self, now: Instant, echo_ts: u64, refused: bool, config: &Config) {
+        if echo_ts <= self.rnr_cleared_ts {
+            return;
+        }
+        let probe_at = now + config.rnr_delay;
+        if self.rnr.is_none() {
+            self.stats.rnr_pauses += 1;
+        }
+        let b = self.rnr.get_or_insert(RnrBlock {
+            refused_ts: echo_ts,
+            probe_at,
+            since: now,
+        });
+        b.refused_ts = b.refused_ts.max(echo_ts);
+        if refused {
+            b.probe_at = probe_at;
+        }
+    }
+
     /// Receiver not ready (`RecvState::starved`) ends once data can be placed again: a posted
     /// receive waits unmatched, or no more than a quarter of the unexpected budget is used
     /// (it began at three quarters, or at a refusal: the hysteresis lets an application that
@@ -1006,17 +1027,7 @@ impl Conn {
         // it, answering a transmission no older than the last refused one, ends the block (an
         // older ACK may only have been reordered behind the refusal).
         if c.flags.contains(Flags::RNR) {
-            if a.echo_ts > self.rnr_cleared_ts {
-                if self.rnr.is_none() {
-                    self.stats.rnr_pauses += 1;
-                }
-                let b = self.rnr.get_or_insert(RnrBlock {
-                    refused_ts: a.echo_ts,
-                    probe_at: now + ctx.config.rnr_delay,
-                    since: now,
-                });
-                b.refused_ts = b.refused_ts.max(a.echo_ts);
-            }
+            self.rnr_block(now, a.echo_ts, false, ctx.config);
         } else if let Some(b) = self.rnr
             && a.echo_ts >= b.refused_ts
         {
@@ -1182,19 +1193,7 @@ impl Conn {
                 // No new data until the receiver is ready; refused packets wait `rnr_delay`
                 // and then go one at a time as probes. A NACK for a packet sent before the
                 // ACK that last ended a block is a reordered old one and blocks nothing.
-                if n.echo_ts > self.rnr_cleared_ts {
-                    let probe_at = now + ctx.config.rnr_delay;
-                    if self.rnr.is_none() {
-                        self.stats.rnr_pauses += 1;
-                    }
-                    let b = self.rnr.get_or_insert(RnrBlock {
-                        refused_ts: n.echo_ts,
-                        probe_at,
-                        since: now,
-                    });
-                    b.refused_ts = b.refused_ts.max(n.echo_ts);
-                    b.probe_at = probe_at;
-                }
+                self.rnr_block(now, n.echo_ts, true, ctx.config);
                 let lost = self.send.mark_lost(n.nack_psn).is_some();
                 // The peer answered: not a network loss, so the loss timers start over.
                 self.timers.stop(Timer::Rto);

@@ -291,6 +291,11 @@ impl RecvState {
         }
     }
 
+    /// Say this receiver is not ready (`starved`); whether it was ready until now.
+    pub(crate) fn xoff(&mut self) -> bool {
+        !core::mem::replace(&mut self.starved, true)
+    }
+
     /// Take the first posted receive that accepts `tag`.
     pub(crate) fn take_recv(&mut self, tag: u64) -> Option<PostedRecv> {
         let i = self

@@ -115,7 +115,8 @@ pub(crate) struct SendState {
     // Scalars first, then the queues, the ones every packet uses before those of losses.
     /// Bytes of packets in state `InFlight`.
     pub(crate) in_flight: u64,
-    /// Resend nothing before this (receiver said it had no resources).
+    /// Resend nothing before this (the trim backoff; a receiver that is not ready holds the
+    /// connection through `Conn`'s RNR pause instead).
     pub(crate) retx_hold_until: Instant,
     /// Payload bytes posted and not yet segmented (for the credit request).
     unsegmented: u64,
