@@ -37,6 +37,12 @@ pub struct IncastPeer {
     /// Receiver: receive on all its sockets (`HostConfig::rx_spread`).
     #[serde(default)]
     pub rx_spread: bool,
+    /// Receiver: turns of its receive budget (`Config::rx_grants`; `None`: the default).
+    #[serde(default)]
+    pub rx_grants: Option<u32>,
+    /// Receiver: bytes per turn (`Config::rx_turn_bytes`; `None`: the default).
+    #[serde(default)]
+    pub rx_turn: Option<u64>,
 }
 
 /// What the incast receiver saw of one sender.
@@ -75,6 +81,12 @@ pub struct IncastOptions {
     pub rcvbuf: u64,
     /// The receiver receives on all its sockets (`HostConfig::rx_spread`) [off].
     pub rx_spread: bool,
+    /// Connections granted the receiver's buffer at once (`Config::rx_grants`, 0: all
+    /// share it) [default: the transport's].
+    pub rx_grants: Option<u32>,
+    /// Bytes a granted sender moves per turn while others wait (`Config::rx_turn_bytes`)
+    /// [default: the transport's].
+    pub rx_turn: Option<u64>,
     /// Congestion control by name or TOML file [default: the transport's].
     pub cc: Option<String>,
     /// Run the peers under SCHED_FIFO.
@@ -98,6 +110,8 @@ impl Default for IncastOptions {
             window: 4,
             rcvbuf: 256 << 10,
             rx_spread: false,
+            rx_grants: None,
+            rx_turn: None,
             cc: None,
             rt: false,
             timeout_secs: None,
@@ -184,6 +198,8 @@ struct Plan {
     window: u32,
     rcvbuf: u64,
     rx_spread: bool,
+    rx_grants: Option<u32>,
+    rx_turn: Option<u64>,
     cc: Option<String>,
     rt: bool,
     timeout_ms: u64,
@@ -219,6 +235,8 @@ impl Plan {
             window: o.window.max(1),
             rcvbuf: o.rcvbuf,
             rx_spread: o.rx_spread,
+            rx_grants: o.rx_grants,
+            rx_turn: o.rx_turn,
             cc: o.cc.clone(),
             rt: o.rt,
             timeout_ms: (secs * 1e3) as u64,
@@ -252,6 +270,8 @@ impl Plan {
                 index,
                 rcvbuf: self.rcvbuf,
                 rx_spread: self.rx_spread,
+                rx_grants: self.rx_grants,
+                rx_turn: self.rx_turn,
             }),
             engine: match (role, self.engine) {
                 (Role::Sender, crate::engine_side::EngineKind::Daemon) => {
@@ -489,12 +509,23 @@ fn table_header(plan: &Plan, notes: &[String]) -> String {
     let _ = writeln!(
         s,
         "# weir bench incast: {} senders → 1 receiver over loopback, {} messages of {} each, \
-         window {}, receiver rcvbuf {} per socket{}; cc {}; senders' engine: {}",
+         window {}, receiver rcvbuf {} per socket{}{}; cc {}; senders' engine: {}",
         plan.senders,
         plan.messages,
         fmt_size(plan.size),
         plan.window,
         fmt_size(plan.rcvbuf),
+        {
+            let d = weir_transport::Config::default();
+            match plan.rx_grants.unwrap_or(d.rx_grants) {
+                0 => ", shared by every sender at once".to_string(),
+                g => format!(
+                    ", granted to {g} sender{} at a time for {} a turn",
+                    if g == 1 { "" } else { "s" },
+                    fmt_size(plan.rx_turn.unwrap_or(d.rx_turn_bytes))
+                ),
+            }
+        },
         if plan.rx_spread {
             ", receiving on all sockets (--rx-spread)"
         } else {

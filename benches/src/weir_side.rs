@@ -421,6 +421,9 @@ pub fn incast_receiver(
             }
         }
     }
+    if std::env::var_os("WEIR_STATS").is_some() {
+        eprintln!("incast receiver host {:?}", host.stats());
+    }
     let kernel_drops = match (drops_before, sys::udp_rcvbuf_errors()) {
         (Some(a), Some(b)) => Some(b.saturating_sub(a)),
         _ => None,
@@ -634,6 +637,14 @@ fn start_host(p: &PeerParams) -> Result<Net, BenchError> {
         udp.rcvbuf = usize::try_from(i.rcvbuf)?;
     }
     let rx_spread = matches!((p.role, &p.incast), (Role::Receiver, Some(i)) if i.rx_spread);
+    if let (Role::Receiver, Some(i)) = (p.role, &p.incast) {
+        if let Some(g) = i.rx_grants {
+            transport.rx_grants = g;
+        }
+        if let Some(t) = i.rx_turn {
+            transport.rx_turn_bytes = t;
+        }
+    }
     Net::start(
         &p.engine,
         HostConfig {

@@ -56,7 +56,9 @@ pub struct Config {
     /// resent once it is ready.
     pub unexpected_bytes: u64,
     /// While the receiver is not ready (an out-of-resources NACK), the sender sends no new
-    /// data and resends one refused packet (or a probe) per this interval.
+    /// data and resends one refused packet (or a probe) after this interval, then after
+    /// twice as long each time, up to 32 times it; a receiver that only said it is not ready
+    /// (no refusal) is probed every 128 times it. Default 200 µs.
     pub rnr_delay: Duration,
     /// Most requests outstanding per connection.
     pub max_outstanding: u32,
@@ -91,6 +93,24 @@ pub struct Config {
     /// Control for TCP in Data Center Networks", CoNEXT 2010). The handshake offers at most
     /// the whole budget.
     pub rx_budget_packets: u32,
+    /// Under a receive budget, the connections granted it at once when it is too small to
+    /// give each receiving connection a window of a bandwidth × delay product (0: every
+    /// connection receiving shares it, however small the shares). More turns are held at once
+    /// where the budget gives each such a window. The others wait in line, held by `RNR` (no
+    /// new data, a probe now and then) with a packet of window for what they send unasked;
+    /// a connection keeps its turn until it has nothing more to send (a packet without
+    /// `MORE`), falls silent while others wait, or has received `rx_turn_bytes` while others
+    /// wait. A receiver that pulls from a few senders at a time
+    /// (Homa's limited overcommitment: Montazeri et al., "Homa: A Receiver-Driven Low-Latency
+    /// Transport Protocol Using Network Priorities", SIGCOMM 2018; NDP's and UET's
+    /// receiver-driven pull follow the same idea) keeps an incast of N senders into a small
+    /// buffer from waking N senders per buffer's worth of data, which on a host costs more
+    /// than the transfer (docs/transport.md, "Receive budget"). Default 1.
+    pub rx_grants: u32,
+    /// Bytes a connection receives in one turn before it yields to a waiting one: long
+    /// enough that handing the turn over (a sender scheduled, its first packets through:
+    /// 0.1–0.3 ms on a busy host) costs little — 16 MiB is 1.3 ms at 100 Gb/s. Default 16 MiB.
+    pub rx_turn_bytes: u64,
     /// Sockets this endpoint receives on, at consecutive ports from its address; offered in
     /// the handshake so that peers spread their packets over them by entropy. 1 (the
     /// default) is one socket; the UDP host sets it when it bound consecutive ports.
@@ -128,6 +148,8 @@ impl Default for Config {
             request_int: false,
             accept_rate_per_source: 10_000,
             rx_budget_packets: 0,
+            rx_grants: 1,
+            rx_turn_bytes: 16 << 20,
             rx_ports: 1,
         }
     }
@@ -203,6 +225,12 @@ impl Config {
         }
         if self.max_outstanding == 0 {
             return err("max_outstanding", "must be at least 1");
+        }
+        if self.rx_grants > 0 && self.rx_turn_bytes < u64::from(self.max_payload) {
+            return err(
+                "rx_turn_bytes",
+                "must be at least max_payload when rx_grants is set",
+            );
         }
         Ok(())
     }

@@ -13,7 +13,7 @@ use weir_wire::{CloseExt, Common, Ecn, Ext, Flags, Header, IntList, Opcode, Payl
 use crate::config::{Config, ConfigError};
 use crate::conn::paths::PathStats;
 use crate::conn::recv::PostedRecv;
-use crate::conn::{CLOSE_NORMAL, CLOSE_REFUSED, Conn, Ctx, DATA_HEADER, State};
+use crate::conn::{CLOSE_NORMAL, CLOSE_REFUSED, Conn, Ctx, DATA_HEADER, RxTurn, State};
 use crate::deadlines::Deadlines;
 use crate::handshake;
 use crate::mem::{Memory, RegionId};
@@ -65,6 +65,8 @@ pub struct Endpoint {
     lingering: usize,
     /// Receive budget sharing (`Config::rx_budget_packets`).
     rx_budget: RxBudget,
+    /// Turns of the receive budget (`Config::rx_grants`).
+    rx_turns: RxTurns,
     /// Connection-creation token buckets per source address (`Config::accept_rate_per_source`).
     accept_buckets: BTreeMap<core::net::IpAddr, handshake::Bucket>,
     events: VecDeque<Event>,
@@ -121,6 +123,7 @@ impl Endpoint {
             cookie_key,
             accept_buckets: BTreeMap::new(),
             rx_budget: RxBudget::default(),
+            rx_turns: RxTurns::default(),
             lingering: 0,
             events: VecDeque::new(),
             ready: VecDeque::new(),
@@ -533,7 +536,17 @@ impl Endpoint {
         }
         let was = conn.state;
         let budget = self.config.rx_budget_packets;
-        let rx_share = if budget > 0 && c.opcode == Opcode::Data {
+        let turns = budget > 0
+            && self.config.rx_grants > 0
+            && conn.state == State::Established
+            && matches!(c.opcode, Opcode::Data | Opcode::Probe);
+        let rx_share = if turns {
+            let data = c.opcode == Opcode::Data;
+            let bytes = if data { u64::from(c.payload_len) } else { 0 };
+            let more = c.flags.contains(Flags::MORE);
+            self.rx_turns
+                .arrive(now, conn, &self.config, &mut self.stats, bytes, more)
+        } else if budget > 0 && c.opcode == Opcode::Data {
             self.rx_budget.share(
                 now,
                 &mut conn.rx_epoch_seen,
@@ -555,6 +568,65 @@ impl Endpoint {
             self.stats.conn_failed += 1;
         }
         self.mark_ready(idx);
+        if turns {
+            self.rx_fill(now);
+        }
+    }
+
+    /// Turns of the receive budget (`Config::rx_grants`): take the turn from connections gone,
+    /// failed or silent for `TURN_SILENCE` × `rnr_delay` while others wait (back in line),
+    /// then grant free turns to the first in line, each told at once (an ACK without `RNR`
+    /// and with its share: the XON that lets it send).
+    fn rx_fill(&mut self, now: Instant) {
+        if !self.rx_turns.check && self.rx_turns.waiting.is_empty() {
+            return;
+        }
+        self.rx_turns.check = false;
+        let budget = self.config.rx_budget_packets;
+        let silence = self.config.rnr_delay.saturating_mul(TURN_SILENCE);
+        let mut i = 0;
+        while let Some(&id) = self.rx_turns.granted.get(i) {
+            let idx = self.index(id);
+            let others_wait = !self.rx_turns.waiting.is_empty();
+            let keep = match idx.and_then(|x| self.conns[x].as_mut()) {
+                Some(c) if c.state == State::Established && c.rx_turn == RxTurn::Granted => {
+                    let heard = c.recv.last_arrival.max(c.rx_granted_at);
+                    if others_wait && now.saturating_since(heard) >= silence {
+                        self.stats.rx_turns_silent += 1;
+                        self.rx_turns.wait(c, budget);
+                        false
+                    } else {
+                        true
+                    }
+                }
+                _ => false,
+            };
+            if keep {
+                i += 1;
+            } else {
+                self.rx_turns.granted.swap_remove(i);
+                if let Some(x) = idx {
+                    self.mark_ready(x);
+                }
+            }
+        }
+        let turns = self.rx_turns.turns(&self.config);
+        while (self.rx_turns.granted.len() as u32) < turns {
+            let Some(id) = self.rx_turns.waiting.pop_front() else {
+                break;
+            };
+            let Some(idx) = self.index(id) else { continue };
+            let Some(c) = self.conns[idx].as_mut() else {
+                continue;
+            };
+            if c.state != State::Established || c.rx_turn != RxTurn::Waiting {
+                continue;
+            }
+            self.rx_turns.grant(now, c, &mut self.stats);
+            c.recv.adv = self.rx_turns.granted_share(budget);
+            c.recv.ack_now = true;
+            self.mark_ready(idx);
+        }
     }
 
     /// A SYN: a connector's first one (token 0) or its confirm (token = our cookie).
@@ -970,6 +1042,9 @@ impl Endpoint {
         }
         self.by_peer.remove(&(c.peer, c.peer_id));
         self.credit.remove(c.id);
+        if c.rx_turn == RxTurn::Granted {
+            self.rx_turns.end_turn(c.id);
+        }
         if c.armed.is_some() {
             self.timers.set(idx as u32, None);
         }
@@ -1050,6 +1125,137 @@ impl Endpoint {
         }
         let high = (self.rng.next_u32() | 1) << 16;
         high | slot
+    }
+}
+
+/// How long a connection holding a turn of the receive budget may stay silent while others
+/// wait, in `rnr_delay`s (a sender descheduled, or one whose last packets were lost).
+const TURN_SILENCE: u64 = 4;
+
+/// Turns of the receive budget (`Config::rx_grants`): at most that many connections hold
+/// one (more where the budget holds more full windows), sharing the budget but for an eighth
+/// kept for what the others send unasked (a packet of window each: a lone small message, the
+/// first packet of a long one, probes).
+///
+/// Nobody is kept "on deck" (ready with a packet of window before its turn, so that its host
+/// has it awake when the turn comes, as Homa overcommits to hide grant latency): tried, a
+/// sender on deck sends a packet per round trip and the receiver answers each, and on a busy
+/// 2-core host that cost more than the hand-over it saved (about 180 µs a turn, 3 % of a
+/// 16 MiB turn; `EndpointStats::rx_turn_start_us`).
+#[derive(Debug, Default)]
+struct RxTurns {
+    /// Ids of the connections holding a turn.
+    granted: Vec<u32>,
+    /// Ids of those waiting for one, first in line first (an entry whose connection left the
+    /// line, or is gone, is skipped when reached).
+    waiting: VecDeque<u32>,
+    /// A turn may have come free (a connection left one): `Endpoint::rx_fill` should look.
+    check: bool,
+}
+
+impl RxTurns {
+    /// The window of a connection without a turn.
+    fn unscheduled(budget: u32) -> u32 {
+        (budget / 16).max(crate::config::MIN_RX_SHARE)
+    }
+
+    /// The window of a connection holding a turn.
+    fn granted_share(&self, budget: u32) -> u32 {
+        let n = u32::try_from(self.granted.len()).unwrap_or(u32::MAX).max(1);
+        ((budget - budget / 8) / n).max(crate::config::MIN_RX_SHARE)
+    }
+
+    /// Turns held at once: `Config::rx_grants`, or more where the budget gives each a
+    /// window of a bandwidth × delay product (`fixed::AUTO_RTT` at the line rate): a buffer
+    /// that holds full windows for all its senders needs no turns.
+    fn turns(&self, config: &Config) -> u32 {
+        let budget = config.rx_budget_packets;
+        let bdp = config
+            .line_rate
+            .bytes_in(weir_congestion::fixed::AUTO_RTT)
+            .div_ceil(u64::from(config.max_payload))
+            .max(1);
+        let full = u64::from(budget - budget / 8) / bdp;
+        config
+            .rx_grants
+            .max(u32::try_from(full).unwrap_or(u32::MAX))
+    }
+
+    /// A data packet (`bytes` of payload) or a probe (0) from `conn`, whose sender has
+    /// more to send after it (`more`): its turn begins, goes on or ends, and the window its
+    /// ACKs advertise is returned.
+    #[allow(clippy::too_many_arguments)]
+    fn arrive(
+        &mut self,
+        now: Instant,
+        conn: &mut Conn,
+        config: &Config,
+        stats: &mut EndpointStats,
+        bytes: u64,
+        more: bool,
+    ) -> u32 {
+        let budget = config.rx_budget_packets;
+        match conn.rx_turn {
+            RxTurn::Granted => {
+                if conn.rx_turn_bytes == 0 && bytes > 0 {
+                    let waited = now.saturating_since(conn.rx_granted_at);
+                    stats.rx_turn_start_us += waited.as_nanos() / 1000;
+                }
+                conn.rx_turn_bytes = conn.rx_turn_bytes.saturating_add(bytes);
+                if !more {
+                    // Nothing after this: the turn goes to the next.
+                    self.end_turn(conn.id);
+                    conn.rx_turn = RxTurn::Idle;
+                } else if conn.rx_turn_bytes >= config.rx_turn_bytes && !self.waiting.is_empty() {
+                    self.end_turn(conn.id);
+                    stats.rx_turns_yielded += 1;
+                    self.wait(conn, budget);
+                } else {
+                    return self.granted_share(budget);
+                }
+            }
+            RxTurn::Idle | RxTurn::Waiting if !more => {
+                // Nothing more to send: out of line (its entry is skipped when reached).
+                conn.rx_turn = RxTurn::Idle;
+                conn.recv.ungranted = false;
+            }
+            RxTurn::Idle => {
+                if (self.granted.len() as u32) < self.turns(config) {
+                    self.grant(now, conn, stats);
+                    conn.rx_turn_bytes = bytes;
+                    return self.granted_share(budget);
+                }
+                self.wait(conn, budget);
+            }
+            RxTurn::Waiting => {}
+        }
+        Self::unscheduled(budget)
+    }
+
+    /// `id` leaves its turn.
+    fn end_turn(&mut self, id: u32) {
+        if let Some(i) = self.granted.iter().position(|&g| g == id) {
+            self.granted.swap_remove(i);
+        }
+        self.check = true;
+    }
+
+    /// Into line: not ready (`RNR`) from the next ACK, which goes at once.
+    fn wait(&mut self, conn: &mut Conn, budget: u32) {
+        conn.rx_turn = RxTurn::Waiting;
+        conn.recv.ungranted = true;
+        conn.recv.ack_now = true;
+        conn.recv.adv = Self::unscheduled(budget);
+        self.waiting.push_back(conn.id);
+    }
+
+    fn grant(&mut self, now: Instant, conn: &mut Conn, stats: &mut EndpointStats) {
+        conn.rx_turn = RxTurn::Granted;
+        conn.rx_turn_bytes = 0;
+        conn.rx_granted_at = now;
+        conn.recv.ungranted = false;
+        self.granted.push(conn.id);
+        stats.rx_turns += 1;
     }
 }
 

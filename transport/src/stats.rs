@@ -36,6 +36,16 @@ pub struct EndpointStats {
     pub credit_grants: u64,
     /// Bytes of credit granted.
     pub credit_bytes_granted: u64,
+    /// Turns of the receive budget granted to a connection (`Config::rx_grants`).
+    pub rx_turns: u64,
+    /// Turns that ended with the connection back in line: it had received
+    /// `Config::rx_turn_bytes` while others waited.
+    pub rx_turns_yielded: u64,
+    /// Turns taken from a connection silent while others waited (back in line).
+    pub rx_turns_silent: u64,
+    /// Time from granting a turn to its first packet, summed over turns, µs: what a turn
+    /// handed over costs (the sender woken, its first packets on their way).
+    pub rx_turn_start_us: u64,
 }
 
 /// Per-connection counters.

@@ -55,18 +55,23 @@ impl Opcode {
     ///
     /// | opcode | allowed flags |
     /// |---|---|
-    /// | `Data` | `ACK_REQ`, `TRIMMED`, `RETX`, `INT` |
+    /// | `Data` | `ACK_REQ`, `TRIMMED`, `RETX`, `INT`, `MORE` |
     /// | `Ack`, `Nack` | `ECN_ECHO`, `RNR` |
-    /// | `Probe` | `ACK_REQ` |
+    /// | `Probe` | `ACK_REQ`, `MORE` |
     /// | `Syn`, `SynAck`, `Close`, `Cnp`, `Credit`, `CreditReq` | none |
     #[inline]
     pub const fn allowed_flags(self) -> Flags {
         match self {
             Opcode::Data => Flags(
-                Flags::ACK_REQ.0 | Flags::TRIMMED.0 | Flags::RETX.0 | Flags::INT.0 | Flags::ICRC.0,
+                Flags::ACK_REQ.0
+                    | Flags::TRIMMED.0
+                    | Flags::RETX.0
+                    | Flags::INT.0
+                    | Flags::ICRC.0
+                    | Flags::MORE.0,
             ),
             Opcode::Ack | Opcode::Nack => Flags(Flags::ECN_ECHO.0 | Flags::RNR.0 | Flags::ICRC.0),
-            Opcode::Probe => Flags(Flags::ACK_REQ.0 | Flags::ICRC.0),
+            Opcode::Probe => Flags(Flags::ACK_REQ.0 | Flags::ICRC.0 | Flags::MORE.0),
             Opcode::Syn
             | Opcode::SynAck
             | Opcode::Close
@@ -143,8 +148,14 @@ impl Flags {
     /// queue pair's RNR NAK made a window: the receiver stops the sender instead of refusing a
     /// window per round trip).
     pub const RNR: Flags = Flags(1 << 6);
+    /// Data or probe: the sender has more to send after this packet (new data or
+    /// retransmissions queued, whether or not its windows let them go now). A receiver that
+    /// grants its buffer to a few senders at a time (`Config::rx_grants` in the transport)
+    /// ends a sender's turn at a packet without it, and keeps one that has more waiting in
+    /// line for the next turn.
+    pub const MORE: Flags = Flags(1 << 7);
     /// All bits defined by version 1; others must be zero.
-    pub const ALL: Flags = Flags(0x7f);
+    pub const ALL: Flags = Flags(0xff);
 
     /// No flags.
     pub const fn empty() -> Flags {
@@ -302,6 +313,10 @@ mod tests {
         assert!(Opcode::Data.allowed_flags().contains(Flags::TRIMMED));
         assert!(!Opcode::Ack.allowed_flags().contains(Flags::INT));
         assert!(!Opcode::Ack.allowed_flags().contains(Flags::TRIMMED));
+        assert!(Opcode::Data.allowed_flags().contains(Flags::MORE));
+        assert!(Opcode::Probe.allowed_flags().contains(Flags::MORE));
+        assert!(!Opcode::Ack.allowed_flags().contains(Flags::MORE));
+        assert!(!Opcode::Nack.allowed_flags().contains(Flags::MORE));
     }
 
     #[test]
@@ -328,6 +343,11 @@ mod tests {
         assert_eq!(Common::parse(&bad), Err(Error::BadOpcode));
         bad.opcode = Opcode::Data as u8;
         bad.flags = U16::new(1 << 6);
+        assert_eq!(Common::parse(&bad), Err(Error::BadFlags));
+        bad.flags = U16::new(1 << 8);
+        assert_eq!(Common::parse(&bad), Err(Error::BadFlags));
+        bad.opcode = Opcode::Ack as u8;
+        bad.flags = U16::new(Flags::MORE.0);
         assert_eq!(Common::parse(&bad), Err(Error::BadFlags));
 
         let ack = Common {

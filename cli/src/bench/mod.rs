@@ -193,6 +193,18 @@ pub(crate) struct IncastArgs {
     #[arg(long)]
     pub(crate) rx_spread: bool,
 
+    /// Senders the receiver grants its buffer to at once, the others waiting their turn
+    /// (transport `rx_grants`; 0: every sender shares it) [default: the transport's, 1]
+    #[arg(long, value_name = "N", allow_negative_numbers = true,
+          value_parser = clap::value_parser!(u32).range(0..=4096))]
+    pub(crate) rx_grants: Option<u32>,
+
+    /// Bytes a granted sender moves per turn while others wait (transport `rx_turn_bytes`;
+    /// at least 8K) [default: the transport's, 16M]
+    #[arg(long, value_name = "SIZE", allow_negative_numbers = true,
+          value_parser = size_at_most(1 << 40))]
+    pub(crate) rx_turn: Option<u64>,
+
     /// Where the senders run their engine: host (each sender's own Host), inproc (an engine
     /// thread in each sender) or daemon (one `weir engine` daemon for all the senders,
     /// started by the bench); the receiver keeps its own Host (docs/engine.md)
@@ -230,6 +242,8 @@ impl IncastArgs {
             window: self.window,
             rcvbuf: self.rcvbuf,
             rx_spread: self.rx_spread,
+            rx_grants: self.rx_grants,
+            rx_turn: self.rx_turn,
             cc: self.cc.clone(),
             rt: self.rt,
             timeout_secs: self.timeout,

@@ -74,6 +74,34 @@ struct RnrBlock {
     probe_at: Instant,
     /// When the block began.
     since: Instant,
+    /// The receiver refused data in this block (not only said it is not ready): resends wait
+    /// for `probe_at` too, one per probe, instead of going as soon as they are found lost.
+    refused: bool,
+    /// Probes sent in this block: each waits twice as long as the one before, up to
+    /// `RNR_PROBE_BACKOFF` doublings of `rnr_delay` (a sender waiting its turn at a busy
+    /// receiver — `Config::rx_grants` — may wait several turns).
+    probes: u8,
+}
+
+/// Most doublings of `rnr_delay` between probes of one receiver-not-ready block with
+/// refusals.
+const RNR_PROBE_BACKOFF: u8 = 5;
+/// The same without refusals: the receiver will say when it is ready, and a probe only
+/// guards against losing that ACK.
+const RNR_WAIT_BACKOFF: u8 = 7;
+
+impl RnrBlock {
+    /// The next probe's time after one goes at `now`.
+    fn probed(&mut self, now: Instant, config: &Config) {
+        let cap = if self.refused {
+            RNR_PROBE_BACKOFF
+        } else {
+            RNR_WAIT_BACKOFF
+        };
+        let shift = self.probes.min(cap);
+        self.probes = self.probes.saturating_add(1);
+        self.probe_at = now + config.rnr_delay.saturating_mul(1 << shift);
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -202,6 +230,25 @@ pub(crate) struct Conn {
     /// nothing that would draw one (idle connections do not probe), so a lost CLOSE would
     /// leave it unaware that its connection ended.
     close_resends: u8,
+    /// Where this connection stands in the endpoint's turns of its receive budget
+    /// (`Config::rx_grants`).
+    pub(crate) rx_turn: RxTurn,
+    /// Bytes received in the current turn.
+    pub(crate) rx_turn_bytes: u64,
+    /// When the current turn was granted.
+    pub(crate) rx_granted_at: Instant,
+}
+
+/// A connection's place in its endpoint's turns of the receive budget (`Config::rx_grants`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RxTurn {
+    /// Not sending, as far as the receiver knows (its last packet said nothing more): the
+    /// window of a packet for what it sends unasked.
+    Idle,
+    /// Has more to send and waits in line (`RNR`).
+    Waiting,
+    /// Holds a turn: a share of the budget.
+    Granted,
 }
 
 /// Everything a connection needs from its endpoint while handling an input.
@@ -287,6 +334,9 @@ impl Conn {
             close_reason: None,
             close_code: None,
             close_resends: 0,
+            rx_turn: RxTurn::Idle,
+            rx_turn_bytes: 0,
+            rx_granted_at: now,
             lingering: false,
             linger_done: false,
             nacks: VecDeque::new(),
@@ -463,6 +513,9 @@ impl Conn {
                 self.on_nack(now, n, ctx)
             }
             (Opcode::Probe, Ext::Probe(p)) => {
+                if ctx.rx_share != u32::MAX {
+                    self.recv.adv = ctx.rx_share;
+                }
                 self.recv.last_tx_ts = p.tx_ts;
                 self.recv.last_arrival = now;
                 self.recv.last_entropy = h.common.entropy;
@@ -911,14 +964,28 @@ impl Conn {
         if self.rnr.is_none() {
             self.stats.rnr_pauses += 1;
         }
+        // A refusal is retried after `rnr_delay`; a receiver that only said it is not ready
+        // answers with an XON when it is, so a probe is a guard against losing that ACK and
+        // starts at the backoff's end.
         let b = self.rnr.get_or_insert(RnrBlock {
             refused_ts: echo_ts,
-            probe_at,
+            probe_at: if refused {
+                probe_at
+            } else {
+                now + config.rnr_delay.saturating_mul(1 << RNR_WAIT_BACKOFF)
+            },
             since: now,
+            refused,
+            probes: if refused { 0 } else { RNR_WAIT_BACKOFF },
         });
         b.refused_ts = b.refused_ts.max(echo_ts);
         if refused {
             b.probe_at = probe_at;
+            if !b.refused {
+                // Refused resends back off from `rnr_delay`, as in a block that began so.
+                b.probes = 0;
+                b.refused = true;
+            }
         }
     }
 
@@ -1549,7 +1616,7 @@ impl Conn {
             };
             let e = self.recv.last_entropy;
             let mut flags = Flags::empty();
-            flags.set(Flags::RNR, self.recv.starved);
+            flags.set(Flags::RNR, self.recv.not_ready());
             return self.control(Opcode::Nack, flags, Ext::Nack(ext), e, buf);
         }
         if self.recv.cnp_due {
@@ -1570,7 +1637,14 @@ impl Conn {
         // The receiver refused data for lack of buffers (RNR): no new data until it says it is
         // ready, and until then one packet per `rnr_delay` (a refused one, else a PROBE), as an
         // RC queue pair retries after an RNR NAK, rather than feed it a window to refuse.
-        let rnr_wait = self.rnr.map(|b| b.probe_at).filter(|&t| now < t);
+        // Without a refusal (the receiver only said it is not ready, e.g. it has given its
+        // buffer to other senders for now), what was lost of the window it allowed is resent
+        // as found lost; only new data waits.
+        let rnr_wait = self
+            .rnr
+            .filter(|b| b.refused)
+            .map(|b| b.probe_at)
+            .filter(|&t| now < t);
         let hold = self
             .send
             .retx_hold_until
@@ -1591,8 +1665,10 @@ impl Conn {
                 let paths = &mut self.paths;
                 if let Some(psn) = self.send.next_retx(ts, |orig| paths.for_retransmit(orig)) {
                     self.stats.retransmits += 1;
-                    if let Some(b) = &mut self.rnr {
-                        b.probe_at = now + config.rnr_delay;
+                    if let Some(b) = &mut self.rnr
+                        && b.refused
+                    {
+                        b.probed(now, config);
                     }
                     return self.data(now, psn, true, false, config, mem, buf);
                 }
@@ -1601,8 +1677,12 @@ impl Conn {
                 // Blocked with nothing refused left to resend and nothing in flight: a PROBE
                 // asks for the receiver's state, in case its window update was lost.
                 if data_waiting && self.send.in_flight_pkts == 0 && !self.send.has_retx_queued() {
-                    b.probe_at = now + config.rnr_delay;
-                    self.probe_pending = true;
+                    if now >= b.probe_at {
+                        b.probed(now, config);
+                        self.probe_pending = true;
+                    } else {
+                        self.timers.set(Timer::Blocked, b.probe_at);
+                    }
                 }
             } else if self.send.has_new_data()
                 && weir_wire::psn::lt(self.send.snd_nxt, self.send.rwnd_psn)
@@ -1642,7 +1722,8 @@ impl Conn {
                 self.tlp_sent = Some(ts);
                 let ext = ProbeExt { tx_ts: ts.as_ps() };
                 let entropy = self.paths.for_tail_probe();
-                return self.control(Opcode::Probe, Flags::ACK_REQ, Ext::Probe(ext), entropy, buf);
+                let flags = self.probe_flags();
+                return self.control(Opcode::Probe, flags, Ext::Probe(ext), entropy, buf);
             }
         }
         if self.probe_pending {
@@ -1650,9 +1731,22 @@ impl Conn {
             let ext = ProbeExt {
                 tx_ts: self.stamp(now).as_ps(),
             };
-            return self.control(Opcode::Probe, Flags::ACK_REQ, Ext::Probe(ext), 0, buf);
+            let flags = self.probe_flags();
+            return self.control(Opcode::Probe, flags, Ext::Probe(ext), 0, buf);
         }
         None
+    }
+
+    /// Something is queued to send (new data or retransmissions), whatever the windows allow:
+    /// `Flags::MORE` on what goes out.
+    fn has_more(&mut self) -> bool {
+        self.send.has_new_data() || self.send.has_retx_queued()
+    }
+
+    fn probe_flags(&mut self) -> Flags {
+        let mut flags = Flags::ACK_REQ;
+        flags.set(Flags::MORE, self.has_more());
+        flags
     }
 
     /// A CREDIT carrying `total` cumulative bytes (a paced grant from the endpoint's
@@ -1717,7 +1811,7 @@ impl Conn {
         if r.ecn_echo {
             flags = flags.union(Flags::ECN_ECHO);
         }
-        if r.starved {
+        if r.not_ready() {
             flags = flags.union(Flags::RNR);
         }
         let held = now
@@ -1814,6 +1908,7 @@ impl Conn {
         mem: &Memory,
         buf: &mut [u8],
     ) -> Option<Transmit> {
+        let more = self.has_more();
         let p = *self.send.pkt(psn)?;
         let m = self.send.msg(p.out_seq)?;
         let mut flags = Flags::empty();
@@ -1823,6 +1918,7 @@ impl Conn {
         let last = p.msg_off + p.len == m.len;
         flags.set(Flags::ACK_REQ, probe || last);
         flags.set(Flags::INT, config.request_int || self.cc.needs_int());
+        flags.set(Flags::MORE, more);
         let header = Header {
             common: Common {
                 opcode: Opcode::Data,
