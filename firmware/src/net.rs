@@ -572,6 +572,19 @@ impl Net {
         }
     }
 
+    /// Drive the engine on the caller's thread once (in-process `Host` placement: one engine
+    /// iteration, unless its thread is running one, `Host::progress`); whether anything
+    /// happened. The engine placements' engines run on their own; for them this does nothing.
+    /// For a caller that is the only thread waiting on this engine and wants its completions
+    /// without a hand-over (the communicator); a thread that polls in a tight loop beside the
+    /// engine thread (NCCL's proxy calling `test()`) is better off only polling.
+    pub fn progress(&self) -> bool {
+        match &self.inner {
+            Inner::Host(h) => h.progress(),
+            Inner::Engine(_) => false,
+        }
+    }
+
     /// Wait for the next request completion.
     pub fn wait_completion(&self, timeout: Duration) -> Result<Completion, HostError> {
         match &self.inner {

@@ -14,11 +14,14 @@
 //! dereference. Ids are never reused within a load.
 //!
 //! **Locking.** All tables sit behind one mutex. `test` polls the host's completions with
-//! the lock released (the engine iteration it runs may take a while) and routes them after
-//! re-locking; a completion that names no live request (its comm was closed) is dropped.
+//! the lock released and routes them after re-locking; a completion that names no live
+//! request (its comm was closed) is dropped.
 //!
-//! **Progress.** Made by the host's engine thread and by every `test` call (which runs an
-//! engine iteration on NCCL's progress thread, see `Host::poll_completion`).
+//! **Progress.** Made by the engine (the host's engine thread, or the engine placement's).
+//! `test` only polls: NCCL's proxy thread calls it in a tight loop, and when each call also ran
+//! an engine iteration the proxy and the engine thread took turns on the engine lock (the 64
+//! KiB point of `weir bench nccl-abi` moved 0.9–1.2 GB/s that way, 3.8–4.6 GB/s without;
+//! BENCHMARKS.md).
 //!
 //! **Registrations** belong to the device, not the comm (`regIsGlobal = 1`): a cache keyed by
 //! (address, length) lets repeated `regMr` calls share one transport region; they end with
