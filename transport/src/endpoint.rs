@@ -542,10 +542,21 @@ impl Endpoint {
             && matches!(c.opcode, Opcode::Data | Opcode::Probe);
         let rx_share = if turns {
             let data = c.opcode == Opcode::Data;
-            let bytes = if data { u64::from(c.payload_len) } else { 0 };
+            // What the sender has queued is read from its newest packets only: a late one
+            // (reordered, duplicated, resent) tells of an older state.
+            let fresh = !data || !weir_wire::psn::lt(c.psn, conn.recv.high);
             let more = c.flags.contains(Flags::MORE);
+            let arrival = Arrival {
+                data,
+                wire_bytes: if data {
+                    u64::from(c.payload_len) + DATA_HEADER
+                } else {
+                    0
+                },
+                more: fresh.then_some(more),
+            };
             self.rx_turns
-                .arrive(now, conn, &self.config, &mut self.stats, bytes, more)
+                .arrive(now, conn, &self.config, &mut self.stats, arrival)
         } else if budget > 0 && c.opcode == Opcode::Data {
             self.rx_budget.share(
                 now,
@@ -574,34 +585,57 @@ impl Endpoint {
     }
 
     /// Turns of the receive budget (`Config::rx_grants`): take the turn from connections gone,
-    /// failed or silent for `TURN_SILENCE` × `rnr_delay` while others wait (back in line),
-    /// then grant free turns to the first in line, each told at once (an ACK without `RNR`
-    /// and with its share: the XON that lets it send).
+    /// failed or silent (no data) for `TURN_SILENCE` × `rnr_delay` while others wait, then
+    /// grant free turns to the first in line, each told at once (an ACK without `RNR` and with
+    /// its share: the XON that lets it send). A turn granted and not yet used has its XON
+    /// repeated after `rnr_delay` (it may have been lost). Runs after every data packet or
+    /// probe of a connection under turns, and at `RxTurns::deadline` from `handle_timeout`
+    /// (the next silence or repeat due), so nothing waits for some waiter's probe.
     fn rx_fill(&mut self, now: Instant) {
         if !self.rx_turns.check && self.rx_turns.waiting.is_empty() {
             return;
         }
         self.rx_turns.check = false;
         let budget = self.config.rx_budget_packets;
-        let silence = self.config.rnr_delay.saturating_mul(TURN_SILENCE);
+        let rnr = self.config.rnr_delay;
+        let silence = rnr.saturating_mul(TURN_SILENCE);
+        let mut next: Option<Instant> = None;
         let mut i = 0;
         while let Some(&id) = self.rx_turns.granted.get(i) {
             let idx = self.index(id);
             let others_wait = !self.rx_turns.waiting.is_empty();
             let keep = match idx.and_then(|x| self.conns[x].as_mut()) {
                 Some(c) if c.state == State::Established && c.rx_turn == RxTurn::Granted => {
-                    let heard = c.recv.last_arrival.max(c.rx_granted_at);
+                    let unused = c.rx_turn_bytes == 0;
+                    let heard = c.rx_heard.max(c.rx_granted_at);
                     if others_wait && now.saturating_since(heard) >= silence {
                         self.stats.rx_turns_silent += 1;
-                        self.rx_turns.wait(c, budget);
+                        // Heard since the grant: it was sending and stopped (descheduled),
+                        // back in line. Never heard: its XON may be lost twice or it has
+                        // nothing after all; it rejoins the line with its next probe.
+                        self.rx_turns.wait(c, budget, !unused);
                         false
                     } else {
+                        if unused && !c.rx_xon_repeated && now.saturating_since(heard) >= rnr {
+                            c.rx_xon_repeated = true;
+                            c.recv.ack_now = true;
+                        }
+                        let mut t = heard + silence;
+                        if unused && !c.rx_xon_repeated {
+                            t = t.min(heard + rnr);
+                        }
+                        next = Some(next.map_or(t, |n| n.min(t)));
                         true
                     }
                 }
                 _ => false,
             };
             if keep {
+                if let Some(x) = idx
+                    && self.conns[x].as_ref().is_some_and(|c| c.recv.ack_now)
+                {
+                    self.mark_ready(x);
+                }
                 i += 1;
             } else {
                 self.rx_turns.granted.swap_remove(i);
@@ -619,14 +653,29 @@ impl Endpoint {
             let Some(c) = self.conns[idx].as_mut() else {
                 continue;
             };
+            c.rx_in_line = false;
             if c.state != State::Established || c.rx_turn != RxTurn::Waiting {
                 continue;
             }
             self.rx_turns.grant(now, c, &mut self.stats);
             c.recv.adv = self.rx_turns.granted_share(budget);
             c.recv.ack_now = true;
+            let t = now + rnr;
+            next = Some(next.map_or(t, |n| n.min(t)));
             self.mark_ready(idx);
         }
+        if self.rx_turns.waiting.is_empty() {
+            // Nobody waits: no silence to enforce (a repeat of an unused XON is still due).
+            next = self
+                .rx_turns
+                .granted
+                .iter()
+                .filter_map(|&id| self.index(id).and_then(|x| self.conns[x].as_ref()))
+                .filter(|c| c.rx_turn_bytes == 0 && !c.rx_xon_repeated)
+                .map(|c| c.rx_heard.max(c.rx_granted_at) + rnr)
+                .min();
+        }
+        self.rx_turns.deadline = next;
     }
 
     /// A SYN: a connector's first one (token 0) or its confirm (token = our cookie).
@@ -907,7 +956,11 @@ impl Endpoint {
             );
         }
         let first = self.timers.first();
-        first.into_iter().chain(self.credit.next_timeout()).min()
+        first
+            .into_iter()
+            .chain(self.credit.next_timeout())
+            .chain(self.rx_turns.deadline)
+            .min()
     }
 
     /// Timers due at `now` fire.
@@ -938,6 +991,10 @@ impl Endpoint {
         }
         self.due = due;
         self.finish_closing(now);
+        if self.rx_turns.deadline.is_some_and(|t| t <= now) {
+            self.rx_turns.check = true;
+            self.rx_fill(now);
+        }
     }
 
     /// The next event for the application.
@@ -1146,11 +1203,26 @@ const TURN_SILENCE: u64 = 4;
 struct RxTurns {
     /// Ids of the connections holding a turn.
     granted: Vec<u32>,
-    /// Ids of those waiting for one, first in line first (an entry whose connection left the
-    /// line, or is gone, is skipped when reached).
+    /// Ids of those waiting for one, first in line first; a connection has at most one entry
+    /// (`Conn::rx_in_line`), and one that left the line is skipped when its entry is reached.
     waiting: VecDeque<u32>,
     /// A turn may have come free (a connection left one): `Endpoint::rx_fill` should look.
     check: bool,
+    /// When `Endpoint::rx_fill` must run next without a packet: a turn's silence or an XON's
+    /// repeat due (`Endpoint::poll_timeout` includes it).
+    deadline: Option<Instant>,
+}
+
+/// A packet of a connection under turns, as `RxTurns::arrive` sees it.
+#[derive(Clone, Copy, Debug)]
+struct Arrival {
+    /// Data (else a probe).
+    data: bool,
+    /// Wire bytes of a data packet (payload and header): what a turn counts.
+    wire_bytes: u64,
+    /// Its `MORE` flag, if it is the newest the sender sent (`None`: a late packet, which
+    /// tells nothing of what the sender has queued now).
+    more: Option<bool>,
 }
 
 impl RxTurns {
@@ -1181,53 +1253,61 @@ impl RxTurns {
             .max(u32::try_from(full).unwrap_or(u32::MAX))
     }
 
-    /// A data packet (`bytes` of payload) or a probe (0) from `conn`, whose sender has
-    /// more to send after it (`more`): its turn begins, goes on or ends, and the window its
-    /// ACKs advertise is returned.
-    #[allow(clippy::too_many_arguments)]
+    /// A data packet or a probe from `conn`: its turn begins, goes on or ends, and the window
+    /// its ACKs advertise is returned.
     fn arrive(
         &mut self,
         now: Instant,
         conn: &mut Conn,
         config: &Config,
         stats: &mut EndpointStats,
-        bytes: u64,
-        more: bool,
+        a: Arrival,
     ) -> u32 {
         let budget = config.rx_budget_packets;
-        match conn.rx_turn {
-            RxTurn::Granted => {
-                if conn.rx_turn_bytes == 0 && bytes > 0 {
+        if a.data {
+            conn.rx_heard = now;
+        }
+        match (conn.rx_turn, a.more) {
+            (RxTurn::Granted, more) => {
+                if conn.rx_turn_bytes == 0 && a.wire_bytes > 0 {
                     let waited = now.saturating_since(conn.rx_granted_at);
                     stats.rx_turn_start_us += waited.as_nanos() / 1000;
                 }
-                conn.rx_turn_bytes = conn.rx_turn_bytes.saturating_add(bytes);
-                if !more {
+                conn.rx_turn_bytes = conn.rx_turn_bytes.saturating_add(a.wire_bytes);
+                if more == Some(false) {
                     // Nothing after this: the turn goes to the next.
                     self.end_turn(conn.id);
                     conn.rx_turn = RxTurn::Idle;
                 } else if conn.rx_turn_bytes >= config.rx_turn_bytes && !self.waiting.is_empty() {
                     self.end_turn(conn.id);
                     stats.rx_turns_yielded += 1;
-                    self.wait(conn, budget);
+                    self.wait(conn, budget, true);
                 } else {
                     return self.granted_share(budget);
                 }
             }
-            RxTurn::Idle | RxTurn::Waiting if !more => {
-                // Nothing more to send: out of line (its entry is skipped when reached).
+            (RxTurn::Idle | RxTurn::Waiting, Some(false)) => {
+                // Nothing more to send: out of line (its entry, if any, is skipped).
                 conn.rx_turn = RxTurn::Idle;
                 conn.recv.ungranted = false;
             }
-            RxTurn::Idle => {
-                if (self.granted.len() as u32) < self.turns(config) {
+            (RxTurn::Idle, Some(true)) => {
+                // A free turn goes to the first in line: a newcomer takes one only when
+                // nobody waits (`Endpoint::rx_fill` serves the line right after).
+                if self.waiting.is_empty() && (self.granted.len() as u32) < self.turns(config) {
                     self.grant(now, conn, stats);
-                    conn.rx_turn_bytes = bytes;
+                    conn.rx_turn_bytes = a.wire_bytes;
                     return self.granted_share(budget);
                 }
-                self.wait(conn, budget);
+                self.wait(conn, budget, true);
+                self.check = true;
             }
-            RxTurn::Waiting => {}
+            (RxTurn::Waiting, Some(true)) if !conn.rx_in_line => {
+                // Taken back from a turn it never used: its probe puts it back in line.
+                self.waiting.push_back(conn.id);
+                conn.rx_in_line = true;
+            }
+            (RxTurn::Idle | RxTurn::Waiting, _) => {}
         }
         Self::unscheduled(budget)
     }
@@ -1240,19 +1320,24 @@ impl RxTurns {
         self.check = true;
     }
 
-    /// Into line: not ready (`RNR`) from the next ACK, which goes at once.
-    fn wait(&mut self, conn: &mut Conn, budget: u32) {
+    /// Waiting for a turn: not ready (`RNR`) from the next ACK, which goes at once; in line
+    /// unless `in_line` is false (it joins with its next packet that says more).
+    fn wait(&mut self, conn: &mut Conn, budget: u32, in_line: bool) {
         conn.rx_turn = RxTurn::Waiting;
         conn.recv.ungranted = true;
         conn.recv.ack_now = true;
         conn.recv.adv = Self::unscheduled(budget);
-        self.waiting.push_back(conn.id);
+        if in_line && !conn.rx_in_line {
+            self.waiting.push_back(conn.id);
+            conn.rx_in_line = true;
+        }
     }
 
     fn grant(&mut self, now: Instant, conn: &mut Conn, stats: &mut EndpointStats) {
         conn.rx_turn = RxTurn::Granted;
         conn.rx_turn_bytes = 0;
         conn.rx_granted_at = now;
+        conn.rx_xon_repeated = false;
         conn.recv.ungranted = false;
         self.granted.push(conn.id);
         stats.rx_turns += 1;

@@ -142,11 +142,11 @@ impl Flags {
     /// checked by the datapath (see [`crate::icrc`]), stripped before the engine parses.
     pub const ICRC: Flags = Flags(1 << 5);
     /// ACK/NACK: receiver not ready. The receiver is short of buffers for send data (no
-    /// posted receive, most of its unexpected-message budget used) or refused some: the sender
-    /// sends no new data until an ACK without this flag answers something sent no earlier than
-    /// the last refused packet, and meanwhile probes with one packet per `rnr_delay` (an RC
+    /// posted receive, most of its unexpected-message budget used), refused some, or is
+    /// serving other senders first (turns of its receive budget): the sender sends no new data
+    /// until an ACK without this flag says it may, and meanwhile probes now and then (an RC
     /// queue pair's RNR NAK made a window: the receiver stops the sender instead of refusing a
-    /// window per round trip).
+    /// window per round trip; docs/transport.md, "Messages").
     pub const RNR: Flags = Flags(1 << 6);
     /// Data or probe: the sender has more to send after this packet (new data or
     /// retransmissions queued, whether or not its windows let them go now). A receiver that

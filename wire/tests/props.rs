@@ -291,12 +291,12 @@ proptest! {
         op in 1u8..=10,
         small in any::<[u8; 4]>(),
     ) {
-        // Get past the version and opcode checks, keep counts and flags small and the length
-        // field right often enough to reach the deeper checks.
+        // Get past the version and opcode checks, keep counts and flags small (the low byte
+        // holds every defined flag) and the length field right often enough to reach the
+        // deeper checks.
         buf[0] = VERSION;
         buf[1] = op;
         buf[2] = 0;
-        buf[3] &= 0x7f;
         let len = buf.len() as u16;
         if small[0] & 1 == 0 {
             buf[18..20].copy_from_slice(&len.to_be_bytes());

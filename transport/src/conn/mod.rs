@@ -81,6 +81,10 @@ struct RnrBlock {
     /// `RNR_PROBE_BACKOFF` doublings of `rnr_delay` (a sender waiting its turn at a busy
     /// receiver — `Config::rx_grants` — may wait several turns).
     probes: u8,
+    /// Echoed timestamp of the ACK that began the block: without a refusal, an ACK without
+    /// `RNR` answering this or a later transmission ends it (the receiver's echo follows the
+    /// packet that arrived last, which reordering can make older than other `RNR` echoes).
+    start_ts: u64,
 }
 
 /// Most doublings of `rnr_delay` between probes of one receiver-not-ready block with
@@ -89,6 +93,8 @@ const RNR_PROBE_BACKOFF: u8 = 5;
 /// The same without refusals: the receiver will say when it is ready, and a probe only
 /// guards against losing that ACK.
 const RNR_WAIT_BACKOFF: u8 = 7;
+/// Doublings of `rnr_delay` before the first probe of a block without refusals.
+const RNR_FIRST_WAIT_PROBE: u8 = 3;
 
 impl RnrBlock {
     /// The next probe's time after one goes at `now`.
@@ -98,9 +104,19 @@ impl RnrBlock {
         } else {
             RNR_WAIT_BACKOFF
         };
-        let shift = self.probes.min(cap);
         self.probes = self.probes.saturating_add(1);
+        let shift = self.probes.min(cap);
         self.probe_at = now + config.rnr_delay.saturating_mul(1 << shift);
+    }
+
+    /// Whether an ACK without `RNR` answering the transmission stamped `echo_ts` ends it.
+    fn cleared_by(&self, echo_ts: u64) -> bool {
+        echo_ts
+            >= if self.refused {
+                self.refused_ts
+            } else {
+                self.start_ts
+            }
     }
 }
 
@@ -237,6 +253,12 @@ pub(crate) struct Conn {
     pub(crate) rx_turn_bytes: u64,
     /// When the current turn was granted.
     pub(crate) rx_granted_at: Instant,
+    /// When data last arrived (a turn's silence is counted from it: probes do not hold one).
+    pub(crate) rx_heard: Instant,
+    /// It has an entry in the endpoint's line of those waiting for a turn.
+    pub(crate) rx_in_line: bool,
+    /// The XON of the current turn was repeated (it was not used within `rnr_delay`).
+    pub(crate) rx_xon_repeated: bool,
 }
 
 /// A connection's place in its endpoint's turns of the receive budget (`Config::rx_grants`).
@@ -337,6 +359,9 @@ impl Conn {
             rx_turn: RxTurn::Idle,
             rx_turn_bytes: 0,
             rx_granted_at: now,
+            rx_heard: now,
+            rx_in_line: false,
+            rx_xon_repeated: false,
             lingering: false,
             linger_done: false,
             nacks: VecDeque::new(),
@@ -972,19 +997,23 @@ impl Conn {
             probe_at: if refused {
                 probe_at
             } else {
-                now + config.rnr_delay.saturating_mul(1 << RNR_WAIT_BACKOFF)
+                now + config.rnr_delay.saturating_mul(1 << RNR_FIRST_WAIT_PROBE)
             },
             since: now,
             refused,
-            probes: if refused { 0 } else { RNR_WAIT_BACKOFF },
+            probes: if refused { 0 } else { RNR_FIRST_WAIT_PROBE },
+            start_ts: echo_ts,
         });
         b.refused_ts = b.refused_ts.max(echo_ts);
         if refused {
-            b.probe_at = probe_at;
             if !b.refused {
                 // Refused resends back off from `rnr_delay`, as in a block that began so.
                 b.probes = 0;
                 b.refused = true;
+                b.probe_at = probe_at;
+            } else {
+                // A refusal of a probe does not undo its backoff.
+                b.probe_at = b.probe_at.max(probe_at);
             }
         }
     }
@@ -1095,8 +1124,12 @@ impl Conn {
         // older ACK may only have been reordered behind the refusal).
         if c.flags.contains(Flags::RNR) {
             self.rnr_block(now, a.echo_ts, false, ctx.config);
+        } else if self.rnr.is_none() {
+            // Ready: an `RNR` answer to an older transmission, reordered behind this, is
+            // stale.
+            self.rnr_cleared_ts = self.rnr_cleared_ts.max(a.echo_ts);
         } else if let Some(b) = self.rnr
-            && a.echo_ts >= b.refused_ts
+            && b.cleared_by(a.echo_ts)
         {
             self.rnr = None;
             self.rnr_cleared_ts = a.echo_ts;
