@@ -6,7 +6,7 @@ use alloc::vec::Vec;
 use core::net::SocketAddr;
 use core::ptr::NonNull;
 
-use weir_base::{Instant, Rng};
+use weir_base::{Duration, Instant, Rng};
 use weir_congestion::{CcConfig, CreditScheduler, RcccParams};
 use weir_wire::{CloseExt, Common, Ecn, Ext, Flags, Header, IntList, Opcode, PayloadMode};
 
@@ -104,6 +104,7 @@ impl Endpoint {
         // The cookie key comes from its own stream, so drawing it moves no other random choice.
         let mut keys = Rng::new(seed ^ 0x636f_6f6b_6965_6b65);
         let cookie_key = u128::from(keys.next_u64()) << 64 | u128::from(keys.next_u64());
+        let rx_turns = RxTurns::new(&config);
         Ok(Endpoint {
             config,
             local,
@@ -123,7 +124,7 @@ impl Endpoint {
             cookie_key,
             accept_buckets: BTreeMap::new(),
             rx_budget: RxBudget::default(),
-            rx_turns: RxTurns::default(),
+            rx_turns,
             lingering: 0,
             events: VecDeque::new(),
             ready: VecDeque::new(),
@@ -547,7 +548,6 @@ impl Endpoint {
             let fresh = !data || !weir_wire::psn::lt(c.psn, conn.recv.high);
             let more = c.flags.contains(Flags::MORE);
             let arrival = Arrival {
-                data,
                 wire_bytes: if data {
                     u64::from(c.payload_len) + DATA_HEADER
                 } else {
@@ -599,53 +599,43 @@ impl Endpoint {
         let budget = self.config.rx_budget_packets;
         let rnr = self.config.rnr_delay;
         let silence = rnr.saturating_mul(TURN_SILENCE);
-        let mut next: Option<Instant> = None;
         let mut i = 0;
         while let Some(&id) = self.rx_turns.granted.get(i) {
             let idx = self.index(id);
             let others_wait = !self.rx_turns.waiting.is_empty();
-            let keep = match idx.and_then(|x| self.conns[x].as_mut()) {
+            let (keep, tell) = match idx.and_then(|x| self.conns[x].as_mut()) {
                 Some(c) if c.state == State::Established && c.rx_turn == RxTurn::Granted => {
                     let unused = c.rx_turn_bytes == 0;
-                    let heard = c.rx_heard.max(c.rx_granted_at);
-                    if others_wait && now.saturating_since(heard) >= silence {
+                    let quiet = now.saturating_since(c.rx_heard.max(c.rx_granted_at));
+                    if others_wait && quiet >= silence {
                         self.stats.rx_turns_silent += 1;
                         // Heard since the grant: it was sending and stopped (descheduled),
                         // back in line. Never heard: its XON may be lost twice or it has
                         // nothing after all; it rejoins the line with its next probe.
                         self.rx_turns.wait(c, budget, !unused);
-                        false
+                        (false, true)
+                    } else if unused && !c.rx_xon_repeated && quiet >= rnr {
+                        c.rx_xon_repeated = true;
+                        c.recv.ack_now = true;
+                        (true, true)
                     } else {
-                        if unused && !c.rx_xon_repeated && now.saturating_since(heard) >= rnr {
-                            c.rx_xon_repeated = true;
-                            c.recv.ack_now = true;
-                        }
-                        let mut t = heard + silence;
-                        if unused && !c.rx_xon_repeated {
-                            t = t.min(heard + rnr);
-                        }
-                        next = Some(next.map_or(t, |n| n.min(t)));
-                        true
+                        (true, false)
                     }
                 }
-                _ => false,
+                _ => (false, true),
             };
-            if keep {
-                if let Some(x) = idx
-                    && self.conns[x].as_ref().is_some_and(|c| c.recv.ack_now)
-                {
-                    self.mark_ready(x);
-                }
-                i += 1;
-            } else {
+            if !keep {
                 self.rx_turns.granted.swap_remove(i);
-                if let Some(x) = idx {
-                    self.mark_ready(x);
-                }
+            } else {
+                i += 1;
+            }
+            if let Some(x) = idx
+                && tell
+            {
+                self.mark_ready(x);
             }
         }
-        let turns = self.rx_turns.turns(&self.config);
-        while (self.rx_turns.granted.len() as u32) < turns {
+        while (self.rx_turns.granted.len() as u32) < self.rx_turns.turns {
             let Some(id) = self.rx_turns.waiting.pop_front() else {
                 break;
             };
@@ -660,22 +650,27 @@ impl Endpoint {
             self.rx_turns.grant(now, c, &mut self.stats);
             c.recv.adv = self.rx_turns.granted_share(budget);
             c.recv.ack_now = true;
-            let t = now + rnr;
-            next = Some(next.map_or(t, |n| n.min(t)));
             self.mark_ready(idx);
         }
-        if self.rx_turns.waiting.is_empty() {
-            // Nobody waits: no silence to enforce (a repeat of an unused XON is still due).
-            next = self
-                .rx_turns
-                .granted
-                .iter()
-                .filter_map(|&id| self.index(id).and_then(|x| self.conns[x].as_ref()))
-                .filter(|c| c.rx_turn_bytes == 0 && !c.rx_xon_repeated)
-                .map(|c| c.rx_heard.max(c.rx_granted_at) + rnr)
-                .min();
-        }
-        self.rx_turns.deadline = next;
+        self.rx_turns.deadline = self.rx_next_look(rnr, silence);
+    }
+
+    /// When `rx_fill` must look again on its own: the first repeat of an unused XON due
+    /// (`rnr_delay` after the grant), or, while someone waits, the first turn's silence
+    /// running out.
+    fn rx_next_look(&self, rnr: Duration, silence: Duration) -> Option<Instant> {
+        let waiting = !self.rx_turns.waiting.is_empty();
+        self.rx_turns
+            .granted
+            .iter()
+            .filter_map(|&id| self.index(id).and_then(|x| self.conns[x].as_ref()))
+            .filter_map(|c| {
+                let heard = c.rx_heard.max(c.rx_granted_at);
+                let repeat = (c.rx_turn_bytes == 0 && !c.rx_xon_repeated).then(|| heard + rnr);
+                let quiet = waiting.then(|| heard + silence);
+                repeat.into_iter().chain(quiet).min()
+            })
+            .min()
     }
 
     /// A SYN: a connector's first one (token 0) or its confirm (token = our cookie).
@@ -1211,14 +1206,16 @@ struct RxTurns {
     /// When `Endpoint::rx_fill` must run next without a packet: a turn's silence or an XON's
     /// repeat due (`Endpoint::poll_timeout` includes it).
     deadline: Option<Instant>,
+    /// Turns held at once: `Config::rx_grants`, or more where the budget gives each a window
+    /// of a bandwidth × delay product (`fixed::AUTO_RTT` at the line rate): a buffer that
+    /// holds full windows for all its senders needs no turns. From the configuration, once.
+    turns: u32,
 }
 
 /// A packet of a connection under turns, as `RxTurns::arrive` sees it.
 #[derive(Clone, Copy, Debug)]
 struct Arrival {
-    /// Data (else a probe).
-    data: bool,
-    /// Wire bytes of a data packet (payload and header): what a turn counts.
+    /// Wire bytes of a data packet (payload and header): what a turn counts; 0 for a probe.
     wire_bytes: u64,
     /// Its `MORE` flag, if it is the newest the sender sent (`None`: a late packet, which
     /// tells nothing of what the sender has queued now).
@@ -1237,10 +1234,8 @@ impl RxTurns {
         ((budget - budget / 8) / n).max(crate::config::MIN_RX_SHARE)
     }
 
-    /// Turns held at once: `Config::rx_grants`, or more where the budget gives each a
-    /// window of a bandwidth × delay product (`fixed::AUTO_RTT` at the line rate): a buffer
-    /// that holds full windows for all its senders needs no turns.
-    fn turns(&self, config: &Config) -> u32 {
+    /// Turns for `config` (`RxTurns::turns`), none held yet.
+    fn new(config: &Config) -> Self {
         let budget = config.rx_budget_packets;
         let bdp = config
             .line_rate
@@ -1248,9 +1243,12 @@ impl RxTurns {
             .div_ceil(u64::from(config.max_payload))
             .max(1);
         let full = u64::from(budget - budget / 8) / bdp;
-        config
-            .rx_grants
-            .max(u32::try_from(full).unwrap_or(u32::MAX))
+        RxTurns {
+            turns: config
+                .rx_grants
+                .max(u32::try_from(full).unwrap_or(u32::MAX)),
+            ..RxTurns::default()
+        }
     }
 
     /// A data packet or a probe from `conn`: its turn begins, goes on or ends, and the window
@@ -1264,7 +1262,7 @@ impl RxTurns {
         a: Arrival,
     ) -> u32 {
         let budget = config.rx_budget_packets;
-        if a.data {
+        if a.wire_bytes > 0 {
             conn.rx_heard = now;
         }
         match (conn.rx_turn, a.more) {
@@ -1289,12 +1287,11 @@ impl RxTurns {
             (RxTurn::Idle | RxTurn::Waiting, Some(false)) => {
                 // Nothing more to send: out of line (its entry, if any, is skipped).
                 conn.rx_turn = RxTurn::Idle;
-                conn.recv.ungranted = false;
             }
             (RxTurn::Idle, Some(true)) => {
                 // A free turn goes to the first in line: a newcomer takes one only when
                 // nobody waits (`Endpoint::rx_fill` serves the line right after).
-                if self.waiting.is_empty() && (self.granted.len() as u32) < self.turns(config) {
+                if self.waiting.is_empty() && (self.granted.len() as u32) < self.turns {
                     self.grant(now, conn, stats);
                     conn.rx_turn_bytes = a.wire_bytes;
                     return self.granted_share(budget);
@@ -1324,7 +1321,6 @@ impl RxTurns {
     /// unless `in_line` is false (it joins with its next packet that says more).
     fn wait(&mut self, conn: &mut Conn, budget: u32, in_line: bool) {
         conn.rx_turn = RxTurn::Waiting;
-        conn.recv.ungranted = true;
         conn.recv.ack_now = true;
         conn.recv.adv = Self::unscheduled(budget);
         if in_line && !conn.rx_in_line {
@@ -1338,7 +1334,6 @@ impl RxTurns {
         conn.rx_turn_bytes = 0;
         conn.rx_granted_at = now;
         conn.rx_xon_repeated = false;
-        conn.recv.ungranted = false;
         self.granted.push(conn.id);
         stats.rx_turns += 1;
     }

@@ -1649,7 +1649,7 @@ impl Conn {
             };
             let e = self.recv.last_entropy;
             let mut flags = Flags::empty();
-            flags.set(Flags::RNR, self.recv.not_ready());
+            flags.set(Flags::RNR, self.not_ready());
             return self.control(Opcode::Nack, flags, Ext::Nack(ext), e, buf);
         }
         if self.recv.cnp_due {
@@ -1838,13 +1838,20 @@ impl Conn {
         next.is_some() && !self.credit_allows(|_| next)
     }
 
+    /// Whether ACKs and NACKs say not ready (`Flags::RNR`): short of buffers, or waiting in
+    /// line for a turn of the endpoint's receive budget (`Config::rx_grants`).
+    fn not_ready(&self) -> bool {
+        self.recv.starved || self.rx_turn == RxTurn::Waiting
+    }
+
     fn ack(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
+        let not_ready = self.not_ready();
         let r = &mut self.recv;
         let mut flags = Flags::empty();
         if r.ecn_echo {
             flags = flags.union(Flags::ECN_ECHO);
         }
-        if r.not_ready() {
+        if not_ready {
             flags = flags.union(Flags::RNR);
         }
         let held = now

@@ -101,9 +101,6 @@ pub(crate) struct RecvState {
     /// refused for lack of buffers; ACKs and NACKs say so (`Flags::RNR`) until a receive is
     /// waiting or no more than a quarter of the budget is used (`Conn::rnr_update`).
     pub(crate) starved: bool,
-    /// Waiting in line for a turn of the endpoint's receive budget (`Config::rx_grants`):
-    /// ACKs and NACKs say not ready (`Flags::RNR`) until the turn is granted.
-    pub(crate) ungranted: bool,
     /// Send an ACK at the next opportunity.
     pub(crate) ack_now: bool,
     pub(crate) ecn_echo: bool,
@@ -165,7 +162,6 @@ impl RecvState {
             writes: Vec::new(),
             unexpected_used: 0,
             starved: false,
-            ungranted: false,
             pool: Vec::new(),
             unacked: 0,
             unacked_since: None,
@@ -293,11 +289,6 @@ impl RecvState {
         if (pooled + buf.capacity()) as u64 <= budget {
             self.pool.push(buf);
         }
-    }
-
-    /// Whether ACKs say not ready (`Flags::RNR`): short of buffers, or waiting for a turn.
-    pub(crate) fn not_ready(&self) -> bool {
-        self.starved || self.ungranted
     }
 
     /// Say this receiver is not ready (`starved`); whether it was ready until now.
