@@ -102,8 +102,8 @@ fn run_inner(
 mod tests {
     use super::*;
 
-    /// Prefetching and huge pages are hints: forced on (they are off below 2,048 hosts), a
-    /// run's report is the same, bit for bit.
+    /// Prefetching and huge pages are hints: forced on (by default prefetching is off below
+    /// 2,048 hosts, huge pages below 512), a run's report is the same, bit for bit.
     #[test]
     fn performance_hints_change_nothing() {
         for text in [

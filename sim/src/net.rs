@@ -255,7 +255,7 @@ pub(crate) struct Net {
     /// [`PREFETCH_MIN_HOSTS`] hosts.
     pub(crate) prefetch: bool,
     /// Back the heap with transparent huge pages ([`HugePages`]); a hint, on from
-    /// [`PREFETCH_MIN_HOSTS`] hosts.
+    /// [`HUGE_MIN_HOSTS`] hosts.
     pub(crate) huge: Option<HugePages>,
 }
 
@@ -263,8 +263,15 @@ pub(crate) struct Net {
 /// ([`Net::prefetch_for`]).
 const PREFETCH_AHEAD: [usize; 4] = [4, 3, 2, 1];
 /// Hosts from which the simulator prefetches: below, its state mostly stays in cache and the
-/// hints cost more than they save (rail-1024: 16.2 → 18.0 s of CPU with them).
+/// hints cost more than they save (user CPU with huge pages on, without and with prefetching:
+/// rail-1024 10.4 → 12.8 s, whose ring keeps few connections active; perm-1024 2.1 → 1.8 s).
 const PREFETCH_MIN_HOSTS: u32 = 2048;
+/// Hosts from which the simulator backs its heap with huge pages: from there its state (tens
+/// of megabytes and more) misses the TLB. User + system CPU without and with them (medians):
+/// 512-host rail 2.48 → 1.99 s, perm-1024 2.66 → 2.26 s, incast-1024 0.50 → 0.38 s,
+/// rail-1024 12.4 → 11.4 s. Below they gain little and cost memory (websearch-320: 1.45 →
+/// 1.42 s, 69 → 102 MB; perm-128 unchanged).
+const HUGE_MIN_HOSTS: u32 = 512;
 
 /// Events between two [`HugePages::poll`] calls (the heap grows as the run goes on).
 const HUGE_EVERY: u64 = 1 << 12;
@@ -303,13 +310,15 @@ pub(crate) struct NetConfig {
     pub(crate) faults: Vec<FaultEvent>,
     pub(crate) sample_every: Duration,
     pub(crate) progress_every: u64,
-    /// Prefetching and huge pages forced on or off; `None`: on from `PREFETCH_MIN_HOSTS`.
+    /// Prefetching and huge pages forced on or off; `None`: prefetching from
+    /// `PREFETCH_MIN_HOSTS`, huge pages from `HUGE_MIN_HOSTS`.
     pub(crate) hints: Option<bool>,
 }
 
 impl Net {
     pub(crate) fn new(g: Graph, w: Work, cfg: NetConfig) -> Result<Net, String> {
-        let hints = cfg.hints.unwrap_or(g.hosts >= PREFETCH_MIN_HOSTS);
+        let prefetch = cfg.hints.unwrap_or(g.hosts >= PREFETCH_MIN_HOSTS);
+        let huge = cfg.hints.unwrap_or(g.hosts >= HUGE_MIN_HOSTS);
         if g.ports.len() as u64 >= MAX_NODES {
             return Err(format!(
                 "{} nodes: at most {}",
@@ -386,8 +395,8 @@ impl Net {
                 ..SeriesRec::default()
             },
             progress_every: cfg.progress_every.max(1),
-            prefetch: hints,
-            huge: hints.then(HugePages::new),
+            prefetch,
+            huge: huge.then(HugePages::new),
             g,
             ports,
             eps,
