@@ -6,8 +6,10 @@
 //! host and pre-posts receives on each; N sender peers (the stream sender of the transport
 //! bench, [`crate::weir_side::weir_sender`]) start together once it is ready, each sending
 //! `messages` messages of `size` bytes with `window` in flight. One sender alone is measured
-//! first, in the same run, as the reference: the aggregate row gives the N senders' goodput
-//! as a share of it. Per sender: messages completed, goodput (receiver's view: that sender's
+//! first, in the same run, as the reference, moving what the N senders move together (N ×
+//! `messages`): the aggregate row gives the N senders' goodput as a share of it. With `repeat` rounds the two phases alternate (reference, incast,
+//! reference, …) and a summary gives the medians: on a shared machine one sender's goodput
+//! alone swings by a factor of two or more from run to run. Per sender: messages completed, goodput (receiver's view: that sender's
 //! first byte → its last completion), per-message latency at the sender (post → completion;
 //! the max is the longest any message waited, losses included), retransmissions, RTOs and
 //! retransmissions found spurious. Aggregate: every byte / (first byte of any sender → last
@@ -95,6 +97,9 @@ pub struct IncastOptions {
     pub timeout_secs: Option<f64>,
     /// A small run for smoke tests.
     pub quick: bool,
+    /// Rounds of reference and incast, alternated; the summary gives their medians [default:
+    /// 3; quick: 1].
+    pub repeat: Option<u32>,
     /// Where the senders run their engine [host]: `daemon` attaches every sender process to
     /// one `weir engine` daemon the bench starts per phase (the senders' host has one engine,
     /// as with a DPU); the receiver keeps its own `Host` and small socket buffer either way.
@@ -116,6 +121,7 @@ impl Default for IncastOptions {
             rt: false,
             timeout_secs: None,
             quick: false,
+            repeat: None,
             engine: crate::engine_side::EngineKind::Host,
         }
     }
@@ -124,6 +130,8 @@ impl Default for IncastOptions {
 /// One row: a sender of a phase, or a phase's aggregate (`sender: None`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct IncastRow {
+    /// The round (from 1) of reference and incast this row belongs to.
+    pub round: u32,
     /// Senders in this phase (1: the reference).
     pub senders: u32,
     /// The sender's index; `None` on the aggregate row.
@@ -172,7 +180,66 @@ pub struct IncastRow {
     pub note: Option<String>,
 }
 
-/// What [`run`] reports: `Start`, the rows of the reference, the rows of the incast, `End`.
+/// The rounds' aggregates and their medians.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct IncastSummary {
+    /// Rounds run.
+    pub rounds: u32,
+    /// Senders of the incast phase.
+    pub senders: u32,
+    /// One sender's goodput in each round (the reference), GB/s; `None` where it failed.
+    pub single_gbps: Vec<Option<f64>>,
+    /// The incast's aggregate goodput in each round, GB/s.
+    pub incast_gbps: Vec<Option<f64>>,
+    /// Each round's incast ÷ that round's reference.
+    pub ratios: Vec<Option<f64>>,
+    /// Median of `single_gbps` (over the rounds that have one).
+    pub single_median_gbps: Option<f64>,
+    /// Median of `incast_gbps`.
+    pub incast_median_gbps: Option<f64>,
+    /// Median of `ratios`: the figure the incast is judged by.
+    pub ratio_median: Option<f64>,
+    /// Every message of every phase of every round arrived and was acknowledged.
+    pub complete: bool,
+}
+
+impl IncastSummary {
+    fn new(rounds: u32, senders: u32, rows: &[IncastRow]) -> IncastSummary {
+        let agg = |n: u32| -> Vec<&IncastRow> {
+            rows.iter()
+                .filter(|r| r.sender.is_none() && r.senders == n)
+                .collect()
+        };
+        let (single, incast) = (agg(1), agg(senders));
+        let single_gbps: Vec<Option<f64>> = single.iter().map(|r| r.goodput_gbps).collect();
+        let incast_gbps: Vec<Option<f64>> = incast.iter().map(|r| r.goodput_gbps).collect();
+        let ratios: Vec<Option<f64>> = incast.iter().map(|r| r.ratio_to_single).collect();
+        IncastSummary {
+            rounds,
+            senders,
+            single_median_gbps: median(&single_gbps),
+            incast_median_gbps: median(&incast_gbps),
+            ratio_median: median(&ratios),
+            single_gbps,
+            incast_gbps,
+            ratios,
+            complete: rows.iter().all(|r| r.complete),
+        }
+    }
+}
+
+/// The median of the values present (the upper one of an even count's middle two).
+fn median(v: &[Option<f64>]) -> Option<f64> {
+    let mut x: Vec<f64> = v.iter().flatten().copied().collect();
+    if x.is_empty() {
+        return None;
+    }
+    x.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    Some(x[x.len() / 2])
+}
+
+/// What [`run`] reports: `Start`, per round the rows of the reference and of the incast,
+/// `Summary`, `End`.
 #[derive(Debug)]
 pub enum Event<'a> {
     /// Before the first phase.
@@ -182,7 +249,9 @@ pub enum Event<'a> {
     },
     /// One row.
     Row(&'a IncastRow),
-    /// After the last phase: every row.
+    /// After the last round: the medians.
+    Summary(&'a IncastSummary),
+    /// After the summary: every row.
     End {
         /// In order.
         rows: &'a [IncastRow],
@@ -203,6 +272,7 @@ struct Plan {
     cc: Option<String>,
     rt: bool,
     timeout_ms: u64,
+    repeat: u32,
     engine: crate::engine_side::EngineKind,
     /// With `--engine daemon`: the senders' daemon socket.
     daemon_socket: std::path::PathBuf,
@@ -228,6 +298,10 @@ impl Plan {
         if let Some(cc) = &o.cc {
             weir_side::load_cc(cc)?;
         }
+        let repeat = o.repeat.unwrap_or(if o.quick { 1 } else { 3 });
+        if !(1..=100).contains(&repeat) {
+            return Err(BenchError::new("--repeat must lie within 1..=100"));
+        }
         Ok(Plan {
             senders: o.senders,
             size,
@@ -240,10 +314,22 @@ impl Plan {
             cc: o.cc.clone(),
             rt: o.rt,
             timeout_ms: (secs * 1e3) as u64,
+            repeat,
             engine: o.engine,
             daemon_socket: std::env::temp_dir()
                 .join(format!("weir-incast-{}.sock", std::process::id())),
         })
+    }
+
+    /// Messages each sender of a phase with `senders` senders sends: the reference's one
+    /// sender moves what all the incast's senders move together, so that it runs long
+    /// enough to give a steady figure (16 MiB alone took about 4 ms, one scheduler tick).
+    fn messages_for(&self, senders: u32) -> u64 {
+        if senders == 1 {
+            self.messages * u64::from(self.senders)
+        } else {
+            self.messages
+        }
     }
 
     fn params(&self, role: Role, senders: u32, index: u32) -> PeerParams {
@@ -252,7 +338,7 @@ impl Plan {
             mode: Mode::Weir,
             test: Test::Incast,
             size: self.size,
-            bytes: self.size * self.messages,
+            bytes: self.size * self.messages_for(senders),
             window: self.window,
             loss: 0.0,
             seed: 1,
@@ -301,26 +387,31 @@ pub fn run(
     let header = table_header(&plan, &notes);
     on(Event::Start { header: &header });
     let mut rows = Vec::new();
-    let mut single = None;
-    for senders in [1, plan.senders] {
-        let outcome = measure(&plan, peer, senders);
-        let mut phase = phase_rows(&plan, senders, &outcome);
-        let agg = phase
-            .last_mut()
-            .unwrap_or_else(|| unreachable!("aggregate row"));
-        if senders == 1 {
-            single = agg.goodput_gbps;
-        }
-        agg.single_gbps = single;
-        agg.ratio_to_single = match (agg.goodput_gbps, single) {
-            (Some(g), Some(s)) if s > 0.0 => Some(g / s),
-            _ => None,
-        };
-        for row in phase {
-            on(Event::Row(&row));
-            rows.push(row);
+    for round in 1..=plan.repeat {
+        let mut single = None;
+        for senders in [1, plan.senders] {
+            let outcome = measure(&plan, peer, senders);
+            let mut phase = phase_rows(&plan, senders, &outcome);
+            let agg = phase
+                .last_mut()
+                .unwrap_or_else(|| unreachable!("aggregate row"));
+            if senders == 1 {
+                single = agg.goodput_gbps;
+            }
+            agg.single_gbps = single;
+            agg.ratio_to_single = match (agg.goodput_gbps, single) {
+                (Some(g), Some(s)) if s > 0.0 => Some(g / s),
+                _ => None,
+            };
+            for mut row in phase {
+                row.round = round;
+                on(Event::Row(&row));
+                rows.push(row);
+            }
         }
     }
+    let summary = IncastSummary::new(plan.repeat, plan.senders, &rows);
+    on(Event::Summary(&summary));
     on(Event::End { rows: &rows });
     Ok(())
 }
@@ -430,7 +521,7 @@ fn phase_rows(plan: &Plan, senders: u32, o: &Outcome) -> Vec<IncastRow> {
         size: plan.size,
         window: plan.window,
         rcvbuf: plan.rcvbuf,
-        expected: plan.messages,
+        expected: plan.messages_for(senders),
         ..IncastRow::default()
     };
     let rx = o.receiver.as_ref().ok();
@@ -464,7 +555,7 @@ fn phase_rows(plan: &Plan, senders: u32, o: &Outcome) -> Vec<IncastRow> {
                     row.spurious_retransmits = s.spurious_retransmits;
                     row.max_repair_us = s.max_repair_us;
                     row.complete = s.complete
-                        && got.is_some_and(|g| g.complete && g.messages == plan.messages);
+                        && got.is_some_and(|g| g.complete && g.messages == base.expected);
                     notes.extend(s.note.iter().map(|n| format!("sender: {n}")));
                 }
                 Err(e) => notes.push(e.clone()),
@@ -474,7 +565,7 @@ fn phase_rows(plan: &Plan, senders: u32, o: &Outcome) -> Vec<IncastRow> {
         })
         .collect();
     let mut agg = IncastRow {
-        expected: plan.messages * u64::from(senders),
+        expected: base.expected * u64::from(senders),
         messages: rows.iter().map(|r| r.messages).sum(),
         bytes: rows.iter().map(|r| r.bytes).sum(),
         p50_us: fmax(rows.iter().map(|r| r.p50_us)),
@@ -540,9 +631,13 @@ fn table_header(plan: &Plan, notes: &[String]) -> String {
     );
     let _ = writeln!(
         s,
-        "# cpus {}; psi cpu some avg10 {}",
+        "# cpus {}; psi cpu some avg10 {}; {} round{} of reference (1 sender, {} messages: \
+         what the incast's senders move together) and incast, alternated, medians at the end",
         sys::cpus(),
-        sys::cpu_pressure_some_avg10().map_or("n/a".into(), |p| format!("{p:.2}"))
+        sys::cpu_pressure_some_avg10().map_or("n/a".into(), |p| format!("{p:.2}")),
+        plan.repeat,
+        if plan.repeat == 1 { "" } else { "s" },
+        plan.messages_for(1),
     );
     let _ = writeln!(
         s,
@@ -618,6 +713,36 @@ pub fn json_line(r: &IncastRow) -> String {
     serde_json::to_string(r).unwrap_or_else(|e| format!(r#"{{"error":"{e}"}}"#))
 }
 
+/// The summary as `#` lines under the table.
+pub fn summary_lines(m: &IncastSummary) -> String {
+    let list = |v: &[Option<f64>], prec: usize| {
+        v.iter()
+            .map(|x| opt_f(*x, prec))
+            .collect::<Vec<_>>()
+            .join(" / ")
+    };
+    format!(
+        "# median over {} round{}: {} senders {} GB/s ({}), one sender {} GB/s ({}), \
+         ratio {} ({}); every message delivered: {}\n",
+        m.rounds,
+        if m.rounds == 1 { "" } else { "s" },
+        m.senders,
+        opt_f(m.incast_median_gbps, 3),
+        list(&m.incast_gbps, 3),
+        opt_f(m.single_median_gbps, 3),
+        list(&m.single_gbps, 3),
+        opt_f(m.ratio_median, 2),
+        list(&m.ratios, 2),
+        if m.complete { "yes" } else { "NO" },
+    )
+}
+
+/// The summary as one JSON object (`{"summary": …}`) on one line.
+pub fn summary_json(m: &IncastSummary) -> String {
+    serde_json::to_string(&serde_json::json!({ "summary": m }))
+        .unwrap_or_else(|e| format!(r#"{{"error":"{e}"}}"#))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -643,6 +768,8 @@ mod tests {
         assert_eq!((p.size, p.messages, p.timeout_ms), (256 << 10, 8, 15_000));
         let sp = p.params(Role::Sender, 2, 1);
         assert_eq!(sp.messages(), 8);
+        // The reference's one sender moves what the two move together.
+        assert_eq!(p.params(Role::Sender, 1, 0).messages(), 16);
         assert_eq!(sp.incast.as_ref().map(|i| i.index), Some(1));
         for bad in [
             IncastOptions {
@@ -740,5 +867,64 @@ mod tests {
         );
         assert!(!rows[2].complete);
         assert!(rows[2].note.is_some());
+    }
+
+    #[test]
+    fn rounds_and_their_medians() {
+        assert_eq!(plan().repeat, 1);
+        assert_eq!(
+            Plan::new(&IncastOptions::default()).expect("plan").repeat,
+            3
+        );
+        for bad in [0, 101] {
+            let o = IncastOptions {
+                repeat: Some(bad),
+                ..IncastOptions::default()
+            };
+            assert!(Plan::new(&o).is_err(), "{bad}");
+        }
+        // Three rounds; the second's reference failed, so it has no ratio.
+        let agg = |round, senders, gbps: Option<f64>, ratio: Option<f64>| IncastRow {
+            round,
+            senders,
+            goodput_gbps: gbps,
+            ratio_to_single: ratio,
+            complete: gbps.is_some(),
+            ..IncastRow::default()
+        };
+        let one = |round, sender| IncastRow {
+            round,
+            senders: 16,
+            sender: Some(sender),
+            goodput_gbps: Some(9.0),
+            complete: true,
+            ..IncastRow::default()
+        };
+        let rows = vec![
+            agg(1, 1, Some(4.0), None),
+            one(1, 0),
+            agg(1, 16, Some(2.0), Some(0.5)),
+            agg(2, 1, None, None),
+            agg(2, 16, Some(3.0), None),
+            agg(3, 1, Some(2.0), None),
+            agg(3, 16, Some(1.8), Some(0.9)),
+        ];
+        let m = IncastSummary::new(3, 16, &rows);
+        assert_eq!(m.single_gbps, [Some(4.0), None, Some(2.0)]);
+        assert_eq!(m.incast_gbps, [Some(2.0), Some(3.0), Some(1.8)]);
+        assert_eq!(m.ratios, [Some(0.5), None, Some(0.9)]);
+        // Medians over what was measured; the upper middle of an even count.
+        assert_eq!(m.single_median_gbps, Some(4.0));
+        assert_eq!(m.incast_median_gbps, Some(2.0));
+        assert_eq!(m.ratio_median, Some(0.9));
+        assert!(!m.complete);
+        let line = summary_lines(&m);
+        assert!(
+            line.contains("median over 3 rounds") && line.contains("n/a"),
+            "{line}"
+        );
+        let j: serde_json::Value = serde_json::from_str(&summary_json(&m)).expect("json");
+        assert_eq!(j["summary"]["ratio_median"], 0.9);
+        assert_eq!(median(&[None, None]), None);
     }
 }

@@ -107,6 +107,8 @@ fn bench_incast_refuses_out_of_range_values() {
         (&["bench", "incast", "--timeout", "-1"], "--timeout"),
         (&["bench", "incast", "--timeout", "nan"], "--timeout"),
         (&["bench", "incast", "--timeout", "inf"], "--timeout"),
+        (&["bench", "incast", "--repeat", "0"], "--repeat"),
+        (&["bench", "incast", "--repeat", "101"], "--repeat"),
     ]);
 }
 

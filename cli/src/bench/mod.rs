@@ -231,6 +231,12 @@ pub(crate) struct IncastArgs {
     /// A small run for smoke tests: 8 messages of 256 KiB per sender
     #[arg(long)]
     pub(crate) quick: bool,
+
+    /// Rounds of reference (one sender) and incast, alternated, 1 to 100; a summary gives
+    /// the medians [default: 3; --quick: 1]
+    #[arg(long, value_name = "N", allow_negative_numbers = true,
+          value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub(crate) repeat: Option<u32>,
 }
 
 impl IncastArgs {
@@ -248,6 +254,7 @@ impl IncastArgs {
             rt: self.rt,
             timeout_secs: self.timeout,
             quick: self.quick,
+            repeat: self.repeat,
             engine: self.engine,
         }
     }
@@ -352,6 +359,8 @@ fn run_incast(a: &IncastArgs) -> Result<(), BenchError> {
         incast::Event::Start { header } if !json => print!("{header}"),
         incast::Event::Row(row) if json => println!("{}", incast::json_line(row)),
         incast::Event::Row(row) => println!("{}", incast::table_row(row)),
+        incast::Event::Summary(m) if json => println!("{}", incast::summary_json(m)),
+        incast::Event::Summary(m) => print!("{}", incast::summary_lines(m)),
         _ => {}
     })
 }
