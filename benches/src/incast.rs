@@ -205,12 +205,18 @@ pub struct IncastSummary {
 
 impl IncastSummary {
     fn new(rounds: u32, senders: u32, rows: &[IncastRow]) -> IncastSummary {
-        let agg = |n: u32| -> Vec<&IncastRow> {
-            rows.iter()
-                .filter(|r| r.sender.is_none() && r.senders == n)
+        // Each round's aggregate rows: the reference's first, then the incast's (both have
+        // one sender when `senders` is 1).
+        let agg = |phase: usize| -> Vec<&IncastRow> {
+            (1..=rounds)
+                .filter_map(|round| {
+                    rows.iter()
+                        .filter(|r| r.round == round && r.sender.is_none())
+                        .nth(phase)
+                })
                 .collect()
         };
-        let (single, incast) = (agg(1), agg(senders));
+        let (single, incast) = (agg(0), agg(1));
         let single_gbps: Vec<Option<f64>> = single.iter().map(|r| r.goodput_gbps).collect();
         let incast_gbps: Vec<Option<f64>> = incast.iter().map(|r| r.goodput_gbps).collect();
         let ratios: Vec<Option<f64>> = incast.iter().map(|r| r.ratio_to_single).collect();
@@ -911,6 +917,16 @@ mod tests {
         ];
         let m = IncastSummary::new(3, 16, &rows);
         assert_eq!(m.single_gbps, [Some(4.0), None, Some(2.0)]);
+        // One sender in both phases: told apart by their order in the round.
+        let ones = vec![
+            agg(1, 1, Some(4.0), None),
+            one(1, 0),
+            agg(1, 1, Some(3.0), Some(0.75)),
+        ];
+        let m1 = IncastSummary::new(1, 1, &ones);
+        assert_eq!(m1.single_gbps, [Some(4.0)]);
+        assert_eq!(m1.incast_gbps, [Some(3.0)]);
+        assert_eq!(m1.ratio_median, Some(0.75));
         assert_eq!(m.incast_gbps, [Some(2.0), Some(3.0), Some(1.8)]);
         assert_eq!(m.ratios, [Some(0.5), None, Some(0.9)]);
         // Medians over what was measured; the upper middle of an even count.
