@@ -311,7 +311,9 @@ pub fn incast_receiver(
     let n = p.incast.as_ref().map_or(1, |i| i.senders.max(1));
     let size = p.size;
     let window = 2 * u64::from(p.window.max(1));
-    let per_conn = size * window + 8;
+    // Page-aligned per connection, as NCCL's buffers are (the end marker's 8 bytes after the
+    // slots left every connection but the first 8-byte aligned only).
+    let per_conn = (size * window + 8).next_multiple_of(4096);
     let host = start_host(p)?;
     host.listen().map_err(ctx("listen"))?;
     let (region, _buf) = host
