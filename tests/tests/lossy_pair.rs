@@ -45,7 +45,32 @@ fn exchange(
     both: bool,
     seed: u64,
 ) -> Result<(), TestCaseError> {
-    let mut net = Net::new(2, config(mode), link, seed);
+    exchange_with(config(mode), link, sizes, both, seed)
+}
+
+/// [`exchange`] with payloads placed past the caches: every region streams
+/// (`stream_region_bytes` 1) and packets carry 4 KiB, so that each full payload takes the
+/// non-temporal copy (from 2 KiB) at the alignments the message offsets give.
+fn exchange_streamed(
+    link: Link,
+    sizes: &[usize],
+    both: bool,
+    seed: u64,
+) -> Result<(), TestCaseError> {
+    let mut c = config(Mode::Weir);
+    c.max_payload = 4096;
+    c.stream_region_bytes = 1;
+    exchange_with(c, link, sizes, both, seed)
+}
+
+fn exchange_with(
+    config: Config,
+    link: Link,
+    sizes: &[usize],
+    both: bool,
+    seed: u64,
+) -> Result<(), TestCaseError> {
+    let mut net = Net::new(2, config, link, seed);
     let (c0, c1) = net
         .connect(0, 1, Duration::from_secs(5))
         .ok_or_else(|| TestCaseError::fail("connect"))?;
@@ -132,7 +157,8 @@ fn exchange(
     }
     prop_assert!(
         done,
-        "did not finish (mode {mode:?}, link {link:?}); {:?} {:?}",
+        "did not finish (mode {:?}, link {link:?}); {:?} {:?}",
+        config.mode,
         net.eps[0].conn_stats(c0),
         net.eps[1].conn_stats(c1)
     );
@@ -189,6 +215,11 @@ proptest! {
     #[test]
     fn gbn_delivers_everything_once(link in lossy_link(), sizes in sizes(), both in any::<bool>(), seed in any::<u64>()) {
         exchange(Mode::GoBackN, link, &sizes, both, seed)?;
+    }
+
+    #[test]
+    fn streamed_placement_delivers_everything_once(link in lossy_link(), sizes in sizes(), both in any::<bool>(), seed in any::<u64>()) {
+        exchange_streamed(link, &sizes, both, seed)?;
     }
 }
 

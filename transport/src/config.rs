@@ -55,6 +55,13 @@ pub struct Config {
     /// not ready, `Flags::RNR`, until a receive waits or a quarter of this is free again) and
     /// resent once it is ready.
     pub unexpected_bytes: u64,
+    /// Registered regions of this many bytes or more receive payload around the CPU caches
+    /// (x86-64 non-temporal stores, as a NIC's DMA writes), smaller ones through them; 0:
+    /// never. More than a core's caches hold is mostly not cached when a packet lands, and
+    /// a cached store first reads the line it writes from memory. Default 32 MiB: a 16-sender
+    /// incast into 128 MiB of posted receives spent three times as long per byte placing
+    /// payload as one stream into 8 MiB (BENCHMARKS.md, 2026-12-08).
+    pub stream_region_bytes: u64,
     /// While the receiver is not ready (an out-of-resources NACK), the sender sends no new
     /// data and resends one refused packet (or a probe) after this interval, then after
     /// twice as long each time, up to 32 times it; a receiver that only said it is not ready
@@ -141,6 +148,7 @@ impl Default for Config {
             ack_every: 8,
             ack_delay: Duration::from_micros(50),
             unexpected_bytes: 32 << 20,
+            stream_region_bytes: 32 << 20,
             rnr_delay: Duration::from_micros(200),
             max_outstanding: 4096,
             cnp_interval: Some(Duration::from_micros(4)),

@@ -109,7 +109,7 @@ impl Endpoint {
             config,
             local,
             rng: Rng::new(seed),
-            mem: Memory::default(),
+            mem: Memory::streaming_from(config.stream_region_bytes),
             stats: EndpointStats::default(),
             conns: Vec::new(),
             free: Vec::new(),
