@@ -6,7 +6,9 @@
 //!
 //! Byte 0 shapes the run: bit 0 set = virtual payloads (`register_virtual`, header-only
 //! datagrams, `RxMeta { virtual_payload: true }`), clear = real memory; bit 1 set =
-//! `Config::go_back_n()`, clear = `Config::default()`. The rest is a sequence of ops, an op byte
+//! `Config::go_back_n()`, clear = `Config::default()`; bit 2 set = every region receives
+//! past the caches (`stream_region_bytes` 1: non-temporal stores for payloads from 2 KiB,
+//! at whatever offsets the packets name). The rest is a sequence of ops, an op byte
 //! (taken mod 6) followed by its operands; a truncated last op is dropped.
 //!
 //! | op | operands | effect |
@@ -104,7 +106,7 @@ const A_RECVS_BEFORE_HANDSHAKE: bool = true;
 fuzz_target!(|data: &[u8]| {
     let mut input = Input(data);
     let Some(shape) = input.u8() else { return };
-    let mut w = World::new(shape & 1 != 0, shape & 2 != 0);
+    let mut w = World::new(shape & 1 != 0, shape & 2 != 0, shape & 4 != 0);
     while let Some(op) = input.u8() {
         if w.op(op % 6, &mut input).is_none() {
             break;
@@ -296,12 +298,15 @@ struct World {
 }
 
 impl World {
-    fn new(virt: bool, gbn: bool) -> World {
-        let config = if gbn {
+    fn new(virt: bool, gbn: bool, stream: bool) -> World {
+        let mut config = if gbn {
             Config::go_back_n()
         } else {
             Config::default()
         };
+        if stream {
+            config.stream_region_bytes = 1;
+        }
         let mk = |i: usize| Endpoint::new(config, ep_addr(i), SEEDS[i]).expect("config is valid");
         let mut w = World {
             eps: [mk(A), mk(B)],

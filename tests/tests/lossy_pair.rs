@@ -162,6 +162,13 @@ fn exchange_with(
         net.eps[0].conn_stats(c0),
         net.eps[1].conn_stats(c1)
     );
+    // With every region streamed, each full payload (not the short last one of a message)
+    // was placed past the caches, on x86-64.
+    if config.stream_region_bytes == 1 && cfg!(target_arch = "x86_64") {
+        let full: u64 = sizes.iter().map(|&n| (n / 4096 * 4096) as u64).sum();
+        let streamed = net.eps[1].conn_stats(c1).map_or(0, |s| s.rx_streamed_bytes);
+        prop_assert!(streamed >= full, "{streamed} of {full} bytes streamed");
+    }
     for (r, rw, m, dptr, len, s, sw) in expect {
         let got = outcomes[r].recv_done.get(&rw).copied();
         prop_assert_eq!(

@@ -55,12 +55,14 @@ pub struct Config {
     /// not ready, `Flags::RNR`, until a receive waits or a quarter of this is free again) and
     /// resent once it is ready.
     pub unexpected_bytes: u64,
-    /// Registered regions of this many bytes or more receive payload around the CPU caches
-    /// (x86-64 non-temporal stores, as a NIC's DMA writes), smaller ones through them; 0:
-    /// never. More than a core's caches hold is mostly not cached when a packet lands, and
-    /// a cached store first reads the line it writes from memory. Default 32 MiB: a 16-sender
-    /// incast into 128 MiB of posted receives spent three times as long per byte placing
-    /// payload as one stream into 8 MiB (BENCHMARKS.md, 2026-12-08).
+    /// Registered regions of this many bytes or more receive payloads of 2 KiB or more past
+    /// the CPU caches (x86-64 non-temporal stores for whole cache lines, a store fence per
+    /// copy; elsewhere a plain copy), smaller regions through them; 0: never. Chosen by the
+    /// region's size, not the message's: more than a core's caches hold is mostly not cached
+    /// when a packet lands, and a cached store first reads the line it writes from memory.
+    /// Default 32 MiB: a 16-sender incast into 128 MiB of posted receives spent three times
+    /// as long per byte placing payload as one stream into 8 MiB (BENCHMARKS.md,
+    /// 2026-12-08; docs/transport.md, "Placement past the caches").
     pub stream_region_bytes: u64,
     /// While the receiver is not ready (an out-of-resources NACK), the sender sends no new
     /// data and resends one refused packet (or a probe) after this interval, then after

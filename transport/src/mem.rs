@@ -123,62 +123,62 @@ impl Memory {
         Some(unsafe { core::slice::from_raw_parts(ptr.as_ptr().add(offset as usize), len) })
     }
 
-    /// Copy `src` into region `id` at `offset`. Returns false (copying nothing) when out of
-    /// bounds or unknown; a virtual region accepts and discards.
+    /// Copy `src` into region `id` at `offset`. `None` (copying nothing) when out of bounds
+    /// or unknown; otherwise whether the copy went past the caches. A virtual region accepts
+    /// and discards.
     ///
-    /// Into a region of `stream_from` bytes or more (`Config::stream_region_bytes`), a
-    /// payload of [`STREAM_MIN_PAYLOAD`] bytes or more goes around the caches (x86-64
-    /// non-temporal stores), as a NIC's DMA places it: such a region is more than a core's
-    /// caches hold, so the lines a payload lands on are mostly not cached, and a cached store
-    /// would first read each of them from memory. Smaller regions keep cached copies, where
-    /// the application finds the data. A streamed copy ends with a store fence, so the bytes
-    /// are visible before anything this thread stores afterwards (the completion that hands
-    /// them to another thread).
-    pub(crate) fn write(&self, id: RegionId, offset: u64, src: &[u8]) -> bool {
-        let Some(r) = self.get(id) else { return false };
-        let Some(end) = offset.checked_add(src.len() as u64) else {
-            return false;
-        };
+    /// The choice is by region, not by message: into a region of `stream_from` bytes or more
+    /// (`Config::stream_region_bytes`), a payload of [`STREAM_MIN_PAYLOAD`] bytes or more is
+    /// written with x86-64 non-temporal stores (elsewhere: copied as always). Such a region
+    /// is more than a core's caches hold, so the lines a payload lands on are mostly not
+    /// cached, and a cached store would first read each of them from memory. Smaller regions
+    /// keep cached copies, where an application that reads the data at once finds it. The
+    /// streamed copy writes whole 64-byte lines past the caches and the partial lines at either
+    /// end through them, and ends with a store fence: every byte is visible before anything
+    /// this thread stores afterwards (the completion that hands the data to another thread),
+    /// though within one copy the cached end lines may become visible before the rest.
+    pub(crate) fn write(&self, id: RegionId, offset: u64, src: &[u8]) -> Option<bool> {
+        let r = self.get(id)?;
+        let end = offset.checked_add(src.len() as u64)?;
         if end > r.len {
-            return false;
+            return None;
         }
-        if let Some(ptr) = r.ptr {
-            let dst = ptr.as_ptr().wrapping_add(offset as usize);
-            let stream = self.stream_from > 0
-                && r.len >= self.stream_from
-                && src.len() >= STREAM_MIN_PAYLOAD;
-            // SAFETY: bounds checked; validity is the registrant's promise. `src` comes from a
-            // datagram buffer, never from a registered region, so the ranges do not overlap.
-            unsafe {
-                #[cfg(target_arch = "x86_64")]
-                if stream {
-                    stream_x86_64(dst, src);
-                    return true;
-                }
-                let _ = stream;
-                core::ptr::copy_nonoverlapping(src.as_ptr(), dst, src.len());
+        let Some(ptr) = r.ptr else {
+            return Some(false);
+        };
+        let dst = ptr.as_ptr().wrapping_add(offset as usize);
+        let stream =
+            self.stream_from > 0 && r.len >= self.stream_from && src.len() >= STREAM_MIN_PAYLOAD;
+        // SAFETY: bounds checked; validity is the registrant's promise. `src` comes from a
+        // datagram buffer, never from a registered region, so the ranges do not overlap.
+        unsafe {
+            #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+            if stream {
+                stream_x86_64(dst, src);
+                return Some(true);
             }
+            core::ptr::copy_nonoverlapping(src.as_ptr(), dst, src.len());
         }
-        true
+        Some(false)
     }
 }
 
 /// Shortest payload [`Memory::write`] streams (shorter ones are copied through the cache).
 pub(crate) const STREAM_MIN_PAYLOAD: usize = 2048;
 
-/// A streamed copy ([`Memory::write`]): a cached copy up to the first 16-byte boundary of `dst`,
-/// 64-byte blocks of streaming stores, a cached copy of the tail, a store fence. SSE2 only,
-/// which every x86-64 CPU has.
+/// A streamed copy ([`Memory::write`]): a cached copy up to the first 64-byte (cache line)
+/// boundary of `dst`, whole lines of streaming stores, a cached copy of the tail, a store
+/// fence. SSE2 only, which every x86-64 CPU has.
 ///
 /// # Safety
 /// `dst..dst + src.len()` is writable and does not overlap `src`.
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 unsafe fn stream_x86_64(dst: *mut u8, src: &[u8]) {
     use core::arch::x86_64::{__m128i, _mm_loadu_si128, _mm_sfence, _mm_stream_si128};
     let len = src.len();
-    let head = dst.align_offset(16).min(len);
-    // SAFETY: all offsets stay below `len`; `dst + head` is 16-byte aligned, as
-    // `_mm_stream_si128` requires; unaligned loads from `src`.
+    let head = dst.align_offset(64).min(len);
+    // SAFETY: all offsets stay below `len`; `dst + head` is 64-byte aligned, so every
+    // 16-byte store is aligned as `_mm_stream_si128` requires; unaligned loads from `src`.
     unsafe {
         core::ptr::copy_nonoverlapping(src.as_ptr(), dst, head);
         let mut i = head;
@@ -214,13 +214,13 @@ mod tests {
         let mut buf = [0u8; 16];
         let mut m = Memory::default();
         let id = m.insert(NonNull::new(buf.as_mut_ptr()), 16, 0);
-        assert!(m.write(id, 8, &[1; 8]));
-        assert!(!m.write(id, 9, &[1; 8]));
-        assert!(!m.write(id, u64::MAX, &[1]));
+        assert_eq!(m.write(id, 8, &[1; 8]), Some(false));
+        assert_eq!(m.write(id, 9, &[1; 8]), None);
+        assert_eq!(m.write(id, u64::MAX, &[1]), None);
         assert_eq!(m.bytes(id, 8, 8), Some(&[1u8; 8][..]));
         assert_eq!(m.bytes(id, 9, 8), None);
         let v = m.insert(None, 1 << 40, 0);
-        assert!(m.write(v, 1 << 39, &[1; 4]));
+        assert_eq!(m.write(v, 1 << 39, &[1; 4]), Some(false));
         assert!(m.bytes(v, 0, 4).is_none());
         assert!(m.remove(id));
         assert!(!m.remove(id));
@@ -228,8 +228,9 @@ mod tests {
     }
 
     /// Payloads streamed past the caches (into a region at least `stream_from` long) land
-    /// exactly where copied ones do, at every alignment of source and destination and with
-    /// lengths around the 64-byte blocks, and nothing around them is touched.
+    /// exactly where copied ones do, at every destination offset within a cache line, several
+    /// source offsets and lengths around the 64-byte blocks, nothing around them touched; and
+    /// `write` says which way it copied.
     #[test]
     fn streamed_placement_is_exact() {
         let src: Vec<u8> = (0..9000u32).map(|i| (i * 7 + i / 251) as u8).collect();
@@ -239,7 +240,8 @@ mod tests {
         for stream_from in [0, 1, len as u64, len as u64 + 1] {
             let mut m = Memory::streaming_from(stream_from);
             let id = m.insert(NonNull::new(base), len as u64, 0);
-            for dst_off in [0usize, 1, 7, 8, 15, 16, 33, 63, 64, 100] {
+            // Every offset within a cache line (the buffer itself is at least 16-aligned).
+            for dst_off in (0usize..64).chain([100, 129]) {
                 for src_off in [0usize, 1, 5, 16] {
                     for n in [
                         STREAM_MIN_PAYLOAD - 1,
@@ -250,10 +252,17 @@ mod tests {
                         8192 + 17,
                     ] {
                         let payload = &src[src_off..src_off + n];
-                        // SAFETY: `base` is `buf`'s, not otherwise borrowed meanwhile.
-                        let all = unsafe { core::slice::from_raw_parts_mut(base, len) };
-                        all.fill(0xee);
-                        assert!(m.write(id, dst_off as u64, payload));
+                        // SAFETY: `base` is `buf`'s; each slice made from it is gone before
+                        // the next access through `base`.
+                        unsafe { core::slice::from_raw_parts_mut(base, len) }.fill(0xee);
+                        let streamed = m.write(id, dst_off as u64, payload);
+                        let expect = cfg!(all(target_arch = "x86_64", target_feature = "sse2"))
+                            && stream_from > 0
+                            && stream_from <= len as u64
+                            && n >= STREAM_MIN_PAYLOAD;
+                        assert_eq!(streamed, Some(expect), "{stream_from} {n}");
+                        // SAFETY: as above; made after the write.
+                        let all = unsafe { core::slice::from_raw_parts(base, len) };
                         assert_eq!(
                             &all[dst_off..dst_off + n],
                             payload,
@@ -265,7 +274,10 @@ mod tests {
                 }
             }
             // Out of bounds is refused before any store, streamed or not.
-            assert!(!m.write(id, (len - 100) as u64, &src[..STREAM_MIN_PAYLOAD]));
+            assert_eq!(
+                m.write(id, (len - 100) as u64, &src[..STREAM_MIN_PAYLOAD]),
+                None
+            );
         }
     }
 }

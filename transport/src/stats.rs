@@ -84,6 +84,8 @@ pub struct ConnStats {
     pub acks_received: u64,
     /// Data packets received that were new.
     pub rx_data_packets: u64,
+    /// Payload bytes placed past the CPU caches (`Config::stream_region_bytes`).
+    pub rx_streamed_bytes: u64,
     /// Data packets received that were duplicates (suppressed).
     pub rx_duplicates: u64,
     /// Data packets discarded by the go-back-N receiver because they were out of order.

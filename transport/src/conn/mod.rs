@@ -839,7 +839,10 @@ impl Conn {
             return Placement::Inconsistent;
         };
         match recv {
-            Some(recv) => write_clipped(ctx.mem, &recv, d.msg_offset as u64, payload, virt),
+            Some(recv) => {
+                self.stats.rx_streamed_bytes +=
+                    write_clipped(ctx.mem, &recv, d.msg_offset as u64, payload, virt);
+            }
             None => {
                 if unreserved {
                     if r.unexpected_used + len as u64 > budget {
@@ -901,7 +904,11 @@ impl Conn {
         let ok = if virt || payload.len() as u64 != plen {
             ctx.mem.check(region, dst, plen)
         } else {
-            ctx.mem.write(region, dst, payload)
+            let placed = ctx.mem.write(region, dst, payload);
+            if placed == Some(true) {
+                self.stats.rx_streamed_bytes += plen;
+            }
+            placed.is_some()
         };
         if !ok {
             return Placement::AccessError;
@@ -1055,7 +1062,7 @@ impl Conn {
         let reserved = core::mem::take(&mut m.reserved);
         let complete = m.received >= m.len as u64;
         if let Some(buf) = early {
-            write_clipped(ctx.mem, &recv, 0, &buf, false);
+            self.stats.rx_streamed_bytes += write_clipped(ctx.mem, &recv, 0, &buf, false);
             r.recycle(buf, ctx.config.unexpected_bytes);
         }
         r.unexpected_used -= reserved;
@@ -2227,13 +2234,17 @@ enum Placement {
 }
 
 /// Copy `bytes` to `recv`'s buffer at message offset `off`, discarding whatever falls beyond
-/// the receive buffer (the receive then completes as truncated).
-fn write_clipped(mem: &Memory, recv: &PostedRecv, off: u64, bytes: &[u8], virt: bool) {
+/// the receive buffer (the receive then completes as truncated). Returns the bytes placed
+/// past the caches (`Memory::write`).
+fn write_clipped(mem: &Memory, recv: &PostedRecv, off: u64, bytes: &[u8], virt: bool) -> u64 {
     if virt || off >= recv.len || bytes.is_empty() {
-        return;
+        return 0;
     }
     let n = (recv.len - off).min(bytes.len() as u64) as usize;
-    let _ = mem.write(recv.region, recv.offset + off, &bytes[..n]);
+    match mem.write(recv.region, recv.offset + off, &bytes[..n]) {
+        Some(true) => n as u64,
+        _ => 0,
+    }
 }
 
 #[cfg(test)]
