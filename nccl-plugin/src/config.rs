@@ -9,10 +9,11 @@
 //! | `WEIR_PATHS` | entropy values (paths) per connection | transport default (8) |
 //! | `WEIR_MAX_PAYLOAD` | payload bytes per packet | interface MTU − 28 − 128 (header allowance), capped at 8192 |
 //! | `WEIR_RTO_MS` | minimum (and initial, if larger) retransmission timeout | transport default |
+//! | `WEIR_STREAM_REGION` | registered regions of this many bytes or more receive payload past the CPU caches (non-temporal stores; 0: never; docs/transport.md, "Placement past the caches") | transport default (33554432) |
 //! | `WEIR_LOSS` | receive-side injected loss probability (testing) | 0 |
 //! | `WEIR_LATENCY_US` | one-way latency reported to NCCL (`latency`), µs | 10 (half the measured 8-byte round trip) |
 //! | `WEIR_DEBUG` | stderr level without an NCCL logger: 0 none … 5 trace | 2 (warnings) |
-//! | `WEIR_ENGINE` | where the engine runs: `host` (a thread of this process), `inproc` (a firmware engine thread, reached through descriptor rings) or `daemon` / `daemon:<socket>` (a `weir engine` daemon shared by the host's processes; its own command line sets its transport, so `WEIR_MODE`, `WEIR_CC`, `WEIR_PATHS`, `WEIR_MAX_PAYLOAD`, `WEIR_RTO_MS` and `WEIR_LOSS` do not apply) | `host` |
+//! | `WEIR_ENGINE` | where the engine runs: `host` (a thread of this process), `inproc` (a firmware engine thread, reached through descriptor rings) or `daemon` / `daemon:<socket>` (a `weir engine` daemon shared by the host's processes; its own command line sets its transport, so `WEIR_MODE`, `WEIR_CC`, `WEIR_PATHS`, `WEIR_MAX_PAYLOAD`, `WEIR_RTO_MS`, `WEIR_STREAM_REGION` and `WEIR_LOSS` do not apply) | `host` |
 //!
 //! One device per chosen interface; names are `weir-<ifname>` (unique: the topology key).
 
@@ -30,6 +31,8 @@ pub(crate) struct Config {
     pub(crate) paths: Option<u16>,
     pub(crate) max_payload: Option<u32>,
     pub(crate) rto_ms: Option<u64>,
+    /// `WEIR_STREAM_REGION`: `Config::stream_region_bytes` (`None`: the transport's).
+    pub(crate) stream_region: Option<u64>,
     pub(crate) loss: f64,
     /// One-way latency reported in the properties, µs.
     pub(crate) latency_us: f32,
@@ -94,6 +97,7 @@ impl Config {
             paths: ranged(get, "WEIR_PATHS", |&p: &u16| p >= 1, "at least 1"),
             max_payload: ranged(get, "WEIR_MAX_PAYLOAD", |&m: &u32| m >= 1, "at least 1"),
             rto_ms: ranged(get, "WEIR_RTO_MS", |&r: &u64| r >= 1, "at least 1"),
+            stream_region: ranged(get, "WEIR_STREAM_REGION", |_: &u64| true, "a byte count"),
             loss: ranged(
                 get,
                 "WEIR_LOSS",
@@ -301,6 +305,19 @@ mod tests {
             ("WEIR_DEBUG", "0"),
         ]);
         assert_eq!((c.paths, c.rto_ms, c.debug), (Some(16), Some(5), 0));
+        assert_eq!(c.stream_region, None);
+        assert_eq!(cfg(&[("WEIR_STREAM_REGION", "0")]).stream_region, Some(0));
+        assert_eq!(
+            cfg(&[("WEIR_STREAM_REGION", "1048576")]).stream_region,
+            Some(1 << 20)
+        );
+        for bad in ["-1", "32M", "x"] {
+            assert_eq!(
+                cfg(&[("WEIR_STREAM_REGION", bad)]).stream_region,
+                None,
+                "{bad}"
+            );
+        }
     }
 
     #[test]

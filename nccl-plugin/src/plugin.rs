@@ -908,6 +908,9 @@ impl State {
         hc.transport.max_payload = cfg
             .max_payload
             .unwrap_or_else(|| d.mtu.saturating_sub(28 + 128).clamp(512, 8192));
+        if let Some(bytes) = cfg.stream_region {
+            hc.transport.stream_region_bytes = bytes;
+        }
         if let Some(ms) = cfg.rto_ms {
             let rto = weir_base::Duration::from_millis(ms);
             hc.transport.min_rto = rto;
