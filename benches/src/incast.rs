@@ -7,10 +7,11 @@
 //! bench, [`crate::weir_side::weir_sender`]) start together once it is ready, each sending
 //! `messages` messages of `size` bytes with `window` in flight. One sender alone is measured
 //! first, in the same run, as the reference, moving what the N senders move together (N ×
-//! `messages`): the aggregate row gives the N senders' goodput as a share of it. With `repeat` rounds the two phases alternate (reference, incast,
-//! reference, …) and a summary gives the medians: on a shared machine one sender's goodput
-//! alone swings by a factor of two or more from run to run. Per sender: messages completed, goodput (receiver's view: that sender's
-//! first byte → its last completion), per-message latency at the sender (post → completion;
+//! `messages`): the aggregate row gives the N senders' goodput as a share of it. With
+//! `repeat` rounds the two phases alternate (reference, incast, reference, …) and a summary
+//! gives the medians: on a shared machine one sender's goodput alone swings by a factor of
+//! two or more from run to run. Per sender: messages completed, goodput (receiver's view:
+//! that sender's first byte → its last completion), per-message latency at the sender (post → completion;
 //! the max is the longest any message waited, losses included), retransmissions, RTOs and
 //! retransmissions found spurious. Aggregate: every byte / (first byte of any sender → last
 //! completion of all), and the kernel's receive-buffer drops on the host during the phase.
@@ -234,14 +235,13 @@ impl IncastSummary {
     }
 }
 
-/// The median of the values present (the upper one of an even count's middle two).
+/// The median of the values present (the upper one of an even count's middle two; `None`
+/// when none is), as every bench takes it ([`crate::median_by`]).
 fn median(v: &[Option<f64>]) -> Option<f64> {
-    let mut x: Vec<f64> = v.iter().flatten().copied().collect();
-    if x.is_empty() {
+    if v.is_empty() {
         return None;
     }
-    x.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
-    Some(x[x.len() / 2])
+    crate::median_by(v.to_vec(), |x| *x)
 }
 
 /// What [`run`] reports: `Start`, per round the rows of the reference and of the incast,

@@ -638,14 +638,17 @@ fn start_host(p: &PeerParams) -> Result<Net, BenchError> {
     {
         udp.rcvbuf = usize::try_from(i.rcvbuf)?;
     }
-    let rx_spread = matches!((p.role, &p.incast), (Role::Receiver, Some(i)) if i.rx_spread);
-    if let (Role::Receiver, Some(i)) = (p.role, &p.incast) {
-        if let Some(g) = i.rx_grants {
-            transport.rx_grants = g;
-        }
-        if let Some(t) = i.rx_turn {
-            transport.rx_turn_bytes = t;
-        }
+    // The incast receiver's own settings.
+    let incast_rx = match (p.role, &p.incast) {
+        (Role::Receiver, Some(i)) => Some(i),
+        _ => None,
+    };
+    let rx_spread = incast_rx.is_some_and(|i| i.rx_spread);
+    if let Some(g) = incast_rx.and_then(|i| i.rx_grants) {
+        transport.rx_grants = g;
+    }
+    if let Some(t) = incast_rx.and_then(|i| i.rx_turn) {
+        transport.rx_turn_bytes = t;
     }
     Net::start(
         &p.engine,

@@ -32,6 +32,13 @@ fn incast(seed: u64) -> Outcome {
     incast_with(seed, |_| {}, 0.0)
 }
 
+/// The buffer never overflowed and no sender resent anything (`what` names the run).
+fn assert_no_drop_no_resend(o: &Outcome, what: &str) {
+    assert_eq!(o.ingress.dropped, 0, "{what}: {:?}", o.ingress);
+    let retx: u64 = o.senders.iter().map(|s| s.retransmits).sum();
+    assert_eq!(retx, 0, "{what}: resends without a drop");
+}
+
 /// The incast with the receiver's configuration adjusted by `tune`, and each of its links
 /// back to the senders (ACKs, window updates) dropping `back_loss` of its datagrams.
 fn incast_with(seed: u64, tune: impl FnOnce(&mut Config), back_loss: f64) -> Outcome {
@@ -128,14 +135,12 @@ fn incast_links(seed: u64, tune: impl FnOnce(&mut Config), fwd: Link, back: Link
 fn sixteen_senders_starting_together_stay_within_the_shared_buffer() {
     for seed in [1, 2, 3] {
         let o = incast(seed);
-        assert_eq!(o.ingress.dropped, 0, "seed {seed}: {:?}", o.ingress);
+        assert_no_drop_no_resend(&o, &format!("seed {seed}"));
         assert!(
             o.ingress.max_queue <= u64::from(BUDGET) * PACKET,
             "seed {seed}: {:?}",
             o.ingress
         );
-        let retx: u64 = o.senders.iter().map(|s| s.retransmits).sum();
-        assert_eq!(retx, 0, "seed {seed}: resends without a drop");
     }
 }
 
@@ -160,7 +165,7 @@ fn sixteen_senders_on_two_packet_windows_keep_the_downlink_busy() {
 #[test]
 fn a_small_budget_is_granted_in_turns() {
     let o = incast(5);
-    assert_eq!(o.ingress.dropped, 0, "{:?}", o.ingress);
+    assert_no_drop_no_resend(&o, "turns");
     assert!(o.receiver.rx_turns >= SENDERS as u64, "{:?}", o.receiver);
     let waited = o.senders.iter().filter(|s| s.rnr_pauses > 0).count();
     assert!(
@@ -168,8 +173,6 @@ fn a_small_budget_is_granted_in_turns() {
         "{waited} senders waited: {:?}",
         o.receiver
     );
-    let retx: u64 = o.senders.iter().map(|s| s.retransmits).sum();
-    assert_eq!(retx, 0, "resends without a drop");
 }
 
 /// Without turns (`rx_grants` 0) every receiving sender shares the budget at once: no

@@ -147,13 +147,12 @@ impl Memory {
             return Some(false);
         };
         let dst = ptr.as_ptr().wrapping_add(offset as usize);
-        let stream =
-            self.stream_from > 0 && r.len >= self.stream_from && src.len() >= STREAM_MIN_PAYLOAD;
         // SAFETY: bounds checked; validity is the registrant's promise. `src` comes from a
         // datagram buffer, never from a registered region, so the ranges do not overlap.
         unsafe {
             #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
-            if stream {
+            if self.stream_from > 0 && r.len >= self.stream_from && src.len() >= STREAM_MIN_PAYLOAD
+            {
                 stream_x86_64(dst, src);
                 return Some(true);
             }
