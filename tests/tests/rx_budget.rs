@@ -32,6 +32,18 @@ fn incast(seed: u64) -> Outcome {
     incast_with(seed, |_| {}, 0.0)
 }
 
+/// The last completion came within `num / den` times the ideal (`ideal`; `what` names the
+/// run).
+fn assert_near_ideal(o: &Outcome, num: u64, den: u64, what: &str) {
+    let ideal = ideal();
+    assert!(
+        o.elapsed.as_nanos() * den <= ideal.as_nanos() * num,
+        "{what}: last completion after {:?}, ideal {ideal:?}; {:?}",
+        o.elapsed,
+        o.receiver
+    );
+}
+
 /// The buffer never overflowed and no sender resent anything (`what` names the run).
 fn assert_no_drop_no_resend(o: &Outcome, what: &str) {
     assert_eq!(o.ingress.dropped, 0, "{what}: {:?}", o.ingress);
@@ -151,12 +163,7 @@ fn sixteen_senders_starting_together_stay_within_the_shared_buffer() {
 #[test]
 fn sixteen_senders_on_two_packet_windows_keep_the_downlink_busy() {
     let o = incast(4);
-    let ideal = ideal();
-    assert!(
-        o.elapsed.as_nanos() * 2 <= ideal.as_nanos() * 3,
-        "last completion after {:?}, ideal {ideal:?}",
-        o.elapsed
-    );
+    assert_near_ideal(&o, 3, 2, "seed 4");
 }
 
 /// Turns (the default, `rx_grants` 1 with a 32-packet budget, too small for one window of a
@@ -225,13 +232,7 @@ fn lost_grants_do_not_stall_the_line() {
     for seed in [9, 10] {
         let o = incast_with(seed, |_| {}, 0.2);
         assert!(o.receiver.rx_turns >= SENDERS as u64, "{:?}", o.receiver);
-        assert!(
-            o.elapsed.as_nanos() <= ideal().as_nanos() * 4,
-            "seed {seed}: {:?} against an ideal {:?}; {:?}",
-            o.elapsed,
-            ideal(),
-            o.receiver
-        );
+        assert_near_ideal(&o, 4, 1, &format!("seed {seed}"));
     }
 }
 
@@ -249,13 +250,7 @@ fn reordering_leaves_no_phantom_turns() {
     };
     for seed in [11, 12] {
         let o = incast_links(seed, |_| {}, late, late);
-        assert!(
-            o.elapsed.as_nanos() <= ideal().as_nanos() * 2,
-            "seed {seed}: {:?} against an ideal {:?}; {:?}",
-            o.elapsed,
-            ideal(),
-            o.receiver
-        );
+        assert_near_ideal(&o, 2, 1, &format!("seed {seed}"));
         assert_eq!(
             o.receiver.rx_turns_silent, 0,
             "seed {seed}: {:?}",
